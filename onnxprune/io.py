@@ -1,0 +1,154 @@
+"""The one place where ONNX files are read and written.
+
+Loading turns every way a file can be wrong into one ModelLoadError; saving is atomic (a temp file
+in the target folder, then a rename), never replaces the input, and switches to external data when
+the model would not fit in a single protobuf (2 GB).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from .errors import ModelLoadError, ModelSaveError
+
+PROTOBUF_LIMIT = 2**31 - 1
+# Tensors at or above this many bytes are written as external data when the model is too big.
+EXTERNAL_THRESHOLD = 1024
+
+
+def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
+    """Read a model and its external data; raise ModelLoadError with a one-line reason."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelLoadError(f"{p}: no such file")
+    if p.is_dir():
+        raise ModelLoadError(f"{p}: is a folder, expected an .onnx file")
+    if p.stat().st_size == 0:
+        raise ModelLoadError(f"{p}: file is empty")
+    try:
+        model = onnx.load_model(str(p), load_external_data=False)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{p}: not a readable ONNX model (protobuf parse failed: {exc})") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
+        raise ModelLoadError(f"{p}: not an ONNX model (no graph found); is the file truncated or of another format?")
+    if not model.opset_import:
+        raise ModelLoadError(f"{p}: the model declares no opset; it is not a valid ONNX model")
+    _load_external(model, p)
+    if check:
+        check_model(str(p), str(p))
+    return model
+
+
+def _load_external(model: onnx.ModelProto, path: Path) -> None:
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor, uses_external_data
+
+    base = str(path.parent)
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        location = info.get("location", "")
+        target = (path.parent / location).resolve()
+        if not location or not target.is_file():
+            raise ModelLoadError(
+                f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing; "
+                f"keep it beside the model"
+            )
+        try:
+            load_external_data_for_tensor(tensor, base)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"{path}: cannot read external data for '{tensor.name}' ({exc})") from None
+        expected = _expected_nbytes(tensor)
+        if expected is not None and len(tensor.raw_data) != expected:
+            raise ModelLoadError(
+                f"{path}: external data for '{tensor.name}' holds {len(tensor.raw_data)} bytes, "
+                f"expected {expected}; the data file '{location}' is truncated or does not belong to this model"
+            )
+        del tensor.external_data[:]
+        tensor.data_location = onnx.TensorProto.DEFAULT
+
+
+def _expected_nbytes(tensor: onnx.TensorProto) -> int | None:
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except (KeyError, ValueError, TypeError):
+        return None
+    n = 1
+    for d in tensor.dims:
+        n *= d
+    return n * itemsize
+
+
+def check_model(model: onnx.ModelProto | str, where: str = "model") -> None:
+    """Run the ONNX checker (on a path when given one: no re-serialization, external data allowed);
+    raise ModelLoadError with its first line."""
+    try:
+        onnx.checker.check_model(model)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{where}: the model fails the ONNX checker: {first}") from None
+
+
+def resolve_output(input_path: str | os.PathLike | None, output_path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Validate an output path before any work is done, so a bad path fails fast."""
+    out = Path(output_path)
+    if out.exists() and out.is_dir():
+        raise ModelSaveError(f"{out}: is a folder; give a file path for the output model")
+    if not out.parent.exists():
+        raise ModelSaveError(f"{out}: the folder '{out.parent}' does not exist")
+    if input_path is not None and not overwrite:
+        inp = Path(input_path)
+        if inp.exists() and (out.resolve() == inp.resolve() or (out.exists() and os.path.samefile(out, inp))):
+            raise ModelSaveError(f"{out}: is the input model; choose another output path (the input is never overwritten)")
+    return out
+
+
+def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_path: str | os.PathLike | None = None,
+               overwrite: bool = False) -> Path:
+    """Write atomically: nothing appears at output_path unless the whole model was written."""
+    out = resolve_output(input_path, output_path, overwrite)
+    large = model.ByteSize() >= PROTOBUF_LIMIT
+    tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        tmp_model = Path(tmpdir) / out.name
+        if large:
+            data_name = out.name + ".data"
+            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=data_name, size_threshold=EXTERNAL_THRESHOLD)
+            # save_model with external data rewrites the tensors in place; bring the data back.
+            _load_external(model, tmp_model)
+            os.replace(Path(tmpdir) / data_name, out.parent / data_name)
+        else:
+            with open(tmp_model, "wb") as f:
+                f.write(model.SerializeToString())
+        os.replace(tmp_model, out)
+    except OSError as exc:
+        raise ModelSaveError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return out
+
+
+@contextlib.contextmanager
+def stripped_weights(model: onnx.ModelProto, min_bytes: int = 4096):
+    """Temporarily drop the bytes of large initializers so whole-graph tools (shape inference,
+    the checker) serialize a small skeleton instead of the full model. Restores them on exit."""
+    stash = []
+    for t in model.graph.initializer:
+        if t.HasField("raw_data") and len(t.raw_data) >= min_bytes:
+            stash.append((t, t.raw_data))
+            t.ClearField("raw_data")
+    try:
+        yield model
+    finally:
+        for t, raw in stash:
+            t.raw_data = raw
