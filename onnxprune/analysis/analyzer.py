@@ -1,0 +1,228 @@
+"""Walks the graph in topological order, applies each node's rule, and turns the atoms into groups."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import onnx
+
+from ..graph import ModelGraph
+from .channels import FIXED, ROLE_IN, ChannelGroup, Member, TensorChannels, UnionFind
+from .rules import rule_for
+
+
+def node_label(node: onnx.NodeProto) -> str:
+    return node.name or f"{node.op_type}({node.output[0] if node.output else ''})"
+
+
+@dataclass
+class Fixup:
+    """A change to a node or a shape constant that depends on how many positions are kept."""
+
+    node: str
+    apply: Callable  # apply(rewriter) -> None
+
+
+class Analyzer:
+    """The context rules talk to. Collects atoms, channels of tensors, members, blocks, fixups."""
+
+    def __init__(self, graph: ModelGraph):
+        self.graph = graph
+        self.uf = UnionFind()
+        self.atom_space: list[int] = []
+        self.spaces: list[str] = []
+        self.tensors: dict[str, TensorChannels] = {}
+        self.members: dict[tuple[str, int], Member] = {}
+        self.param_users: dict[str, set[str]] = defaultdict(set)
+        self.blocked: dict[int, str] = {}
+        self.fixups: list[Fixup] = []
+        self.node: onnx.NodeProto | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+    def channels(self, name: str) -> TensorChannels | None:
+        return self.tensors.get(name) if name else None
+
+    def shape(self, name: str):
+        return self.graph.shape(name)
+
+    def static_shape(self, name: str):
+        return self.graph.static_shape(name)
+
+    def rank(self, name: str) -> int | None:
+        return self.graph.rank(name)
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.graph.const_value(name) if name else None
+
+    def is_const(self, name: str) -> bool:
+        return bool(name) and self.graph.is_constant(name)
+
+    @property
+    def label(self) -> str:
+        return node_label(self.node)
+
+    # -- declaring --------------------------------------------------------------------------
+    def new_atoms(self, n: int) -> np.ndarray:
+        start = self.uf.add(n)
+        space = len(self.spaces)
+        self.spaces.append(self.label)
+        self.atom_space.extend([space] * n)
+        return np.arange(start, start + n, dtype=np.int64)
+
+    def set(self, name: str, tc: TensorChannels | None) -> None:
+        if tc is None or not name:
+            return
+        shape = self.graph.shape(name)
+        if shape is None or tc.axis >= len(shape) or shape[tc.axis] != len(tc.atoms):
+            # The position count must match the tensor's static dim; otherwise the rule's view
+            # of this tensor is wrong and the channels cannot be followed.
+            self.block(tc.atoms, f"{self.label}: shape of '{name}' is not known statically")
+            return
+        self.tensors[name] = tc
+
+    def unify(self, a: np.ndarray, b: np.ndarray, why: str = "") -> None:
+        if len(a) != len(b):
+            self.block(a, why or f"{self.label}: channel counts differ")
+            self.block(b, why or f"{self.label}: channel counts differ")
+            return
+        for x, y in zip(a.tolist(), b.tolist()):
+            if x >= 0 and y >= 0:
+                self.uf.union(x, y)
+            elif x >= 0 or y >= 0:
+                self.blocked.setdefault(max(x, y), f"{self.label}: coupled with a position that cannot be removed")
+
+    def block(self, atoms, reason: str) -> None:
+        for a in np.asarray(atoms, dtype=np.int64).tolist():
+            if a >= 0:
+                self.blocked.setdefault(a, reason)
+
+    def block_node_inputs(self, node: onnx.NodeProto, reason: str) -> None:
+        names = list(node.input) + sorted(self.graph.implicit_inputs.get(id(node), ()))
+        for name in names:
+            tc = self.channels(name)
+            if tc is not None:
+                self.block(tc.atoms, reason)
+
+    def param(self, name: str, axis: int, atoms: np.ndarray, role: str, values: np.ndarray | None = None) -> bool:
+        """Declare that constant `name` loses positions of `axis` with `atoms`. False if not a constant."""
+        if not self.is_const(name):
+            self.block(atoms, f"{self.label}: parameter '{name}' is not a constant")
+            return False
+        shape = self.graph.const_shape(name)
+        axis = axis % len(shape)
+        if shape[axis] != len(atoms):
+            self.block(atoms, f"{self.label}: parameter '{name}' has {shape[axis]} entries on axis {axis}, expected {len(atoms)}")
+            return False
+        self.param_users[name].add(self.label)
+        key = (name, axis)
+        old = self.members.get(key)
+        if old is None:
+            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values)
+        else:
+            # A parameter shared by two nodes: the positions it holds must go together.
+            self.unify(old.atoms, np.asarray(atoms, dtype=np.int64), f"{self.label}: shared parameter '{name}'")
+            if role == ROLE_IN and values is not None:
+                old.values = values if old.values is None else np.where(old.values == values, old.values, np.nan)
+        return True
+
+    def fixup(self, apply: Callable) -> None:
+        self.fixups.append(Fixup(self.label, apply))
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> "Analysis":
+        for node in self.graph.topological_nodes():
+            self.node = node
+            rule = rule_for(node.op_type, node.domain)
+            if id(node) in self.graph.implicit_inputs:
+                self.block_node_inputs(node, f"{self.label}: {node.op_type} reads it inside a subgraph")
+            if rule is None:
+                self.block_node_inputs(node, f"{self.label}: op {node.op_type} has no channel rule")
+                continue
+            rule(node, self)
+        self.node = None
+        for name in self.graph.graph_outputs:
+            tc = self.channels(name)
+            if tc is not None:
+                self.block(tc.atoms, f"reaches graph output '{name}'")
+        for name, users in self.param_users.items():
+            others = [n for n in self.graph.users(name) if node_label(n) not in users]
+            if others or name in self.graph.graph_outputs:
+                reason = f"parameter '{name}' is also used by {node_label(others[0]) if others else 'a graph output'}"
+                for (pname, _), m in self.members.items():
+                    if pname == name:
+                        self.block(m.atoms, reason)
+        return Analysis(self)
+
+
+class Analysis:
+    """The result: channel groups of a model and everything the rewrite needs."""
+
+    def __init__(self, az: Analyzer):
+        self.graph = az.graph
+        self.tensors = az.tensors
+        self.members = list(az.members.values())
+        self.fixups = az.fixups
+        n = len(az.uf.parent)
+        self.roots = az.uf.roots() if n else np.zeros(0, dtype=np.int64)
+        # Groups: channels joined through their sources.
+        joined = UnionFind()
+        joined.add(n)
+        first_in_space: dict[int, int] = {}
+        for a in range(n):
+            joined.union(a, self.roots[a])
+            s = az.atom_space[a]
+            if s in first_in_space:
+                joined.union(a, first_in_space[s])
+            else:
+                first_in_space[s] = a
+        group_of_atom = joined.roots() if n else np.zeros(0, dtype=np.int64)
+        by_group: dict[int, list[int]] = defaultdict(list)
+        for a in range(n):
+            by_group[int(group_of_atom[a])].append(a)
+        self.groups: list[ChannelGroup] = []
+        self.group_of_channel: dict[int, int] = {}
+        for gid, (key, atoms) in enumerate(sorted(by_group.items())):
+            channels = sorted({int(self.roots[a]) for a in atoms})
+            sources = list(dict.fromkeys(az.spaces[az.atom_space[a]] for a in atoms))
+            reasons = list(dict.fromkeys(az.blocked[a] for a in atoms if a in az.blocked))
+            if not reasons and len(channels) < 2:
+                reasons = ["a single channel"]
+            grp = ChannelGroup(gid, channels, sources, reasons=reasons)
+            self.groups.append(grp)
+            for c in channels:
+                self.group_of_channel[c] = gid
+        for m in self.members:
+            for gid in self._groups_of(m.atoms):
+                self.groups[gid].members.append(m)
+        for name, tc in self.tensors.items():
+            for gid in self._groups_of(tc.atoms):
+                self.groups[gid].tensors.append(name)
+
+    def _groups_of(self, atoms: np.ndarray) -> list[int]:
+        valid = atoms[atoms >= 0]
+        return sorted({self.group_of_channel[int(r)] for r in np.unique(self.roots[valid])})
+
+    def prunable_groups(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.prunable]
+
+    def channel_of(self, atoms: np.ndarray) -> np.ndarray:
+        """Channel (class root) of each position; FIXED stays FIXED."""
+        out = np.full(len(atoms), FIXED, dtype=np.int64)
+        ok = atoms >= 0
+        out[ok] = self.roots[atoms[ok]]
+        return out
+
+    def kept_positions(self, atoms: np.ndarray, removed: set[int] | np.ndarray) -> np.ndarray:
+        ch = self.channel_of(atoms)
+        if len(removed) == 0:
+            return np.arange(len(atoms))
+        gone = np.isin(ch, np.fromiter(removed, dtype=np.int64, count=len(removed))) & (ch >= 0)
+        return np.nonzero(~gone)[0]
+
+    def removed_positions(self, atoms: np.ndarray, removed) -> np.ndarray:
+        keep = np.zeros(len(atoms), dtype=bool)
+        keep[self.kept_positions(atoms, removed)] = True
+        return np.nonzero(~keep)[0]

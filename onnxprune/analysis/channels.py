@@ -1,0 +1,110 @@
+"""Channel atoms, their union-find, and the groups they form.
+
+Every source (Conv, Gemm, MatMul with a constant weight...) creates one fresh *atom* per output
+channel. Rules carry atoms from tensor to tensor; coupling ops unify atoms; a *channel* is one
+union-find class of atoms: the positions, in every tensor and parameter, that must be removed
+together. A *group* joins the channels of sources that are coupled (a residual stage, concat
+parts...), the unit that scoring and `--ratio` work on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FIXED = -1  # a position that belongs to no channel (e.g. a constant concatenated in); never removed
+
+
+class UnionFind:
+    def __init__(self):
+        self.parent: list[int] = []
+
+    def add(self, n: int) -> int:
+        start = len(self.parent)
+        self.parent.extend(range(start, start + n))
+        return start
+
+    def find(self, a: int) -> int:
+        p = self.parent
+        while p[a] != a:
+            p[a] = p[p[a]]
+            a = p[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            # The smaller index stays root: classes are then named by their first atom (deterministic).
+            if rb < ra:
+                ra, rb = rb, ra
+            self.parent[rb] = ra
+
+    def roots(self) -> np.ndarray:
+        return np.array([self.find(a) for a in range(len(self.parent))], dtype=np.int64)
+
+
+@dataclass
+class TensorChannels:
+    """Which atom each position along `axis` of a tensor carries, and its value where known.
+
+    `values[p]` is the constant value of position p over every other axis (NaN: not constant).
+    Exact mode uses it to find channels that are zero wherever they are read.
+    """
+
+    axis: int
+    atoms: np.ndarray
+    values: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.atoms = np.asarray(self.atoms, dtype=np.int64)
+        if self.values is None:
+            self.values = np.full(len(self.atoms), np.nan)
+        else:
+            self.values = np.asarray(self.values, dtype=np.float64)
+
+    def __len__(self) -> int:
+        return len(self.atoms)
+
+    def take(self, index) -> "TensorChannels":
+        return TensorChannels(self.axis, self.atoms[index], self.values[index])
+
+    def with_axis(self, axis: int) -> "TensorChannels":
+        return TensorChannels(axis, self.atoms, self.values)
+
+
+ROLE_OUT = "out"          # the producing side of a channel: filters, their bias
+ROLE_IN = "in"            # a consumer's input columns: zeroing them is what the exactness oracle does
+ROLE_CHANNEL = "channel"  # per-channel parameters carried along (BN, scales, depthwise filters)
+
+
+@dataclass
+class Member:
+    """A parameter slice that follows channels: `param` loses positions of `axis` with its atoms."""
+
+    param: str
+    axis: int
+    atoms: np.ndarray
+    role: str
+    node: str
+    values: np.ndarray | None = None  # for ROLE_IN: the input's known values per position
+
+
+@dataclass
+class ChannelGroup:
+    """Channels that belong together for scoring and ratios, with every place they appear."""
+
+    id: int
+    channels: list[int]                      # class roots, in order of first appearance
+    sources: list[str]                       # nodes that create the group's atoms
+    members: list[Member] = field(default_factory=list)
+    tensors: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.channels)
+
+    @property
+    def prunable(self) -> bool:
+        return not self.reasons

@@ -1,0 +1,30 @@
+"""The exactness oracle: for any chosen channels, the original model with the consumer columns of
+those channels zeroed computes what the pruned model computes. Used by the tests on every model."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..graph import ModelGraph
+from .analyzer import Analysis
+from .channels import ROLE_IN
+
+
+def zeroed_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[int]) -> onnx.ModelProto:
+    """A copy of `model` (the unpruned one `analysis` was made from) whose consumers ignore `removed`."""
+    ref = onnx.ModelProto()
+    ref.CopyFrom(model)
+    graph = ModelGraph(ref, infer=False)
+    for m in analysis.members:
+        if m.role != ROLE_IN:
+            continue
+        gone = analysis.removed_positions(m.atoms, removed)
+        if len(gone) == 0:
+            continue
+        value = graph.const_value(m.param).copy()
+        index = [slice(None)] * value.ndim
+        index[m.axis] = gone
+        value[tuple(index)] = 0
+        graph.replace_const(m.param, value)
+    return ref

@@ -1,0 +1,169 @@
+"""Index maps on the channel axis: Concat joins position lists, Split and Slice cut them.
+
+Their size constants (split sizes, slice bounds) are rewritten from the kept positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph import attr, set_attr
+from ..channels import FIXED, ROLE_CHANNEL, TensorChannels
+from . import register
+
+
+@register("Concat")
+def concat(node, ctx):
+    inputs = [i for i in node.input]
+    carrying = [ctx.channels(i) for i in inputs]
+    if not any(t is not None for t in carrying):
+        return
+    out = node.output[0]
+    rank = ctx.rank(out)
+    if rank is None:
+        ctx.block_node_inputs(node, f"{ctx.label}: rank unknown")
+        return
+    axis = attr(node, "axis") % rank
+    along = [t is not None and t.axis == axis for t in carrying]
+    if any(along):
+        atoms, values = [], []
+        for name, t, ok in zip(inputs, carrying, along):
+            if t is not None and not ok:
+                ctx.block(t.atoms, f"{ctx.label}: inputs carry channels on different axes")
+                t = None
+            if t is not None:
+                atoms.append(t.atoms)
+                values.append(t.values)
+                continue
+            shape = ctx.shape(name)
+            if shape is None or not isinstance(shape[axis], int):
+                for t2 in carrying:
+                    if t2 is not None:
+                        ctx.block(t2.atoms, f"{ctx.label}: size of input '{name}' on the concat axis is unknown")
+                return
+            atoms.append(np.full(shape[axis], FIXED))
+            values.append(np.full(shape[axis], np.nan))
+        ctx.set(out, TensorChannels(axis, np.concatenate(atoms), np.concatenate(values)))
+        return
+    # Channels on another axis: every input must carry the same channels there.
+    ref = next(t for t in carrying if t is not None)
+    for name, t in zip(inputs, carrying):
+        if t is None:
+            if ctx.is_const(name):
+                ctx.param(name, ref.axis, ref.atoms, ROLE_CHANNEL)
+            else:
+                ctx.block(ref.atoms, f"{ctx.label}: input '{name}' has channels that are not followed")
+                return
+        elif t.axis != ref.axis:
+            ctx.block_node_inputs(node, f"{ctx.label}: inputs carry channels on different axes")
+            return
+        else:
+            ctx.unify(ref.atoms, t.atoms)
+    ctx.set(out, TensorChannels(ref.axis, ref.atoms))
+
+
+def _split_sizes(node, ctx, total):
+    if ctx.graph.opset >= 13:
+        if len(node.input) > 1 and node.input[1]:
+            sizes = ctx.const(node.input[1])
+            return None if sizes is None else [int(s) for s in sizes.reshape(-1)]
+    elif attr(node, "split") is not None:
+        return list(attr(node, "split"))
+    n = len(node.output)
+    chunk = -(-total // n)
+    return [min(chunk, total - k * chunk) for k in range(n)]
+
+
+@register("Split")
+def split(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    rank = ctx.rank(node.input[0])
+    axis = attr(node, "axis", 0) % rank
+    if tc.axis != axis:
+        for o in node.output:
+            ctx.set(o, TensorChannels(tc.axis, tc.atoms, tc.values))
+        return
+    sizes = _split_sizes(node, ctx, len(tc.atoms))
+    if sizes is None or sum(sizes) != len(tc.atoms):
+        ctx.block(tc.atoms, f"{ctx.label}: split sizes are not constant")
+        return
+    offsets = np.cumsum([0] + sizes)
+    parts = [tc.atoms[offsets[k]:offsets[k + 1]] for k in range(len(sizes))]
+    for k, o in enumerate(node.output):
+        ctx.set(o, tc.take(slice(offsets[k], offsets[k + 1])))
+
+    def resize_split(rw, node=node, parts=parts):
+        new = np.array([len(rw.kept(p)) for p in parts], dtype=np.int64)
+        if rw.graph.opset >= 13:
+            for i, a in enumerate(node.attribute):
+                if a.name == "num_outputs":
+                    del node.attribute[i]
+                    break
+            if len(node.input) > 1 and node.input[1]:
+                rw.set_const_input(node, 1, new)
+            else:
+                while len(node.input) < 2:
+                    node.input.append("")
+                node.input[1] = rw.graph.add_initializer(new, f"{node.name or 'split'}_sizes")
+        else:
+            set_attr(node, "split", [int(s) for s in new])
+
+    ctx.fixup(resize_split)
+
+
+@register("Slice")
+def slice_(node, ctx):
+    tc = ctx.channels(node.input[0])
+    for extra in node.input[1:]:
+        if extra and ctx.channels(extra) is not None:
+            ctx.block_node_inputs(node, f"{ctx.label}: channels reach Slice bounds")
+            return
+    if tc is None:
+        return
+    rank = ctx.rank(node.input[0])
+    if ctx.graph.opset < 10:
+        starts, ends = attr(node, "starts"), attr(node, "ends")
+        axes = attr(node, "axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        inputs = list(node.input) + [""] * 5
+        starts, ends = ctx.const(inputs[1]), ctx.const(inputs[2])
+        axes = ctx.const(inputs[3]) if inputs[3] else None
+        steps = ctx.const(inputs[4]) if inputs[4] else None
+        if starts is None or ends is None or (inputs[3] and axes is None) or (inputs[4] and steps is None):
+            ctx.block(tc.atoms, f"{ctx.label}: slice bounds are computed at run time")
+            return
+        starts, ends = starts.reshape(-1).tolist(), ends.reshape(-1).tolist()
+        axes = list(range(len(starts))) if axes is None else axes.reshape(-1).tolist()
+        steps = [1] * len(starts) if steps is None else steps.reshape(-1).tolist()
+    axes = [int(a) % rank for a in axes]
+    if tc.axis not in axes:
+        ctx.set(node.output[0], tc)
+        return
+    k = axes.index(tc.axis)
+    if steps[k] != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: strided slice of the channel axis")
+        return
+    n = len(tc.atoms)
+    start, end = slice(int(starts[k]), int(ends[k])).indices(n)[:2]
+    end = max(start, end)
+    ctx.set(node.output[0], tc.take(slice(start, end)))
+
+    def rebound(rw, node=node, atoms=tc.atoms, start=start, end=end, k=k):
+        kept = rw.kept(atoms)
+        new_start = int(np.sum(kept < start))
+        new_end = new_start + int(np.sum((kept >= start) & (kept < end)))
+        if rw.graph.opset < 10:
+            s, e = list(attr(node, "starts")), list(attr(node, "ends"))
+            s[k], e[k] = new_start, new_end
+            set_attr(node, "starts", s)
+            set_attr(node, "ends", e)
+            return
+        for idx, val in ((1, new_start), (2, new_end)):
+            arr = rw.graph.const_value(node.input[idx]).copy()
+            arr.reshape(-1)[k] = val
+            rw.set_const_input(node, idx, arr)
+
+    ctx.fixup(rebound)

@@ -1,0 +1,133 @@
+"""Conv and ConvTranspose: sources of fresh channels, sinks of their input channels.
+
+Grouped convs (depthwise included) tie each conv-group's input channels to its output channels: a
+whole conv-group goes at once, and `group` shrinks with it. For depthwise convs that is exactly one
+input channel with its outputs, which is how they are pruned in practice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph import attr, set_attr
+from ..channels import ROLE_CHANNEL, ROLE_IN, ROLE_OUT, TensorChannels
+from . import register
+
+
+def _opt(node, i):
+    return node.input[i] if len(node.input) > i and node.input[i] else None
+
+
+def _source_values(w: np.ndarray, out_axis: int, bias: np.ndarray | None) -> np.ndarray:
+    """Output channels whose filters are all zero are constant: their bias (or 0)."""
+    moved = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1)
+    zero = ~np.any(moved != 0, axis=1)
+    b = np.zeros(len(zero)) if bias is None else bias.astype(np.float64).reshape(-1)
+    return np.where(zero, b, np.nan)
+
+
+def _group_atoms(ctx, in_atoms, out_atoms, groups):
+    """Tie conv-group k's inputs and outputs into one channel."""
+    cin_g, cout_g = len(in_atoms) // groups, len(out_atoms) // groups
+    for k in range(groups):
+        members = np.concatenate([in_atoms[k * cin_g:(k + 1) * cin_g], out_atoms[k * cout_g:(k + 1) * cout_g]])
+        ctx.unify(members[:-1], members[1:])
+
+
+def _grouped_values(in_values, w_values, bias, groups):
+    """A conv-group whose inputs are all zero outputs its bias, as does a zero filter."""
+    cin_g = len(in_values) // groups
+    cout_g = len(w_values) // groups
+    b = np.zeros(len(w_values)) if bias is None else bias.astype(np.float64).reshape(-1)
+    out = w_values.copy()
+    for k in range(groups):
+        if np.all(in_values[k * cin_g:(k + 1) * cin_g] == 0):
+            out[k * cout_g:(k + 1) * cout_g] = b[k * cout_g:(k + 1) * cout_g]
+    return out
+
+
+@register("Conv")
+def conv(node, ctx):
+    x, w, b, y = node.input[0], node.input[1], _opt(node, 2), node.output[0]
+    tc = ctx.channels(x)
+    if not ctx.is_const(w) or (b is not None and not ctx.is_const(b)):
+        if tc is not None:
+            ctx.block(tc.atoms, f"{ctx.label}: weights are not constants")
+        return
+    if tc is not None and tc.axis != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, Conv reads axis 1")
+        tc = None
+    wv = ctx.const(w)
+    bv = ctx.const(b) if b else None
+    groups = attr(node, "group", 1)
+    cout = wv.shape[0]
+    out_atoms = ctx.new_atoms(cout)
+    values = _source_values(wv, 0, bv)
+    if groups == 1:
+        if tc is not None:
+            ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values)
+        ctx.param(w, 0, out_atoms, ROLE_OUT)
+        if b:
+            ctx.param(b, 0, out_atoms, ROLE_OUT)
+        ctx.set(y, TensorChannels(1, out_atoms, values))
+        return
+    if tc is None:
+        ctx.block(out_atoms, f"{ctx.label}: grouped conv whose input channels cannot be removed")
+        ctx.set(y, TensorChannels(1, out_atoms, values))
+        return
+    _group_atoms(ctx, tc.atoms, out_atoms, groups)
+    ctx.param(w, 0, out_atoms, ROLE_CHANNEL)
+    if b:
+        ctx.param(b, 0, out_atoms, ROLE_CHANNEL)
+    cout_g = cout // groups
+
+    def regroup(rw, node=node, out_atoms=out_atoms, cout_g=cout_g):
+        set_attr(node, "group", int(len(rw.kept(out_atoms)) // cout_g))
+
+    ctx.fixup(regroup)
+    with np.errstate(all="ignore"):
+        values = _grouped_values(tc.values, values, bv, groups)
+    ctx.set(y, TensorChannels(1, out_atoms, values))
+
+
+@register("ConvTranspose")
+def conv_transpose(node, ctx):
+    x, w, b, y = node.input[0], node.input[1], _opt(node, 2), node.output[0]
+    tc = ctx.channels(x)
+    if not ctx.is_const(w) or (b is not None and not ctx.is_const(b)):
+        if tc is not None:
+            ctx.block(tc.atoms, f"{ctx.label}: weights are not constants")
+        return
+    if tc is not None and tc.axis != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, ConvTranspose reads axis 1")
+        tc = None
+    wv = ctx.const(w)
+    bv = ctx.const(b) if b else None
+    groups = attr(node, "group", 1)
+    cout = wv.shape[1] * groups
+    out_atoms = ctx.new_atoms(cout)
+    if groups == 1:
+        values = _source_values(wv, 1, bv)
+        if tc is not None:
+            ctx.param(w, 0, tc.atoms, ROLE_IN, values=tc.values)
+        ctx.param(w, 1, out_atoms, ROLE_OUT)
+        if b:
+            ctx.param(b, 0, out_atoms, ROLE_OUT)
+        ctx.set(y, TensorChannels(1, out_atoms, values))
+        return
+    values = np.full(cout, np.nan)
+    if tc is None:
+        ctx.block(out_atoms, f"{ctx.label}: grouped conv whose input channels cannot be removed")
+        ctx.set(y, TensorChannels(1, out_atoms, values))
+        return
+    _group_atoms(ctx, tc.atoms, out_atoms, groups)
+    ctx.param(w, 0, tc.atoms, ROLE_CHANNEL)
+    if b:
+        ctx.param(b, 0, out_atoms, ROLE_CHANNEL)
+    cin_g = wv.shape[0] // groups
+
+    def regroup(rw, node=node, in_atoms=tc.atoms, cin_g=cin_g):
+        set_attr(node, "group", int(len(rw.kept(in_atoms)) // cin_g))
+
+    ctx.fixup(regroup)
+    ctx.set(y, TensorChannels(1, out_atoms, values))

@@ -1,0 +1,195 @@
+"""Elementwise ops: unary pass-through, and binary/variadic ops that broadcast, couple channels
+(residual Add, SE-style Mul) or carry per-channel constants (scales, biases, PRelu slopes)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph import attr
+from ..channels import ROLE_CHANNEL, TensorChannels
+from . import register
+
+
+def _sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def _unary_values(node, ctx):
+    """numpy function giving the op's output for a constant input, or None if not tracked."""
+    op = node.op_type
+    if op in ("Identity", "Dropout", "Cast"):
+        return lambda v: v
+    if op == "Relu":
+        return lambda v: np.maximum(v, 0.0)
+    if op == "LeakyRelu":
+        alpha = attr(node, "alpha", 0.01)
+        return lambda v: np.where(v >= 0, v, alpha * v)
+    if op == "Clip":
+        lo = hi = None
+        if ctx.graph.opset >= 11:
+            lo = ctx.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+            hi = ctx.const(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            if (len(node.input) > 1 and node.input[1] and lo is None) or (len(node.input) > 2 and node.input[2] and hi is None):
+                return None
+        else:
+            lo, hi = attr(node, "min"), attr(node, "max")
+        lo = -np.inf if lo is None else float(lo)
+        hi = np.inf if hi is None else float(hi)
+        return lambda v: np.clip(v, lo, hi)
+    if op == "Sigmoid":
+        return _sigmoid
+    if op == "Tanh":
+        return np.tanh
+    if op == "HardSigmoid":
+        a, b = attr(node, "alpha", 0.2), attr(node, "beta", 0.5)
+        return lambda v: np.clip(a * v + b, 0, 1)
+    if op == "HardSwish":
+        return lambda v: v * np.clip(v / 6 + 0.5, 0, 1)
+    if op == "Neg":
+        return np.negative
+    if op == "Abs":
+        return np.abs
+    if op == "Elu":
+        a = attr(node, "alpha", 1.0)
+        return lambda v: np.where(v >= 0, v, a * (np.exp(np.minimum(v, 0)) - 1))
+    return None
+
+
+UNARY = (
+    "Identity", "Dropout", "Cast", "Relu", "LeakyRelu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish",
+    "Elu", "Selu", "Celu", "Gelu", "Softplus", "Softsign", "Mish", "Erf", "Exp", "Log", "Abs", "Neg", "Sqrt",
+    "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh",
+    "Asinh", "Acosh", "Atanh", "Not", "IsNaN", "IsInf", "ThresholdedRelu", "Shrink", "BitwiseNot",
+)
+
+
+@register(*UNARY)
+def unary(node, ctx):
+    """Same channels out as in; extra inputs (Clip bounds, Dropout ratio) must not carry channels."""
+    tc = ctx.channels(node.input[0])
+    for extra in node.input[1:]:
+        if ctx.channels(extra) is not None:
+            ctx.block_node_inputs(node, f"{ctx.label}: channels reach a {node.op_type} parameter input")
+            return
+    if tc is None:
+        return
+    fn = _unary_values(node, ctx)
+    if fn is None:
+        values = None
+    else:
+        with np.errstate(all="ignore"):
+            values = fn(tc.values)
+    ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms, values))
+    if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+        ctx.set(node.output[1], TensorChannels(tc.axis, tc.atoms))
+
+
+_BINARY_VALUES = {
+    "Add": np.add, "Sub": np.subtract, "Div": np.divide, "Max": np.maximum, "Min": np.minimum,
+    "Sum": np.add, "Pow": np.power,
+}
+
+
+def _mul_values(a, b):
+    out = a * b
+    return np.where((a == 0) | (b == 0), 0.0, out)
+
+
+def broadcast_channels(node, ctx, inputs, output, values_fn=None):
+    """Shared logic of broadcasting ops: align every input to the output rank; channel-carrying
+    inputs must meet on one output axis and are coupled position by position; other inputs must
+    broadcast over that axis (dim 1 or absent), or be constants sliced along with the channel."""
+    out_rank = ctx.rank(output)
+    carrying = [(i, ctx.channels(n)) for i, n in enumerate(inputs) if ctx.channels(n) is not None]
+    if not carrying:
+        return
+    if out_rank is None:
+        ctx.block_node_inputs(node, f"{ctx.label}: output rank unknown")
+        return
+    axes = set()
+    for i, tc in carrying:
+        r = ctx.rank(inputs[i])
+        axes.add(tc.axis + out_rank - r)
+    if len(axes) != 1:
+        ctx.block_node_inputs(node, f"{ctx.label}: inputs carry channels on different axes")
+        return
+    out_axis = axes.pop()
+    ref = carrying[0][1]
+    n = len(ref.atoms)
+    for i, tc in carrying[1:]:
+        if len(tc.atoms) != n:
+            ctx.block_node_inputs(node, f"{ctx.label}: inputs carry different channel counts")
+            return
+        ctx.unify(ref.atoms, tc.atoms)
+    values = [None] * len(inputs)
+    for i, tc in carrying:
+        values[i] = tc.values
+    for i, name in enumerate(inputs):
+        if not name or values[i] is not None:
+            continue
+        shape = ctx.shape(name)
+        if shape is None:
+            ctx.block(ref.atoms, f"{ctx.label}: shape of '{name}' unknown")
+            return
+        axis = out_axis - (out_rank - len(shape))
+        if axis < 0 or shape[axis] == 1:
+            const = ctx.const(name)
+            values[i] = np.full(n, float(const.reshape(-1)[0])) if const is not None and const.size == 1 else (
+                _per_channel(const, axis, n) if const is not None else np.full(n, np.nan))
+            continue
+        if shape[axis] != n or not ctx.is_const(name):
+            ctx.block(ref.atoms, f"{ctx.label}: input '{name}' has {shape[axis]} entries on the channel axis and carries no channels")
+            return
+        const = ctx.const(name)
+        ctx.param(name, axis, ref.atoms, ROLE_CHANNEL)
+        values[i] = _per_channel(const, axis, n)
+    if values_fn is None:
+        out_values = None
+    else:
+        with np.errstate(all="ignore"):
+            acc = values[0]
+            for v in values[1:]:
+                acc = values_fn(acc, v)
+            out_values = acc
+    ctx.set(output, TensorChannels(out_axis, ref.atoms, out_values))
+
+
+def _per_channel(const: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """Value per channel of a constant if it is constant over every other axis, else NaN."""
+    if const is None or const.dtype.kind not in "fiub":
+        return np.full(n, np.nan)
+    c = const.astype(np.float64)
+    if axis < 0 or c.ndim == 0:
+        return np.full(n, float(c.reshape(-1)[0]) if c.size == 1 else np.nan)
+    moved = np.moveaxis(c, axis, 0).reshape(c.shape[axis], -1)
+    if moved.shape[1] and not np.all(moved == moved[:, :1]):
+        return np.full(n, np.nan)
+    col = moved[:, 0] if moved.shape[1] else np.full(moved.shape[0], np.nan)
+    return np.broadcast_to(col, (n,)).copy() if len(col) in (1, n) else np.full(n, np.nan)
+
+
+@register("Add", "Sub", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Equal", "Less", "LessOrEqual", "Greater",
+          "GreaterOrEqual", "And", "Or", "Xor", "Mod", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor")
+def binary(node, ctx):
+    broadcast_channels(node, ctx, list(node.input), node.output[0], _BINARY_VALUES.get(node.op_type))
+
+
+@register("Mul")
+def mul(node, ctx):
+    broadcast_channels(node, ctx, list(node.input), node.output[0], _mul_values)
+
+
+@register("PRelu")
+def prelu(node, ctx):
+    def prelu_values(x, slope):
+        return np.where(x >= 0, x, x * slope)
+
+    if ctx.channels(node.input[1]) is not None:
+        ctx.block_node_inputs(node, f"{ctx.label}: channels reach the PRelu slope")
+        return
+    broadcast_channels(node, ctx, list(node.input), node.output[0], prelu_values)
+
+
+@register("Where")
+def where(node, ctx):
+    broadcast_channels(node, ctx, list(node.input), node.output[0], None)

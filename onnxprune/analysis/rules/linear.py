@@ -1,0 +1,90 @@
+"""Gemm and MatMul with a constant weight: sources of output features, sinks of input features."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph import attr
+from ..channels import ROLE_IN, ROLE_OUT, TensorChannels
+from . import register
+
+
+def _zero_columns(w: np.ndarray, out_axis: int) -> np.ndarray:
+    moved = np.moveaxis(w, out_axis, -1).reshape(-1, w.shape[out_axis])
+    return ~np.any(moved != 0, axis=0)
+
+
+@register("Gemm")
+def gemm(node, ctx):
+    a, b = node.input[0], node.input[1]
+    c = node.input[2] if len(node.input) > 2 and node.input[2] else None
+    y = node.output[0]
+    trans_a, trans_b = attr(node, "transA", 0), attr(node, "transB", 0)
+    beta = attr(node, "beta", 1.0)
+    tc = ctx.channels(a)
+    for other in (b, c):
+        if other and ctx.channels(other) is not None:
+            ctx.block_node_inputs(node, f"{ctx.label}: channels reach Gemm's B or C input")
+            return
+    if not ctx.is_const(b):
+        if tc is not None:
+            ctx.block(tc.atoms, f"{ctx.label}: Gemm weight B is not a constant")
+        return
+    k_axis_a = 0 if trans_a else 1
+    k_axis_b, n_axis_b = (1, 0) if trans_b else (0, 1)
+    if tc is not None:
+        if tc.axis != k_axis_a:
+            ctx.block(tc.atoms, f"{ctx.label}: channels on Gemm's row axis")
+        else:
+            ctx.param(b, k_axis_b, tc.atoms, ROLE_IN, values=tc.values)
+    bv = ctx.const(b)
+    n = bv.shape[n_axis_b]
+    atoms = ctx.new_atoms(n)
+    ctx.param(b, n_axis_b, atoms, ROLE_OUT)
+    cvals = np.zeros(n)
+    if c is not None:
+        cshape = ctx.shape(c)
+        if cshape is None:
+            ctx.block(atoms, f"{ctx.label}: shape of C unknown")
+        elif len(cshape) >= 1 and cshape[-1] == n and n > 1:
+            if ctx.param(c, len(cshape) - 1, atoms, ROLE_OUT):
+                cv = ctx.const(c).astype(np.float64)
+                flat = cv.reshape(-1, n)
+                cvals = np.where(np.all(flat == flat[:1], axis=0), flat[0], np.nan) * beta
+        else:
+            cv = ctx.const(c)
+            cvals = np.full(n, float(cv.reshape(-1)[0]) * beta if cv is not None and cv.size == 1 else np.nan)
+    values = np.where(_zero_columns(bv, n_axis_b), cvals, np.nan)
+    ctx.set(y, TensorChannels(1, atoms, values))
+
+
+@register("MatMul")
+def matmul(node, ctx):
+    a, b, y = node.input[0], node.input[1], node.output[0]
+    ta, tb = ctx.channels(a), ctx.channels(b)
+    if tb is not None or (ta is not None and not ctx.is_const(b)):
+        ctx.block_node_inputs(node, f"{ctx.label}: MatMul of two activations mixes channels")
+        return
+    if not ctx.is_const(b):
+        return
+    ra, rb, ry = ctx.rank(a), ctx.rank(b), ctx.rank(y)
+    if ra is None or ry is None or rb < 1:
+        if ta is not None:
+            ctx.block(ta.atoms, f"{ctx.label}: ranks unknown")
+        return
+    bv = ctx.const(b)
+    if ta is not None and ta.axis != ra - 1:
+        if ta.axis == ra - 2 and rb == 2 and ra >= 2:
+            ctx.set(y, TensorChannels(ta.axis + ry - ra, ta.atoms))  # rows pass through a 2-D weight
+        else:
+            ctx.block(ta.atoms, f"{ctx.label}: channels on a MatMul batch axis")
+        return
+    if ta is not None:
+        ctx.param(b, 0 if rb == 1 else rb - 2, ta.atoms, ROLE_IN, values=ta.values)
+    if rb == 1:
+        return
+    n = bv.shape[-1]
+    atoms = ctx.new_atoms(n)
+    ctx.param(b, rb - 1, atoms, ROLE_OUT)
+    values = np.where(_zero_columns(bv, rb - 1), 0.0, np.nan)
+    ctx.set(y, TensorChannels(ry - 1, atoms, values))

@@ -1,0 +1,87 @@
+"""Normalizations: per-channel ones carry their parameters along; those that mix channels block."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph import attr
+from ..channels import ROLE_CHANNEL, TensorChannels
+from . import register
+
+
+@register("BatchNormalization")
+def batch_norm(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    if tc.axis != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, BatchNormalization normalizes axis 1")
+        return
+    if any(o for o in node.output[1:]):
+        ctx.block(tc.atoms, f"{ctx.label}: BatchNormalization in training mode")
+        return
+    for name in node.input[1:5]:
+        if not ctx.param(name, 0, tc.atoms, ROLE_CHANNEL):
+            return
+    gamma, beta, mean, var = (ctx.const(n).astype(np.float64) for n in node.input[1:5])
+    eps = attr(node, "epsilon", 1e-5)
+    with np.errstate(all="ignore"):
+        values = (tc.values - mean) / np.sqrt(var + eps) * gamma + beta
+    ctx.set(node.output[0], TensorChannels(1, tc.atoms, values))
+
+
+@register("InstanceNormalization")
+def instance_norm(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    if tc.axis != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, InstanceNormalization normalizes axis 1")
+        return
+    if not (ctx.param(node.input[1], 0, tc.atoms, ROLE_CHANNEL) and ctx.param(node.input[2], 0, tc.atoms, ROLE_CHANNEL)):
+        return
+    # A channel constant over its spatial axes normalizes to 0, leaving its bias.
+    beta = ctx.const(node.input[2]).astype(np.float64)
+    values = np.where(np.isnan(tc.values), np.nan, beta)
+    ctx.set(node.output[0], TensorChannels(1, tc.atoms, values))
+
+
+def _normalized_axes_rule(node, ctx, axes):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    rank = ctx.rank(node.input[0])
+    axes = {a % rank for a in axes} if rank else set()
+    if rank is None or tc.axis in axes:
+        ctx.block(tc.atoms, f"{ctx.label}: {node.op_type} normalizes over the channel axis")
+        return
+    for extra in node.input[1:]:
+        if extra and ctx.channels(extra) is not None:
+            ctx.block_node_inputs(node, f"{ctx.label}: channels reach a {node.op_type} parameter")
+            return
+    ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms))
+
+
+@register("LayerNormalization")
+def layer_norm(node, ctx):
+    rank = ctx.rank(node.input[0]) or 0
+    start = attr(node, "axis", -1) % max(rank, 1)
+    if any(o for o in node.output[1:]):
+        ctx.block_node_inputs(node, f"{ctx.label}: LayerNormalization statistics outputs are used")
+        return
+    _normalized_axes_rule(node, ctx, range(start, rank))
+
+
+@register("LpNormalization")
+def lp_norm(node, ctx):
+    _normalized_axes_rule(node, ctx, [attr(node, "axis", -1)])
+
+
+@register("MeanVarianceNormalization")
+def mvn(node, ctx):
+    _normalized_axes_rule(node, ctx, attr(node, "axes", [0, 2, 3]))
+
+
+@register("GroupNormalization", "LRN")
+def channel_mixing_norm(node, ctx):
+    ctx.block_node_inputs(node, f"{ctx.label}: {node.op_type} mixes neighbouring channels")

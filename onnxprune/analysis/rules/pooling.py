@@ -1,0 +1,139 @@
+"""Spatial ops over axes 2..: pools, Resize/Upsample, Pad. Channels on axis 1 pass through."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...graph import attr
+from ..channels import TensorChannels
+from . import register
+
+
+def _zero_only(values):
+    """Ops that keep a constant channel constant only when it is zero (padding mixes in zeros)."""
+    return np.where(values == 0, 0.0, np.nan)
+
+
+def _spatial(node, ctx, values_fn=None, extra_outputs_ok=False):
+    tc = ctx.channels(node.input[0])
+    for extra in node.input[1:]:
+        if extra and ctx.channels(extra) is not None:
+            ctx.block_node_inputs(node, f"{ctx.label}: channels reach a {node.op_type} parameter input")
+            return None
+    if tc is None:
+        return None
+    if tc.axis != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, {node.op_type} expects them on axis 1")
+        return None
+    if not extra_outputs_ok and any(o for o in node.output[1:]):
+        ctx.block(tc.atoms, f"{ctx.label}: {node.op_type} index output depends on the channel count")
+        return None
+    values = tc.values if values_fn is None else values_fn(tc.values)
+    ctx.set(node.output[0], TensorChannels(1, tc.atoms, values))
+    return tc
+
+
+@register("MaxPool", "GlobalMaxPool", "GlobalAveragePool", "MaxRoiPool")
+def keeps_constants(node, ctx):
+    _spatial(node, ctx)
+
+
+@register("AveragePool")
+def average_pool(node, ctx):
+    padded = attr(node, "count_include_pad", 0) and (any(attr(node, "pads", [])) or
+                                                     attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"))
+    _spatial(node, ctx, _zero_only if padded else None)
+
+
+@register("LpPool", "GlobalLpPool")
+def lp_pool(node, ctx):
+    _spatial(node, ctx, _zero_only)
+
+
+def _resize_like(node, ctx, scales_name, sizes_name):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        _spatial(node, ctx)
+        return
+    rank = ctx.rank(node.input[0])
+    axes = attr(node, "axes", None)
+    axes = list(range(rank)) if axes is None else [a % rank for a in axes]
+    if tc.axis in axes:
+        pos = axes.index(tc.axis)
+        if sizes_name:
+            sizes = ctx.const(sizes_name)
+            if sizes is None:
+                ctx.block(tc.atoms, f"{ctx.label}: Resize sizes are computed at run time")
+                return
+            if int(sizes[pos]) != len(tc.atoms):
+                ctx.block(tc.atoms, f"{ctx.label}: resizes the channel axis")
+                return
+
+            def resize_sizes(rw, node=node, idx=list(node.input).index(sizes_name), atoms=tc.atoms, pos=pos):
+                new = rw.graph.const_value(node.input[idx]).copy()
+                new[pos] = len(rw.kept(atoms))
+                rw.set_const_input(node, idx, new)
+
+            ctx.fixup(resize_sizes)
+        elif scales_name:
+            scales = ctx.const(scales_name)
+            if scales is None or scales.size == 0 or float(scales[pos]) != 1.0:
+                ctx.block(tc.atoms, f"{ctx.label}: scales of the channel axis are not a constant 1")
+                return
+    mode = attr(node, "mode", b"nearest")
+    _spatial(node, ctx, None if mode in (b"nearest", b"linear", b"bilinear") else _zero_only)
+
+
+@register("Resize")
+def resize(node, ctx):
+    inputs = list(node.input) + [""] * 4
+    if ctx.graph.opset < 11:
+        _resize_like(node, ctx, inputs[1], "")
+    else:
+        _resize_like(node, ctx, inputs[2], inputs[3])
+
+
+@register("Upsample")
+def upsample(node, ctx):
+    if len(node.input) < 2:
+        tc = ctx.channels(node.input[0])
+        scales = attr(node, "scales", [])
+        if tc is not None and (not scales or scales[tc.axis] != 1.0):
+            ctx.block(tc.atoms, f"{ctx.label}: scales the channel axis")
+            return
+        _spatial(node, ctx)
+        return
+    _resize_like(node, ctx, node.input[1], "")
+
+
+@register("Pad")
+def pad(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    rank = ctx.rank(node.input[0])
+    if ctx.graph.opset < 11:
+        pads, value = attr(node, "pads", []), attr(node, "value", 0.0)
+        axes = list(range(rank))
+    else:
+        inputs = list(node.input) + [""] * 4
+        pads = ctx.const(inputs[1])
+        value = ctx.const(inputs[2]) if inputs[2] else 0.0
+        axes = ctx.const(inputs[3]) if inputs[3] else np.arange(rank)
+        if pads is None or (inputs[2] and value is None) or axes is None:
+            ctx.block(tc.atoms, f"{ctx.label}: pads are computed at run time")
+            return
+        axes = [int(a) % rank for a in np.asarray(axes).reshape(-1)]
+        value = float(np.asarray(value).reshape(-1)[0]) if np.asarray(value).size else 0.0
+    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    if tc.axis in axes:
+        k = axes.index(tc.axis)
+        if pads[k] != 0 or pads[k + len(axes)] != 0:
+            ctx.block(tc.atoms, f"{ctx.label}: pads the channel axis")
+            return
+    mode = attr(node, "mode", b"constant")
+    if mode == b"constant":
+        values = np.where(tc.values == value, tc.values, np.nan)
+    else:
+        values = tc.values
+    ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms, values))

@@ -1,0 +1,164 @@
+"""Layout ops: Transpose moves the channel axis (tf2onnx NHWC graphs), Squeeze/Unsqueeze renumber
+it, Flatten/Reshape fold C*H*W into one axis (each channel becomes a block of positions), and Shape
+may only look at the other axes."""
+
+from __future__ import annotations
+
+from math import prod
+
+import numpy as np
+
+from ...graph import attr
+from ..channels import TensorChannels
+from . import register
+
+
+@register("Transpose")
+def transpose(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    rank = ctx.rank(node.input[0])
+    perm = attr(node, "perm", list(range(rank))[::-1])
+    ctx.set(node.output[0], tc.with_axis(list(perm).index(tc.axis)))
+
+
+def _axes(node, ctx, rank_for_negative):
+    """Axes of Squeeze/Unsqueeze/Reduce*: attribute (old opsets) or constant input (new)."""
+    axes = attr(node, "axes")
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        value = ctx.const(node.input[1])
+        if value is None:
+            return None
+        axes = value.reshape(-1).tolist()
+    if axes is None:
+        return []
+    return sorted(int(a) % rank_for_negative for a in axes)
+
+
+@register("Squeeze")
+def squeeze(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    shape = ctx.shape(node.input[0])
+    axes = _axes(node, ctx, len(shape))
+    if axes is None:
+        ctx.block(tc.atoms, f"{ctx.label}: squeeze axes are computed at run time")
+        return
+    if not axes:
+        axes = [i for i, d in enumerate(shape) if d == 1]
+    if tc.axis in axes:
+        ctx.block(tc.atoms, f"{ctx.label}: squeezes the channel axis")
+        return
+    ctx.set(node.output[0], tc.with_axis(tc.axis - sum(a < tc.axis for a in axes)))
+
+
+@register("Unsqueeze")
+def unsqueeze(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    out_rank = ctx.rank(node.output[0])
+    axes = _axes(node, ctx, out_rank) if out_rank is not None else None
+    if axes is None:
+        ctx.block(tc.atoms, f"{ctx.label}: unsqueeze axes unknown")
+        return
+    kept_axes = [i for i in range(out_rank) if i not in axes]
+    ctx.set(node.output[0], tc.with_axis(kept_axes[tc.axis]))
+
+
+def _fold(ctx, tc, in_shape, lo, hi):
+    """Positions of dims lo..hi (inclusive, static) merged into one axis, as channel positions."""
+    block = [int(d) for d in in_shape[lo:hi + 1]]
+    idx = np.indices(block).reshape(len(block), -1)[tc.axis - lo]
+    return tc.atoms[idx], tc.values[idx]
+
+
+@register("Flatten")
+def flatten(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    shape = ctx.shape(node.input[0])
+    k = attr(node, "axis", 1) % (len(shape) + 1) if shape else 1
+    if tc.axis < k:
+        if all(d == 1 for i, d in enumerate(shape[:k]) if i != tc.axis):
+            atoms, values = _fold(ctx, tc, shape, 0, k - 1) if k > 0 else (tc.atoms, tc.values)
+            ctx.set(node.output[0], TensorChannels(0, atoms, values))
+            return
+        ctx.block(tc.atoms, f"{ctx.label}: flattens the channel axis into the batch axis")
+        return
+    if any(not isinstance(d, int) for d in shape[k:]):
+        ctx.block(tc.atoms, f"{ctx.label}: flattened dims are not static")
+        return
+    atoms, values = _fold(ctx, tc, shape, k, len(shape) - 1)
+    ctx.set(node.output[0], TensorChannels(1, atoms, values))
+
+
+@register("Reshape")
+def reshape(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if ctx.channels(node.input[1]) is not None:
+        ctx.block_node_inputs(node, f"{ctx.label}: channels reach a Reshape target")
+        return
+    if tc is None:
+        return
+    target = ctx.const(node.input[1])
+    in_shape, out_shape = ctx.shape(node.input[0]), ctx.shape(node.output[0])
+    if target is None or in_shape is None or out_shape is None:
+        ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
+        return
+    c = tc.axis
+    if not all(isinstance(d, int) for d in in_shape[c:]):
+        ctx.block(tc.atoms, f"{ctx.label}: dims after the channel axis are not static")
+        return
+    # Find an output axis o holding input dims lo..hi (lo <= c <= hi) merged, with the same static
+    # product after it in both shapes (then the product before it matches too).
+    for o in range(len(out_shape)):
+        trail = out_shape[o + 1:]
+        if not isinstance(out_shape[o], int) or not all(isinstance(d, int) for d in trail):
+            continue
+        for hi in range(c, len(in_shape)):
+            if prod(in_shape[hi + 1:]) != prod(trail):
+                continue
+            for lo in range(c, -1, -1):
+                if not isinstance(in_shape[lo], int):
+                    break
+                if prod(in_shape[lo:hi + 1]) == out_shape[o]:
+                    atoms, values = _fold(ctx, tc, in_shape, lo, hi)
+                    _reshape_fixup(ctx, node, target, o, atoms)
+                    ctx.set(node.output[0], TensorChannels(o, atoms, values))
+                    return
+    ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+def _reshape_fixup(ctx, node, target, o, atoms):
+    t = int(target.reshape(-1)[o])
+    if t == -1 or (t == 0 and not attr(node, "allowzero", 0)):
+        return
+
+    def retarget(rw, node=node, o=o, atoms=atoms):
+        new = rw.graph.const_value(node.input[1]).copy()
+        new.reshape(-1)[o] = len(rw.kept(atoms))
+        rw.set_const_input(node, 1, new)
+
+    ctx.fixup(retarget)
+
+
+@register("Shape")
+def shape_op(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    rank = ctx.rank(node.input[0])
+    start = attr(node, "start", 0)
+    end = attr(node, "end", rank)
+    start, end = slice(start, end).indices(rank)[:2]
+    if start <= tc.axis < end:
+        ctx.block(tc.atoms, f"{ctx.label}: the channel count is read by a Shape op")
+
+
+@register("Size")
+def size_op(node, ctx):
+    ctx.block_node_inputs(node, f"{ctx.label}: the channel count is read by a Size op")

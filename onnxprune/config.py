@@ -1,0 +1,44 @@
+"""All pruning options in one frozen dataclass, built once from CLI or API arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    fold_bn: bool = False
+    ratio: float | None = None            # remove this share of every prunable group
+    target_flops: float | None = None     # keep this share of the FLOPs (global ranking)
+    target_params: float | None = None    # keep this share of the parameters (global ranking)
+    criterion: str = "l1"
+    round_to: int | None = None           # kept channel counts rounded to a multiple of this
+    keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
+    max_group_ratio: float = 0.9          # never remove more than this share of a group
+    calib: str | None = None
+    validate: bool = True
+    device: str = "cpu"
+    atol: float = 1e-4
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.ratio is not None and not (0.0 <= self.ratio < 1.0):
+            raise ConfigError(f"--ratio must be in [0, 1), got {self.ratio}")
+        for name in ("target_flops", "target_params"):
+            v = getattr(self, name)
+            if v is not None and not (0.0 < v <= 1.0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1] (the share to keep), got {v}")
+        if sum(x is not None for x in (self.ratio, self.target_flops, self.target_params)) > 1:
+            raise ConfigError("give only one of --ratio, --target-flops, --target-params")
+        if not (0.0 < self.max_group_ratio < 1.0):
+            raise ConfigError(f"--max-group-ratio must be in (0, 1), got {self.max_group_ratio}")
+        if self.round_to is not None and self.round_to < 1:
+            raise ConfigError(f"--round-to must be a positive integer, got {self.round_to}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device}")
+
+    @property
+    def lossy(self) -> bool:
+        return any(x is not None for x in (self.ratio, self.target_flops, self.target_params))

@@ -1,0 +1,230 @@
+"""A light index over an onnx.ModelProto: who produces and consumes each tensor, which tensors
+are constants (initializers or Constant nodes), static shapes from ONNX shape inference.
+
+Passes edit the ModelProto in place through this view; only tensors that change are copied, so a
+100 MB model is never duplicated in memory.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import ModelLoadError
+from .io import stripped_weights
+
+Shape = tuple  # entries: int for static dims, str or None for dynamic ones
+
+
+def attr(node: onnx.NodeProto, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def set_attr(node: onnx.NodeProto, name: str, value) -> None:
+    for i, a in enumerate(node.attribute):
+        if a.name == name:
+            del node.attribute[i]
+            break
+    node.attribute.append(onnx.helper.make_attribute(name, value))
+
+
+def _subgraph_outer_names(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing scope."""
+    outer: set[str] = set()
+    for a in node.attribute:
+        graphs = []
+        if a.type == onnx.AttributeProto.GRAPH:
+            graphs = [a.g]
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            graphs = list(a.graphs)
+        for g in graphs:
+            local = {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                local.update(o for o in n.output if o)
+            for n in g.node:
+                for i in n.input:
+                    if i and i not in local:
+                        outer.add(i)
+                outer.update(x for x in _subgraph_outer_names(n) if x not in local)
+            for o in g.output:
+                if o.name not in local:
+                    outer.add(o.name)
+    return outer
+
+
+class ModelGraph:
+    """Index of the main graph of a model. Rebuild it after structural edits."""
+
+    def __init__(self, model: onnx.ModelProto, infer: bool = True):
+        self.model = model
+        g = model.graph
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+        self.initializers: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
+        self.constant_nodes: dict[str, onnx.NodeProto] = {}
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        self.implicit_inputs: dict[int, set[str]] = {}
+        for n in g.node:
+            for o in n.output:
+                if o:
+                    self.producer[o] = n
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
+                self.constant_nodes[n.output[0]] = n
+            for i in n.input:
+                if i:
+                    self.consumers[i].append(n)
+            outer = _subgraph_outer_names(n)
+            if outer:
+                self.implicit_inputs[id(n)] = outer
+                for name in outer:
+                    self.consumers[name].append(n)
+        self.graph_inputs = [i.name for i in g.input if i.name not in self.initializers]
+        # Initializers listed as graph inputs can be overridden at run time: never constants.
+        self.overridable = {i.name for i in g.input if i.name in self.initializers}
+        self.graph_outputs = {o.name for o in g.output}
+        self.shapes: dict[str, Shape] = {}
+        self.dtypes: dict[str, int] = {}
+        if infer:
+            self.infer_shapes()
+
+    # -- constants -------------------------------------------------------------------------
+    def is_constant(self, name: str) -> bool:
+        return (name in self.initializers and name not in self.overridable) or name in self.constant_nodes
+
+    def const_tensor(self, name: str) -> onnx.TensorProto | None:
+        if name in self.initializers and name not in self.overridable:
+            return self.initializers[name]
+        node = self.constant_nodes.get(name)
+        if node is not None:
+            for a in node.attribute:
+                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                    return a.t
+                if a.name == "value_ints":
+                    return numpy_helper.from_array(np.array(list(a.ints), dtype=np.int64), name)
+                if a.name == "value_int":
+                    return numpy_helper.from_array(np.array(a.i, dtype=np.int64), name)
+                if a.name == "value_floats":
+                    return numpy_helper.from_array(np.array(list(a.floats), dtype=np.float32), name)
+                if a.name == "value_float":
+                    return numpy_helper.from_array(np.array(a.f, dtype=np.float32), name)
+        return None
+
+    def const_value(self, name: str) -> np.ndarray | None:
+        t = self.const_tensor(name)
+        if t is None:
+            return None
+        return numpy_helper.to_array(t)
+
+    def const_shape(self, name: str) -> Shape | None:
+        t = self.const_tensor(name)
+        return None if t is None else tuple(int(d) for d in t.dims)
+
+    def replace_const(self, name: str, value: np.ndarray) -> None:
+        """Overwrite a constant in place (initializer or Constant node), keeping name and dtype."""
+        t = self.const_tensor(name)
+        if t is None:
+            raise KeyError(name)
+        value = np.ascontiguousarray(value.astype(numpy_helper.to_array(t).dtype if t.data_type else value.dtype, copy=False))
+        new = numpy_helper.from_array(value, name)
+        if name in self.initializers:
+            t.CopyFrom(new)
+        else:
+            node = self.constant_nodes[name]
+            for i, a in enumerate(node.attribute):
+                if a.name.startswith("value"):
+                    del node.attribute[i]
+                    break
+            node.attribute.append(onnx.helper.make_attribute("value", new))
+        self.shapes[name] = tuple(value.shape)
+
+    def add_initializer(self, value: np.ndarray, hint: str) -> str:
+        """Add a new initializer with a name derived from hint that no tensor uses yet."""
+        name, k = hint, 0
+        while name in self.initializers or name in self.producer or name in self.shapes:
+            k += 1
+            name = f"{hint}_{k}"
+        t = numpy_helper.from_array(np.ascontiguousarray(value), name)
+        self.model.graph.initializer.append(t)
+        self.initializers[name] = self.model.graph.initializer[-1]
+        self.shapes[name] = tuple(value.shape)
+        return name
+
+    def users(self, name: str) -> list[onnx.NodeProto]:
+        return self.consumers.get(name, [])
+
+    # -- shapes ----------------------------------------------------------------------------
+    def infer_shapes(self) -> None:
+        """Static shapes of every tensor from ONNX shape inference, run on a weight-less skeleton."""
+        with stripped_weights(self.model):
+            try:
+                inferred = onnx.shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False,
+                                                             data_prop=True)
+            except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
+                raise ModelLoadError(f"ONNX shape inference failed: {str(exc).strip().splitlines()[0]}") from None
+        g = inferred.graph
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            if vi.type.HasField("tensor_type"):
+                tt = vi.type.tensor_type
+                self.dtypes[vi.name] = tt.elem_type
+                if tt.HasField("shape"):
+                    self.shapes[vi.name] = tuple(
+                        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+                    )
+        for name, t in self.initializers.items():
+            self.shapes[name] = tuple(int(d) for d in t.dims)
+            self.dtypes[name] = t.data_type
+        for name in self.constant_nodes:
+            t = self.const_tensor(name)
+            if t is not None:
+                self.shapes[name] = tuple(int(d) for d in t.dims)
+                self.dtypes[name] = t.data_type
+
+    def shape(self, name: str) -> Shape | None:
+        return self.shapes.get(name)
+
+    def static_shape(self, name: str) -> tuple[int, ...] | None:
+        s = self.shapes.get(name)
+        if s is None or any(not isinstance(d, int) or d < 0 for d in s):
+            return None
+        return s
+
+    def rank(self, name: str) -> int | None:
+        s = self.shapes.get(name)
+        return None if s is None else len(s)
+
+    # -- order -----------------------------------------------------------------------------
+    def topological_nodes(self) -> list[onnx.NodeProto]:
+        """Nodes in an order where every producer comes before its consumers (Kahn's algorithm,
+        stable: a graph already in order comes back unchanged)."""
+        nodes = list(self.model.graph.node)
+        index = {o: k for k, n in enumerate(nodes) for o in n.output if o}
+        missing = [0] * len(nodes)
+        waiting: dict[int, list[int]] = defaultdict(list)
+        for k, n in enumerate(nodes):
+            deps = {index[i] for i in (*n.input, *self.implicit_inputs.get(id(n), ())) if i in index}
+            deps.discard(k)
+            missing[k] = len(deps)
+            for d in deps:
+                waiting[d].append(k)
+        import heapq
+
+        ready = [k for k in range(len(nodes)) if missing[k] == 0]
+        heapq.heapify(ready)
+        order: list[onnx.NodeProto] = []
+        while ready:
+            k = heapq.heappop(ready)
+            order.append(nodes[k])
+            for c in waiting.get(k, ()):
+                missing[c] -= 1
+                if missing[c] == 0:
+                    heapq.heappush(ready, c)
+        if len(order) != len(nodes):
+            stuck = next(nodes[k] for k in range(len(nodes)) if missing[k] > 0)
+            raise ModelLoadError(f"the graph has a cycle (at node '{stuck.name or stuck.op_type}')")
+        return order

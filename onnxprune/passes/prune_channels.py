@@ -1,0 +1,89 @@
+"""The rewrite: remove chosen channels from every member parameter, fix shape-carrying constants
+and attributes, and update the recorded shapes. No Gather/Slice op is ever added to the graph."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+
+from ..analysis import Analysis
+from ..graph import ModelGraph
+from .base import Pass, PassResult
+
+
+class Rewriter:
+    """What fixups see: kept positions of any atom list, and safe edits of constants."""
+
+    def __init__(self, analysis: Analysis, removed: set[int]):
+        self.analysis = analysis
+        self.graph: ModelGraph = analysis.graph
+        self.removed = removed
+
+    def kept(self, atoms: np.ndarray) -> np.ndarray:
+        return self.analysis.kept_positions(atoms, self.removed)
+
+    def set_const_input(self, node: onnx.NodeProto, index: int, value: np.ndarray) -> None:
+        """Give input `index` of `node` a new constant value; a constant shared with other nodes is
+        left alone and the node gets its own copy."""
+        name = node.input[index]
+        old = self.graph.const_value(name)
+        value = np.asarray(value).astype(old.dtype)
+        if old.shape == value.shape and np.array_equal(old, value):
+            return
+        users = [n for n in self.graph.users(name) for i in n.input if i == name]
+        if len(users) == 1 and name not in self.graph.graph_outputs:
+            self.graph.replace_const(name, value)
+        else:
+            node.input[index] = self.graph.add_initializer(value, f"{name}_pruned")
+
+
+def drop_channels(analysis: Analysis, removed: set[int]) -> int:
+    """Rewrite the analysed model in place without the `removed` channels. Returns parameters removed."""
+    graph = analysis.graph
+    rw = Rewriter(analysis, removed)
+    cuts: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    for m in analysis.members:
+        kept = rw.kept(m.atoms)
+        if len(kept) != len(m.atoms):
+            cuts[m.param][m.axis] = kept
+    params_removed = 0
+    for name in sorted(cuts):
+        value = graph.const_value(name)
+        new = value
+        for axis, kept in sorted(cuts[name].items()):
+            new = np.take(new, kept, axis=axis)
+        params_removed += value.size - new.size
+        graph.replace_const(name, new)
+    for fix in analysis.fixups:
+        fix.apply(rw)
+    _update_value_info(analysis, rw)
+    return params_removed
+
+
+def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
+    g = analysis.graph.model.graph
+    for vi in list(g.value_info) + list(g.output):
+        tc = analysis.tensors.get(vi.name)
+        if tc is None or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+            continue
+        dims = vi.type.tensor_type.shape.dim
+        if tc.axis < len(dims):
+            n = len(rw.kept(tc.atoms))
+            dims[tc.axis].Clear()
+            dims[tc.axis].dim_value = n
+            analysis.graph.shapes[vi.name] = tuple(
+                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+
+
+class PruneChannels(Pass):
+    name = "prune-channels"
+
+    def run(self, state) -> PassResult:
+        removed = state.removed
+        if not removed:
+            return PassResult(False)
+        params = drop_channels(state.analysis, removed)
+        state.analysis = None  # the rewrite invalidates it
+        return PassResult(True, {"channels_removed": len(removed), "params_removed": params})

@@ -1,0 +1,49 @@
+"""Choosing channels to remove. Exact mode: only channels no output can depend on."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..analysis import ROLE_IN, Analysis
+from .base import Pass, PassResult
+
+
+def exact_removable(analysis: Analysis) -> set[int]:
+    """Channels of prunable groups that are zero, or read through all-zero columns, at every consumer."""
+    candidates = {c for g in analysis.prunable_groups() for c in g.channels}
+    for m in analysis.members:
+        if m.role != ROLE_IN or not candidates:
+            continue
+        w = analysis.graph.const_value(m.param)
+        moved = np.moveaxis(w, m.axis, 0).reshape(w.shape[m.axis], -1)
+        zero_column = ~np.any(moved != 0, axis=1)
+        values = m.values if m.values is not None else np.full(len(m.atoms), np.nan)
+        read = ~((values == 0) | zero_column)
+        candidates -= set(analysis.channel_of(m.atoms)[read].tolist())
+    return restore_nonempty(analysis, candidates)
+
+
+def restore_nonempty(analysis: Analysis, removed: set[int], score: dict[int, float] | None = None) -> set[int]:
+    """Give back channels until no tensor or parameter would lose every position of its axis."""
+    removed = set(removed)
+    if not removed:
+        return removed
+    lists = [tc.atoms for tc in analysis.tensors.values()] + [m.atoms for m in analysis.members]
+    changed = True
+    while changed:
+        changed = False
+        for atoms in lists:
+            if len(atoms) and len(analysis.kept_positions(atoms, removed)) == 0:
+                chans = [c for c in dict.fromkeys(analysis.channel_of(atoms).tolist()) if c in removed]
+                best = max(chans, key=lambda c: (score or {}).get(c, 0.0)) if score else chans[0]
+                removed.discard(best)
+                changed = True
+    return removed
+
+
+class SelectExact(Pass):
+    name = "select-exact"
+
+    def run(self, state) -> PassResult:
+        state.removed = exact_removable(state.analysis)
+        return PassResult(False, {"channels": len(state.removed)})

@@ -1,0 +1,306 @@
+"""Run two models on the same inputs and say whether their outputs agree.
+
+Metrics are accumulated batch by batch (running sums and maxima), so data of any size is compared
+without holding its outputs. The result is truthy when every threshold holds, and prints as a table
+ending in PASSED or FAILED: <output>: <figure>, in the manner of Polygraphy's comparator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, ValidationFailedError
+from .data import Dataset, load_data, random_data, resolve_batch
+from .sessions import create_session, explain_ort_error
+
+DEFAULT_ATOL = 1e-4
+RANDOM_WARNING = ("inputs are random: this only shows that both graphs run and agree on noise; "
+                  "pass real data (--calib) to measure accuracy")
+
+
+@dataclass
+class OutputComparison:
+    """Agreement of one output over all samples; truthy when it meets every threshold."""
+
+    name: str
+    shape_a: tuple | None = None
+    shape_b: tuple | None = None
+    shapes_match: bool = True
+    values: int = 0
+    max_abs_error: float = 0.0
+    mean_rel_error: float = 0.0
+    cosine: float = 1.0
+    worst_cosine: float = 1.0
+    out_of_tolerance: int | None = None
+    top1_agreement: float | None = None
+    top5_agreement: float | None = None
+    accuracy_a: float | None = None
+    accuracy_b: float | None = None
+    failure: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.failure is None
+
+
+@dataclass
+class ComparisonResult:
+    """The comparison of two models; `bool(result)` is pass/fail, `str(result)` the report."""
+
+    outputs: list[OutputComparison]
+    names: tuple[str, str]
+    data: str
+    samples: int
+    batches: int
+    batch_size: int
+    provider: str
+    thresholds: dict
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[str]:
+        return [f"output '{o.name}': {o.failure}" for o in self.outputs if o.failure]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def verdict(self) -> str:
+        return "PASSED" if self.passed else "FAILED: " + "; ".join(self.failures)
+
+    def format_table(self) -> str:
+        a, b = self.names
+        head = (f"compared {a} and {b} on {self.samples} samples ({self.batches} batches of {self.batch_size}), "
+                f"{self.data}, {self.provider}")
+        cols = ["output", "shape", "max abs err", "mean rel err", "cosine", "top-1", "top-5", f"acc {a}/{b}"]
+        rows = [[o.name, _shape(o), _num(o.max_abs_error), _num(o.mean_rel_error), f"{o.cosine:.6f}",
+                 _pct(o.top1_agreement), _pct(o.top5_agreement),
+                 "-" if o.accuracy_a is None else f"{_pct(o.accuracy_a)}/{_pct(o.accuracy_b)}"]
+                for o in self.outputs]
+        widths = [max(len(r[i]) for r in [cols, *rows]) for i in range(len(cols))]
+        lines = [head, ""]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [cols, *rows]]
+        lines += [""] + [f"warning: {w}" for w in self.warnings]
+        lines.append(self.verdict())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format_table()
+
+    def to_dict(self) -> dict:
+        return _json_safe({
+            "passed": self.passed, "verdict": self.verdict(), "names": list(self.names), "data": self.data,
+            "samples": self.samples, "batches": self.batches, "batch_size": self.batch_size,
+            "provider": self.provider, "thresholds": self.thresholds, "warnings": self.warnings,
+            "outputs": [asdict(o) for o in self.outputs],
+        })
+
+
+def _shape(o: OutputComparison) -> str:
+    fmt = "x".join
+    if o.shapes_match:
+        return fmt(map(str, o.shape_a or ()))
+    return f"{fmt(map(str, o.shape_a or ()))} vs {fmt(map(str, o.shape_b or ()))}"
+
+
+def _num(x: float) -> str:
+    return f"{x:.3g}" if math.isfinite(x) else str(x)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _json_safe(value):
+    """NaN and Inf become null: strict JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class _Accumulator:
+    """Running figures for one output: sums and extrema only, never the arrays themselves."""
+
+    def __init__(self, name: str):
+        self.out = OutputComparison(name)
+        self.abs_sum = 0.0
+        self.ref_sum = 0.0
+        self.cos_sum = 0.0
+        self.cos_count = 0
+        self.top1 = self.top5 = self.hits_a = self.hits_b = 0
+        self.classified = self.labelled = 0
+        self.top5_seen = False
+
+    def update(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, atol: float | None, rtol: float) -> None:
+        o = self.out
+        if o.shape_a is None:
+            o.shape_a, o.shape_b = a.shape, b.shape
+        if a.shape != b.shape:
+            o.shapes_match, o.shape_a, o.shape_b = False, a.shape, b.shape
+            o.failure = o.failure or f"shape {_dims(a.shape)} in one model, {_dims(b.shape)} in the other"
+            return
+        a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
+        diff = np.abs(b64 - a64)
+        same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+        diff = np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf))
+        o.values += diff.size
+        if diff.size:
+            o.max_abs_error = max(o.max_abs_error, float(diff.max()))
+        self.abs_sum += float(diff.sum())
+        self.ref_sum += float(np.abs(np.nan_to_num(a64)).sum())
+        if atol is not None:
+            o.out_of_tolerance = (o.out_of_tolerance or 0) + int((diff > atol + rtol * np.abs(a64)).sum())
+        self._cosine(a64, b64)
+        if a.ndim == 2 and a.shape[1] >= 2 and np.issubdtype(a.dtype, np.floating):
+            self._classes(a64, b64, labels)
+
+    def _cosine(self, a: np.ndarray, b: np.ndarray) -> None:
+        rows = a.shape[0] if a.ndim >= 2 else 1
+        a, b = np.nan_to_num(a.reshape(rows, -1)), np.nan_to_num(b.reshape(rows, -1))
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        dot = np.einsum("ij,ij->i", a, b)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
+        cos = np.clip(cos, -1.0, 1.0)
+        self.cos_sum += float(cos.sum())
+        self.cos_count += rows
+        if rows:
+            self.out.worst_cosine = min(self.out.worst_cosine, float(cos.min()))
+
+    def _classes(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None) -> None:
+        top_a, top_b = a.argmax(axis=1), b.argmax(axis=1)
+        self.classified += a.shape[0]
+        self.top1 += int((top_a == top_b).sum())
+        if a.shape[1] > 5:
+            self.top5_seen = True
+            top5_b = np.argpartition(-b, 5, axis=1)[:, :5]
+            self.top5 += int((top5_b == top_a[:, None]).any(axis=1).sum())
+        if labels is not None:
+            self.labelled += a.shape[0]
+            self.hits_a += int((top_a == labels).sum())
+            self.hits_b += int((top_b == labels).sum())
+
+    def finish(self, atol: float | None, rtol: float, min_cosine: float | None, min_agreement: float | None) -> OutputComparison:
+        o = self.out
+        o.mean_rel_error = self.abs_sum / self.ref_sum if self.ref_sum else (0.0 if self.abs_sum == 0 else math.inf)
+        o.cosine = self.cos_sum / self.cos_count if self.cos_count else 1.0
+        if self.classified:
+            o.top1_agreement = self.top1 / self.classified
+            o.top5_agreement = self.top5 / self.classified if self.top5_seen else None
+        if self.labelled:
+            o.accuracy_a, o.accuracy_b = self.hits_a / self.labelled, self.hits_b / self.labelled
+        if o.failure:
+            return o
+        misses = []
+        if atol is not None and o.out_of_tolerance:
+            tol = f"atol {atol:g}" + (f" + rtol {rtol:g}*|ref|" if rtol else "")
+            misses.append(f"max abs error {_num(o.max_abs_error)} > {tol} "
+                          f"({o.out_of_tolerance} of {o.values} values out of tolerance)")
+        if min_cosine is not None and not o.cosine >= min_cosine:
+            misses.append(f"cosine {o.cosine:.6f} < min_cosine {min_cosine:g}")
+        if min_agreement is not None and o.top1_agreement is not None and not o.top1_agreement >= min_agreement:
+            misses.append(f"top-1 agreement {_pct(o.top1_agreement)} < min_agreement {_pct(min_agreement)}")
+        o.failure = ", ".join(misses) or None
+        return o
+
+
+def _dims(shape) -> str:
+    return "[" + ",".join(map(str, shape)) + "]"
+
+
+def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float | None = None, rtol: float = 0.0,
+                   min_cosine: float | None = None, min_agreement: float | None = None,
+                   shapes: dict[str, tuple[int, ...]] | None = None, batch: int | None = None, seed: int = 0,
+                   n_batches: int = 4, threads: int | None = None,
+                   names: tuple[str, str] = ("original", "pruned")) -> ComparisonResult:
+    """Compare `model_b` against the reference `model_a` (protos or paths) on `data` (a Dataset, an
+    .npz / .py path, or None for `n_batches` random batches).
+
+    atol applies to every value (|b - a| <= atol + rtol*|a|); it defaults to 1e-4 when neither
+    min_cosine nor min_agreement is given, and is off otherwise unless given explicitly."""
+    _check_thresholds(atol, rtol, min_cosine, min_agreement)
+    if atol is None and min_cosine is None and min_agreement is None:
+        atol = DEFAULT_ATOL
+    sess_a = create_session(model_a, device, threads)
+    sess_b = create_session(model_b, device, threads)
+    try:
+        _check_same_io(sess_a, sess_b, names)
+        specs = sess_a.inputs
+        size = resolve_batch(specs, batch, shapes)
+        if isinstance(data, Dataset):
+            dataset = data
+        elif data is not None:
+            dataset = load_data(data, specs)
+        else:
+            dataset = random_data(specs, shapes, size, seed, n_batches)
+        accs = {name: _Accumulator(name) for name in sess_a.output_names}
+        samples = batches = 0
+        labels_seen = False
+        for item in dataset.batches(size, drop_last=any(s.fixed_batch for s in specs)):
+            out_a = _run(sess_a, item.feeds, names[0], DataError)
+            out_b = _run(sess_b, item.feeds, names[1], ValidationFailedError)
+            for name, acc in accs.items():
+                acc.update(out_a[name], out_b[name], item.labels, atol, rtol)
+            samples += item.size
+            batches += 1
+            labels_seen = labels_seen or item.labels is not None
+        outputs = [acc.finish(atol, rtol, min_cosine, min_agreement) for acc in accs.values()]
+    finally:
+        sess_a.close()
+        sess_b.close()
+    if min_agreement is not None and all(o.top1_agreement is None for o in outputs):
+        raise ConfigError("min_agreement needs a classifier output ([N, K] scores, K >= 2); none of the outputs is one")
+    warnings = [w for w in (sess_a.fallback,) if w]
+    if dataset.random:
+        warnings.append(RANDOM_WARNING)
+    if dataset.dropped:
+        warnings.append(f"{dataset.dropped} samples left out: the model's fixed batch of {size} does not divide the data")
+    if labels_seen and all(o.accuracy_a is None for o in outputs):
+        warnings.append("labels given, but no output is classifier-shaped ([N, K]); accuracy not computed")
+    thresholds = {"atol": atol, "rtol": rtol if atol is not None else None,
+                  "min_cosine": min_cosine, "min_agreement": min_agreement}
+    return ComparisonResult(outputs, tuple(names), dataset.source, samples, batches, size, sess_a.provider, thresholds, warnings)
+
+
+def _check_thresholds(atol, rtol, min_cosine, min_agreement) -> None:
+    if atol is not None and not atol >= 0:
+        raise ConfigError(f"atol must be >= 0, got {atol}")
+    if not rtol >= 0:
+        raise ConfigError(f"rtol must be >= 0, got {rtol}")
+    if min_cosine is not None and not -1 <= min_cosine <= 1:
+        raise ConfigError(f"min_cosine must be between -1 and 1, got {min_cosine}")
+    if min_agreement is not None and not 0 <= min_agreement <= 1:
+        raise ConfigError(f"min_agreement is a fraction between 0 and 1, got {min_agreement}")
+
+
+def _check_same_io(sess_a, sess_b, names) -> None:
+    """Both models must take the same inputs and give the same outputs, or no comparison is possible."""
+    a, b = names
+    ins_a, ins_b = {s.name: s for s in sess_a.inputs}, {s.name: s for s in sess_b.inputs}
+    if set(ins_a) != set(ins_b):
+        raise DataError(f"the models take different inputs: {a} has {sorted(ins_a)}, {b} has {sorted(ins_b)}")
+    for name, spec in ins_a.items():
+        other = ins_b[name]
+        if spec.dtype != other.dtype or (spec.shape is not None and other.shape is not None
+                                         and len(spec.shape) != len(other.shape)):
+            raise DataError(f"input '{name}' is {spec.describe()} in {a} but {other.describe()} in {b}")
+    outs_a, outs_b = sess_a.output_names, sess_b.output_names
+    if set(outs_a) != set(outs_b):
+        raise ValidationFailedError(f"the models have different outputs: {a} has {sorted(outs_a)}, {b} has {sorted(outs_b)}; "
+                                    "a pruned model must keep the original's output names")
+
+
+def _run(session, feeds, name, error):
+    try:
+        return session.run(feeds)
+    except Exception as exc:  # ORT's own exception classes; the message says what went wrong
+        raise error(f"{name}: onnxruntime failed to run it: {explain_ort_error(str(exc))}") from None
