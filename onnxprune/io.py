@@ -113,8 +113,11 @@ def resolve_output(input_path: str | os.PathLike | None, output_path: str | os.P
 
 
 def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_path: str | os.PathLike | None = None,
-               overwrite: bool = False) -> Path:
-    """Write atomically: nothing appears at output_path unless the whole model was written."""
+               overwrite: bool = False, before_commit=None) -> Path:
+    """Write atomically: nothing appears at output_path unless the whole model was written.
+
+    `before_commit(tmp_path)` runs on the fully written temp file (validation); if it raises, the
+    output is not created."""
     out = resolve_output(input_path, output_path, overwrite)
     large = model.ByteSize() >= PROTOBUF_LIMIT
     tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
@@ -126,10 +129,13 @@ def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_pat
                             location=data_name, size_threshold=EXTERNAL_THRESHOLD)
             # save_model with external data rewrites the tensors in place; bring the data back.
             _load_external(model, tmp_model)
-            os.replace(Path(tmpdir) / data_name, out.parent / data_name)
         else:
             with open(tmp_model, "wb") as f:
                 f.write(model.SerializeToString())
+        if before_commit is not None:
+            before_commit(tmp_model)
+        if large:
+            os.replace(Path(tmpdir) / data_name, out.parent / data_name)
         os.replace(tmp_model, out)
     except OSError as exc:
         raise ModelSaveError(f"{out}: cannot write ({exc.strerror or exc})") from None

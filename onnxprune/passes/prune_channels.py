@@ -63,7 +63,15 @@ def drop_channels(analysis: Analysis, removed: set[int]) -> int:
 
 
 def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
-    g = analysis.graph.model.graph
+    graph = analysis.graph
+    g = graph.model.graph
+    for vi in g.value_info:
+        # Some exporters (dynamo) record shapes of weights too.
+        shape = graph.const_shape(vi.name) if graph.is_constant(vi.name) else None
+        if shape is not None and vi.type.tensor_type.HasField("shape"):
+            del vi.type.tensor_type.shape.dim[:]
+            for d in shape:
+                vi.type.tensor_type.shape.dim.add().dim_value = d
     for vi in list(g.value_info) + list(g.output):
         tc = analysis.tensors.get(vi.name)
         if tc is None or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):

@@ -291,7 +291,7 @@ def _slice(chunk, start, stop, specs):
 def _batch(chunk, start, stop, specs) -> Batch:
     part = _slice(chunk, start, stop, specs)
     labels = part.pop(LABELS, None) if LABELS not in {s.name for s in specs} else None
-    return Batch({s.name: np.ascontiguousarray(part[s.name]) for s in specs}, labels, stop - start)
+    return Batch({s.name: np.require(part[s.name], requirements="C") for s in specs}, labels, stop - start)
 
 
 def _names(items) -> str:

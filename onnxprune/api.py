@@ -1,0 +1,170 @@
+"""Library entry points: prune(), analyze_model(). The CLI is a thin layer over these."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+import onnx
+
+from .analysis import Analysis, analyze
+from .config import PruneConfig
+from .cost import count_flops, count_params
+from .graph import ModelGraph
+from .io import load_model
+from .passes.base import Pass, PassManager, PassRecord, PassResult
+from .passes.normalize import FoldBatchNorm, FoldConstantIdentity, remove_unused
+from .passes.prune_channels import PruneChannels
+from .passes.select import SelectExact
+
+
+@dataclass
+class PruneState:
+    """What passes share: the model being rewritten and what earlier passes found."""
+
+    model: onnx.ModelProto
+    config: PruneConfig
+    graph: ModelGraph | None = None
+    analysis: Analysis | None = None
+    removed: set[int] = field(default_factory=set)
+    groups_before: list = field(default_factory=list)
+    kept_per_group: dict[int, tuple[int, int]] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+
+class Analyze(Pass):
+    name = "analyze"
+
+    def run(self, state) -> PassResult:
+        state.analysis = analyze(state.graph)
+        state.groups_before = state.analysis.groups
+        state.info["prunable_flops_share"] = prunable_flops_share(state.analysis)
+        return PassResult(False, {"groups": len(state.analysis.groups),
+                                  "prunable": len(state.analysis.prunable_groups())})
+
+
+def prunable_flops_share(analysis: Analysis) -> float:
+    """Share of the model's FLOPs in layers that a lossy run could shrink."""
+    from .analysis.analyzer import node_label
+    from .cost import node_flops
+
+    touched = {m.node for g in analysis.prunable_groups() for m in g.members}
+    total = part = 0
+    for n in analysis.graph.model.graph.node:
+        f = node_flops(n, analysis.graph)
+        total += f
+        if node_label(n) in touched:
+            part += f
+    return part / total if total else 0.0
+
+
+class Cleanup(Pass):
+    name = "cleanup"
+
+    def run(self, state) -> PassResult:
+        n = remove_unused(state.model)
+        return PassResult(n > 0, {"removed": n})
+
+
+@dataclass
+class GroupSummary:
+    id: int
+    size: int
+    kept: int
+    sources: list[str]
+    prunable: bool
+    reasons: list[str]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PruneReport:
+    mode: str
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    groups: list[GroupSummary]
+    passes: list[PassRecord]
+    prunable_flops_share: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def channels_removed(self) -> int:
+        return sum(g.size - g.kept for g in self.groups)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "params": {"before": self.params_before, "after": self.params_after},
+            "flops": {"before": self.flops_before, "after": self.flops_after},
+            "channels_removed": self.channels_removed,
+            "prunable_flops_share": self.prunable_flops_share,
+            "groups": [g.to_dict() for g in self.groups],
+            "passes": [{"name": r.name, "modified": r.result.modified, "seconds": round(r.seconds, 4),
+                        **r.result.details} for r in self.passes],
+            "notes": self.notes,
+        }
+
+
+@dataclass
+class PruneResult:
+    model: onnx.ModelProto
+    report: PruneReport
+
+
+def _select_pass(config: PruneConfig) -> Pass:
+    if config.lossy:
+        from .passes.select_lossy import SelectLossy
+
+        return SelectLossy()
+    return SelectExact()
+
+
+def build_pipeline(config: PruneConfig) -> list[Pass]:
+    passes: list[Pass] = [FoldConstantIdentity()]
+    if config.fold_bn:
+        passes.append(FoldBatchNorm())
+    passes += [Analyze(), _select_pass(config), PruneChannels(), Cleanup()]
+    return passes
+
+
+def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,
+          progress: Callable[[str], object] | None = None, **options) -> PruneResult:
+    """Prune a model (edited in place when a ModelProto is given). Options are PruneConfig fields."""
+    config = config or PruneConfig(**options)
+    if not isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    state = PruneState(model=model, config=config)
+    state.graph = ModelGraph(model)
+    params_before, flops_before = count_params(model), count_flops(state.graph)
+    records = PassManager(build_pipeline(config), progress).run(state)
+    changed = any(r.result.modified for r in records)
+    graph_after = ModelGraph(model) if changed else state.graph
+    removed = state.removed
+    groups = []
+    analysis_groups = state.groups_before
+    for g in analysis_groups:
+        gone = sum(1 for c in g.channels if c in removed)
+        groups.append(GroupSummary(g.id, g.size, g.size - gone, g.sources, g.prunable, g.reasons))
+    report = PruneReport(
+        mode="lossy" if config.lossy else "exact",
+        params_before=params_before, params_after=count_params(model),
+        flops_before=flops_before, flops_after=count_flops(graph_after),
+        groups=groups, passes=records,
+        prunable_flops_share=state.info.get("prunable_flops_share", 0.0),
+        notes=state.info.get("notes", []),
+    )
+    return PruneResult(model, report)
+
+
+def analyze_model(model: onnx.ModelProto | str | os.PathLike) -> Analysis:
+    """Channel groups of a model, after the same normalization prune() applies."""
+    if not isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    state = PruneState(model=model, config=PruneConfig(), graph=ModelGraph(model))
+    FoldConstantIdentity().run(state)
+    return analyze(state.graph)

@@ -1,0 +1,48 @@
+"""`onnxprune bench A.onnx [B.onnx ...]`: latency and throughput, the first model as the baseline.
+
+The table goes to stdout, the progress bar to stderr, so `> table.txt` keeps only the results.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..errors import ConfigError
+from ..runtime.bench import benchmark
+from ..runtime.data import parse_shapes
+from ..runtime.sessions import DEVICES
+from .check import json_target, write_json
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or any(s < 1 for s in sizes):
+        raise ConfigError(f"--batch '{text}': expected positive sizes separated by commas, e.g. 1,8")
+    return sizes
+
+
+@click.command("bench", help="Time MODELS with onnxruntime on random inputs; speedups are against the first.")
+@click.argument("models", nargs=-1, required=True, type=click.Path())
+@click.option("--batch", "batch", default="1,8", show_default=True, help="Batch sizes, comma-separated.")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="auto: CUDA when it works, else CPU.")
+@click.option("--threads", type=int, help="onnxruntime intra-op threads (default: onnxruntime's choice).")
+@click.option("--runs", type=int, default=30, show_default=True, help="Timed runs per model and batch size.")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs first.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
+              help="Shape for a dynamic input, e.g. input:1x3x224x224; its leading dim is replaced by each batch size.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_path):
+    out = json_target(json_path)
+    sizes = _batch_sizes(batch)
+    with click.progressbar(length=len(sizes) * (warmup + runs) * len(models), label="benchmarking",
+                           file=click.get_text_stream("stderr")) as bar:
+        result = benchmark(list(models), sizes, device=device, threads=threads, warmup=warmup, runs=runs,
+                           shapes=parse_shapes(shapes), seed=seed, progress=lambda done, total: bar.update(done - bar.pos))
+    click.echo(result.format_table())
+    if out is not None:
+        write_json(out, result.to_dict())

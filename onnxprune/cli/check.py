@@ -1,0 +1,67 @@
+"""`onnxprune check ORIGINAL PRUNED`: run both models on the same inputs and compare outputs.
+
+Prints a table ending in PASSED or FAILED: <output>: <figure>; FAILED exits with code 1 so scripts
+and CI can gate on it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ModelSaveError
+from ..runtime.compare import compare_models
+from ..runtime.data import parse_shapes
+from ..runtime.sessions import DEVICES
+
+
+@click.command("check", help="Compare PRUNED against ORIGINAL with ONNX Runtime; exit 1 when it FAILS.\n\n"
+                             "Without --calib the inputs are random, which only shows the graphs run and agree.")
+@click.argument("original", type=click.Path())
+@click.argument("pruned", type=click.Path())
+@click.option("--calib", type=click.Path(), help="Real inputs: an .npz keyed by input name (optional 'labels'), "
+                                                 "or a .py file defining load_data().")
+@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+              help="auto: CUDA when it works, else CPU.")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
+              help="Shape for a dynamic input, e.g. input:1x3x224x224 (repeat, or separate with commas).")
+@click.option("--batch", type=int, help="Samples per run (default: the model's fixed batch, else 8).")
+@click.option("--batches", "n_batches", type=int, default=4, show_default=True, help="Random batches to compare.")
+@click.option("--atol", type=float, help="Max abs error allowed per value (default 1e-4 unless another threshold is given).")
+@click.option("--rtol", type=float, default=0.0, show_default=True, help="Adds rtol*|original| to atol per value.")
+@click.option("--min-cosine", type=float, help="Lowest mean cosine similarity per output, e.g. 0.999.")
+@click.option("--min-agreement", type=float, help="Lowest top-1 agreement of classifier outputs, e.g. 0.99.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
+@click.option("--threads", type=int, help="onnxruntime intra-op threads.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
+def check_cmd(original, pruned, calib, device, shapes, batch, n_batches, atol, rtol, min_cosine, min_agreement,
+              seed, threads, json_path):
+    out = json_target(json_path)
+    result = compare_models(original, pruned, data=calib, device=device, atol=atol, rtol=rtol, min_cosine=min_cosine,
+                            min_agreement=min_agreement, shapes=parse_shapes(shapes), batch=batch, seed=seed,
+                            n_batches=n_batches, threads=threads)
+    click.echo(result.format_table())
+    if out is not None:
+        write_json(out, result.to_dict())
+    if not result:
+        sys.exit(1)
+
+
+def json_target(path: str | None) -> Path | None:
+    """Check the JSON path before the (possibly long) run, so a typo fails at once."""
+    if path is None:
+        return None
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise ModelSaveError(f"{out}: the folder '{out.parent}' does not exist")
+    return out
+
+
+def write_json(path: Path, data: dict) -> None:
+    try:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise ModelSaveError(f"{path}: cannot write ({exc.strerror or exc})") from None

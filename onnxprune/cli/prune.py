@@ -1,0 +1,87 @@
+"""`onnxprune IN OUT`: prune, write atomically, validate with ONNX Runtime, print a summary."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import click
+
+from ..api import prune
+from ..config import PruneConfig
+from ..errors import ValidationFailedError
+from ..io import load_model, resolve_output, save_model
+from ..report import format_summary, versions
+
+
+@click.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input_path", metavar="IN.onnx", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("output_path", metavar="OUT.onnx", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--ratio", type=float, help="Remove this share of every prunable group (lossy), e.g. 0.3.")
+@click.option("--target-flops", type=float, help="Keep this share of the FLOPs, ranking channels globally (lossy).")
+@click.option("--target-params", type=float, help="Keep this share of the parameters (lossy).")
+@click.option("--criterion", default="l1", show_default=True,
+              help="Channel importance: l1, l2, bn-gamma, lamp, activation (needs --calib).")
+@click.option("--round-to", type=int, help="Round kept channel counts to a multiple of this (default: suits the device).")
+@click.option("--keep", multiple=True, metavar="PATTERN", help="Never prune groups with a node matching this glob.")
+@click.option("--max-group-ratio", type=float, default=0.9, show_default=True,
+              help="Never remove more than this share of one group.")
+@click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
+@click.option("--validate/--no-validate", default=True, show_default=True,
+              help="Run both models in ONNX Runtime and compare before writing.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--atol", type=float, help="Validation tolerance (exact mode: 1e-4 absolute plus 1e-3 relative).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure as JSON here.")
+@click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
+def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
+              max_group_ratio, fold_bn, calib, validate, device, atol, report_path, overwrite, quiet):
+    """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
+    change any output are removed."""
+    config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
+                         criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
+                         calib=str(calib) if calib else None, validate=validate, device=device)
+    resolve_output(input_path, output_path, overwrite)
+    if report_path is not None:
+        resolve_output(input_path, report_path, overwrite=False)
+    model = load_model(input_path)
+    result = prune(model, config)
+    comparison = None
+
+    def check(tmp_path):
+        nonlocal comparison
+        if not validate:
+            return
+        comparison = _validate(input_path, tmp_path, config, atol)
+        if not comparison:
+            raise ValidationFailedError(
+                f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
+
+    save_model(result.model, output_path, input_path, overwrite, before_commit=check)
+    if not quiet:
+        click.echo(format_summary(result.report, input_path, output_path))
+        if comparison is not None:
+            click.echo("")
+            click.echo(comparison.format_table())
+    if report_path is not None:
+        payload = {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
+                   "validation": comparison.to_dict() if comparison is not None else None, "versions": versions()}
+        save_json(payload, report_path)
+
+
+def _validate(original, pruned, config: PruneConfig, atol):
+    from ..runtime import compare_models
+
+    if config.lossy and atol is None:
+        # Lossy runs report fidelity; bounds are the fidelity guard's job.
+        return compare_models(original, pruned, data=config.calib, device=config.device, atol=math.inf)
+    return compare_models(original, pruned, data=config.calib, device=config.device,
+                          atol=1e-4 if atol is None else atol, rtol=1e-3 if atol is None else 0.0)
+
+
+def save_json(payload: dict, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str))
+    tmp.replace(path)

@@ -1,0 +1,113 @@
+"""Graph normalizations before analysis, and cleanup after the rewrite. Each keeps the model's
+outputs as they are (BN folding up to float rounding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ..graph import ModelGraph, attr
+from .base import Pass, PassResult
+
+
+def _rename_uses(model: onnx.ModelProto, old: str, new: str) -> None:
+    for n in model.graph.node:
+        for i, name in enumerate(n.input):
+            if name == old:
+                n.input[i] = new
+
+
+def _remove_nodes(model: onnx.ModelProto, dead: set[int]) -> None:
+    keep = [n for n in model.graph.node if id(n) not in dead]
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
+class FoldConstantIdentity(Pass):
+    """Identity(constant) -> the constant itself, so shared weights are seen as shared (PyTorch
+    writes one copy of equal tensors and an Identity for the other)."""
+
+    name = "fold-constant-identity"
+
+    def run(self, state) -> PassResult:
+        g: ModelGraph = state.graph
+        dead = set()
+        for n in state.model.graph.node:
+            if (n.op_type == "Identity" and n.domain in ("", "ai.onnx") and g.is_constant(n.input[0])
+                    and n.output[0] not in g.graph_outputs
+                    and not any(n.output[0] in s for s in g.implicit_inputs.values())):
+                _rename_uses(state.model, n.output[0], n.input[0])
+                dead.add(id(n))
+        if not dead:
+            return PassResult(False)
+        _remove_nodes(state.model, dead)
+        state.graph = ModelGraph(state.model)
+        return PassResult(True, {"identities": len(dead)})
+
+
+class FoldBatchNorm(Pass):
+    """Conv -> BatchNormalization becomes one Conv with scaled filters and a bias."""
+
+    name = "fold-bn"
+
+    def run(self, state) -> PassResult:
+        g: ModelGraph = state.graph
+        dead, folded = set(), 0
+        for bn in list(state.model.graph.node):
+            if bn.op_type != "BatchNormalization" or any(o for o in bn.output[1:]):
+                continue
+            conv = g.producer.get(bn.input[0])
+            if conv is None or conv.op_type != "Conv" or conv.output[0] in g.graph_outputs:
+                continue
+            if len(g.users(conv.output[0])) != 1 or not all(g.is_constant(i) for i in list(conv.input[1:]) + list(bn.input[1:5]) if i):
+                continue
+            w_name = conv.input[1]
+            b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
+            if len(g.users(w_name)) != 1 or (b_name and len(g.users(b_name)) != 1):
+                continue  # shared weights: folding would change the other user
+            gamma, beta, mean, var = (g.const_value(i).astype(np.float64) for i in bn.input[1:5])
+            scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))
+            w = g.const_value(w_name)
+            b = g.const_value(b_name).astype(np.float64) if b_name else np.zeros(w.shape[0])
+            g.replace_const(w_name, (w * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(w.dtype))
+            new_b = ((b - mean) * scale + beta).astype(w.dtype)
+            if b_name:
+                g.replace_const(b_name, new_b)
+            else:
+                conv.input.append(g.add_initializer(new_b, f"{conv.name or w_name}.bias"))
+            conv.output[0] = bn.output[0]
+            dead.add(id(bn))
+            folded += 1
+        if not dead:
+            return PassResult(False)
+        _remove_nodes(state.model, dead)
+        remove_unused(state.model)
+        state.graph = ModelGraph(state.model)
+        return PassResult(True, {"folded": folded})
+
+
+def remove_unused(model: onnx.ModelProto) -> int:
+    """Drop nodes whose outputs nobody reads and initializers nobody uses. Returns how many went."""
+    g = model.graph
+    outputs = {o.name for o in g.output}
+    removed = 0
+    while True:
+        index = ModelGraph(model, infer=False)
+        dead = {id(n) for n in g.node if not any(o in outputs or index.users(o) for o in n.output if o)}
+        if not dead:
+            break
+        removed += len(dead)
+        _remove_nodes(model, dead)
+    index = ModelGraph(model, infer=False)
+    inputs = {i.name for i in g.input}
+    keep = [t for t in g.initializer if index.users(t.name) or t.name in outputs or t.name in inputs]
+    removed += len(g.initializer) - len(keep)
+    if len(keep) != len(g.initializer):
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    live = {o for n in g.node for o in n.output} | {t.name for t in g.initializer}
+    vis = [v for v in g.value_info if v.name in live]
+    if len(vis) != len(g.value_info):
+        del g.value_info[:]
+        g.value_info.extend(vis)
+    return removed

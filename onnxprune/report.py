@@ -1,0 +1,90 @@
+"""Human-readable summaries of pruning and analysis results."""
+
+from __future__ import annotations
+
+import platform
+from collections import Counter
+
+
+def human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _change(before: int, after: int) -> str:
+    if before == 0:
+        return ""
+    return f"({(after - before) / before * 100:+.1f}%)"
+
+
+def _source_label(sources: list[str]) -> str:
+    return sources[0] + (f" +{len(sources) - 1}" if len(sources) > 1 else "")
+
+
+def format_summary(report, input_path=None, output_path=None) -> str:
+    lines = []
+    if input_path is not None:
+        lines.append(f"{input_path} -> {output_path}  ({report.mode} mode)")
+    lines.append(f"  parameters  {human(report.params_before):>9} -> {human(report.params_after):>9}  "
+                 f"{_change(report.params_before, report.params_after)}")
+    lines.append(f"  FLOPs       {human(report.flops_before):>9} -> {human(report.flops_after):>9}  "
+                 f"{_change(report.flops_before, report.flops_after)}")
+    prunable = [g for g in report.groups if g.prunable]
+    blocked = [g for g in report.groups if not g.prunable]
+    lines.append(f"  groups      {len(report.groups)} found, {len(prunable)} prunable, {len(blocked)} blocked")
+    changed = [g for g in report.groups if g.kept < g.size]
+    lines.append(f"  channels    {report.channels_removed} removed in {len(changed)} groups")
+    for g in changed[:20]:
+        lines.append(f"    group {g.id:<4} {_source_label(g.sources):<40} {g.size:>5} -> {g.kept}")
+    if len(changed) > 20:
+        lines.append(f"    ... and {len(changed) - 20} more groups")
+    if blocked:
+        reasons = Counter(_reason_kind(r) for g in blocked for r in g.reasons[:1])
+        lines.append("  blocked     " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(6)))
+    if report.mode == "exact" and report.prunable_flops_share:
+        lines.append(f"  note        {report.prunable_flops_share * 100:.0f}% of the FLOPs are in prunable layers; "
+                     f"--ratio or --target-flops prunes them (lossy)")
+    lines.extend(f"  note        {n}" for n in report.notes)
+    return "\n".join(lines)
+
+
+def _reason_kind(reason: str) -> str:
+    """A reason without its node name, so equal causes are counted together."""
+    head, sep, tail = reason.partition(": ")
+    return tail if sep else reason
+
+
+def format_groups(analysis, verbose: bool = False) -> str:
+    lines = [f"{'group':>5}  {'channels':>8}  {'status':<8}  sources / reason"]
+    for g in analysis.groups:
+        status = "prunable" if g.prunable else "blocked"
+        lines.append(f"{g.id:>5}  {g.size:>8}  {status:<8}  {', '.join(g.sources[:4])}"
+                     + (f" +{len(g.sources) - 4}" if len(g.sources) > 4 else ""))
+        if not g.prunable:
+            lines.append(f"{'':>27}why: {g.reasons[0]}" + (f" (+{len(g.reasons) - 1} more)" if len(g.reasons) > 1 else ""))
+        if verbose:
+            for m in g.members:
+                lines.append(f"{'':>27}{m.role:<8} {m.param} axis {m.axis} ({m.node})")
+    prunable = analysis.prunable_groups()
+    lines.append(f"{len(analysis.groups)} groups: {len(prunable)} prunable "
+                 f"({sum(g.size for g in prunable)} channels), {len(analysis.groups) - len(prunable)} blocked")
+    return "\n".join(lines)
+
+
+def versions() -> dict:
+    import numpy
+    import onnx
+
+    out = {"python": platform.python_version(), "onnx": onnx.__version__, "numpy": numpy.__version__}
+    try:
+        import onnxruntime
+
+        out["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        out["onnxruntime"] = None
+    from . import __version__
+
+    out["onnxprune"] = __version__
+    return out
