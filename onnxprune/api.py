@@ -14,7 +14,7 @@ from .cost import count_flops, count_params
 from .graph import ModelGraph
 from .io import load_model
 from .passes.base import Pass, PassManager, PassRecord, PassResult
-from .passes.normalize import FoldBatchNorm, FoldConstantIdentity, remove_unused
+from .passes.normalize import FoldBatchNorm, remove_unused
 from .passes.prune_channels import PruneChannels
 from .passes.select import SelectExact
 
@@ -63,6 +63,8 @@ class Cleanup(Pass):
     name = "cleanup"
 
     def run(self, state) -> PassResult:
+        if not state.removed and not state.config.fold_bn:
+            return PassResult(False)  # a model nothing was done to is written back as it came
         n = remove_unused(state.model)
         return PassResult(n > 0, {"removed": n})
 
@@ -125,7 +127,7 @@ def _select_pass(config: PruneConfig) -> Pass:
 
 
 def build_pipeline(config: PruneConfig) -> list[Pass]:
-    passes: list[Pass] = [FoldConstantIdentity()]
+    passes: list[Pass] = []
     if config.fold_bn:
         passes.append(FoldBatchNorm())
     passes += [Analyze(), _select_pass(config), PruneChannels(), Cleanup()]
@@ -165,6 +167,4 @@ def analyze_model(model: onnx.ModelProto | str | os.PathLike) -> Analysis:
     """Channel groups of a model, after the same normalization prune() applies."""
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
-    state = PruneState(model=model, config=PruneConfig(), graph=ModelGraph(model))
-    FoldConstantIdentity().run(state)
-    return analyze(state.graph)
+    return analyze(ModelGraph(model))

@@ -85,19 +85,35 @@ class ModelGraph:
                 for name in outer:
                     self.consumers[name].append(n)
         self.graph_inputs = [i.name for i in g.input if i.name not in self.initializers]
+        # Identity(constant) is the constant under another name (PyTorch writes one copy of equal
+        # tensors and an Identity for the others): such names resolve to the stored tensor.
+        self.alias: dict[str, str] = {}
         # Initializers listed as graph inputs can be overridden at run time: never constants.
         self.overridable = {i.name for i in g.input if i.name in self.initializers}
         self.graph_outputs = {o.name for o in g.output}
+        for n in g.node:
+            if n.op_type == "Identity" and n.domain in ("", "ai.onnx") and n.output[0] not in self.graph_outputs:
+                src = self.resolve(n.input[0])
+                if self._stored_constant(src):
+                    self.alias[n.output[0]] = src
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
         if infer:
             self.infer_shapes()
 
     # -- constants -------------------------------------------------------------------------
-    def is_constant(self, name: str) -> bool:
+    def resolve(self, name: str) -> str:
+        """The stored constant a name stands for (itself unless it is an Identity of a constant)."""
+        return self.alias.get(name, name)
+
+    def _stored_constant(self, name: str) -> bool:
         return (name in self.initializers and name not in self.overridable) or name in self.constant_nodes
 
+    def is_constant(self, name: str) -> bool:
+        return self._stored_constant(self.resolve(name))
+
     def const_tensor(self, name: str) -> onnx.TensorProto | None:
+        name = self.resolve(name)
         if name in self.initializers and name not in self.overridable:
             return self.initializers[name]
         node = self.constant_nodes.get(name)
@@ -127,6 +143,7 @@ class ModelGraph:
 
     def replace_const(self, name: str, value: np.ndarray) -> None:
         """Overwrite a constant in place (initializer or Constant node), keeping name and dtype."""
+        name = self.resolve(name)
         t = self.const_tensor(name)
         if t is None:
             raise KeyError(name)

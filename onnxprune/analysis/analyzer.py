@@ -37,6 +37,7 @@ class Analyzer:
         self.tensors: dict[str, TensorChannels] = {}
         self.members: dict[tuple[str, int], Member] = {}
         self.param_users: dict[str, set[str]] = defaultdict(set)
+        self.param_aliases: dict[str, set[str]] = defaultdict(set)
         self.blocked: dict[int, str] = {}
         self.fixups: list[Fixup] = []
         self.node: onnx.NodeProto | None = None
@@ -113,6 +114,9 @@ class Analyzer:
             return False
         shape = self.graph.const_shape(name)
         axis = axis % len(shape)
+        alias, name = name, self.graph.resolve(name)
+        if alias != name:
+            self.param_aliases[name].add(alias)
         if shape[axis] != len(atoms):
             self.block(atoms, f"{self.label}: parameter '{name}' has {shape[axis]} entries on axis {axis}, expected {len(atoms)}")
             return False
@@ -148,7 +152,10 @@ class Analyzer:
             if tc is not None:
                 self.block(tc.atoms, f"reaches graph output '{name}'")
         for name, users in self.param_users.items():
-            others = [n for n in self.graph.users(name) if node_label(n) not in users]
+            aliases = self.param_aliases.get(name, set())
+            readers = [n for a in (name, *aliases) for n in self.graph.users(a)
+                       if not (n.op_type == "Identity" and n.output[0] in aliases)]
+            others = [n for n in readers if node_label(n) not in users]
             if others or name in self.graph.graph_outputs:
                 reason = f"parameter '{name}' is also used by {node_label(others[0]) if others else 'a graph output'}"
                 for (pname, _), m in self.members.items():

@@ -5,6 +5,8 @@ The table goes to stdout, the progress bar to stderr, so `> table.txt` keeps onl
 
 from __future__ import annotations
 
+import contextlib
+
 import click
 
 from ..errors import ConfigError
@@ -39,10 +41,19 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_path):
     out = json_target(json_path)
     sizes = _batch_sizes(batch)
-    with click.progressbar(length=len(sizes) * (warmup + runs) * len(models), label="benchmarking",
-                           file=click.get_text_stream("stderr")) as bar:
+    with contextlib.ExitStack() as stack:
+        bar = None
+
+        def progress(done: int, total: int) -> None:
+            # Opened on the first run, so a model that fails to load prints only its error line.
+            nonlocal bar
+            if bar is None:
+                bar = stack.enter_context(click.progressbar(length=total, label="benchmarking",
+                                                            file=click.get_text_stream("stderr")))
+            bar.update(done - bar.pos)
+
         result = benchmark(list(models), sizes, device=device, threads=threads, warmup=warmup, runs=runs,
-                           shapes=parse_shapes(shapes), seed=seed, progress=lambda done, total: bar.update(done - bar.pos))
+                           shapes=parse_shapes(shapes), seed=seed, progress=progress)
     click.echo(result.format_table())
     if out is not None:
         write_json(out, result.to_dict())

@@ -10,39 +10,10 @@ from ..graph import ModelGraph, attr
 from .base import Pass, PassResult
 
 
-def _rename_uses(model: onnx.ModelProto, old: str, new: str) -> None:
-    for n in model.graph.node:
-        for i, name in enumerate(n.input):
-            if name == old:
-                n.input[i] = new
-
-
 def _remove_nodes(model: onnx.ModelProto, dead: set[int]) -> None:
     keep = [n for n in model.graph.node if id(n) not in dead]
     del model.graph.node[:]
     model.graph.node.extend(keep)
-
-
-class FoldConstantIdentity(Pass):
-    """Identity(constant) -> the constant itself, so shared weights are seen as shared (PyTorch
-    writes one copy of equal tensors and an Identity for the other)."""
-
-    name = "fold-constant-identity"
-
-    def run(self, state) -> PassResult:
-        g: ModelGraph = state.graph
-        dead = set()
-        for n in state.model.graph.node:
-            if (n.op_type == "Identity" and n.domain in ("", "ai.onnx") and g.is_constant(n.input[0])
-                    and n.output[0] not in g.graph_outputs
-                    and not any(n.output[0] in s for s in g.implicit_inputs.values())):
-                _rename_uses(state.model, n.output[0], n.input[0])
-                dead.add(id(n))
-        if not dead:
-            return PassResult(False)
-        _remove_nodes(state.model, dead)
-        state.graph = ModelGraph(state.model)
-        return PassResult(True, {"identities": len(dead)})
 
 
 class FoldBatchNorm(Pass):
@@ -63,7 +34,7 @@ class FoldBatchNorm(Pass):
                 continue
             w_name = conv.input[1]
             b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
-            if len(g.users(w_name)) != 1 or (b_name and len(g.users(b_name)) != 1):
+            if any(g.resolve(n) != n or len(g.users(n)) != 1 for n in (w_name, b_name) if n):
                 continue  # shared weights: folding would change the other user
             gamma, beta, mean, var = (g.const_value(i).astype(np.float64) for i in bn.input[1:5])
             scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))

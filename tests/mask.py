@@ -1,0 +1,33 @@
+"""Structured mask pruning as training frameworks leave it: chosen channels' filters, biases and
+per-channel parameters set to zero, the model otherwise unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxprune.analysis import ROLE_IN, Analysis
+from onnxprune.graph import ModelGraph
+
+
+def mask_channels(analysis: Analysis, channels: set[int]) -> None:
+    """Zero every non-consumer member position of `channels` in the analysed model, in place."""
+    graph: ModelGraph = analysis.graph
+    for m in analysis.members:
+        if m.role == ROLE_IN:
+            continue
+        gone = analysis.removed_positions(m.atoms, channels)
+        if len(gone) == 0:
+            continue
+        value = graph.const_value(m.param).copy()
+        index = [slice(None)] * value.ndim
+        index[m.axis] = gone
+        value[tuple(index)] = 0
+        graph.replace_const(m.param, value)
+
+
+def pick_channels(analysis: Analysis, rng: np.random.Generator, fraction: float = 0.3) -> set[int]:
+    chosen = set()
+    for g in analysis.prunable_groups():
+        k = max(1, int(len(g.channels) * fraction))
+        chosen |= {int(c) for c in rng.choice(g.channels, size=min(k, len(g.channels) - 1), replace=False)}
+    return chosen

@@ -1,0 +1,64 @@
+"""Exact mode: removes exactly the channels that cannot change outputs, and nothing on dense models."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxprune.analysis import analyze
+from onnxprune.api import prune
+from onnxprune.passes.select import restore_nonempty
+from tests.mask import mask_channels, pick_channels
+from tests.oracle import copy, feeds, run
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = sorted((REPO / "tests" / "fixtures").glob("*.onnx"))
+REAL = [REPO / "models" / "digits_cnn.onnx", *FIXTURES]
+
+
+def _outputs_equal(a, b, model, atol=1e-5):
+    inputs = feeds(model, seed=3)
+    for x, y in zip(run(a, inputs), run(b, inputs)):
+        assert x.shape == y.shape
+        np.testing.assert_allclose(y, x, atol=atol, rtol=1e-4)
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+def test_dense_model_is_unchanged(path):
+    model = onnx.load(path)
+    result = prune(copy(model))
+    assert result.report.channels_removed == 0
+    assert result.report.params_after == result.report.params_before
+    assert result.model.SerializeToString() == model.SerializeToString()
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+def test_fold_bn_only_folds(path):
+    model = onnx.load(path)
+    result = prune(copy(model), fold_bn=True)
+    assert result.report.channels_removed == 0
+    assert not any(n.op_type == "BatchNormalization" and n.input[0] in
+                   {c.output[0] for c in result.model.graph.node if c.op_type == "Conv"}
+                   for n in result.model.graph.node)
+    assert result.model.ir_version == model.ir_version
+    _outputs_equal(model, result.model, model, atol=1e-4)
+
+
+@pytest.mark.parametrize("path", REAL, ids=lambda p: p.stem)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mask_pruned_channels_are_removed_exactly(path, seed):
+    model = onnx.load(path)
+    masked = copy(model)
+    analysis = analyze(masked)
+    chosen = restore_nonempty(analysis, pick_channels(analysis, np.random.default_rng(seed)))
+    if not chosen:
+        pytest.skip("no prunable group")
+    mask_channels(analysis, chosen)
+    result = prune(copy(masked))
+    removed = sum(g.size - g.kept for g in result.report.groups)
+    assert removed == len(chosen)
+    assert result.report.params_after < result.report.params_before
+    assert result.report.flops_after < result.report.flops_before
+    onnx.checker.check_model(result.model, full_check=True)
+    _outputs_equal(masked, result.model, masked)
