@@ -66,7 +66,8 @@ def _load_external(model: onnx.ModelProto, path: Path) -> None:
         try:
             load_external_data_for_tensor(tensor, base)
         except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: cannot read external data for '{tensor.name}' ({exc})") from None
+            raise ModelLoadError(f"{path}: cannot read external data file '{location}' for '{tensor.name}' "
+                                 f"({exc}); is it truncated?") from None
         expected = _expected_nbytes(tensor)
         if expected is not None and len(tensor.raw_data) != expected:
             raise ModelLoadError(
