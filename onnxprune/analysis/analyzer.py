@@ -107,7 +107,8 @@ class Analyzer:
             if tc is not None:
                 self.block(tc.atoms, reason)
 
-    def param(self, name: str, axis: int, atoms: np.ndarray, role: str, values: np.ndarray | None = None) -> bool:
+    def param(self, name: str, axis: int, atoms: np.ndarray, role: str, values: np.ndarray | None = None,
+              tensor: str | None = None) -> bool:
         """Declare that constant `name` loses positions of `axis` with `atoms`. False if not a constant."""
         if not self.is_const(name):
             self.block(atoms, f"{self.label}: parameter '{name}' is not a constant")
@@ -124,7 +125,7 @@ class Analyzer:
         key = (name, axis)
         old = self.members.get(key)
         if old is None:
-            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values)
+            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values, tensor)
         else:
             # A parameter shared by two nodes: the positions it holds must go together.
             self.unify(old.atoms, np.asarray(atoms, dtype=np.int64), f"{self.label}: shared parameter '{name}'")

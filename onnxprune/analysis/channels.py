@@ -88,6 +88,7 @@ class Member:
     role: str
     node: str
     values: np.ndarray | None = None  # for ROLE_IN: the input's known values per position
+    tensor: str | None = None          # for ROLE_IN: the activation the consumer reads
 
 
 @dataclass

@@ -64,7 +64,11 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
         click.echo(format_summary(result.report, input_path, output_path))
         if comparison is not None:
             click.echo("")
-            click.echo(comparison.format_table())
+            table = comparison.format_table()
+            if config.lossy and atol is None:
+                # No bound was asked for: these are figures, not a verdict.
+                table = table.rsplit("\n", 1)[0] + "\nfidelity reported only: no bound given (--atol)"
+            click.echo(table)
     if report_path is not None:
         payload = {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
                    "validation": comparison.to_dict() if comparison is not None else None, "versions": versions()}

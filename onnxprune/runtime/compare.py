@@ -141,6 +141,10 @@ class _Accumulator:
         self.top5_seen = False
 
     def update(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, atol: float | None, rtol: float) -> None:
+        with np.errstate(all="ignore"):  # inf - inf and friends are handled explicitly below
+            self._update(a, b, labels, atol, rtol)
+
+    def _update(self, a, b, labels, atol, rtol) -> None:
         o = self.out
         if o.shape_a is None:
             o.shape_a, o.shape_b = a.shape, b.shape
@@ -151,25 +155,29 @@ class _Accumulator:
         a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
         diff = np.abs(b64 - a64)
         same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
-        diff = np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf))
+        diff = np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf, posinf=np.inf))
+        ref = np.abs(a64)
         o.values += diff.size
         if diff.size:
             o.max_abs_error = max(o.max_abs_error, float(diff.max()))
         self.abs_sum += float(diff.sum())
-        self.ref_sum += float(np.abs(np.nan_to_num(a64)).sum())
+        self.ref_sum += float(ref[np.isfinite(ref)].sum())
         if atol is not None:
-            o.out_of_tolerance = (o.out_of_tolerance or 0) + int((diff > atol + rtol * np.abs(a64)).sum())
+            o.out_of_tolerance = (o.out_of_tolerance or 0) + int((diff > atol + rtol * ref).sum())
         self._cosine(a64, b64)
         if a.ndim == 2 and a.shape[1] >= 2 and np.issubdtype(a.dtype, np.floating):
             self._classes(a64, b64, labels)
 
     def _cosine(self, a: np.ndarray, b: np.ndarray) -> None:
+        """Per sample (dim 0 of outputs of rank >= 2, else the whole output), over finite values only:
+        NaN and Inf already show in the max abs error."""
         rows = a.shape[0] if a.ndim >= 2 else 1
-        a, b = np.nan_to_num(a.reshape(rows, -1)), np.nan_to_num(b.reshape(rows, -1))
+        finite = np.isfinite(a) & np.isfinite(b)
+        a = np.where(finite, a, 0.0).reshape(rows, -1)
+        b = np.where(finite, b, 0.0).reshape(rows, -1)
         na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
         dot = np.einsum("ij,ij->i", a, b)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
+        cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
         cos = np.clip(cos, -1.0, 1.0)
         self.cos_sum += float(cos.sum())
         self.cos_count += rows
@@ -230,12 +238,12 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
     _check_thresholds(atol, rtol, min_cosine, min_agreement)
     if atol is None and min_cosine is None and min_agreement is None:
         atol = DEFAULT_ATOL
-    sess_a = create_session(model_a, device, threads)
-    sess_b = create_session(model_b, device, threads)
-    try:
+    with create_session(model_a, device, threads) as sess_a, create_session(model_b, device, threads) as sess_b:
         _check_same_io(sess_a, sess_b, names)
         specs = sess_a.inputs
-        size = resolve_batch(specs, batch, shapes)
+        # A batch dim fixed in either model fixes it for both.
+        fixed = specs + sess_b.inputs
+        size = resolve_batch(fixed, batch, shapes)
         if isinstance(data, Dataset):
             dataset = data
         elif data is not None:
@@ -245,7 +253,7 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
         accs = {name: _Accumulator(name) for name in sess_a.output_names}
         samples = batches = 0
         labels_seen = False
-        for item in dataset.batches(size, drop_last=any(s.fixed_batch for s in specs)):
+        for item in dataset.batches(size, drop_last=any(s.fixed_batch for s in fixed)):
             out_a = _run(sess_a, item.feeds, names[0], DataError)
             out_b = _run(sess_b, item.feeds, names[1], ValidationFailedError)
             for name, acc in accs.items():
@@ -254,9 +262,6 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
             batches += 1
             labels_seen = labels_seen or item.labels is not None
         outputs = [acc.finish(atol, rtol, min_cosine, min_agreement) for acc in accs.values()]
-    finally:
-        sess_a.close()
-        sess_b.close()
     if min_agreement is not None and all(o.top1_agreement is None for o in outputs):
         raise ConfigError("min_agreement needs a classifier output ([N, K] scores, K >= 2); none of the outputs is one")
     warnings = [w for w in (sess_a.fallback,) if w]
@@ -290,8 +295,9 @@ def _check_same_io(sess_a, sess_b, names) -> None:
         raise DataError(f"the models take different inputs: {a} has {sorted(ins_a)}, {b} has {sorted(ins_b)}")
     for name, spec in ins_a.items():
         other = ins_b[name]
-        if spec.dtype != other.dtype or (spec.shape is not None and other.shape is not None
-                                         and len(spec.shape) != len(other.shape)):
+        both = spec.shape is not None and other.shape is not None
+        if spec.dtype != other.dtype or (both and (len(spec.shape) != len(other.shape) or any(
+                isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(spec.shape, other.shape)))):
             raise DataError(f"input '{name}' is {spec.describe()} in {a} but {other.describe()} in {b}")
     outs_a, outs_b = sess_a.output_names, sess_b.output_names
     if set(outs_a) != set(outs_b):

@@ -65,7 +65,7 @@ def conv(node, ctx):
     values = _source_values(wv, 0, bv)
     if groups == 1:
         if tc is not None:
-            ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values)
+            ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values, tensor=x)
         ctx.param(w, 0, out_atoms, ROLE_OUT)
         if b:
             ctx.param(b, 0, out_atoms, ROLE_OUT)
@@ -109,7 +109,7 @@ def conv_transpose(node, ctx):
     if groups == 1:
         values = _source_values(wv, 1, bv)
         if tc is not None:
-            ctx.param(w, 0, tc.atoms, ROLE_IN, values=tc.values)
+            ctx.param(w, 0, tc.atoms, ROLE_IN, values=tc.values, tensor=x)
         ctx.param(w, 1, out_atoms, ROLE_OUT)
         if b:
             ctx.param(b, 0, out_atoms, ROLE_OUT)

@@ -36,7 +36,7 @@ def gemm(node, ctx):
         if tc.axis != k_axis_a:
             ctx.block(tc.atoms, f"{ctx.label}: channels on Gemm's row axis")
         else:
-            ctx.param(b, k_axis_b, tc.atoms, ROLE_IN, values=tc.values)
+            ctx.param(b, k_axis_b, tc.atoms, ROLE_IN, values=tc.values, tensor=a)
     bv = ctx.const(b)
     n = bv.shape[n_axis_b]
     atoms = ctx.new_atoms(n)
@@ -80,7 +80,7 @@ def matmul(node, ctx):
             ctx.block(ta.atoms, f"{ctx.label}: channels on a MatMul batch axis")
         return
     if ta is not None:
-        ctx.param(b, 0 if rb == 1 else rb - 2, ta.atoms, ROLE_IN, values=ta.values)
+        ctx.param(b, 0 if rb == 1 else rb - 2, ta.atoms, ROLE_IN, values=ta.values, tensor=a)
     if rb == 1:
         return
     n = bv.shape[-1]

@@ -1,0 +1,181 @@
+"""Lossy selection: score channels, then remove the least important ones per group (--ratio) or
+globally until a FLOPs / parameter budget is met (--target-flops, --target-params)."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections import defaultdict
+from math import prod
+
+import numpy as np
+
+from ..analysis import ROLE_IN, Analysis
+from ..analysis.analyzer import node_label
+from ..cost import node_flops
+from ..errors import TargetUnreachableError
+from ..importance import get_criterion
+from .base import Pass, PassResult
+from .select import restore_nonempty
+
+DEFAULT_ROUND_TO = {"cpu": 16, "cuda": 8, "auto": 16}
+
+
+class CostModel:
+    """Exact FLOPs and parameters of the model for any set of removed channels, without rewriting.
+
+    A Conv/Gemm/MatMul costs base * (kept inputs / inputs) * (kept outputs / outputs); a parameter
+    holds the product of its kept sizes."""
+
+    def __init__(self, analysis: Analysis):
+        self.analysis = analysis
+        graph = analysis.graph
+        by_node = defaultdict(list)
+        for m in analysis.members:
+            by_node[m.node].append(m)
+        self.nodes = []
+        self.fixed_flops = 0
+        for n in graph.model.graph.node:
+            f = node_flops(n, graph)
+            if not f:
+                continue
+            ms = by_node.get(node_label(n), [])
+            w = graph.resolve(n.input[1])
+            ins = [m for m in ms if m.role == ROLE_IN and m.param == w]
+            outs = [m for m in ms if m.role != ROLE_IN and m.param == w]
+            if not ins and not outs:
+                self.fixed_flops += f
+            else:
+                self.nodes.append((f, ins[0].atoms if ins else None, outs[0].atoms if outs else None))
+        by_param = defaultdict(dict)
+        for m in analysis.members:
+            by_param[m.param][m.axis] = m.atoms
+        self.params = []
+        members = set(by_param)
+        self.fixed_params = 0
+        for name in list(graph.initializers) + list(graph.constant_nodes):
+            shape = graph.const_shape(name) if graph.is_constant(name) else None
+            if shape is None:
+                continue
+            if name in members:
+                self.params.append((shape, by_param[name]))
+            else:
+                self.fixed_params += prod(shape)
+
+    def _frac(self, atoms, removed):
+        return 1.0 if atoms is None else len(self.analysis.kept_positions(atoms, removed)) / len(atoms)
+
+    def flops(self, removed) -> float:
+        return self.fixed_flops + sum(f * self._frac(i, removed) * self._frac(o, removed) for f, i, o in self.nodes)
+
+    def params_count(self, removed) -> float:
+        total = self.fixed_params
+        for shape, axes in self.params:
+            dims = list(shape)
+            for axis, atoms in axes.items():
+                dims[axis] = len(self.analysis.kept_positions(atoms, removed))
+            total += prod(dims)
+        return total
+
+
+def eligible_groups(analysis: Analysis, keep_patterns) -> list:
+    groups = []
+    for g in analysis.prunable_groups():
+        names = set(g.sources) | {m.node for m in g.members} | {m.param for m in g.members}
+        if any(fnmatch.fnmatchcase(n, p) for p in keep_patterns for n in names):
+            continue
+        groups.append(g)
+    return groups
+
+
+def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> int:
+    """How many channels of a group of `size` to remove when `wanted` are asked for: at most
+    max_ratio of the group, at least one channel kept, the kept count a multiple of round_to
+    (rounded up, so never more is removed than asked)."""
+    cap = min(size - 1, int(np.floor(size * max_ratio)))
+    n = max(0, min(wanted, cap))
+    if n == 0 or round_to <= 1:
+        return n
+    kept = size - n
+    kept = int(np.ceil(kept / round_to) * round_to)
+    if kept >= size:
+        return 0 if size > round_to else n
+    return size - kept
+
+
+def _lowest(group, scores, n) -> list[int]:
+    order = sorted(group.channels, key=lambda c: (scores.get(c, 0.0), c))
+    return order[:n]
+
+
+class SelectLossy(Pass):
+    name = "select"
+
+    def run(self, state) -> PassResult:
+        cfg = state.config
+        analysis: Analysis = state.analysis
+        round_to = cfg.round_to if cfg.round_to is not None else DEFAULT_ROUND_TO[cfg.device]
+        groups = eligible_groups(analysis, cfg.keep)
+        crit = get_criterion(cfg.criterion)
+        if cfg.criterion == "activation":
+            scores = crit(analysis, cfg.calib, device="cpu" if cfg.device == "auto" else cfg.device)
+        else:
+            scores = crit(analysis, cfg.calib)
+        if cfg.ratio is not None:
+            removed = set()
+            for g in groups:
+                n = removal_count(g.size, int(np.floor(g.size * cfg.ratio)), cfg.max_group_ratio, round_to)
+                removed |= set(_lowest(g, scores, n))
+            state.removed = restore_nonempty(analysis, removed, scores)
+            return PassResult(False, {"channels": len(state.removed), "round_to": round_to})
+        cost = CostModel(analysis)
+        if cfg.target_flops is not None:
+            measure, budget, what = cost.flops, cfg.target_flops * cost.flops(set()), "FLOPs"
+        else:
+            measure, budget, what = cost.params_count, cfg.target_params * cost.params_count(set()), "parameters"
+        removed = self._global(groups, scores, analysis, measure, budget, cfg.max_group_ratio, round_to)
+        if removed is None:
+            best = self._removal(groups, scores, {g.id: g.size for g in groups}, cfg.max_group_ratio, round_to, analysis)
+            reachable = measure(best) / measure(set())
+            blocked = len(analysis.groups) - len(analysis.prunable_groups())
+            raise TargetUnreachableError(
+                f"cannot keep only {budget / measure(set()):.0%} of the {what}: at most down to {reachable:.0%} "
+                f"({blocked} of {len(analysis.groups)} channel groups are blocked, max-group-ratio "
+                f"{cfg.max_group_ratio}); see `onnxprune analyze` for why")
+        state.removed = removed
+        return PassResult(False, {"channels": len(removed), "round_to": round_to})
+
+    @staticmethod
+    def _removal(groups, scores, per_group, max_ratio, round_to, analysis) -> set[int]:
+        removed = set()
+        for g in groups:
+            n = removal_count(g.size, per_group.get(g.id, 0), max_ratio, round_to)
+            removed |= set(_lowest(g, scores, n))
+        return restore_nonempty(analysis, removed, scores)
+
+    def _global(self, groups, scores, analysis, measure, budget, max_ratio, round_to):
+        """Smallest prefix of the global ranking (per-group normalized scores) that meets the budget."""
+        ranking = []
+        for g in groups:
+            vals = np.array([scores.get(c, 0.0) for c in g.channels])
+            scale = float(np.mean(vals)) or 1.0
+            ranking += [(scores.get(c, 0.0) / scale, c, g.id) for c in g.channels]
+        ranking.sort()
+
+        def removal_at(k):
+            per_group = defaultdict(int)
+            for _, _, gid in ranking[:k]:
+                per_group[gid] += 1
+            return self._removal(groups, scores, per_group, max_ratio, round_to, analysis)
+
+        lo, hi = 0, len(ranking)
+        if measure(set()) <= budget:
+            return set()
+        if measure(removal_at(hi)) > budget:
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if measure(removal_at(mid)) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        return removal_at(lo)
