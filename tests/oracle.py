@@ -52,11 +52,12 @@ def copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3) -> dict:
-    """Prune random channels; assert validity and exactness. Returns figures for the caller."""
+def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3, choose=None) -> dict:
+    """Prune random channels (or those `choose(analysis)` picks); assert validity and exactness.
+    Returns figures for the caller."""
     rng = np.random.default_rng(seed)
     analysis = analyze(copy(model))
-    removed = random_removal(analysis, rng, fraction)
+    removed = choose(analysis) if choose else random_removal(analysis, rng, fraction)
     reference = zeroed_reference(model, analysis, removed)
     pruned = copy(model)
     pruned_analysis = analyze(pruned)

@@ -90,7 +90,8 @@ def eligible_groups(analysis: Analysis, keep_patterns) -> list:
 def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> int:
     """How many channels of a group of `size` to remove when `wanted` are asked for: at most
     max_ratio of the group, at least one channel kept, the kept count a multiple of round_to
-    (rounded up, so never more is removed than asked)."""
+    (rounded up, so never more is removed than asked). A group no larger than round_to cannot be
+    aligned at all and is pruned as asked."""
     cap = min(size - 1, int(np.floor(size * max_ratio)))
     n = max(0, min(wanted, cap))
     if n == 0 or round_to <= 1:

@@ -1,0 +1,143 @@
+"""Lossy selection: criteria, ratios, FLOP/parameter targets, alignment, protection, determinism."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from onnxprune import PruneConfig, prune
+from onnxprune.analysis import analyze
+from onnxprune.api import PruneState
+from onnxprune.cli import main
+from onnxprune.errors import ConfigError, DataError, TargetUnreachableError
+from onnxprune.passes.select_lossy import SelectLossy, removal_count
+from tests.oracle import check_oracle, copy
+from tools.zoo import ZOO
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "models" / "digits_cnn.onnx"
+EVAL = REPO / "models" / "digits_eval.npz"
+CRITERIA = ["l1", "l2", "bn-gamma", "lamp", "activation"]
+
+
+def selected(config: PruneConfig):
+    def choose(analysis):
+        state = PruneState(model=analysis.graph.model, config=config, graph=analysis.graph, analysis=analysis)
+        SelectLossy().run(state)
+        return state.removed
+    return choose
+
+
+@pytest.mark.parametrize("criterion", CRITERIA)
+@pytest.mark.parametrize("target", [{"ratio": 0.5}, {"target_flops": 0.5}, {"target_params": 0.6}])
+def test_oracle_holds_for_scored_selection(criterion, target):
+    cfg = PruneConfig(criterion=criterion, calib=str(EVAL), round_to=1, **target)
+    info = check_oracle(onnx.load(DIGITS), choose=selected(cfg))
+    assert info["removed"] > 0
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "densenet121", "inception"])
+def test_oracle_holds_on_zoo_for_scored_selection(name):
+    model = ZOO[name](width=0.25, resolution=64, num_classes=10)
+    info = check_oracle(model, choose=selected(PruneConfig(target_flops=0.5, criterion="lamp")))
+    assert info["removed"] > 0
+
+
+def test_ratio_removes_that_share_of_every_group():
+    model = onnx.load(DIGITS)
+    groups = {g.id: g for g in analyze(copy(model)).groups}
+    report = prune(model, ratio=0.25, round_to=1, validate=False).report
+    for g in report.groups:
+        if g.prunable:
+            assert g.size - g.kept == int(np.floor(g.size * 0.25)), (g.id, g.size, g.kept)
+        else:
+            assert g.kept == g.size and not groups[g.id].prunable
+
+
+@pytest.mark.parametrize("round_to", [4, 8, 16])
+def test_kept_counts_are_aligned(round_to):
+    report = prune(onnx.load(DIGITS), ratio=0.4, round_to=round_to).report
+    aligned = [g for g in report.groups if g.kept < g.size and g.size > round_to]
+    assert aligned
+    for g in aligned:  # groups no larger than round_to cannot be aligned and are pruned as asked
+        assert g.kept % round_to == 0, (g.size, g.kept)
+
+
+def test_removal_count_rules():
+    assert removal_count(64, 19, 0.9, 16) == 16      # 45 kept -> 48
+    assert removal_count(10, 10, 0.9, 1) == 9        # never empty a group
+    assert removal_count(10, 5, 0.3, 1) == 3         # max-group-ratio
+    assert removal_count(2, 1, 0.9, 1) == 1
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.7])
+def test_flops_target_is_met(target):
+    report = prune(onnx.load(DIGITS), target_flops=target, round_to=1).report
+    kept = report.flops_after / report.flops_before
+    assert kept <= target + 1e-9
+    assert kept >= target - 0.1
+
+
+def test_params_target_is_met():
+    report = prune(onnx.load(DIGITS), target_params=0.5, round_to=1).report
+    assert report.params_after <= 0.5 * report.params_before + 1
+
+
+def test_keep_protects_matching_groups():
+    report = prune(onnx.load(DIGITS), ratio=0.5, keep=("/layer1/*",), round_to=1).report
+    protected = [g for g in report.groups if any(s.startswith("/layer1/") for s in g.sources)]
+    assert protected and all(g.kept == g.size for g in protected)
+    assert any(g.kept < g.size for g in report.groups)
+
+
+def test_output_is_byte_identical_across_runs(tmp_path):
+    args = [str(DIGITS), "--target-flops", "0.6", "--criterion", "lamp", "--no-validate"]
+    r1 = CliRunner().invoke(main, [args[0], str(tmp_path / "a.onnx"), *args[1:]])
+    r2 = CliRunner().invoke(main, [args[0], str(tmp_path / "b.onnx"), *args[1:]])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5])
+def test_ratio_out_of_range(ratio):
+    with pytest.raises(ConfigError, match="--ratio"):
+        PruneConfig(ratio=ratio)
+
+
+def test_unreachable_target_says_why():
+    with pytest.raises(TargetUnreachableError, match="blocked"):
+        prune(onnx.load(DIGITS), target_flops=0.01)
+
+
+def test_unknown_criterion():
+    with pytest.raises(ConfigError, match="criterion"):
+        prune(onnx.load(DIGITS), ratio=0.3, criterion="magic")
+
+
+def test_activation_needs_calibration_data():
+    with pytest.raises(ConfigError, match="--calib"):
+        prune(onnx.load(DIGITS), ratio=0.3, criterion="activation")
+
+
+def test_calibration_data_must_match(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros((4, 1, 16, 16), np.float32))
+    with pytest.raises(DataError, match="input"):
+        prune(onnx.load(DIGITS), ratio=0.3, criterion="activation", calib=str(bad))
+    wrong_shape = tmp_path / "shape.npz"
+    np.savez(wrong_shape, input=np.zeros((4, 1, 8, 8), np.float32))
+    with pytest.raises(DataError):
+        prune(onnx.load(DIGITS), ratio=0.3, criterion="activation", calib=str(wrong_shape))
+    wrong_dtype = tmp_path / "dtype.npz"
+    np.savez(wrong_dtype, input=np.zeros((4, 1, 16, 16), np.int32))
+    with pytest.raises(DataError):
+        prune(onnx.load(DIGITS), ratio=0.3, criterion="activation", calib=str(wrong_dtype))
+
+
+def test_cli_lossy_summary(tmp_path):
+    r = CliRunner().invoke(main, [str(DIGITS), str(tmp_path / "o.onnx"), "--target-flops", "0.5",
+                                  "--calib", str(EVAL)])
+    assert r.exit_code == 0, r.output
+    assert "FLOPs" in r.stdout and "lossy" in r.stdout and "acc original/pruned" in r.stdout
