@@ -23,10 +23,20 @@ def _source_label(sources: list[str]) -> str:
     return sources[0] + (f" +{len(sources) - 1}" if len(sources) > 1 else "")
 
 
+def _file_size(path) -> int:
+    from pathlib import Path
+
+    p = Path(path)
+    data = p.with_name(p.name + ".data")
+    return p.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
 def format_summary(report, input_path=None, output_path=None) -> str:
     lines = []
     if input_path is not None:
         lines.append(f"{input_path} -> {output_path}  ({report.mode} mode)")
+        before, after = _file_size(input_path), _file_size(output_path)
+        lines.append(f"  file size   {human(before) + 'B':>9} -> {human(after) + 'B':>9}  {_change(before, after)}")
     lines.append(f"  parameters  {human(report.params_before):>9} -> {human(report.params_after):>9}  "
                  f"{_change(report.params_before, report.params_after)}")
     lines.append(f"  FLOPs       {human(report.flops_before):>9} -> {human(report.flops_after):>9}  "

@@ -1,0 +1,47 @@
+"""`onnxprune sensitivity IN --calib data.npz`: output change when each group alone is pruned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..io import load_model
+from ..sensitivity import sensitivity
+from .prune import save_json
+
+
+@click.command("sensitivity", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input_path", metavar="IN.onnx", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--calib", type=click.Path(path_type=Path), help="Data (.npz keyed by input name, optional labels, or a .py loader).")
+@click.option("--ratios", default="0.25,0.5,0.75", show_default=True, help="Comma-separated shares of each group to remove.")
+@click.option("--criterion", default="l1", show_default=True, help="Which channels go first.")
+@click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
+@click.option("--max-samples", type=int, default=256, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
+def sensitivity_cmd(input_path, calib, ratios, criterion, device, max_samples, json_path):
+    """For each prunable group: cosine similarity of the outputs (and accuracy with labels, else top-1
+    agreement) when that group alone is pruned at each ratio. Low figures: do not cut there."""
+    from ..errors import ConfigError
+
+    try:
+        ratio_list = [float(r) for r in ratios.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--ratios must be numbers separated by commas, got '{ratios}'") from None
+    if not ratio_list or any(not 0 < r < 1 for r in ratio_list):
+        raise ConfigError(f"--ratios must be in (0, 1), got '{ratios}'")
+    model = load_model(input_path)
+    with click.progressbar(length=1, label="pruning each group alone", file=click.get_text_stream("stderr")) as bar:
+        state = {"total": None}
+
+        def progress(done, total):
+            if state["total"] is None:
+                bar.length = total
+                state["total"] = total
+            bar.update(1)
+
+        result = sensitivity(model, str(calib) if calib else None, tuple(ratio_list), criterion, device,
+                             max_samples, progress)
+    click.echo(result.format_table())
+    if json_path:
+        save_json(result.to_dict(), json_path)
