@@ -59,6 +59,44 @@ def prunable_flops_share(analysis: Analysis) -> float:
     return part / total if total else 0.0
 
 
+class RepairConsumers(Pass):
+    name = "repair-consumers"
+
+    def run(self, state) -> PassResult:
+        from .repair.reconstruct import repair_consumers
+
+        if not state.removed:
+            return PassResult(False)
+        methods = tuple(m for m in state.config.repair if m in ("bias", "lsq"))
+        info = repair_consumers(state.analysis, state.removed, state.config.calib, methods,
+                                device=_runtime_device(state.config))
+        state.info.setdefault("notes", []).extend(info.pop("notes", []))
+        samples = info.get("samples", 0)
+        if 0 < samples < SMALL_CALIBRATION:
+            state.info["notes"].append(f"only {samples} calibration samples: repair figures are fitted on little "
+                                       f"data; a few hundred samples are better")
+        return PassResult(info.get("layers", 0) > 0, info)
+
+
+class RecalibrateBN(Pass):
+    name = "repair-bn"
+
+    def run(self, state) -> PassResult:
+        from .repair.batchnorm import recalibrate_bn
+
+        if not state.removed:
+            return PassResult(False)
+        n = recalibrate_bn(state.model, state.config.calib, device=_runtime_device(state.config))
+        return PassResult(n > 0, {"batchnorms": n})
+
+
+SMALL_CALIBRATION = 64
+
+
+def _runtime_device(config: PruneConfig) -> str:
+    return config.device
+
+
 class Cleanup(Pass):
     name = "cleanup"
 
@@ -130,7 +168,12 @@ def build_pipeline(config: PruneConfig) -> list[Pass]:
     passes: list[Pass] = []
     if config.fold_bn:
         passes.append(FoldBatchNorm())
-    passes += [Analyze(), _select_pass(config), PruneChannels(), Cleanup()]
+    passes += [Analyze(), _select_pass(config)]
+    if {"bias", "lsq"} & set(config.repair):
+        passes.append(RepairConsumers())
+    passes += [PruneChannels(), Cleanup()]
+    if "bn" in config.repair:
+        passes.append(RecalibrateBN())
     return passes
 
 

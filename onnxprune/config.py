@@ -18,6 +18,7 @@ class PruneConfig:
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group
     calib: str | None = None
+    repair: tuple[str, ...] = field(default_factory=tuple)  # bias, lsq, bn
     validate: bool = True
     device: str = "cpu"
     atol: float = 1e-4
@@ -36,6 +37,11 @@ class PruneConfig:
             raise ConfigError(f"--max-group-ratio must be in (0, 1), got {self.max_group_ratio}")
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"--round-to must be a positive integer, got {self.round_to}")
+        from .repair import parse_methods
+
+        object.__setattr__(self, "repair", parse_methods(self.repair))
+        if self.repair and not self.calib:
+            raise ConfigError("--repair needs calibration data: pass --calib data.npz (or a .py loader)")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device}")
 

@@ -27,6 +27,8 @@ from ..report import format_summary, versions
 @click.option("--keep", multiple=True, metavar="PATTERN", help="Never prune groups with a node matching this glob.")
 @click.option("--max-group-ratio", type=float, default=0.9, show_default=True,
               help="Never remove more than this share of one group.")
+@click.option("--repair", default="", metavar="METHODS",
+              help="Repair after lossy pruning, from --calib data: bias, lsq, bn (comma-separated) or all.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
@@ -37,12 +39,13 @@ from ..report import format_summary, versions
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, fold_bn, calib, validate, device, atol, report_path, overwrite, quiet):
+              max_group_ratio, repair, fold_bn, calib, validate, device, atol, report_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
                          criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
-                         calib=str(calib) if calib else None, validate=validate, device=device)
+                         calib=str(calib) if calib else None, validate=validate, device=device,
+                         repair=repair)
     resolve_output(input_path, output_path, overwrite)
     if report_path is not None:
         resolve_output(input_path, report_path, overwrite=False)

@@ -1,0 +1,140 @@
+"""Consumer input features: what a Conv/Gemm/MatMul multiplies its weight with, as rows of a
+matrix, so its output is rows @ W.T + b. Repairs fit weights on these rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from ..analysis import ROLE_IN, Analysis, Member
+from ..analysis.analyzer import node_label
+from ..graph import ModelGraph, attr
+
+
+@dataclass
+class Consumer:
+    """A layer reading pruned channels: its weight as a (out, features) matrix and how to get rows."""
+
+    node: onnx.NodeProto
+    member: Member
+    kind: str                 # "conv", "gemm", "matmul"
+    feature_channel: np.ndarray  # position (along the member axis) of each feature column
+
+    @property
+    def n_features(self) -> int:
+        return len(self.feature_channel)
+
+    def weight_matrix(self, graph: ModelGraph) -> np.ndarray:
+        w = graph.const_value(self.node.input[1]).astype(np.float64)
+        if self.kind == "conv":
+            return w.reshape(w.shape[0], -1)
+        if self.kind == "gemm":
+            return w if attr(self.node, "transB", 0) else w.T
+        return w.T
+
+    def set_weight_matrix(self, graph: ModelGraph, wm: np.ndarray) -> None:
+        old = graph.const_value(self.node.input[1])
+        if self.kind == "conv":
+            new = wm.reshape(old.shape)
+        elif self.kind == "gemm":
+            new = wm if attr(self.node, "transB", 0) else wm.T
+        else:
+            new = wm.T
+        graph.replace_const(self.node.input[1], new.astype(old.dtype))
+
+    def bias(self, graph: ModelGraph) -> np.ndarray:
+        n_out = self.weight_matrix(graph).shape[0]
+        if len(self.node.input) > 2 and self.node.input[2]:
+            return graph.const_value(self.node.input[2]).astype(np.float64).reshape(-1)
+        return np.zeros(n_out)
+
+    def set_bias(self, graph: ModelGraph, b: np.ndarray) -> str | None:
+        """Write the bias; returns the name of a newly added bias initializer, if one was needed."""
+        dtype = graph.const_value(self.node.input[1]).dtype
+        if len(self.node.input) > 2 and self.node.input[2]:
+            old = graph.const_value(self.node.input[2])
+            if old.size == b.size:
+                graph.replace_const(self.node.input[2], b.reshape(old.shape).astype(old.dtype))
+                return None
+            raise ValueError("bias shape")
+        while len(self.node.input) < 2:
+            self.node.input.append("")
+        name = graph.add_initializer(b.astype(dtype), f"{self.node.name or self.node.input[1]}.bias")
+        if len(self.node.input) == 2:
+            self.node.input.append(name)
+        else:
+            self.node.input[2] = name
+        return name
+
+    def rows(self, x: np.ndarray, rng: np.random.Generator, max_rows: int) -> np.ndarray:
+        """Feature rows of input batch x, a random subset of at most max_rows."""
+        if self.kind == "conv":
+            rows = _conv_patches(x, self.node)
+        elif self.kind == "gemm":
+            rows = x.T if attr(self.node, "transA", 0) else x
+        else:
+            rows = x.reshape(-1, x.shape[-1])
+        rows = rows.astype(np.float64, copy=False)
+        if len(rows) > max_rows:
+            rows = rows[rng.choice(len(rows), size=max_rows, replace=False)]
+        return rows
+
+
+def _conv_patches(x: np.ndarray, node) -> np.ndarray:
+    kernel = [int(k) for k in attr(node, "kernel_shape")]
+    nd = len(kernel)
+    strides = attr(node, "strides", [1] * nd)
+    dil = attr(node, "dilations", [1] * nd)
+    pads = attr(node, "pads", [0] * (2 * nd))
+    x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)])
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
+    win = np.lib.stride_tricks.sliding_window_view(x, eff, axis=tuple(range(2, 2 + nd)))
+    # win: (N, C, *out_full, *eff); take strides on output dims and dilation on window dims
+    idx = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) + tuple(
+        slice(None, None, d) for d in dil)
+    win = win[idx]
+    n, c = win.shape[:2]
+    out_dims = win.shape[2:2 + nd]
+    order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
+    return win.transpose(order).reshape(n * int(np.prod(out_dims)), -1)
+
+
+def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -> list[Consumer]:
+    """Layers whose input loses channels and whose features can be fitted (plain convs, Gemm, MatMul)."""
+    graph = analysis.graph
+    nodes = {node_label(n): n for n in graph.model.graph.node}
+    out = []
+    for m in analysis.members:
+        if m.role != ROLE_IN or not m.tensor:
+            continue
+        if len(analysis.removed_positions(m.atoms, removed)) == 0:
+            continue
+        node = nodes[m.node]
+        if graph.resolve(node.input[1]) != m.param:
+            continue
+        w_shape = graph.const_shape(m.param)
+        if node.op_type == "Conv":
+            if attr(node, "group", 1) != 1 or attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+                continue
+            if attr(node, "kernel_shape") is None:
+                continue
+            spatial = int(np.prod(w_shape[2:]))
+            feature_channel = np.repeat(np.arange(w_shape[1]), spatial)
+            kind = "conv"
+        elif node.op_type == "Gemm":
+            if attr(node, "alpha", 1.0) != 1.0 or attr(node, "beta", 1.0) != 1.0:
+                continue
+            feature_channel = np.arange(len(m.atoms))
+            kind = "gemm"
+        else:
+            continue  # MatMul has no bias input to carry the intercept
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        if bias is not None and (not graph.is_constant(bias) or int(np.prod(graph.const_shape(bias))) != w_shape[
+                0 if node.op_type == "Conv" or attr(node, "transB", 0) else 1]):
+            continue  # a broadcast or computed bias cannot take per-output corrections
+        if len(feature_channel) > max_features:
+            continue
+        out.append(Consumer(node, m, kind, feature_channel))
+    return out
