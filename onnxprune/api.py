@@ -131,6 +131,7 @@ class PruneReport:
     passes: list[PassRecord]
     prunable_flops_share: float = 0.0
     notes: list[str] = field(default_factory=list)
+    guard: dict | None = None
 
     @property
     def channels_removed(self) -> int:
@@ -147,6 +148,7 @@ class PruneReport:
             "passes": [{"name": r.name, "modified": r.result.modified, "seconds": round(r.seconds, 4),
                         **r.result.details} for r in self.passes],
             "notes": self.notes,
+            "guard": self.guard,
         }
 
 
@@ -183,6 +185,10 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
     config = config or PruneConfig(**options)
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
+    if config.guarded:
+        from .guard import guarded_prune
+
+        return guarded_prune(model, config, lambda m, c: prune(m, c, progress))
     state = PruneState(model=model, config=config)
     state.graph = ModelGraph(model)
     params_before, flops_before = count_params(model), count_flops(state.graph)

@@ -19,6 +19,10 @@ class PruneConfig:
     max_group_ratio: float = 0.9          # never remove more than this share of a group
     calib: str | None = None
     repair: tuple[str, ...] = field(default_factory=tuple)  # bias, lsq, bn
+    max_error: float | None = None        # fidelity guard bounds, checked on held-out samples
+    min_cosine: float | None = None
+    min_agreement: float | None = None
+    holdout: float = 0.25                 # share of --calib held out for the guard
     validate: bool = True
     device: str = "cpu"
     atol: float = 1e-4
@@ -35,6 +39,17 @@ class PruneConfig:
             raise ConfigError("give only one of --ratio, --target-flops, --target-params")
         if not (0.0 < self.max_group_ratio < 1.0):
             raise ConfigError(f"--max-group-ratio must be in (0, 1), got {self.max_group_ratio}")
+        if self.max_error is not None and not self.max_error > 0:
+            raise ConfigError(f"--max-error must be positive, got {self.max_error}")
+        for name in ("min_cosine", "min_agreement"):
+            v = getattr(self, name)
+            if v is not None and not (-1.0 <= v <= 1.0 if name == "min_cosine" else 0.0 <= v <= 1.0):
+                raise ConfigError(f"--{name.replace('_', '-')} must be in [{'-1' if name == 'min_cosine' else '0'}, 1], got {v}")
+        if self.guarded and self.ratio is not None:
+            raise ConfigError("a fidelity bound searches the FLOPs target itself; use it with --target-flops "
+                              "(the most pruning allowed) or alone, not with --ratio")
+        if not (0.0 < self.holdout < 1.0):
+            raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"--round-to must be a positive integer, got {self.round_to}")
         from .repair import parse_methods
@@ -46,5 +61,9 @@ class PruneConfig:
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device}")
 
     @property
+    def guarded(self) -> bool:
+        return any(x is not None for x in (self.max_error, self.min_cosine, self.min_agreement))
+
+    @property
     def lossy(self) -> bool:
-        return any(x is not None for x in (self.ratio, self.target_flops, self.target_params))
+        return self.guarded or any(x is not None for x in (self.ratio, self.target_flops, self.target_params))

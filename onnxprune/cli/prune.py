@@ -29,6 +29,9 @@ from ..report import format_summary, versions
               help="Never remove more than this share of one group.")
 @click.option("--repair", default="", metavar="METHODS",
               help="Repair after lossy pruning, from --calib data: bias, lsq, bn (comma-separated) or all.")
+@click.option("--max-error", type=float, help="Fidelity guard: most pruning whose max abs output error stays below this.")
+@click.option("--min-cosine", type=float, help="Fidelity guard: most pruning whose output cosine similarity stays above this.")
+@click.option("--min-agreement", type=float, help="Fidelity guard: most pruning whose top-1 agreement stays above this.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
@@ -39,13 +42,13 @@ from ..report import format_summary, versions
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, repair, fold_bn, calib, validate, device, atol, report_path, overwrite, quiet):
+              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, validate, device, atol, report_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
                          criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
                          calib=str(calib) if calib else None, validate=validate, device=device,
-                         repair=repair)
+                         repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement)
     resolve_output(input_path, output_path, overwrite)
     if report_path is not None:
         resolve_output(input_path, report_path, overwrite=False)
@@ -68,7 +71,7 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
         if comparison is not None:
             click.echo("")
             table = comparison.format_table()
-            if config.lossy and atol is None:
+            if config.lossy and not config.guarded and atol is None:
                 # No bound was asked for: these are figures, not a verdict.
                 table = table.rsplit("\n", 1)[0] + "\nfidelity reported only: no bound given (--atol)"
             click.echo(table)
@@ -81,6 +84,9 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
 def _validate(original, pruned, config: PruneConfig, atol):
     from ..runtime import compare_models
 
+    if config.guarded:
+        return compare_models(original, pruned, data=config.calib, device=config.device, atol=config.max_error,
+                              min_cosine=config.min_cosine, min_agreement=config.min_agreement)
     if config.lossy and atol is None:
         # Lossy runs report fidelity; bounds are the fidelity guard's job.
         return compare_models(original, pruned, data=config.calib, device=config.device, atol=math.inf)

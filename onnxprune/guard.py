@@ -1,0 +1,90 @@
+"""Fidelity guard: the most pruning that still meets a bound (--max-error, --min-cosine,
+--min-agreement) on held-out calibration samples, found by bisection on the FLOPs target."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .config import PruneConfig
+from .errors import ConfigError, DataError, TargetUnreachableError
+
+STEPS = 7
+
+
+def split_calibration(model: onnx.ModelProto, path: str, holdout: float, folder: Path) -> tuple[str, str, int]:
+    """Write the calibration data as two .npz files: fit (scoring, repair) and held-out (the bound)."""
+    from .runtime.data import LABELS, input_specs, load_data
+
+    specs = input_specs(model)
+    dataset = load_data(path, specs)
+    parts: dict[str, list[np.ndarray]] = {}
+    for item in dataset.batches(64):
+        for k, v in item.feeds.items():
+            parts.setdefault(k, []).append(v)
+        if item.labels is not None:
+            parts.setdefault(LABELS, []).append(item.labels)
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    n = len(next(iter(arrays.values())))
+    n_hold = int(round(n * holdout))
+    if n_hold < 1 or n - n_hold < 1:
+        raise DataError(f"{path}: {n} calibration samples cannot be split into fit and held-out parts; "
+                        f"give at least a few dozen")
+    fit, hold = folder / "fit.npz", folder / "holdout.npz"
+    np.savez(fit, **{k: v[: n - n_hold] for k, v in arrays.items()})
+    np.savez(hold, **{k: v[n - n_hold:] for k, v in arrays.items()})
+    return str(fit), str(hold), n_hold
+
+
+def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
+    """Bisection on the kept FLOPs share between the most pruning allowed and none."""
+    from .runtime import compare_models
+
+    if not config.calib:
+        raise ConfigError("a fidelity bound (--max-error / --min-cosine / --min-agreement) needs --calib data")
+    with tempfile.TemporaryDirectory(prefix="onnxprune-guard-") as tmp:
+        fit, hold, n_hold = split_calibration(model, config.calib, config.holdout, Path(tmp))
+        base = dataclasses.replace(config, calib=fit, max_error=None, min_cosine=None, min_agreement=None,
+                                   ratio=None, target_params=None, target_flops=None, validate=False)
+        floor = config.target_flops if config.target_flops is not None else 0.05
+        original = model.SerializeToString()
+
+        def attempt(share: float):
+            candidate = onnx.ModelProto()
+            candidate.ParseFromString(original)
+            try:
+                result = prune_fn(candidate, dataclasses.replace(base, target_flops=share))
+            except TargetUnreachableError:
+                return None, None
+            check = compare_models(model, result.model, data=hold, device=config.device,
+                                   atol=config.max_error, min_cosine=config.min_cosine,
+                                   min_agreement=config.min_agreement)
+            return result, check
+
+        lo, hi = floor, 1.0
+        best, best_check = None, None
+        result, check = attempt(lo)
+        if result is not None and check:
+            best, best_check, hi = result, check, lo
+        else:
+            for _ in range(STEPS):
+                mid = (lo + hi) / 2
+                result, check = attempt(mid)
+                if result is not None and check:
+                    best, best_check, hi = result, check, mid
+                else:
+                    lo = mid
+        if best is None:
+            best, best_check = attempt(1.0)
+            share = 1.0
+        else:
+            share = hi
+        best.report.notes.append(
+            f"fidelity guard chose --target-flops {share:.3f} ({best.report.flops_after / max(best.report.flops_before, 1):.1%}"
+            f" of the FLOPs kept): {best_check.verdict()} on {n_hold} held-out samples")
+        best.report.guard = {"target_flops": share, "held_out_samples": n_hold, "check": best_check.to_dict()}
+        return best
