@@ -171,10 +171,10 @@ def build_pipeline(config: PruneConfig) -> list[Pass]:
     if config.fold_bn:
         passes.append(FoldBatchNorm())
     passes += [Analyze(), _select_pass(config)]
-    if {"bias", "lsq"} & set(config.repair):
+    if config.lossy and {"bias", "lsq"} & set(config.repair):
         passes.append(RepairConsumers())
     passes += [PruneChannels(), Cleanup()]
-    if "bn" in config.repair:
+    if config.lossy and "bn" in config.repair:
         passes.append(RecalibrateBN())
     return passes
 

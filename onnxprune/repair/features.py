@@ -21,6 +21,7 @@ class Consumer:
     member: Member
     kind: str                 # "conv", "gemm", "matmul"
     feature_channel: np.ndarray  # position (along the member axis) of each feature column
+    kernel: tuple = ()
 
     @property
     def n_features(self) -> int:
@@ -71,7 +72,7 @@ class Consumer:
     def rows(self, x: np.ndarray, rng: np.random.Generator, max_rows: int) -> np.ndarray:
         """Feature rows of input batch x, a random subset of at most max_rows."""
         if self.kind == "conv":
-            rows = _conv_patches(x, self.node)
+            rows = _conv_patches(x, self.node, self.kernel)
         elif self.kind == "gemm":
             rows = x.T if attr(self.node, "transA", 0) else x
         else:
@@ -82,8 +83,8 @@ class Consumer:
         return rows
 
 
-def _conv_patches(x: np.ndarray, node) -> np.ndarray:
-    kernel = [int(k) for k in attr(node, "kernel_shape")]
+def _conv_patches(x: np.ndarray, node, kernel) -> np.ndarray:
+    kernel = [int(k) for k in kernel]
     nd = len(kernel)
     strides = attr(node, "strides", [1] * nd)
     dil = attr(node, "dilations", [1] * nd)
@@ -118,16 +119,16 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
         if node.op_type == "Conv":
             if attr(node, "group", 1) != 1 or attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
                 continue
-            if attr(node, "kernel_shape") is None:
-                continue
             spatial = int(np.prod(w_shape[2:]))
             feature_channel = np.repeat(np.arange(w_shape[1]), spatial)
             kind = "conv"
+            kernel = tuple(w_shape[2:])
         elif node.op_type == "Gemm":
             if attr(node, "alpha", 1.0) != 1.0 or attr(node, "beta", 1.0) != 1.0:
                 continue
             feature_channel = np.arange(len(m.atoms))
             kind = "gemm"
+            kernel = ()
         else:
             continue  # MatMul has no bias input to carry the intercept
         bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
@@ -136,5 +137,5 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
             continue  # a broadcast or computed bias cannot take per-output corrections
         if len(feature_channel) > max_features:
             continue
-        out.append(Consumer(node, m, kind, feature_channel))
+        out.append(Consumer(node, m, kind, feature_channel, kernel))
     return out

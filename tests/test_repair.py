@@ -1,0 +1,141 @@
+"""Repair: never runs unless asked, improves fidelity, stays exact where it should, and the rewrite
+after repair is still checked by the oracle."""
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxprune import PruneConfig, prune
+from onnxprune.analysis import analyze
+from onnxprune.analysis.oracle import zeroed_reference
+from onnxprune.errors import ConfigError, DataError
+from onnxprune.passes.prune_channels import drop_channels
+from onnxprune.repair.reconstruct import repair_consumers
+from onnxprune.runtime import compare_models
+from tests.oracle import copy, feeds, run
+
+REPO = Path(__file__).resolve().parent.parent
+DIGITS = REPO / "models" / "digits_cnn.onnx"
+CALIB = REPO / "models" / "digits_calib.npz"
+EVAL = REPO / "models" / "digits_eval.npz"
+
+
+def accuracy(model) -> float:
+    res = compare_models(onnx.load(DIGITS), model, data=str(EVAL), atol=np.inf)
+    return res.outputs[0].accuracy_b
+
+
+@pytest.fixture(scope="module")
+def accuracies():
+    out = {}
+    for repair in ["", "bias", "lsq", "bn", "all"]:
+        m = prune(onnx.load(DIGITS), target_flops=0.5, calib=str(CALIB), repair=repair, validate=False).model
+        out[repair] = accuracy(m)
+    return out
+
+
+def test_each_repair_beats_magnitude_only(accuracies):
+    for method in ["bias", "lsq", "bn", "all"]:
+        assert accuracies[method] > accuracies[""], accuracies
+
+
+def test_combined_repair_loses_at_most_half(accuracies):
+    base = accuracy(onnx.load(DIGITS))
+    assert base - accuracies["all"] <= 0.5 * (base - accuracies[""]), accuracies
+
+
+def test_repair_needs_calibration_data():
+    with pytest.raises(ConfigError, match="--calib"):
+        PruneConfig(ratio=0.3, repair="lsq")
+    with pytest.raises(ConfigError, match="repair method"):
+        PruneConfig(ratio=0.3, repair="magic", calib=str(CALIB))
+
+
+def test_exact_mode_never_repairs():
+    model = onnx.load(DIGITS)
+    result = prune(copy(model), calib=str(CALIB), repair="all")
+    assert result.model.SerializeToString() == model.SerializeToString()
+    assert not any(r.name.startswith("repair") for r in result.report.passes)
+
+
+def test_oracle_holds_after_repair():
+    """Repair rewrites the weights of kept columns; the rewrite of the repaired model is still exact."""
+    model = onnx.load(DIGITS)
+    analysis = analyze(copy(model))
+    removed = {c for g in analysis.prunable_groups() for c in g.channels[: len(g.channels) // 2]}
+    repair_consumers(analysis, removed, str(CALIB), ("lsq",))
+    repaired = analysis.graph.model
+    reference = zeroed_reference(repaired, analysis, removed)
+    pruned = copy(repaired)
+    drop_channels(analyze(pruned), removed)
+    onnx.checker.check_model(pruned, full_check=True)
+    x = feeds(model)
+    for a, b in zip(run(reference, x), run(pruned, x)):
+        np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3)
+
+
+def _constant_channel_model():
+    """conv1 channel 0 has a zero filter and bias 2: a constant 2 everywhere; conv2 is 1x1, no padding."""
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    w1[0] = 0
+    b1 = np.array([2.0, 0.1, -0.2, 0.3], np.float32)
+    w2 = rng.standard_normal((5, 4, 1, 1)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_bias_compensation_is_exact_for_constant_channels(tmp_path):
+    model = _constant_channel_model()
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(1).standard_normal((16, 3, 6, 6)).astype(np.float32))
+    analysis = analyze(copy(model))
+    channel = next(c for g in analysis.prunable_groups() for c in g.channels if g.size == 4)
+    repair_consumers(analysis, {channel}, str(data), ("bias",))
+    pruned = analysis.graph.model
+    drop_channels(analyze(pruned), {channel})
+    x = {"x": np.random.default_rng(2).standard_normal((2, 3, 6, 6)).astype(np.float32)}
+    np.testing.assert_allclose(run(pruned, x)[0], run(model, x)[0], atol=1e-5)
+    assert pruned.graph.initializer and any(t.name.endswith("bias") for t in pruned.graph.initializer)
+
+
+def test_too_few_samples_fall_back_with_a_note(tmp_path):
+    few = tmp_path / "few.npz"
+    np.savez(few, input=np.load(CALIB)["input"][:2])
+    result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(few), repair="lsq", validate=False)
+    notes = " ".join(result.report.notes)
+    assert "calibration samples" in notes
+
+
+def test_nan_in_calibration_data(tmp_path):
+    bad = tmp_path / "nan.npz"
+    x = np.load(CALIB)["input"][:16].copy()
+    x[3, 0, 0, 0] = np.nan
+    np.savez(bad, input=x)
+    with pytest.raises(DataError, match="NaN"):
+        prune(onnx.load(DIGITS), target_flops=0.6, calib=str(bad), repair="lsq")
+
+
+def test_fidelity_guard_meets_its_bound_on_held_out_samples():
+    result = prune(onnx.load(DIGITS), calib=str(CALIB), repair="lsq", min_cosine=0.95)
+    guard = result.report.guard
+    assert guard["check"]["passed"]
+    assert all(o["cosine"] >= 0.95 for o in guard["check"]["outputs"])
+    assert guard["held_out_samples"] == 64
+    assert result.report.flops_after < result.report.flops_before
+    assert any("fidelity guard chose" in n for n in result.report.notes)
+
+
+def test_guard_needs_data_and_no_ratio():
+    with pytest.raises(ConfigError):
+        PruneConfig(ratio=0.3, min_cosine=0.9, calib=str(CALIB))
+    with pytest.raises(ConfigError, match="--calib"):
+        prune(onnx.load(DIGITS), min_cosine=0.9)
