@@ -12,7 +12,7 @@ from onnxprune.analysis import analyze
 from onnxprune.api import PruneState
 from onnxprune.cli import main
 from onnxprune.errors import ConfigError, DataError, TargetUnreachableError
-from onnxprune.passes.select_lossy import SelectLossy, removal_count
+from onnxprune.passes.select_lossy import SelectLossy, group_step, removal_count
 from tests.oracle import check_oracle, copy
 from tools.zoo import ZOO
 
@@ -59,14 +59,17 @@ def test_ratio_removes_that_share_of_every_group():
 @pytest.mark.parametrize("round_to", [4, 8, 16])
 def test_kept_counts_are_aligned(round_to):
     report = prune(onnx.load(DIGITS), ratio=0.4, round_to=round_to).report
-    aligned = [g for g in report.groups if g.kept < g.size and g.size > round_to]
-    assert aligned
-    for g in aligned:  # groups no larger than round_to cannot be aligned and are pruned as asked
-        assert g.kept % round_to == 0, (g.size, g.kept)
+    changed = [g for g in report.groups if g.kept < g.size]
+    assert changed
+    for g in changed:
+        assert g.kept % group_step(g.size, round_to) == 0, (g.size, g.kept)
+    assert any(g.kept % round_to == 0 and g.size >= 4 * round_to for g in changed)
 
 
 def test_removal_count_rules():
     assert removal_count(64, 19, 0.9, 16) == 16      # 45 kept -> 48
+    assert removal_count(32, 9, 0.9, 16) == 8        # small group: aligned to 8
+    assert group_step(8, 16) == 2 and group_step(512, 16) == 16
     assert removal_count(10, 10, 0.9, 1) == 9        # never empty a group
     assert removal_count(10, 5, 0.3, 1) == 3         # max-group-ratio
     assert removal_count(2, 1, 0.9, 1) == 1

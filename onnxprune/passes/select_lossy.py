@@ -87,13 +87,22 @@ def eligible_groups(analysis: Analysis, keep_patterns) -> list:
     return groups
 
 
+def group_step(size: int, round_to: int) -> int:
+    """Alignment used for a group: round_to for groups of at least 4*round_to channels; smaller
+    groups use the largest power of two that still leaves them four sizes to choose from."""
+    step = max(1, round_to)
+    while step > 1 and size < 4 * step:
+        step //= 2
+    return step
+
+
 def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> int:
     """How many channels of a group of `size` to remove when `wanted` are asked for: at most
     max_ratio of the group, at least one channel kept, the kept count a multiple of round_to
-    (rounded up, so never more is removed than asked). A group no larger than round_to cannot be
-    aligned at all and is pruned as asked."""
+    (rounded up, so never more is removed than asked), round_to reduced for small groups (group_step)."""
     cap = min(size - 1, int(np.floor(size * max_ratio)))
     n = max(0, min(wanted, cap))
+    round_to = group_step(size, round_to)
     if n == 0 or round_to <= 1:
         return n
     kept = size - n
@@ -154,25 +163,40 @@ class SelectLossy(Pass):
         return restore_nonempty(analysis, removed, scores)
 
     def _global(self, groups, scores, analysis, measure, budget, max_ratio, round_to):
-        """Smallest prefix of the global ranking (per-group normalized scores) that meets the budget."""
-        ranking = []
+        """Smallest prefix of a global ranking of removal units that meets the budget. A unit is
+        the next block a group can lose while its kept count stays aligned (round_to channels, the
+        first block taking it down to a multiple); units rank by their channels' scores,
+        normalized per group so layers of different scale compare."""
+        units = []  # (score, group id, channels)
         for g in groups:
-            vals = np.array([scores.get(c, 0.0) for c in g.channels])
+            order = sorted(g.channels, key=lambda c: (scores.get(c, 0.0), c))
+            vals = np.array([scores.get(c, 0.0) for c in order])
             scale = float(np.mean(vals)) or 1.0
-            ranking += [(scores.get(c, 0.0) / scale, c, g.id) for c in g.channels]
-        ranking.sort()
+            min_kept = max(1, g.size - removal_count(g.size, g.size, max_ratio, 1))
+            step = group_step(g.size, round_to)
+            kept, start, running = g.size, 0, 0.0
+            while True:
+                target = ((kept - 1) // step) * step if step > 1 else kept - 1
+                if target < min_kept or target < 1:
+                    break
+                chans = order[start:start + kept - target]
+                running = max(running, float(np.mean(vals[start:start + kept - target])) / scale)
+                units.append((running, g.id, chans))
+                start += kept - target
+                kept = target
+        units.sort(key=lambda u: (u[0], u[1], u[2][0]))
 
         def removal_at(k):
-            per_group = defaultdict(int)
-            for _, _, gid in ranking[:k]:
-                per_group[gid] += 1
-            return self._removal(groups, scores, per_group, max_ratio, round_to, analysis)
+            removed = set()
+            for _, _, chans in units[:k]:
+                removed.update(chans)
+            return restore_nonempty(analysis, removed, scores)
 
-        lo, hi = 0, len(ranking)
         if measure(set()) <= budget:
             return set()
-        if measure(removal_at(hi)) > budget:
+        if measure(removal_at(len(units))) > budget:
             return None
+        lo, hi = 0, len(units)
         while lo < hi:
             mid = (lo + hi) // 2
             if measure(removal_at(mid)) <= budget:
