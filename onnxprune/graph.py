@@ -98,6 +98,7 @@ class ModelGraph:
                     self.alias[n.output[0]] = src
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
+        self._static: dict[str, np.ndarray | None] = {}
         if infer:
             self.infer_shapes()
 
@@ -136,6 +137,30 @@ class ModelGraph:
         if t is None:
             return None
         return numpy_helper.to_array(t)
+
+    def value(self, name: str) -> np.ndarray | None:
+        """A constant's value, or the value of a small shape computation that is static here
+        (Shape of tensors with static dims, then Gather, Concat, arithmetic...)."""
+        v = self.const_value(name)
+        if v is not None:
+            return v
+        return self.static_value(name)
+
+    def static_value(self, name: str, _depth: int = 0) -> np.ndarray | None:
+        if name in self._static:
+            return self._static[name]
+        self._static[name] = None  # guards against cycles
+        node = self.producer.get(name)
+        result = None
+        if node is not None and _depth < 64 and node.domain in ("", "ai.onnx"):
+            try:
+                result = _evaluate_shape_op(self, node, name, _depth + 1)
+            except (ValueError, IndexError, TypeError, OverflowError, ZeroDivisionError):
+                result = None
+        if result is not None and result.size > 64:
+            result = None
+        self._static[name] = result
+        return result
 
     def const_shape(self, name: str) -> Shape | None:
         t = self.const_tensor(name)
@@ -177,22 +202,23 @@ class ModelGraph:
 
     # -- shapes ----------------------------------------------------------------------------
     def infer_shapes(self) -> None:
-        """Static shapes of every tensor from ONNX shape inference, run on a weight-less skeleton."""
+        """Static shapes of every tensor from ONNX shape inference, run on a weight-less skeleton.
+        Shape computations that are static here (chunk bounds computed from Shape ops) are fed to
+        a second round as constants, so the tensors after them get shapes too."""
         with stripped_weights(self.model):
-            try:
-                inferred = onnx.shape_inference.infer_shapes(self.model, check_type=False, strict_mode=False,
-                                                             data_prop=True)
-            except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
-                raise ModelLoadError(f"ONNX shape inference failed: {str(exc).strip().splitlines()[0]}") from None
-        g = inferred.graph
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
-            if vi.type.HasField("tensor_type"):
-                tt = vi.type.tensor_type
-                self.dtypes[vi.name] = tt.elem_type
-                if tt.HasField("shape"):
-                    self.shapes[vi.name] = tuple(
-                        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
-                    )
+            inferred = self._infer(self.model)
+            self._read_shapes(inferred)
+            frozen = self._static_inputs()
+            if frozen:
+                skeleton = onnx.ModelProto()
+                skeleton.CopyFrom(self.model)
+                for n in skeleton.graph.node:
+                    for i, name in enumerate(n.input):
+                        if name in frozen:
+                            n.input[i] = "__static__" + name
+                for name, value in frozen.items():
+                    skeleton.graph.initializer.append(numpy_helper.from_array(value, "__static__" + name))
+                self._read_shapes(self._infer(skeleton))
         for name, t in self.initializers.items():
             self.shapes[name] = tuple(int(d) for d in t.dims)
             self.dtypes[name] = t.data_type
@@ -201,6 +227,39 @@ class ModelGraph:
             if t is not None:
                 self.shapes[name] = tuple(int(d) for d in t.dims)
                 self.dtypes[name] = t.data_type
+
+    @staticmethod
+    def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+        try:
+            return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
+            raise ModelLoadError(f"ONNX shape inference failed: {str(exc).strip().splitlines()[0]}") from None
+
+    def _read_shapes(self, inferred: onnx.ModelProto) -> None:
+        g = inferred.graph
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            if vi.type.HasField("tensor_type"):
+                tt = vi.type.tensor_type
+                self.dtypes[vi.name] = tt.elem_type
+                if tt.HasField("shape"):
+                    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+                    old = self.shapes.get(vi.name)
+                    if old is None or sum(isinstance(d, int) for d in shape) >= sum(isinstance(d, int) for d in old):
+                        self.shapes[vi.name] = shape
+
+    def _static_inputs(self) -> dict[str, np.ndarray]:
+        """Inputs of size-taking ops that are computed at run time but static here."""
+        out = {}
+        for n in self.model.graph.node:
+            if n.op_type not in ("Slice", "Reshape", "Split", "Resize", "Expand", "Tile", "Pad", "ConstantOfShape"):
+                continue
+            for name in n.input[1:]:
+                if name and not self.is_constant(name) and name in self.producer:
+                    v = self.static_value(name)
+                    if v is not None:
+                        out[name] = v
+        self._static.clear()  # values were computed from first-round shapes
+        return out
 
     def shape(self, name: str) -> Shape | None:
         return self.shapes.get(name)
@@ -245,3 +304,100 @@ class ModelGraph:
             stuck = next(nodes[k] for k in range(len(nodes)) if missing[k] > 0)
             raise ModelLoadError(f"the graph has a cycle (at node '{stuck.name or stuck.op_type}')")
         return order
+
+
+SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Add", "Sub", "Mul", "Div", "Cast", "Slice",
+             "Identity", "Neg", "Constant"}
+
+
+def _pick_from_shape(graph: "ModelGraph", node: onnx.NodeProto) -> np.ndarray | None:
+    """Gather/Slice of a Shape output that only reads static dims (batch may stay symbolic)."""
+    src = graph.producer.get(node.input[0])
+    if src is None or src.op_type != "Shape":
+        return None
+    shape = graph.shape(src.input[0])
+    if shape is None:
+        return None
+    start, end = slice(attr(src, "start", 0), attr(src, "end", len(shape))).indices(len(shape))[:2]
+    dims = np.array([d if isinstance(d, int) else -1 for d in shape[start:end]], dtype=np.int64)
+    if node.op_type == "Gather":
+        idx = graph.const_value(node.input[1])
+        if idx is None or attr(node, "axis", 0) != 0:
+            return None
+        out = np.take(dims, idx)
+    else:
+        bounds = [graph.const_value(i) if i else None for i in list(node.input[1:]) + [""] * (4 - len(node.input[1:]))]
+        if bounds[0] is None or bounds[1] is None or (node.input[3:4] and node.input[3] and bounds[2] is None):
+            return None
+        step = int(bounds[3].reshape(-1)[0]) if bounds[3] is not None else 1
+        out = dims[int(bounds[0].reshape(-1)[0]):int(bounds[1].reshape(-1)[0]):step]
+    return None if np.any(out < 0) else out
+
+
+def _evaluate_shape_op(graph: "ModelGraph", node: onnx.NodeProto, name: str, depth: int) -> np.ndarray | None:
+    """numpy evaluation of the shape-computation ops, when all their inputs are static."""
+    op = node.op_type
+    if op not in SHAPE_OPS or len(node.output) != 1:
+        return None
+    if op == "Shape":
+        shape = graph.shape(node.input[0])
+        if shape is None:
+            return None
+        start, end = slice(attr(node, "start", 0), attr(node, "end", len(shape))).indices(len(shape))[:2]
+        dims = shape[start:end]
+        if any(not isinstance(d, int) for d in dims):
+            return None
+        return np.array(dims, dtype=np.int64)
+    if op in ("Gather", "Slice"):
+        picked = _pick_from_shape(graph, node)
+        if picked is not None:
+            return picked
+    ins = []
+    for i in node.input:
+        if not i:
+            ins.append(None)
+            continue
+        v = graph.const_value(i)
+        if v is None:
+            v = graph.static_value(i, depth)
+        if v is None:
+            return None
+        ins.append(v)
+    if op == "Identity":
+        return ins[0]
+    if op == "Neg":
+        return -ins[0]
+    if op == "Cast":
+        return ins[0].astype(onnx.helper.tensor_dtype_to_np_dtype(attr(node, "to")))
+    if op in ("Add", "Sub", "Mul"):
+        return {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply}[op](ins[0], ins[1])
+    if op == "Div":
+        a, b = ins
+        if a.dtype.kind in "iu" and b.dtype.kind in "iu":
+            return (np.trunc(a / b)).astype(np.result_type(a, b))
+        return a / b
+    if op == "Gather":
+        return np.take(ins[0], ins[1], axis=attr(node, "axis", 0))
+    if op == "Concat":
+        return np.concatenate(ins, axis=attr(node, "axis"))
+    if op == "Unsqueeze":
+        axes = attr(node, "axes")
+        axes = list(ins[1].reshape(-1)) if axes is None else axes
+        out = ins[0]
+        for a in sorted(int(a) % (out.ndim + len(axes)) for a in axes):
+            out = np.expand_dims(out, a)
+        return out
+    if op == "Squeeze":
+        axes = attr(node, "axes")
+        if axes is None and len(ins) > 1 and ins[1] is not None:
+            axes = list(ins[1].reshape(-1))
+        return np.squeeze(ins[0], axis=tuple(int(a) for a in axes) if axes is not None else None)
+    if op == "Slice" and len(ins) >= 3:
+        data = ins[0]
+        axes = ins[3].reshape(-1).tolist() if len(ins) > 3 and ins[3] is not None else list(range(len(ins[1])))
+        steps = ins[4].reshape(-1).tolist() if len(ins) > 4 and ins[4] is not None else [1] * len(axes)
+        index = [slice(None)] * data.ndim
+        for a, st, en, sp in zip(axes, ins[1].reshape(-1).tolist(), ins[2].reshape(-1).tolist(), steps):
+            index[int(a)] = slice(int(st), int(en), int(sp))
+        return data[tuple(index)]
+    return None

@@ -40,6 +40,8 @@ class Analyzer:
         self.param_aliases: dict[str, set[str]] = defaultdict(set)
         self.blocked: dict[int, str] = {}
         self.fixups: list[Fixup] = []
+        self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
+        self.shape_reads: list[tuple[onnx.NodeProto, np.ndarray, str]] = []
         self.node: onnx.NodeProto | None = None
 
     # -- reading ----------------------------------------------------------------------------
@@ -56,7 +58,8 @@ class Analyzer:
         return self.graph.rank(name)
 
     def const(self, name: str) -> np.ndarray | None:
-        return self.graph.const_value(name) if name else None
+        """A constant, or a shape computation whose value is static (see ModelGraph.value)."""
+        return self.graph.value(name) if name else None
 
     def is_const(self, name: str) -> bool:
         return bool(name) and self.graph.is_constant(name)
@@ -77,6 +80,11 @@ class Analyzer:
         if tc is None or not name:
             return
         shape = self.graph.shape(name)
+        if shape is not None and tc.axis < len(shape) and not isinstance(shape[tc.axis], int):
+            # Shape inference left the channel dim open (bounds computed at run time); the rule
+            # computed it from the static values of those bounds.
+            shape = tuple(len(tc.atoms) if i == tc.axis else d for i, d in enumerate(shape))
+            self.graph.shapes[name] = shape
         if shape is None or tc.axis >= len(shape) or shape[tc.axis] != len(tc.atoms):
             # The position count must match the tensor's static dim; otherwise the rule's view
             # of this tensor is wrong and the channels cannot be followed.
@@ -133,8 +141,16 @@ class Analyzer:
                 old.values = values if old.values is None else np.where(old.values == values, old.values, np.nan)
         return True
 
-    def fixup(self, apply: Callable) -> None:
+    def fixup(self, apply: Callable, frozen_inputs=()) -> None:
+        """Register a rewrite step; `frozen_inputs` are input indices it always writes as constants,
+        so run-time shape computations feeding them may read channel counts."""
         self.fixups.append(Fixup(self.label, apply))
+        for i in frozen_inputs:
+            self.frozen.add((id(self.node), i))
+
+    def read_channel_count(self, node: onnx.NodeProto, atoms: np.ndarray) -> None:
+        """A Shape op reads the channel count: fine only if every use ends in a frozen input."""
+        self.shape_reads.append((node, atoms, self.label))
 
     # -- running ----------------------------------------------------------------------------
     def run(self) -> "Analysis":
@@ -148,6 +164,9 @@ class Analyzer:
                 continue
             rule(node, self)
         self.node = None
+        for node, atoms, label in self.shape_reads:
+            if not self._only_frozen_uses(node.output[0]):
+                self.block(atoms, f"{label}: the channel count is read by a Shape op")
         for name in self.graph.graph_outputs:
             tc = self.channels(name)
             if tc is not None:
@@ -163,6 +182,22 @@ class Analyzer:
                     if pname == name:
                         self.block(m.atoms, reason)
         return Analysis(self)
+
+
+    def _only_frozen_uses(self, name: str, depth: int = 0) -> bool:
+        from ..graph import SHAPE_OPS
+
+        if name in self.graph.graph_outputs or depth > 64:
+            return False
+        for user in self.graph.users(name):
+            for i, inp in enumerate(user.input):
+                if inp != name or (id(user), i) in self.frozen:
+                    continue
+                if user.op_type not in SHAPE_OPS or id(user) in self.graph.implicit_inputs:
+                    return False
+                if not all(self._only_frozen_uses(o, depth + 1) for o in user.output if o):
+                    return False
+        return True
 
 
 class Analysis:

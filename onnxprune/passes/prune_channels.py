@@ -28,6 +28,10 @@ class Rewriter:
         """Give input `index` of `node` a new constant value; a constant shared with other nodes is
         left alone and the node gets its own copy."""
         name = node.input[index]
+        if not self.graph.is_constant(name):  # a shape computed at run time: freeze it
+            old = self.graph.value(name)
+            node.input[index] = self.graph.add_initializer(np.asarray(value).astype(old.dtype), f"{name}_frozen")
+            return
         old = self.graph.const_value(name)
         value = np.asarray(value).astype(old.dtype)
         if old.shape == value.shape and np.array_equal(old, value):

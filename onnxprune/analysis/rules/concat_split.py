@@ -102,7 +102,7 @@ def split(node, ctx):
                     del node.attribute[i]
                     break
             if len(node.input) > 1 and node.input[1]:
-                rw.set_const_input(node, 1, new)
+                rw.set_const_input(node, 1, new)  # also freezes sizes computed at run time
             else:
                 while len(node.input) < 2:
                     node.input.append("")
@@ -110,7 +110,7 @@ def split(node, ctx):
         else:
             set_attr(node, "split", [int(s) for s in new])
 
-    ctx.fixup(resize_split)
+    ctx.fixup(resize_split, frozen_inputs=(1,))
 
 
 @register("Slice")
@@ -162,8 +162,11 @@ def slice_(node, ctx):
             set_attr(node, "ends", e)
             return
         for idx, val in ((1, new_start), (2, new_end)):
-            arr = rw.graph.const_value(node.input[idx]).copy()
+            arr = rw.graph.value(node.input[idx]).copy()
             arr.reshape(-1)[k] = val
             rw.set_const_input(node, idx, arr)
+        for idx in (3, 4):  # axes and steps computed at run time are frozen as they are
+            if len(node.input) > idx and node.input[idx] and not rw.graph.is_constant(node.input[idx]):
+                rw.set_const_input(node, idx, rw.graph.value(node.input[idx]))
 
-    ctx.fixup(rebound)
+    ctx.fixup(rebound, frozen_inputs=(1, 2, 3, 4))

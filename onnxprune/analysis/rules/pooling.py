@@ -70,11 +70,11 @@ def _resize_like(node, ctx, scales_name, sizes_name):
                 return
 
             def resize_sizes(rw, node=node, idx=list(node.input).index(sizes_name), atoms=tc.atoms, pos=pos):
-                new = rw.graph.const_value(node.input[idx]).copy()
+                new = rw.graph.value(node.input[idx]).copy()
                 new[pos] = len(rw.kept(atoms))
                 rw.set_const_input(node, idx, new)
 
-            ctx.fixup(resize_sizes)
+            ctx.fixup(resize_sizes, frozen_inputs=(list(node.input).index(sizes_name),))
         elif scales_name:
             scales = ctx.const(scales_name)
             if scales is None or scales.size == 0 or float(scales[pos]) != 1.0:

@@ -135,15 +135,17 @@ def reshape(node, ctx):
 
 def _reshape_fixup(ctx, node, target, o, atoms):
     t = int(target.reshape(-1)[o])
-    if t == -1 or (t == 0 and not attr(node, "allowzero", 0)):
+    computed = not ctx.is_const(node.input[1])
+    if not computed and (t == -1 or (t == 0 and not attr(node, "allowzero", 0))):
         return
 
-    def retarget(rw, node=node, o=o, atoms=atoms):
-        new = rw.graph.const_value(node.input[1]).copy()
-        new.reshape(-1)[o] = len(rw.kept(atoms))
+    def retarget(rw, node=node, o=o, atoms=atoms, fixed=t in (-1, 0)):
+        new = rw.graph.value(node.input[1]).copy()
+        if not fixed:
+            new.reshape(-1)[o] = len(rw.kept(atoms))
         rw.set_const_input(node, 1, new)
 
-    ctx.fixup(retarget)
+    ctx.fixup(retarget, frozen_inputs=(1,) if computed else ())
 
 
 @register("Shape")
@@ -156,7 +158,7 @@ def shape_op(node, ctx):
     end = attr(node, "end", rank)
     start, end = slice(start, end).indices(rank)[:2]
     if start <= tc.axis < end:
-        ctx.block(tc.atoms, f"{ctx.label}: the channel count is read by a Shape op")
+        ctx.read_channel_count(node, tc.atoms)
 
 
 @register("Size")
