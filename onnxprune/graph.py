@@ -162,6 +162,65 @@ class ModelGraph:
         self._static[name] = result
         return result
 
+    def partial_value(self, name: str, _depth: int = 0) -> list | None:
+        """A 1-D integer shape computation as a list whose entries are ints, dim symbols (str) or
+        None (unknown): enough to read `Reshape(x, Concat(Shape(x)[0:1], [-1]))`."""
+        v = self.value(name)
+        if v is not None:
+            return [int(x) for x in v.reshape(-1)] if v.dtype.kind in "iu" and v.ndim <= 1 else None
+        node = self.producer.get(name)
+        if node is None or _depth > 32 or node.domain not in ("", "ai.onnx"):
+            return None
+        op = node.op_type
+        if op == "Shape":
+            shape = self.shape(node.input[0])
+            if shape is None:
+                return None
+            start, end = slice(attr(node, "start", 0), attr(node, "end", len(shape))).indices(len(shape))[:2]
+            return list(shape[start:end])
+        if op in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
+            return self.partial_value(node.input[0], _depth + 1)
+        if op == "Concat":
+            parts = [self.partial_value(i, _depth + 1) for i in node.input]
+            return None if any(p is None for p in parts) else [x for p in parts for x in p]
+        if op in ("Gather", "Slice"):
+            data = self.partial_value(node.input[0], _depth + 1)
+            if data is None:
+                return None
+            if op == "Gather":
+                idx = self.const_value(node.input[1])
+                if idx is None:
+                    return None
+                return [data[int(i)] for i in idx.reshape(-1)]
+            b = [self.const_value(i) if i else None for i in node.input[1:5]] + [None] * 4
+            if b[0] is None or b[1] is None:
+                return None
+            step = int(b[3].reshape(-1)[0]) if b[3] is not None else 1
+            return data[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
+        return None
+
+    def partial_source(self, name: str, index: int, _depth: int = 0):
+        """Where entry `index` of a partial shape value is stored: (node, input index, entry) of the
+        constant Concat piece holding it, or None."""
+        node = self.producer.get(name)
+        if node is None or _depth > 32:
+            return None
+        if node.op_type in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
+            return self.partial_source(node.input[0], index, _depth + 1)
+        if node.op_type != "Concat":
+            return None
+        offset = 0
+        for i, piece in enumerate(node.input):
+            vals = self.partial_value(piece)
+            if vals is None:
+                return None
+            if index < offset + len(vals):
+                if self.is_constant(piece):
+                    return node, i, index - offset
+                return self.partial_source(piece, index - offset, _depth + 1)
+            offset += len(vals)
+        return None
+
     def const_shape(self, name: str) -> Shape | None:
         t = self.const_tensor(name)
         return None if t is None else tuple(int(d) for d in t.dims)

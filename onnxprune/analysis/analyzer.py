@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from ..graph import ModelGraph
+from ..graph import attr as attr_value
 from .channels import FIXED, ROLE_IN, ChannelGroup, Member, TensorChannels, UnionFind
 from .rules import rule_for
 
@@ -148,9 +149,10 @@ class Analyzer:
         for i in frozen_inputs:
             self.frozen.add((id(self.node), i))
 
-    def read_channel_count(self, node: onnx.NodeProto, atoms: np.ndarray) -> None:
-        """A Shape op reads the channel count: fine only if every use ends in a frozen input."""
-        self.shape_reads.append((node, atoms, self.label))
+    def read_channel_count(self, node: onnx.NodeProto, atoms: np.ndarray, position: int) -> None:
+        """A Shape op reads the channel count (at `position` of its output): fine only if every use
+        either picks other entries or ends in a frozen input."""
+        self.shape_reads.append((node, atoms, self.label, position))
 
     # -- running ----------------------------------------------------------------------------
     def run(self) -> "Analysis":
@@ -164,8 +166,8 @@ class Analyzer:
                 continue
             rule(node, self)
         self.node = None
-        for node, atoms, label in self.shape_reads:
-            if not self._only_frozen_uses(node.output[0]):
+        for node, atoms, label, position in self.shape_reads:
+            if not self._only_frozen_uses(node.output[0], position):
                 self.block(atoms, f"{label}: the channel count is read by a Shape op")
         for name in self.graph.graph_outputs:
             tc = self.channels(name)
@@ -184,7 +186,7 @@ class Analyzer:
         return Analysis(self)
 
 
-    def _only_frozen_uses(self, name: str, depth: int = 0) -> bool:
+    def _only_frozen_uses(self, name: str, position: int | None = None, depth: int = 0) -> bool:
         from ..graph import SHAPE_OPS
 
         if name in self.graph.graph_outputs or depth > 64:
@@ -195,9 +197,44 @@ class Analyzer:
                     continue
                 if user.op_type not in SHAPE_OPS or id(user) in self.graph.implicit_inputs:
                     return False
-                if not all(self._only_frozen_uses(o, depth + 1) for o in user.output if o):
+                moved = _follow_entry(self.graph, user, i, position)
+                if moved == "gone":
+                    continue  # this use picks other entries than the channel count
+                if not all(self._only_frozen_uses(o, moved, depth + 1) for o in user.output if o):
                     return False
         return True
+
+
+def _follow_entry(graph, node, input_index: int, position: int | None):
+    """Where the channel count at `position` of input `input_index` lands in the node's output:
+    a new position, "gone" if the node does not take it, or None if it cannot be told."""
+    if position is None:
+        return None
+    op = node.op_type
+    if op in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
+        return position
+    if op == "Gather" and input_index == 0 and attr_value(node, "axis", 0) == 0:
+        idx = graph.const_value(node.input[1])
+        if idx is None:
+            return None
+        picked = [int(i) for i in idx.reshape(-1)]
+        return picked.index(position) if position in picked else "gone"
+    if op == "Slice" and input_index == 0:
+        b = [graph.const_value(i) if i else None for i in node.input[1:5]] + [None] * 4
+        if b[0] is None or b[1] is None or (len(node.input) > 3 and node.input[3] and b[2] is None):
+            return None
+        step = int(b[3].reshape(-1)[0]) if b[3] is not None else 1
+        taken = list(range(position + 1))[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
+        return taken.index(position) if position in taken else "gone"
+    if op == "Concat" and attr_value(node, "axis", 0) == 0:
+        offset = 0
+        for piece in node.input[:input_index]:
+            vals = graph.partial_value(piece)
+            if vals is None:
+                return None
+            offset += len(vals)
+        return offset + position
+    return None
 
 
 class Analysis:

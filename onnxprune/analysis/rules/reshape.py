@@ -106,7 +106,12 @@ def reshape(node, ctx):
         return
     target = ctx.const(node.input[1])
     in_shape, out_shape = ctx.shape(node.input[0]), ctx.shape(node.output[0])
-    if target is None or in_shape is None or out_shape is None:
+    partial = None
+    if target is None:
+        # e.g. x.view(x.size(0), -1): the batch entry is read at run time, the rest is static.
+        partial = ctx.graph.partial_value(node.input[1])
+        out_shape = _resolve_target(partial, in_shape) if partial is not None and in_shape else None
+    if (target is None and partial is None) or in_shape is None or out_shape is None:
         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
         return
     c = tc.axis
@@ -127,10 +132,50 @@ def reshape(node, ctx):
                     break
                 if prod(in_shape[lo:hi + 1]) == out_shape[o]:
                     atoms, values = _fold(ctx, tc, in_shape, lo, hi)
-                    _reshape_fixup(ctx, node, target, o, atoms)
+                    if target is not None:
+                        _reshape_fixup(ctx, node, target, o, atoms)
+                    elif partial[o] != -1 and not _piece_fixup(ctx, node, o, atoms):
+                        ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
+                        return
                     ctx.set(node.output[0], TensorChannels(o, atoms, values))
                     return
     ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+def _resolve_target(target: list, in_shape) -> tuple | None:
+    """Output shape of a Reshape whose target entries are ints, symbols of the input's dims, or
+    -1; None when it cannot be told here."""
+    if any(d is None for d in target) or any(d is None for d in in_shape):
+        return None
+    out = [in_shape[i] if d == 0 and i < len(in_shape) else d for i, d in enumerate(target)]
+    if out.count(-1) > 1:
+        return None
+    if -1 in out:
+        static_in = prod(d for d in in_shape if isinstance(d, int))
+        static_out = prod(d for d in out if isinstance(d, int) and d != -1)
+        sym_in = sorted(d for d in in_shape if isinstance(d, str))
+        sym_out = sorted(d for d in out if isinstance(d, str))
+        if sym_in != sym_out or static_out == 0 or static_in % static_out:
+            return None
+        out[out.index(-1)] = static_in // static_out
+    return tuple(out)
+
+
+def _piece_fixup(ctx, node, o, atoms) -> bool:
+    """Target built at run time by a Concat whose piece for entry o is a constant (tf2onnx writes
+    Concat(Shape(x)[0:1], [C*H*W])): rewrite that piece."""
+    source = ctx.graph.partial_source(node.input[1], o)
+    if source is None:
+        return False
+    concat, idx, entry = source
+
+    def retarget_piece(rw, concat=concat, idx=idx, entry=entry, atoms=atoms):
+        new = rw.graph.const_value(concat.input[idx]).copy()
+        new.reshape(-1)[entry] = len(rw.kept(atoms))
+        rw.set_const_input(concat, idx, new)
+
+    ctx.fixup(retarget_piece)
+    return True
 
 
 def _reshape_fixup(ctx, node, target, o, atoms):
@@ -158,7 +203,7 @@ def shape_op(node, ctx):
     end = attr(node, "end", rank)
     start, end = slice(start, end).indices(rank)[:2]
     if start <= tc.axis < end:
-        ctx.read_channel_count(node, tc.atoms)
+        ctx.read_channel_count(node, tc.atoms, tc.axis - start)
 
 
 @register("Size")
