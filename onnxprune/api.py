@@ -12,7 +12,7 @@ from .analysis import Analysis, analyze
 from .config import PruneConfig
 from .cost import count_flops, count_params
 from .graph import ModelGraph
-from .io import load_model
+from .io import check_tensors, load_model
 from .passes.base import Pass, PassManager, PassRecord, PassResult
 from .passes.normalize import FoldBatchNorm, remove_unused
 from .passes.prune_channels import PruneChannels
@@ -185,6 +185,8 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
     config = config or PruneConfig(**options)
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
+    else:
+        check_tensors(model)
     if config.guarded:
         from .guard import guarded_prune
 
@@ -216,4 +218,6 @@ def analyze_model(model: onnx.ModelProto | str | os.PathLike) -> Analysis:
     """Channel groups of a model, after the same normalization prune() applies."""
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
+    else:
+        check_tensors(model)
     return analyze(ModelGraph(model))

@@ -291,8 +291,10 @@ class ModelGraph:
     def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
         try:
             return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError) as exc:
-            raise ModelLoadError(f"ONNX shape inference failed: {str(exc).strip().splitlines()[0]}") from None
+        except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, RuntimeError, ValueError,
+                TypeError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelLoadError(f"ONNX shape inference failed: {first}") from None
 
     def _read_shapes(self, inferred: onnx.ModelProto) -> None:
         g = inferred.graph

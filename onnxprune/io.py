@@ -45,7 +45,34 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     _load_external(model, p)
     if check:
         check_model(str(p), str(p))
+    check_tensors(model, str(p))
     return model
+
+
+def check_tensors(model: onnx.ModelProto, where: str = "model") -> None:
+    """Every stored tensor has a known type and as many bytes as its dims say (the checker does
+    not look); raise ModelLoadError naming the first that does not."""
+    from onnx.external_data_helper import _get_all_tensors
+
+    for t in _get_all_tensors(model):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            continue
+        try:
+            np_dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
+        except (KeyError, ValueError, TypeError):
+            raise ModelLoadError(f"{where}: tensor '{t.name}' has an unknown data type ({t.data_type})") from None
+        count = 1
+        for d in t.dims:
+            count *= d
+        if t.HasField("raw_data"):
+            if t.data_type in (onnx.TensorProto.STRING,):
+                continue
+            expected = count * np_dtype.itemsize
+            if t.data_type in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4) if hasattr(onnx.TensorProto, "INT4") else False:
+                expected = (count + 1) // 2
+            if len(t.raw_data) != expected and np_dtype.itemsize:
+                raise ModelLoadError(f"{where}: tensor '{t.name}' holds {len(t.raw_data)} bytes for dims "
+                                     f"{list(t.dims)}, expected {expected}; the file is damaged")
 
 
 def _load_external(model: onnx.ModelProto, path: Path) -> None:
@@ -65,7 +92,7 @@ def _load_external(model: onnx.ModelProto, path: Path) -> None:
             )
         try:
             load_external_data_for_tensor(tensor, base)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, onnx.checker.ValidationError) as exc:
             raise ModelLoadError(f"{path}: cannot read external data file '{location}' for '{tensor.name}' "
                                  f"({exc}); is it truncated?") from None
         expected = _expected_nbytes(tensor)

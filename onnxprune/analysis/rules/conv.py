@@ -61,6 +61,10 @@ def conv(node, ctx):
     bv = ctx.const(b) if b else None
     groups = attr(node, "group", 1)
     cout = wv.shape[0]
+    if wv.size == 0 or groups < 1 or cout % groups or (tc is not None and len(tc.atoms) % groups):
+        if tc is not None:
+            ctx.block(tc.atoms, f"{ctx.label}: empty weight or group {groups} does not divide the channels")
+        return
     out_atoms = ctx.new_atoms(cout)
     values = _source_values(wv, 0, bv)
     if groups == 1:
@@ -104,6 +108,10 @@ def conv_transpose(node, ctx):
     wv = ctx.const(w)
     bv = ctx.const(b) if b else None
     groups = attr(node, "group", 1)
+    if wv.size == 0 or groups < 1 or wv.shape[0] % groups:
+        if tc is not None:
+            ctx.block(tc.atoms, f"{ctx.label}: empty weight or group {groups} does not divide the channels")
+        return
     cout = wv.shape[1] * groups
     out_atoms = ctx.new_atoms(cout)
     if groups == 1:

@@ -38,6 +38,10 @@ def gemm(node, ctx):
         else:
             ctx.param(b, k_axis_b, tc.atoms, ROLE_IN, values=tc.values, tensor=a)
     bv = ctx.const(b)
+    if bv.ndim != 2 or bv.size == 0:
+        if tc is not None:
+            ctx.block(tc.atoms, f"{ctx.label}: Gemm weight is empty or not 2-D")
+        return
     n = bv.shape[n_axis_b]
     atoms = ctx.new_atoms(n)
     ctx.param(b, n_axis_b, atoms, ROLE_OUT)
@@ -73,6 +77,10 @@ def matmul(node, ctx):
             ctx.block(ta.atoms, f"{ctx.label}: ranks unknown")
         return
     bv = ctx.const(b)
+    if bv.size == 0:
+        if ta is not None:
+            ctx.block(ta.atoms, f"{ctx.label}: empty weight")
+        return
     if ta is not None and ta.axis != ra - 1:
         if ta.axis == ra - 2 and rb == 2 and ra >= 2:
             ctx.set(y, TensorChannels(ta.axis + ry - ra, ta.atoms))  # rows pass through a 2-D weight
