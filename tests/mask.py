@@ -6,23 +6,12 @@ from __future__ import annotations
 import numpy as np
 
 from onnxprune.analysis import ROLE_IN, Analysis
-from onnxprune.graph import ModelGraph
+from onnxprune.analysis.oracle import zero_positions
 
 
 def mask_channels(analysis: Analysis, channels: set[int]) -> None:
     """Zero every non-consumer member position of `channels` in the analysed model, in place."""
-    graph: ModelGraph = analysis.graph
-    for m in analysis.members:
-        if m.role == ROLE_IN:
-            continue
-        gone = analysis.removed_positions(m.atoms, channels)
-        if len(gone) == 0:
-            continue
-        value = graph.const_value(m.param).copy()
-        index = [slice(None)] * value.ndim
-        index[m.axis] = gone
-        value[tuple(index)] = 0
-        graph.replace_const(m.param, value)
+    zero_positions(analysis.graph, analysis, channels, lambda role: role != ROLE_IN)
 
 
 def pick_channels(analysis: Analysis, rng: np.random.Generator, fraction: float = 0.3) -> set[int]:

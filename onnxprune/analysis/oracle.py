@@ -15,9 +15,14 @@ def zeroed_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[in
     """A copy of `model` (the unpruned one `analysis` was made from) whose consumers ignore `removed`."""
     ref = onnx.ModelProto()
     ref.CopyFrom(model)
-    graph = ModelGraph(ref, infer=False)
+    zero_positions(ModelGraph(ref, infer=False), analysis, removed, lambda role: role == ROLE_IN)
+    return ref
+
+
+def zero_positions(graph: ModelGraph, analysis: Analysis, removed, roles) -> None:
+    """Set to zero, in `graph`'s model, the positions of `removed` in every member whose role passes."""
     for m in analysis.members:
-        if m.role != ROLE_IN:
+        if not roles(m.role):
             continue
         gone = analysis.removed_positions(m.atoms, removed)
         if len(gone) == 0:
@@ -27,4 +32,3 @@ def zeroed_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[in
         index[m.axis] = gone
         value[tuple(index)] = 0
         graph.replace_const(m.param, value)
-    return ref

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ModelSaveError
+from ..errors import ConfigError, ModelSaveError
 from ..runtime.compare import compare_models
 from ..runtime.data import parse_shapes
 from ..runtime.sessions import DEVICES
@@ -23,7 +23,10 @@ from ..runtime.sessions import DEVICES
 @click.argument("original", type=click.Path())
 @click.argument("pruned", type=click.Path())
 @click.option("--calib", type=click.Path(), help="Real inputs: an .npz keyed by input name (optional 'labels'), "
-                                                 "or a .py file defining load_data().")
+                                                 "a .py file defining load_data(), or a folder of images.")
+@click.option("--preprocess", metavar="SPEC",
+              help="How --calib images become inputs, e.g. resize=256,crop=224,mean=0.485/0.456/0.406,"
+                   "std=0.229/0.224/0.225 (default: the folder's preprocess.txt; see docs/VALIDATION.md).")
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="auto: CUDA when it works, else CPU.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
@@ -37,10 +40,11 @@ from ..runtime.sessions import DEVICES
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--threads", type=int, help="onnxruntime intra-op threads.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
-def check_cmd(original, pruned, calib, device, shapes, batch, n_batches, atol, rtol, min_cosine, min_agreement,
-              seed, threads, json_path):
+def check_cmd(original, pruned, calib, preprocess, device, shapes, batch, n_batches, atol, rtol, min_cosine,
+              min_agreement, seed, threads, json_path):
     out = json_target(json_path)
-    result = compare_models(original, pruned, data=calib, device=device, atol=atol, rtol=rtol, min_cosine=min_cosine,
+    data = calib_data(calib, preprocess)
+    result = compare_models(original, pruned, data=data, device=device, atol=atol, rtol=rtol, min_cosine=min_cosine,
                             min_agreement=min_agreement, shapes=parse_shapes(shapes), batch=batch, seed=seed,
                             n_batches=n_batches, threads=threads)
     click.echo(result.format_table())
@@ -48,6 +52,20 @@ def check_cmd(original, pruned, calib, device, shapes, batch, n_batches, atol, r
         write_json(out, result.to_dict())
     if not result:
         sys.exit(1)
+
+
+def calib_data(calib: str | None, preprocess: str | None):
+    """--calib as compare_models takes it; with --preprocess, an ImageFolder carrying the spec,
+    parsed here so that a typo fails before any model is loaded."""
+    if preprocess is None:
+        return calib
+    from ..runtime.images import ImageFolder, Preprocess
+
+    if calib is None:
+        raise ConfigError("--preprocess says how to read a folder of images; give the folder with --calib")
+    if Path(calib).exists() and not Path(calib).is_dir():
+        raise ConfigError(f"--preprocess applies to a folder of images; --calib {calib} is a file")
+    return ImageFolder(calib, Preprocess.parse(preprocess))
 
 
 def json_target(path: str | None) -> Path | None:

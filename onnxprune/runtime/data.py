@@ -1,4 +1,5 @@
-"""Model inputs for check and bench: from an .npz file, from a Python data loader, or random.
+"""Model inputs for check and bench: from an .npz file, a Python data loader, a folder of images
+(images.py), or random.
 
 Whatever the source, data arrives as chunks {input_name: array with a leading sample dim}, is
 checked against the model's input specs (names, dtype, rank, fixed dims, finite values) before it
@@ -298,14 +299,26 @@ def _names(items) -> str:
     return "[" + ", ".join(str(i) for i in items) + "]"
 
 
-def load_data(path, specs: list[InputSpec]) -> Dataset:
-    """Data from an .npz (arrays keyed by input name, samples along dim 0, optional `labels`) or a
-    .py file defining load_data() that returns or yields dicts {input_name: array}."""
+def load_data(path, specs: list[InputSpec], preprocess=None) -> Dataset:
+    """Data from an .npz (arrays keyed by input name, samples along dim 0, optional `labels`), a
+    .py file defining load_data() that returns or yields dicts {input_name: array}, or a folder of
+    images for a model with one 4-D float input (see runtime/images.py).
+
+    `preprocess` (a spec string such as "resize=256,crop=224,mean=0.485/0.456/0.406" or an
+    images.Preprocess) applies to a folder only; without it the folder's preprocess.txt is used,
+    else the defaults. `path` may also be an images.ImageFolder carrying its own preprocessing."""
+    from .images import ImageFolder, load_folder
+
+    if isinstance(path, ImageFolder):
+        preprocess = path.preprocess if preprocess is None else preprocess
+        path = path.path
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{p}: no such file")
+        raise DataError(f"{p}: no such file or folder")
     if p.is_dir():
-        raise DataError(f"{p}: is a folder; expected an .npz file or a .py file defining load_data()")
+        return load_folder(p, specs, preprocess)
+    if preprocess is not None:
+        raise ConfigError(f"{p}: a preprocessing spec applies to a folder of images, not to a file")
     if p.suffix == ".npz":
         arrays = _read_npz(p)
         dataset = Dataset(lambda: [arrays], specs, str(p))
@@ -313,7 +326,8 @@ def load_data(path, specs: list[InputSpec]) -> Dataset:
         return dataset
     if p.suffix == ".py":
         return Dataset(_loader_chunks(p), specs, str(p), per_item=True)
-    raise DataError(f"{p}: unknown data format '{p.suffix}'; expected an .npz file or a .py file defining load_data()")
+    raise DataError(f"{p}: unknown data format '{p.suffix}'; expected an .npz file, a .py file defining load_data() "
+                    "or a folder of images")
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

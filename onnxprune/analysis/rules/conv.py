@@ -46,30 +46,42 @@ def _grouped_values(in_values, w_values, bias, groups):
     return out
 
 
-@register("Conv")
-def conv(node, ctx):
-    x, w, b, y = node.input[0], node.input[1], _opt(node, 2), node.output[0]
-    tc = ctx.channels(x)
+def _load(node, ctx, in_axis: int, out_axis: int):
+    """Input channels, weights and group of a Conv/ConvTranspose, or None (input blocked) when
+    they cannot be followed: computed weights, empty weights, a group that does not divide."""
+    w, b = node.input[1], _opt(node, 2)
+    tc = ctx.channels(node.input[0])
     if not ctx.is_const(w) or (b is not None and not ctx.is_const(b)):
         if tc is not None:
             ctx.block(tc.atoms, f"{ctx.label}: weights are not constants")
-        return
+        return None
     if tc is not None and tc.axis != 1:
-        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, Conv reads axis 1")
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, {node.op_type} reads axis 1")
         tc = None
     wv = ctx.const(w)
-    bv = ctx.const(b) if b else None
     groups = attr(node, "group", 1)
-    cout = wv.shape[0]
-    if wv.size == 0 or groups < 1 or cout % groups or (tc is not None and len(tc.atoms) % groups):
+    cin = wv.shape[in_axis] * (groups if in_axis == 1 else 1) if wv.ndim > 1 else 0
+    cout = wv.shape[out_axis] * (groups if out_axis == 1 else 1) if wv.ndim > 1 else 0
+    if wv.size == 0 or groups < 1 or cin % groups or cout % groups:
         if tc is not None:
             ctx.block(tc.atoms, f"{ctx.label}: empty weight or group {groups} does not divide the channels")
+        return None
+    return tc, w, b, wv, (ctx.const(b) if b else None), groups
+
+
+@register("Conv")
+def conv(node, ctx):
+    loaded = _load(node, ctx, in_axis=1, out_axis=0)
+    if loaded is None:
         return
+    tc, w, b, wv, bv, groups = loaded
+    y = node.output[0]
+    cout = wv.shape[0]
     out_atoms = ctx.new_atoms(cout)
     values = _source_values(wv, 0, bv)
     if groups == 1:
         if tc is not None:
-            ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values, tensor=x)
+            ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values, tensor=node.input[0])
         ctx.param(w, 0, out_atoms, ROLE_OUT)
         if b:
             ctx.param(b, 0, out_atoms, ROLE_OUT)
@@ -96,28 +108,17 @@ def conv(node, ctx):
 
 @register("ConvTranspose")
 def conv_transpose(node, ctx):
-    x, w, b, y = node.input[0], node.input[1], _opt(node, 2), node.output[0]
-    tc = ctx.channels(x)
-    if not ctx.is_const(w) or (b is not None and not ctx.is_const(b)):
-        if tc is not None:
-            ctx.block(tc.atoms, f"{ctx.label}: weights are not constants")
+    loaded = _load(node, ctx, in_axis=0, out_axis=1)
+    if loaded is None:
         return
-    if tc is not None and tc.axis != 1:
-        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, ConvTranspose reads axis 1")
-        tc = None
-    wv = ctx.const(w)
-    bv = ctx.const(b) if b else None
-    groups = attr(node, "group", 1)
-    if wv.size == 0 or groups < 1 or wv.shape[0] % groups:
-        if tc is not None:
-            ctx.block(tc.atoms, f"{ctx.label}: empty weight or group {groups} does not divide the channels")
-        return
+    tc, w, b, wv, bv, groups = loaded
+    y = node.output[0]
     cout = wv.shape[1] * groups
     out_atoms = ctx.new_atoms(cout)
     if groups == 1:
         values = _source_values(wv, 1, bv)
         if tc is not None:
-            ctx.param(w, 0, tc.atoms, ROLE_IN, values=tc.values, tensor=x)
+            ctx.param(w, 0, tc.atoms, ROLE_IN, values=tc.values, tensor=node.input[0])
         ctx.param(w, 1, out_atoms, ROLE_OUT)
         if b:
             ctx.param(b, 0, out_atoms, ROLE_OUT)
