@@ -3,7 +3,6 @@ those channels zeroed computes what the pruned model computes. Used by the tests
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 
 from ..graph import ModelGraph
