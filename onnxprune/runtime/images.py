@@ -254,7 +254,8 @@ def plan(specs: list[InputSpec], pre: Preprocess, where: str) -> _Plan:
             hint = "use color=rgb or color=bgr"
         else:
             hint = "images give 1 channel (color=gray) or 3 (rgb, bgr)"
-        raise DataError(f"{where}: input '{spec.name}' {spec.describe()} has {model_c} channels in layout "
+        plural = "s" if model_c > 1 else ""
+        raise DataError(f"{where}: input '{spec.name}' {spec.describe()} has {model_c} channel{plural} in layout "
                         f"{pre.layout.upper()}, the images give {channels} (color={color}); {hint}")
     for key in ("mean", "std"):
         values = getattr(pre, key)
@@ -297,9 +298,13 @@ def load_folder(folder: Path, specs: list[InputSpec], preprocess=None) -> Datase
             from_file = True
     pre = Preprocess.coerce(preprocess)
     image_lib = _pillow()
-    files, labels, classes = list_images(folder)
+    try:
+        files, labels, classes = list_images(folder)
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the images ({exc.strerror or exc}: {exc.filename})") from None
     if not files:
-        others = sorted(e.name for e in folder.iterdir() if e.is_file() and e.name != SPEC_FILE)
+        others = sorted(e.name for e in folder.iterdir() if e.is_file() and e.name != SPEC_FILE
+                        and not e.name.startswith("."))
         detail = f"; found other files, e.g. {others[0]}" if others else ""
         raise DataError(f"{folder}: holds no image files ({' '.join(EXTENSIONS)}){detail} (the data is empty)")
     resolved = plan(specs, pre, str(folder))
@@ -387,5 +392,5 @@ def _center_crop(im, crop: Size, path: Path):
     if ch > h or cw > w:
         raise DataError(f"{path}: is {h}x{w} at the crop, smaller than crop={ch}x{cw}; "
                         "resize it first (resize=S) or crop less")
-    top, left = int(round((h - ch) / 2.0)), int(round((w - cw) / 2.0))
+    top, left = round((h - ch) / 2), round((w - cw) / 2)
     return im.crop((left, top, left + cw, top + ch))
