@@ -68,7 +68,7 @@ class RepairConsumers(Pass):
         if not state.removed:
             return PassResult(False)
         methods = tuple(m for m in state.config.repair if m in ("bias", "lsq"))
-        info = repair_consumers(state.analysis, state.removed, state.config.calib, methods,
+        info = repair_consumers(state.analysis, state.removed, state.config.calib_data, methods,
                                 device=_runtime_device(state.config))
         state.info.setdefault("notes", []).extend(info.pop("notes", []))
         samples = info.get("samples", 0)
@@ -86,7 +86,7 @@ class RecalibrateBN(Pass):
 
         if not state.removed:
             return PassResult(False)
-        n = recalibrate_bn(state.model, state.config.calib, device=_runtime_device(state.config))
+        n = recalibrate_bn(state.model, state.config.calib_data, device=_runtime_device(state.config))
         return PassResult(n > 0, {"batchnorms": n})
 
 

@@ -18,6 +18,7 @@ class PruneConfig:
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group
     calib: str | None = None
+    preprocess: str | None = None         # for a folder of images as --calib
     repair: tuple[str, ...] = field(default_factory=tuple)  # bias, lsq, bn
     max_error: float | None = None        # fidelity guard bounds, checked on held-out samples
     min_cosine: float | None = None
@@ -59,6 +60,15 @@ class PruneConfig:
             raise ConfigError("--repair needs calibration data: pass --calib data.npz (or a .py loader)")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device}")
+
+    @property
+    def calib_data(self):
+        """What data readers take: the --calib path, or a folder of images with its preprocessing."""
+        if self.calib and self.preprocess:
+            from .runtime.images import ImageFolder
+
+            return ImageFolder(self.calib, self.preprocess)
+        return self.calib
 
     @property
     def guarded(self) -> bool:

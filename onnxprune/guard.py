@@ -16,7 +16,7 @@ from .errors import ConfigError, DataError, TargetUnreachableError
 STEPS = 7
 
 
-def split_calibration(model: onnx.ModelProto, path: str, holdout: float, folder: Path) -> tuple[str, str, int]:
+def split_calibration(model: onnx.ModelProto, path, holdout: float, folder: Path) -> tuple[str, str, int]:
     """Write the calibration data as two .npz files: fit (scoring, repair) and held-out (the bound)."""
     from .runtime.data import LABELS, input_specs, load_data
 
@@ -47,8 +47,8 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
     if not config.calib:
         raise ConfigError("a fidelity bound (--max-error / --min-cosine / --min-agreement) needs --calib data")
     with tempfile.TemporaryDirectory(prefix="onnxprune-guard-") as tmp:
-        fit, hold, n_hold = split_calibration(model, config.calib, config.holdout, Path(tmp))
-        base = dataclasses.replace(config, calib=fit, max_error=None, min_cosine=None, min_agreement=None,
+        fit, hold, n_hold = split_calibration(model, config.calib_data, config.holdout, Path(tmp))
+        base = dataclasses.replace(config, calib=fit, preprocess=None, max_error=None, min_cosine=None, min_agreement=None,
                                    ratio=None, target_params=None, target_flops=None, validate=False)
         floor = config.target_flops if config.target_flops is not None else 0.05
         original = model.SerializeToString()

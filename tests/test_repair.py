@@ -139,3 +139,21 @@ def test_guard_needs_data_and_no_ratio():
         PruneConfig(ratio=0.3, min_cosine=0.9, calib=str(CALIB))
     with pytest.raises(ConfigError, match="--calib"):
         prune(onnx.load(DIGITS), min_cosine=0.9)
+
+
+def test_image_folder_calibration_through_prune(tmp_path):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from onnxprune.cli import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, x in enumerate(np.load(CALIB)["input"][:48]):
+        Image.fromarray(((x[0] * 0.38 + 0.3) * 255).clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
+    out = tmp_path / "o.onnx"
+    r = CliRunner().invoke(main, [str(DIGITS), str(out), "--target-flops", "0.6", "--calib", str(folder),
+                                  "--preprocess", "mean=0.3,std=0.38,color=gray", "--repair", "lsq"])
+    assert r.exit_code == 0, r.output
+    assert "48 images" in r.stdout and out.exists()
+    assert accuracy(onnx.load(out)) >= 0.9

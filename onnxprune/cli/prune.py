@@ -34,6 +34,8 @@ from ..report import format_summary, versions
 @click.option("--min-agreement", type=float, help="Fidelity guard: most pruning whose top-1 agreement stays above this.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
+@click.option("--preprocess", metavar="SPEC", help="For a folder of images as --calib, e.g. "
+              "'resize=256,crop=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225' (see docs/VALIDATION.md).")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run both models in ONNX Runtime and compare before writing.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
@@ -42,12 +44,12 @@ from ..report import format_summary, versions
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, validate, device, atol, report_path, overwrite, quiet):
+              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, preprocess, validate, device, atol, report_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
                          criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
-                         calib=str(calib) if calib else None, validate=validate, device=device,
+                         calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
                          repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement)
     resolve_output(input_path, output_path, overwrite)
     if report_path is not None:
@@ -85,12 +87,12 @@ def _validate(original, pruned, config: PruneConfig, atol):
     from ..runtime import compare_models
 
     if config.guarded:
-        return compare_models(original, pruned, data=config.calib, device=config.device, atol=config.max_error,
+        return compare_models(original, pruned, data=config.calib_data, device=config.device, atol=config.max_error,
                               min_cosine=config.min_cosine, min_agreement=config.min_agreement)
     if config.lossy and atol is None:
         # Lossy runs report fidelity; bounds are the fidelity guard's job.
-        return compare_models(original, pruned, data=config.calib, device=config.device, atol=math.inf)
-    return compare_models(original, pruned, data=config.calib, device=config.device,
+        return compare_models(original, pruned, data=config.calib_data, device=config.device, atol=math.inf)
+    return compare_models(original, pruned, data=config.calib_data, device=config.device,
                           atol=1e-4 if atol is None else atol, rtol=1e-3 if atol is None else 0.0)
 
 

@@ -127,9 +127,9 @@ class SelectLossy(Pass):
         groups = eligible_groups(analysis, cfg.keep)
         crit = get_criterion(cfg.criterion)
         if cfg.criterion == "activation":
-            scores = crit(analysis, cfg.calib, device="cpu" if cfg.device == "auto" else cfg.device)
+            scores = crit(analysis, cfg.calib_data, device="cpu" if cfg.device == "auto" else cfg.device)
         else:
-            scores = crit(analysis, cfg.calib)
+            scores = crit(analysis, cfg.calib_data)
         if cfg.ratio is not None:
             removed = set()
             for g in groups:
