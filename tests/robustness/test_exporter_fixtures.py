@@ -1,0 +1,395 @@
+"""The exporter-pattern fixtures (tests/fixtures/exporters/, made by tools/make_fixtures.py).
+
+For every fixture: it is a valid model; the exactness oracle holds (3 seeds) where something is
+prunable; where a pattern cannot be pruned, its groups are blocked with a reason and exact mode
+hands the model back unchanged and valid; a lossy run (--ratio 0.5) writes a valid model that
+runs. Then what each pattern should do (NHWC transposes, Constant-node weights, If / Loop, fp16,
+QDQ, dynamic H/W, opsets 11..25).
+
+Tests marked xfail(strict=True) describe the right behaviour of something that does not work yet.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+import onnxprune
+from onnxprune.analysis import analyze
+from onnxprune.analysis.oracle import zeroed_reference
+from onnxprune.cli import main
+from onnxprune.cost import count_params
+from onnxprune.passes.prune_channels import drop_channels
+from tests.oracle import check_oracle, copy, feeds, random_removal, run
+
+REPO = Path(__file__).resolve().parents[2]
+FIX = REPO / "tests" / "fixtures" / "exporters"
+OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
+
+EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "subgraph_if", "subgraph_loop", "fp16_cnn",
+            "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
+# Fixtures with at least one prunable group (checked below); the others have none.
+PRUNABLE = [n for n in EXPECTED if n not in ("qdq_cnn", "subgraph_loop")]
+# paddle_style_cnn keeps every weight in Constant nodes: tests/oracle.py's parameter count sees
+# initializers only, so its oracle runs through constant_aware_oracle() below (see the xfail test).
+ORACLE_VIA_CHECK_ORACLE = [n for n in PRUNABLE if n != "paddle_style_cnn"]
+
+
+def load(name: str) -> onnx.ModelProto:
+    return onnx.load(str(FIX / f"{name}.onnx"))
+
+
+def group_with(analysis, source: str):
+    return next(g for g in analysis.groups if source in g.sources)
+
+
+def inputs_for(model: onnx.ModelProto, batch: int, hw: int = 16, seed: int = 0) -> dict:
+    """Random inputs: dim 0 is the batch, other dynamic dims (H, W) are `hw`."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for vi in model.graph.input:
+        tt = vi.type.tensor_type
+        shape = [d.dim_value if d.HasField("dim_value") else (batch if k == 0 else hw) for k, d in enumerate(tt.shape.dim)]
+        out[vi.name] = rng.standard_normal(shape).astype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
+    return out
+
+
+def outputs_match(a: onnx.ModelProto, b: onnx.ModelProto, inputs=None, atol=1e-5):
+    inputs = inputs or feeds(a, seed=3)
+    for x, y in zip(run(a, inputs), run(b, inputs)):
+        assert x.shape == y.shape
+        np.testing.assert_allclose(y.astype(np.float64), x.astype(np.float64), atol=atol, rtol=1e-4)
+
+
+def constant_aware_oracle(model: onnx.ModelProto, seed: int, inputs=None) -> dict:
+    """check_oracle's steps, counting parameters in Constant nodes too, on any inputs."""
+    rng = np.random.default_rng(seed)
+    analysis = analyze(copy(model))
+    removed = random_removal(analysis, rng)
+    reference = zeroed_reference(model, analysis, removed)
+    pruned = copy(model)
+    drop_channels(analyze(pruned), removed)
+    onnx.checker.check_model(pruned, full_check=True)
+    assert pruned.ir_version == model.ir_version
+    assert Counter(n.op_type for n in pruned.graph.node) == Counter(n.op_type for n in model.graph.node)
+    inputs = inputs or feeds(model, seed=seed)
+    for w, g in zip(run(reference, inputs), run(pruned, inputs)):
+        assert w.shape == g.shape
+        np.testing.assert_allclose(g, w, atol=1e-4, rtol=1e-3)
+    if removed:
+        assert count_params(pruned) < count_params(model)
+    return {"removed": len(removed), "analysis": analysis}
+
+
+# ------------------------------------------------------------------------------ every fixture
+def test_every_fixture_is_there():
+    assert sorted(p.stem for p in FIX.glob("*.onnx")) == sorted(EXPECTED), "run tools/make_fixtures.py"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_fixture_is_a_valid_small_model(name):
+    path = FIX / f"{name}.onnx"
+    assert path.stat().st_size < 300 * 1024
+    model = load(name)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+    for batch in (2, 3):
+        (y,) = run(model, inputs_for(model, batch))
+        assert y.shape == (batch, 10) and np.all(np.isfinite(y))
+
+
+@pytest.mark.parametrize("name", ORACLE_VIA_CHECK_ORACLE)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_oracle(name, seed):
+    info = check_oracle(load(name), seed=seed)
+    assert info["prunable"] >= 1 and info["removed"] >= 1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_oracle_constant_node_weights(seed):
+    model = load("paddle_style_cnn")
+    info = constant_aware_oracle(model, seed)
+    assert info["removed"] >= 1
+
+
+@pytest.mark.xfail(strict=True, reason="tests/oracle.py check_oracle counts only initializers as parameters "
+                                       "(n_params); a model whose weights are all Constant nodes (paddle2onnx) "
+                                       "fails its 'fewer parameters' assertion although the rewrite is right")
+def test_check_oracle_counts_constant_node_weights():
+    check_oracle(load("paddle_style_cnn"), seed=0)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_exact_mode_leaves_dense_models_unchanged_and_valid(name):
+    model = load(name)
+    result = onnxprune.prune(copy(model))
+    assert result.report.channels_removed == 0
+    assert result.model.SerializeToString() == model.SerializeToString()
+    onnx.checker.check_model(result.model, full_check=True)
+    outputs_match(model, result.model)
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_blocked_groups_say_why(name):
+    analysis = onnxprune.analyze(load(name))
+    for g in analysis.groups:
+        assert g.prunable == (not g.reasons)
+        for r in g.reasons:
+            assert isinstance(r, str) and r.strip()
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_lossy_half_gives_a_valid_model(name):
+    model = load(name)
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    onnx.checker.check_model(result.model, full_check=True)
+    assert result.model.ir_version == model.ir_version
+    assert [(o.domain, o.version) for o in result.model.opset_import] == \
+        [(o.domain, o.version) for o in model.opset_import]
+    inputs = feeds(model, seed=5)
+    for a, b in zip(run(model, inputs), run(result.model, inputs)):
+        assert a.shape == b.shape and a.dtype == b.dtype and np.all(np.isfinite(b))
+    r = result.report
+    if name in PRUNABLE:
+        assert r.flops_after < r.flops_before and r.params_after < r.params_before
+    else:
+        assert (r.flops_after, r.params_after) == (r.flops_before, r.params_before)
+        assert result.model.SerializeToString() == model.SerializeToString()
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if n != "dynamic_hw_cnn"])
+def test_cli_exact_and_analyze(name, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, [str(FIX / f"{name}.onnx"), str(tmp_path / "out.onnx"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.onnx").read_bytes() == (FIX / f"{name}.onnx").read_bytes()
+    r = runner.invoke(main, ["analyze", str(FIX / f"{name}.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "groups:" in r.stdout
+
+
+# ------------------------------------------------------------------------------ tf2onnx / Keras
+@pytest.mark.parametrize("name", ["tf_keras_cnn", "tf_keras_cnn_noopt"])
+def test_tf2onnx_keras(name):
+    model = load(name)
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert model.graph.input[0].type.tensor_type.shape.dim[3].dim_value == 3  # NHWC input
+    assert ops["MatMul"] == 2 and ops["Conv"] == 5
+    assert any(n.op_type == "Conv" and any(a.name == "group" and a.i == 8 for a in n.attribute)
+               for n in model.graph.node)  # DepthwiseConv2D
+    analysis = onnxprune.analyze(model)
+    assert len(analysis.prunable_groups()) >= 1
+    # conv1 + BN + the residual Add + conv3 + the depthwise conv: one prunable group.
+    stage = group_with(analysis, "functional_1/conv1_1/BiasAdd")
+    assert stage.prunable and stage.size == 8 and len(stage.sources) == 3
+    assert "functional_1/conv3_1/BiasAdd" in stage.sources
+    # Keras Flatten reads the shape of the NHWC tensor (Shape -> Gather/Slice -> Concat -> Reshape):
+    # blocked with a reason naming that chain, unless the analysis follows it (the oracle checks that).
+    last = group_with(analysis, "functional_1/conv4_1/BiasAdd")
+    assert last.prunable or any(k in r for r in last.reasons for k in ("Shape", "Reshape")), last.reasons
+    assert group_with(analysis, "functional_1/dense1_1/MatMul").prunable
+
+
+def test_tf2onnx_transposes_do_not_change_the_groups():
+    """The same Keras model with and without tf2onnx's transpose optimizer: same groups."""
+    raw, opt = load("tf_keras_cnn_noopt"), load("tf_keras_cnn")
+    perms = Counter(tuple(a.ints) for n in raw.graph.node if n.op_type == "Transpose" for a in n.attribute)
+    assert perms[(0, 3, 1, 2)] == 6 and perms[(0, 2, 3, 1)] == 6  # around each of 5 convs + the pool
+    assert any(n.op_type == "ReduceMean" for n in raw.graph.node)
+    a, b = onnxprune.analyze(raw), onnxprune.analyze(opt)
+    assert [(g.size, g.prunable) for g in a.groups] == [(g.size, g.prunable) for g in b.groups]
+    # The channels-last BN Mul / Add constants are carried with the conv1 channels.
+    stage = group_with(a, "functional_1/conv1_1/BiasAdd")
+    assert "functional_1/bn1_1/batchnorm/mul:0" in {m.param for m in stage.members}
+
+
+# ------------------------------------------------------------------------------ paddle
+def test_paddle_constant_node_weights():
+    model = load("paddle_style_cnn")
+    assert len(model.graph.initializer) == 0
+    assert sum(n.op_type == "Constant" for n in model.graph.node) == 19
+    analysis = onnxprune.analyze(model)
+    assert [g.prunable for g in analysis.groups] == [True, True, True, False]
+    stage = group_with(analysis, "p2o.Conv.0")
+    assert stage.sources == ["p2o.Conv.0", "p2o.Conv.2"]  # the residual couples them
+    params = {m.param for m in stage.members}
+    assert {"conv2d_0.w_0", "conv2d_2.w_0", "batch_norm2d_0.w_0", "batch_norm2d_2.w_2"} <= params
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    assert len(result.model.graph.initializer) == 0, "pruned weights stay Constant nodes"
+    assert result.report.params_after < result.report.params_before
+
+
+def test_paddle_fold_bn_folds_constant_nodes():
+    model = load("paddle_style_cnn")
+    result = onnxprune.prune(copy(model), fold_bn=True)
+    assert not any(n.op_type == "BatchNormalization" for n in result.model.graph.node)
+    onnx.checker.check_model(result.model, full_check=True)
+    outputs_match(model, result.model, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------ subgraphs
+def test_if_blocks_what_its_branches_read():
+    model = load("subgraph_if")
+    analysis = onnxprune.analyze(model)
+    read_inside = group_with(analysis, "conv_a")
+    assert not read_inside.prunable and any("If" in r for r in read_inside.reasons)
+    # conv_b meets the If output in an Add: the If output carries no known channels.
+    assert not group_with(analysis, "conv_b").prunable
+    after = group_with(analysis, "conv_c")
+    assert after.prunable
+    def then_weight(m):
+        if_node = next(n for n in m.graph.node if n.op_type == "If")
+        branch = next(a.g for a in if_node.attribute if a.name == "then_branch")
+        return next(t for t in branch.initializer if t.name == "then_conv.weight")
+
+    pruned = onnxprune.prune(copy(model), ratio=0.5).model
+    assert then_weight(pruned) == then_weight(model), "weights inside the branch are left alone"
+    onnx.checker.check_model(pruned, full_check=True)
+
+
+def test_loop_blocks_what_it_reads():
+    analysis = onnxprune.analyze(load("subgraph_loop"))
+    for src in ("conv_a", "conv_b"):  # carried into the Loop / read inside its body
+        g = group_with(analysis, src)
+        assert not g.prunable and any("Loop" in r for r in g.reasons), g.reasons
+
+
+@pytest.mark.xfail(strict=True, reason="limitation: ONNX shape inference gives a Loop's carried output no shape, "
+                                       "so the Conv after the Loop is blocked ('shape of conv_c is not known "
+                                       "statically') although its channel count is its weight's dim 0")
+def test_loop_leaves_the_rest_prunable():
+    assert group_with(onnxprune.analyze(load("subgraph_loop")), "conv_c").prunable
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_loop_rest_prunable_when_the_loop_output_shape_is_recorded(seed):
+    model = load("subgraph_loop")
+    model.graph.value_info.append(onnx.helper.make_tensor_value_info("loop", onnx.TensorProto.FLOAT, ["N", 8, 16, 16]))
+    info = check_oracle(model, seed=seed)
+    assert group_with(info["analysis"], "conv_c").prunable and info["removed"] >= 1
+
+
+# ------------------------------------------------------------------------------ fp16
+def test_fp16_is_pruned_in_fp16():
+    model = load("fp16_cnn")
+    f16 = onnx.TensorProto.FLOAT16
+    assert model.graph.input[0].type.tensor_type.elem_type == f16
+    assert all(t.data_type == f16 for t in model.graph.initializer)
+    analysis = onnxprune.analyze(model)
+    assert [(g.size, g.prunable) for g in analysis.groups] == [(8, True), (8, True), (16, True), (10, False)]
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    assert all(t.data_type == f16 for t in result.model.graph.initializer)
+    (y,) = run(result.model, feeds(model))
+    assert y.dtype == np.float16
+    folded = onnxprune.prune(copy(model), fold_bn=True).model
+    assert all(t.data_type == f16 for t in folded.graph.initializer)
+    outputs_match(model, folded, atol=1e-2)
+
+
+# ------------------------------------------------------------------------------ QDQ
+def test_qdq_nothing_prunable_and_left_alone():
+    """QuantizeLinear / DequantizeLinear have no channel rule and the conv weights are
+    DequantizeLinear outputs (not constants): nothing may be pruned, and nothing is changed."""
+    model = load("qdq_cnn")
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert ops["QuantizeLinear"] >= 4 and ops["DequantizeLinear"] >= 8
+    scales = [t for t in model.graph.initializer if t.name.endswith("weight_scale")]
+    assert scales and all(len(t.dims) == 1 and t.dims[0] > 1 for t in scales)  # per-channel weights
+    assert any(len(t.dims) == 0 for t in model.graph.initializer if t.name.endswith("_scale"))  # per-tensor
+    analysis = onnxprune.analyze(model)
+    assert analysis.prunable_groups() == []
+    for g in analysis.groups:
+        assert any(k in r for r in g.reasons for k in ("QuantizeLinear", "DequantizeLinear", "not a constant",
+                                                       "not constants", "graph output")), g.reasons
+    for options in ({}, {"ratio": 0.5}):
+        result = onnxprune.prune(copy(model), **options)
+        assert result.model.SerializeToString() == model.SerializeToString(), options
+    # --fold-bn (nothing to fold) runs the cleanup, which drops the quantizer's stale value_info
+    # entries (names of the float model's tensors); nodes and weights stay as they are.
+    folded = onnxprune.prune(copy(model), fold_bn=True).model
+    assert list(folded.graph.node) == list(model.graph.node)
+    assert list(folded.graph.initializer) == list(model.graph.initializer)
+    outputs_match(model, folded, atol=0)
+
+
+# ------------------------------------------------------------------------------ dynamic H, W
+def test_dynamic_hw_groups():
+    model = load("dynamic_hw_cnn")
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param for d in dims] == ["N", "", "H", "W"]
+    analysis = onnxprune.analyze(model)
+    assert len(analysis.prunable_groups()) == 4
+    assert group_with(analysis, "conv3").sources == ["conv3", "conv5"]  # the residual
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (16, 12), (32, 32)])
+def test_dynamic_hw_oracle_at_several_sizes(hw):
+    model = load("dynamic_hw_cnn")
+    x = np.random.default_rng(hw[0]).standard_normal((2, 3, *hw)).astype(np.float32)
+    info = constant_aware_oracle(model, seed=hw[1], inputs={"input": x})
+    assert info["removed"] >= 1
+    pruned = onnxprune.prune(copy(model), ratio=0.5).model
+    (y,) = run(pruned, {"input": x})
+    assert y.shape == (2, 10)
+
+
+@pytest.mark.xfail(strict=True, reason="CLI: validation cannot make random data for dynamic H, W and says "
+                                       "'pass --shape input:8x3xHxW', but `onnxprune IN OUT` has no --shape option "
+                                       "(No such option: --shape, exit 2): a dynamic-H/W model cannot be pruned "
+                                       "with validation on")
+def test_cli_dynamic_hw_with_shape(tmp_path):
+    r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx"),
+                                  "--shape", "input:2x3x16x16", "-q"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "out.onnx").exists()
+
+
+def test_cli_dynamic_hw_fails_cleanly_without_shape(tmp_path):
+    """Today: one clear line and nothing written (the advice in it is the xfail above)."""
+    r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx")])
+    assert r.exit_code in (0, 1)
+    if r.exit_code == 1:
+        err = r.stderr.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("onnxprune: error:")
+        assert "dynamic" in err
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_dynamic_hw_no_validate(tmp_path):
+    r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx"), "--no-validate",
+                                  "--ratio", "0.5", "-q"])
+    assert r.exit_code == 0, r.output
+    pruned = onnx.load(str(tmp_path / "out.onnx"))
+    onnx.checker.check_model(pruned, full_check=True)
+    (y,) = run(pruned, {"input": np.zeros((1, 3, 20, 24), np.float32)})
+    assert y.shape == (1, 10)
+
+
+# ------------------------------------------------------------------------------ opsets
+@pytest.mark.parametrize("opset", OPSETS)
+def test_opset_versions(opset):
+    model = load(f"opset{opset}_cnn")
+    assert model.opset_import[0].version == opset
+    assert model.ir_version == next(ir for _r, ir, op, *_ in onnx.helper.VERSION_TABLE if op >= opset)
+    analysis = onnxprune.analyze(model)
+    stage = group_with(analysis, "conv1")
+    assert stage.prunable and stage.size == 16 and stage.sources == ["conv1", "conv2a", "conv2b", "dwconv"]
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    pruned = result.model
+    split = next(n for n in pruned.graph.node if n.op_type == "Split")
+    kept = sum(g.kept for g in result.report.groups if g.id == stage.id)
+    assert kept < 16
+    if opset < 13:
+        sizes = np.array(next(a.ints for a in split.attribute if a.name == "split"))
+    else:  # from opset 18 num_outputs gives way to explicit sizes once the halves differ
+        assert not any(a.name == "num_outputs" for a in split.attribute) or len(split.input) < 2
+        sizes = onnx.numpy_helper.to_array(next(t for t in pruned.graph.initializer if t.name == split.input[1]))
+    assert int(sizes.sum()) == kept
+    onnx.checker.check_model(pruned, full_check=True)
+    (y,) = run(pruned, feeds(model))
+    assert y.shape == (2, 10)

@@ -1,0 +1,527 @@
+"""Generate the exporter-pattern fixtures in tests/fixtures/exporters/ (no torch needed).
+
+Each fixture is a small seeded model in a pattern some real exporter or tool writes, for the
+robustness tests in tests/robustness/. What makes each one:
+
+=============================  =====================================================================
+fixture                        how it is made
+=============================  =====================================================================
+tf_keras_cnn                   real tf2onnx (``tf2onnx.convert.from_function``) on a Keras 3 model:
+                               NHWC input, residual Add, depthwise conv, GlobalAveragePooling2D +
+                               Flatten concatenated, Dense head (MatMul + Add); default optimizers
+tf_keras_cnn_noopt             the same Keras model with tf2onnx's transpose optimizer (and every
+                               other optimizer but constant folding / identity removal) turned
+                               off: Transpose(0,3,1,2) before and Transpose(0,2,3,1) after each
+                               Conv, channels-last BN Mul/Add and bias Add, ReduceMean over H,W
+paddle_style_cnn               onnx.helper, as paddle2onnx (old releases) writes: every weight a
+                               ``Constant`` node, no initializers; Conv-BN-Relu, residual, MatMul+Add
+subgraph_if                    onnx.helper: an ``If`` whose then-branch convolves an outer conv
+                               output (implicit input); the else-branch scales it
+subgraph_loop                  onnx.helper: a ``Loop`` carrying an outer conv output (explicit
+                               input) and reading another one inside its body (implicit input)
+fp16_cnn                       the small conv net converted by onnxconverter-common's
+                               ``convert_float_to_float16`` (float16 weights, input and output)
+qdq_cnn                        the small conv net quantized by ``onnxruntime.quantization``
+                               ``quantize_static`` (QDQ format; uint8 activations per-tensor,
+                               int8 weights per-channel, int32 biases)
+dynamic_hw_cnn                 onnx.helper: input ["N", 3, "H", "W"], Resize x2 + skip Concat,
+                               residual Add, GlobalAveragePool, Gemm
+opset{N}_cnn                   onnx.helper: one net at opsets 11..25 (odd) using the ops whose form
+                               changed across opsets (Clip bounds, Split sizes / num_outputs,
+                               Pad axes, ReduceMean axes, Squeeze axes); ir_version = the lowest
+                               that carries the opset (as onnx.helper.make_model stamps it)
+=============================  =====================================================================
+
+Every fixture is seeded; the hand-built ones, fp16_cnn and qdq_cnn come out byte-identical on
+every run, the tf2onnx ones identical up to the names tf2onnx gives folded constants.
+Every fixture is checked before it is written: ``onnx.checker.check_model(full_check=True)``,
+ONNX Runtime runs it at batch 2 and 3 with finite outputs, file size < 300 KB.
+
+Usage::
+
+    python tools/make_fixtures.py                 # every fixture this Python can make
+    python tools/make_fixtures.py --only qdq_cnn  # one (or several, comma-separated)
+    python tools/make_fixtures.py --list
+
+The tf_* fixtures need tensorflow-cpu and tf2onnx, fp16_cnn needs onnxconverter-common; they are
+skipped (with a message) where those are not installed. Everything was generated in a separate
+virtual environment so the project's own environment is untouched::
+
+    python -m venv /tmp/tfenv
+    /tmp/tfenv/bin/pip install tensorflow-cpu tf2onnx onnxconverter-common onnxruntime
+    /tmp/tfenv/bin/python tools/make_fixtures.py
+
+(the committed files: tensorflow 2.21.0, tf2onnx 1.17.0, onnxconverter-common 1.16.0,
+onnxruntime 1.32.0, onnx 1.23.2, numpy 2.4.6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+REPO = Path(__file__).resolve().parent.parent
+OUT_DIR = REPO / "tests" / "fixtures" / "exporters"
+MAX_BYTES = 300 * 1024
+SEED = 0
+OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
+
+
+def ir_version_for(opset: int) -> int:
+    """The lowest IR version that carries `opset` (what onnx.helper.make_model stamps)."""
+    for _release, ir, op, *_ in helper.VERSION_TABLE:
+        if op >= opset:
+            return ir
+    raise ValueError(f"onnx {onnx.__version__} does not know opset {opset}")
+
+
+class Net:
+    """A tiny onnx.helper graph builder: nodes, weights (initializers or Constant nodes), seeded."""
+
+    def __init__(self, seed: int = SEED, opset: int = 17, constants_as_nodes: bool = False, prefix: str = ""):
+        self.rng = np.random.default_rng(seed)
+        self.opset = opset
+        self.constants_as_nodes = constants_as_nodes
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.prefix = prefix
+        self._count: dict[str, int] = {}
+
+    def fresh(self, base: str) -> str:
+        k = self._count.get(base, 0)
+        self._count[base] = k + 1
+        return f"{self.prefix}{base}_{k}"
+
+    def const(self, value, name: str | None = None) -> str:
+        value = np.asarray(value)
+        name = name or self.fresh("const")
+        t = numpy_helper.from_array(value, name)
+        if self.constants_as_nodes:
+            self.nodes.append(helper.make_node("Constant", [], [name], name=f"{name}_const", value=t))
+        else:
+            self.inits.append(t)
+        return name
+
+    def node(self, op: str, inputs, name: str | None = None, n_out: int = 1, **attrs):
+        name = name or self.fresh(op.lower())
+        outs = [name] if n_out == 1 else [f"{name}:{k}" for k in range(n_out)]
+        self.nodes.append(helper.make_node(op, list(inputs), outs, name=name, **attrs))
+        return outs[0] if n_out == 1 else outs
+
+    # -- layers ----------------------------------------------------------------------------
+    def conv(self, x, cin, cout, k=3, stride=1, bias=True, group=1, name=None, pad=None):
+        name = name or self.fresh("conv")
+        w = (self.rng.standard_normal((cout, cin // group, k, k)) * np.sqrt(2.0 / (cin // group * k * k)))
+        ins = [x, self.const(w.astype(np.float32), f"{name}.weight")]
+        if bias:
+            ins.append(self.const((self.rng.standard_normal(cout) * 0.1).astype(np.float32), f"{name}.bias"))
+        p = k // 2 if pad is None else pad
+        return self.node("Conv", ins, name, kernel_shape=[k, k], strides=[stride, stride], pads=[p] * 4, group=group)
+
+    def bn(self, x, c, name=None):
+        name = name or self.fresh("bn")
+        gamma = self.rng.uniform(0.5, 1.5, c)
+        beta = self.rng.normal(0, 0.1, c)
+        mean = self.rng.normal(0, 0.1, c)
+        var = self.rng.uniform(0.5, 1.5, c)
+        ins = [x] + [self.const(a.astype(np.float32), f"{name}.{s}")
+                     for a, s in zip((gamma, beta, mean, var), ("scale", "bias", "mean", "var"))]
+        return self.node("BatchNormalization", ins, name, epsilon=1e-5)
+
+    def relu(self, x):
+        return self.node("Relu", [x])
+
+    def gemm(self, x, cin, cout, name=None):
+        name = name or self.fresh("fc")
+        w = (self.rng.standard_normal((cout, cin)) * np.sqrt(1.0 / cin)).astype(np.float32)
+        b = (self.rng.standard_normal(cout) * 0.1).astype(np.float32)
+        return self.node("Gemm", [x, self.const(w, f"{name}.weight"), self.const(b, f"{name}.bias")], name, transB=1)
+
+    def graph(self, name, inputs, outputs) -> onnx.GraphProto:
+        return helper.make_graph(self.nodes, name, inputs, outputs, initializer=self.inits)
+
+    def model(self, name, inputs, outputs, producer="onnxprune-fixtures", ir_version=None) -> onnx.ModelProto:
+        m = helper.make_model(self.graph(name, inputs, outputs), producer_name=producer,
+                              opset_imports=[helper.make_opsetid("", self.opset)])
+        m.ir_version = ir_version or ir_version_for(self.opset)
+        return m
+
+
+def _vi(name, shape, elem=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+# ------------------------------------------------------------------------------- small CNN
+def small_cnn(opset: int = 17, hw=(16, 16), batch="N", bn: bool = False, seed: int = SEED) -> onnx.ModelProto:
+    """conv-(bn)-relu, residual block, strided conv, GAP, Flatten, Gemm: the shared base net."""
+    g = Net(seed, opset)
+    x = g.conv("input", 3, 8, bias=not bn, name="conv1")
+    if bn:
+        x = g.bn(x, 8, "bn1")
+    a = g.relu(x)
+    y = g.relu(g.conv(a, 8, 8, name="conv2"))
+    y = g.conv(y, 8, 8, name="conv3")
+    x = g.relu(g.node("Add", [a, y], "add1"))
+    x = g.relu(g.conv(x, 8, 16, stride=2, name="conv4"))
+    x = g.node("GlobalAveragePool", [x], "gap")
+    x = g.node("Flatten", [x], "flatten", axis=1)
+    g.gemm(x, 16, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("small_cnn", [_vi("input", [batch, 3, *hw])], [_vi("output", [batch, 10])])
+
+
+# ------------------------------------------------------------------------------- tf2onnx
+def _keras_model():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+
+    k = tf.keras
+    k.backend.clear_session()  # layer names restart at functional_1 in every build
+    tf.random.set_seed(SEED)
+    k.utils.set_random_seed(SEED)
+    inp = k.Input((16, 16, 3), name="input")
+    x = k.layers.Conv2D(8, 3, padding="same", name="conv1")(inp)
+    x = k.layers.BatchNormalization(name="bn1")(x)
+    x = k.layers.ReLU(name="relu1")(x)
+    y = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv2")(x)
+    y = k.layers.Conv2D(8, 3, padding="same", name="conv3")(y)
+    x = k.layers.Add(name="residual")([x, y])
+    x = k.layers.ReLU(name="relu2")(x)
+    x = k.layers.DepthwiseConv2D(3, padding="same", name="dwconv")(x)
+    x = k.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv4")(x)
+    a = k.layers.GlobalAveragePooling2D(name="gap")(x)
+    b = k.layers.MaxPooling2D(2, name="pool")(x)
+    b = k.layers.Flatten(name="flatten")(b)
+    x = k.layers.Concatenate(name="concat")([a, b])
+    x = k.layers.Dense(32, activation="relu", name="dense1")(x)
+    out = k.layers.Dense(10, name="logits")(x)
+    model = k.Model(inp, out)
+    rng = np.random.default_rng(SEED)
+    for w in model.weights:  # Keras initialises biases / BN to identity: make them random
+        path = w.path
+        if path.endswith(("bias", "beta", "moving_mean")):
+            w.assign(rng.normal(0, 0.1, w.shape).astype(np.float32))
+        elif path.endswith(("gamma", "moving_variance")):
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+    return tf, model
+
+
+def _tf2onnx(optimize: bool) -> onnx.ModelProto:
+    tf, model = _keras_model()
+    import tf2onnx
+    from tf2onnx import optimizer
+
+    spec = (tf.TensorSpec((None, 16, 16, 3), tf.float32, name="input"),)
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        return model(x, training=False)
+
+    saved = optimizer._optimizers
+    if not optimize:
+        optimizer._optimizers = {k: v for k, v in saved.items() if k in ("fold_constants", "remove_identity")}
+    try:
+        onnx_model, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=17)
+    finally:
+        optimizer._optimizers = saved
+    return onnx_model
+
+
+def tf_keras_cnn() -> onnx.ModelProto:
+    return _tf2onnx(optimize=True)
+
+
+def tf_keras_cnn_noopt() -> onnx.ModelProto:
+    return _tf2onnx(optimize=False)
+
+
+# ------------------------------------------------------------------------------- paddle
+def paddle_style_cnn() -> onnx.ModelProto:
+    """paddle2onnx-style names (conv2d_0.w_0, batch_norm_0.tmp_2, p2o.* nodes), weights as Constant nodes."""
+    g = Net(SEED, opset=11, constants_as_nodes=True)
+    rng = g.rng
+
+    def conv(x, cin, cout, idx, stride=1, bias=False):
+        w = g.const((rng.standard_normal((cout, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32),
+                    f"conv2d_{idx}.w_0")
+        ins = [x, w]
+        if bias:
+            ins.append(g.const((rng.standard_normal(cout) * 0.1).astype(np.float32), f"conv2d_{idx}.b_0"))
+        out = f"conv2d_{idx}.tmp_{1 if bias else 0}"
+        g.nodes.append(helper.make_node("Conv", ins, [out], name=f"p2o.Conv.{idx}", dilations=[1, 1], group=1,
+                                        kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[stride, stride]))
+        return out
+
+    def bn(x, c, idx):
+        ins = [x]
+        for suffix, value in (("w_0", rng.uniform(0.5, 1.5, c)), ("b_0", rng.normal(0, 0.1, c)),
+                              ("w_1", rng.normal(0, 0.1, c)), ("w_2", rng.uniform(0.5, 1.5, c))):
+            ins.append(g.const(value.astype(np.float32), f"batch_norm2d_{idx}.{suffix}"))
+        out = f"batch_norm_{idx}.tmp_2"
+        g.nodes.append(helper.make_node("BatchNormalization", ins, [out], name=f"p2o.BatchNormalization.{idx}",
+                                        epsilon=1e-5, momentum=0.9))
+        return out
+
+    def relu(x, idx):
+        out = f"relu_{idx}.tmp_0"
+        g.nodes.append(helper.make_node("Relu", [x], [out], name=f"p2o.Relu.{idx}"))
+        return out
+
+    a = relu(bn(conv("x", 3, 8, 0), 8, 0), 0)
+    y = relu(bn(conv(a, 8, 8, 1), 8, 1), 1)
+    y = bn(conv(y, 8, 8, 2), 8, 2)
+    g.nodes.append(helper.make_node("Add", [a, y], ["elementwise_add_0"], name="p2o.Add.0"))
+    x = relu("elementwise_add_0", 2)
+    x = relu(conv(x, 8, 16, 3, stride=2, bias=True), 3)
+    g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool2d_0.tmp_0"], name="p2o.GlobalAveragePool.0"))
+    g.nodes.append(helper.make_node("Flatten", ["pool2d_0.tmp_0"], ["flatten_0.tmp_0"], name="p2o.Flatten.0", axis=1))
+    w = g.const((rng.standard_normal((16, 10)) * 0.25).astype(np.float32), "linear_0.w_0")
+    b = g.const((rng.standard_normal(10) * 0.1).astype(np.float32), "linear_0.b_0")
+    g.nodes.append(helper.make_node("MatMul", ["flatten_0.tmp_0", w], ["linear_0.tmp_0"], name="p2o.MatMul.0"))
+    g.nodes.append(helper.make_node("Add", ["linear_0.tmp_0", b], ["linear_0.tmp_1"], name="p2o.Add.1"))
+    return g.model("paddle_style_cnn", [_vi("x", ["N", 3, 16, 16])], [_vi("linear_0.tmp_1", ["N", 10])],
+                   producer="PaddlePaddle", ir_version=6)
+
+
+# ------------------------------------------------------------------------------- subgraphs
+def subgraph_if() -> onnx.ModelProto:
+    """conv_a -> If(then: Conv(conv_a out) with its own weight; else: 0.5 * conv_a out) + conv_b -> ..."""
+    g = Net(SEED, opset=17)
+    a = g.relu(g.conv("input", 3, 8, name="conv_a"))
+    b = g.relu(g.conv(a, 8, 8, name="conv_b"))
+    mean = g.node("ReduceMean", ["input"], "mean", keepdims=0)
+    cond = g.node("Greater", [mean, g.const(np.array(0.0, np.float32), "zero")], "cond")
+
+    then = Net(SEED + 1, opset=17, prefix="then_")
+    then.conv(a, 8, 8, name="then_conv")
+    then_graph = then.graph("then_branch", [], [_vi("then_conv", ["N", 8, 16, 16])])
+    other = Net(SEED + 2, opset=17, prefix="else_")
+    other.node("Mul", [a, other.const(np.array(0.5, np.float32), "else_half")], "else_mul")
+    else_graph = other.graph("else_branch", [], [_vi("else_mul", ["N", 8, 16, 16])])
+    branch = g.node("If", [cond], "if", then_branch=then_graph, else_branch=else_graph)
+
+    x = g.relu(g.node("Add", [branch, b], "add"))
+    x = g.relu(g.conv(x, 8, 16, stride=2, name="conv_c"))
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "gap")], "flatten")
+    g.gemm(x, 16, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("subgraph_if", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
+def subgraph_loop() -> onnx.ModelProto:
+    """conv_a out is the Loop's carried value (explicit input); conv_b out is read inside the body."""
+    g = Net(SEED, opset=17)
+    a = g.relu(g.conv("input", 3, 8, name="conv_a"))
+    b = g.relu(g.conv(a, 8, 8, name="conv_b"))
+    trips = g.const(np.array(3, np.int64), "trip_count")
+    keep_going = g.const(np.array(True), "loop_cond")
+
+    body = Net(SEED + 1, opset=17, prefix="body_")
+    scaled = body.node("Mul", ["body_v_in", body.const(np.array(0.5, np.float32), "body_half")], "body_mul")
+    body.node("Add", [scaled, b], "body_v_out")
+    body.node("Identity", ["body_cond_in"], "body_cond_out")
+    body_graph = body.graph("loop_body",
+                            [_vi("body_iter", [], TensorProto.INT64), _vi("body_cond_in", [], TensorProto.BOOL),
+                             _vi("body_v_in", ["N", 8, 16, 16])],
+                            [_vi("body_cond_out", [], TensorProto.BOOL), _vi("body_v_out", ["N", 8, 16, 16])])
+    v = g.node("Loop", [trips, keep_going, a], "loop", body=body_graph)
+    x = g.relu(g.conv(v, 8, 16, stride=2, name="conv_c"))
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "gap")], "flatten")
+    g.gemm(x, 16, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("subgraph_loop", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
+# ------------------------------------------------------------------------------- fp16 / QDQ
+def fp16_cnn() -> onnx.ModelProto:
+    from onnxconverter_common import float16
+
+    model = small_cnn(bn=True, seed=SEED + 3)
+    return float16.convert_float_to_float16(model, keep_io_types=False)
+
+
+class _Reader:
+    def __init__(self, n=16):
+        rng = np.random.default_rng(SEED)
+        self.items = iter([{"input": rng.standard_normal((1, 3, 16, 16)).astype(np.float32)} for _ in range(n)])
+
+    def get_next(self):
+        return next(self.items, None)
+
+    def rewind(self):  # newer onnxruntime calls it between calibration passes
+        pass
+
+
+def qdq_cnn() -> onnx.ModelProto:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    model = small_cnn(seed=SEED + 4)
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "qdq.onnx"
+        onnx.save(model, src)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(dst)
+
+
+# ------------------------------------------------------------------------------- dynamic dims
+def dynamic_hw_cnn() -> onnx.ModelProto:
+    g = Net(SEED + 5, opset=17)
+    a = g.relu(g.conv("input", 3, 8, name="conv1"))
+    d = g.relu(g.conv(a, 8, 8, stride=2, name="conv2"))
+    up = g.node("Resize", [d, "", g.const(np.array([1, 1, 2, 2], np.float32), "up_scales")], "up", mode="nearest")
+    x = g.node("Concat", [a, up], "concat", axis=1)
+    x = g.relu(g.conv(x, 16, 16, name="conv3"))
+    y = g.conv(g.relu(g.conv(x, 16, 16, name="conv4")), 16, 16, name="conv5")
+    x = g.relu(g.node("Add", [x, y], "residual"))
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "gap")], "flatten")
+    g.gemm(x, 16, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("dynamic_hw_cnn", [_vi("input", ["N", 3, "H", "W"])], [_vi("output", ["N", 10])])
+
+
+# ------------------------------------------------------------------------------- opsets
+def opset_cnn(opset: int) -> onnx.ModelProto:
+    """Conv-BN-Clip, Split + two convs + Concat + residual Add, Pad + depthwise conv,
+    ReduceMean(H, W) + Squeeze, MatMul + Add; each op in the form its opset defines."""
+    g = Net(SEED + opset, opset=opset)
+    c1 = g.bn(g.conv("input", 3, 16, name="conv1"), 16, "bn1")
+    lo, hi = g.const(np.array(0.0, np.float32), "clip_min"), g.const(np.array(6.0, np.float32), "clip_max")
+    x = g.node("Clip", [c1, lo, hi], "clip")
+    if opset < 13:
+        parts = g.node("Split", [x], "split", n_out=2, axis=1, split=[8, 8])
+    elif opset < 18:
+        parts = g.node("Split", [x, g.const(np.array([8, 8], np.int64), "split_sizes")], "split", n_out=2, axis=1)
+    else:
+        parts = g.node("Split", [x], "split", n_out=2, axis=1, num_outputs=2)
+    p0 = g.relu(g.conv(parts[0], 8, 8, name="conv2a"))
+    p1 = g.relu(g.conv(parts[1], 8, 8, name="conv2b"))
+    x = g.node("Add", [g.node("Concat", [p0, p1], "concat", axis=1), x], "residual")
+    if opset < 18:
+        x = g.node("Pad", [x, g.const(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")], "pad")
+    else:
+        x = g.node("Pad", [x, g.const(np.array([1, 1, 1, 1], np.int64), "pads"), "",
+                           g.const(np.array([2, 3], np.int64), "pad_axes")], "pad")
+    x = g.relu(g.conv(x, 16, 16, group=16, pad=0, name="dwconv"))
+    if opset < 18:
+        x = g.node("ReduceMean", [x], "mean", axes=[2, 3], keepdims=1)
+    else:
+        x = g.node("ReduceMean", [x, g.const(np.array([2, 3], np.int64), "mean_axes")], "mean", keepdims=1)
+    if opset < 13:
+        x = g.node("Squeeze", [x], "squeeze", axes=[2, 3])
+    else:
+        x = g.node("Squeeze", [x, g.const(np.array([2, 3], np.int64), "squeeze_axes")], "squeeze")
+    w = g.const((g.rng.standard_normal((16, 10)) * 0.25).astype(np.float32), "fc.weight")
+    b = g.const((g.rng.standard_normal(10) * 0.1).astype(np.float32), "fc.bias")
+    x = g.node("MatMul", [x, w], "fc_matmul")
+    g.node("Add", [x, b], "output")
+    return g.model(f"opset{opset}_cnn", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
+# ------------------------------------------------------------------------------- registry
+FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] = {
+    "tf_keras_cnn": (tf_keras_cnn, "tf2onnx 1.17 (default optimizers) from Keras 3 / TF 2.21",
+                     ("tensorflow", "tf2onnx")),
+    "tf_keras_cnn_noopt": (tf_keras_cnn_noopt, "tf2onnx 1.17, transpose optimizer off, from Keras 3 / TF 2.21",
+                           ("tensorflow", "tf2onnx")),
+    "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
+    "subgraph_if": (subgraph_if, "onnx.helper (If with outer-scope reads)", ()),
+    "subgraph_loop": (subgraph_loop, "onnx.helper (Loop, carried + outer-scope reads)", ()),
+    "fp16_cnn": (fp16_cnn, "onnxconverter-common float16 converter", ("onnxconverter_common",)),
+    "qdq_cnn": (qdq_cnn, "onnxruntime.quantization.quantize_static (QDQ, per-channel weights)", ("onnxruntime",)),
+    "dynamic_hw_cnn": (dynamic_hw_cnn, "onnx.helper (dynamic N, H, W)", ()),
+    **{f"opset{n}_cnn": ((lambda n=n: opset_cnn(n)), f"onnx.helper, opset {n}", ()) for n in OPSETS},
+}
+
+
+def _available(modules) -> str | None:
+    import importlib.util
+
+    for m in modules:
+        if importlib.util.find_spec(m) is None:
+            return m
+    return None
+
+
+def check_fixture(model: onnx.ModelProto, data: bytes) -> list[tuple[int, ...]]:
+    """checker, size, ONNX Runtime at batch 2 and 3; returns output shapes."""
+    import onnxruntime as ort
+
+    onnx.checker.check_model(model, full_check=True)
+    if len(data) >= MAX_BYTES:
+        raise AssertionError(f"{len(data)} bytes >= {MAX_BYTES}")
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    shapes = []
+    for batch in (2, 3):
+        feeds = {}
+        for i in sess.get_inputs():
+            shape = [d if isinstance(d, int) else (batch if k == 0 else 16) for k, d in enumerate(i.shape)]
+            dtype = np.float16 if "float16" in i.type else np.float32
+            feeds[i.name] = rng.standard_normal(shape).astype(dtype)
+        outs = sess.run(None, feeds)
+        for o in outs:
+            if not np.all(np.isfinite(o)):
+                raise AssertionError("non-finite output")
+        shapes.append(tuple(outs[0].shape))
+    return shapes
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", help="comma-separated fixture names")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--out", type=Path, default=OUT_DIR)
+    args = ap.parse_args(argv)
+    if args.list:
+        for name, (_, how, needs) in FIXTURES.items():
+            print(f"{name:<22} {how}" + (f"  [needs {', '.join(needs)}]" if needs else ""))
+        return 0
+    names = list(FIXTURES) if not args.only else args.only.split(",")
+    unknown = [n for n in names if n not in FIXTURES]
+    if unknown:
+        ap.error(f"unknown fixture(s): {', '.join(unknown)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if len(names) > 1 or os.environ.get("PYTHONHASHSEED") != "0":
+        # One fresh interpreter per fixture: tf2onnx and Keras name what they make from
+        # process-wide counters, so a fixture does not depend on what was built before it. (The
+        # names tf2onnx gives folded constants, const_fold_opt__N / const_axes__N, still vary from
+        # run to run; structure and weights do not. The hand-built fixtures are byte-identical.)
+        env = {**os.environ, "PYTHONHASHSEED": "0"}
+        failed = 0
+        for name in names:
+            r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--only", name, "--out", str(args.out)],
+                               env=env)
+            failed += r.returncode != 0
+        return 1 if failed else 0
+    (name,) = names
+    build, how, needs = FIXTURES[name]
+    missing = _available(needs)
+    if missing:
+        print(f"skipped {name} (needs {missing})", file=sys.stderr)
+        return 0
+    model = build()
+    data = model.SerializeToString()
+    shapes = check_fixture(model, data)
+    (args.out / f"{name}.onnx").write_bytes(data)
+    print(f"{name + '.onnx':<26} {len(data):>8,} bytes  opset {model.opset_import[0].version:<3} "
+          f"ir {model.ir_version:<3} out {shapes[0]}  ({how})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
