@@ -189,7 +189,7 @@ class ModelGraph:
                 return None
             if op == "Gather":
                 idx = self.const_value(node.input[1])
-                if idx is None:
+                if idx is None or any(not -len(data) <= int(i) < len(data) for i in idx.reshape(-1)):
                     return None
                 return [data[int(i)] for i in idx.reshape(-1)]
             b = [self.const_value(i) if i else None for i in node.input[1:5]] + [None] * 4

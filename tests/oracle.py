@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from onnxprune.analysis import analyze
 from onnxprune.analysis.oracle import zeroed_reference
+from onnxprune.cost import count_params
 from onnxprune.passes.prune_channels import drop_channels
 from onnxprune.passes.select import restore_nonempty
 
@@ -52,7 +53,8 @@ def copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
-def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3, choose=None) -> dict:
+def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3, choose=None,
+                 inputs: dict | None = None) -> dict:
     """Prune random channels (or those `choose(analysis)` picks); assert validity and exactness.
     Returns figures for the caller."""
     rng = np.random.default_rng(seed)
@@ -67,14 +69,13 @@ def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4
     assert [(o.domain, o.version) for o in pruned.opset_import] == [(o.domain, o.version) for o in model.opset_import]
     assert Counter(n.op_type for n in pruned.graph.node) == Counter(n.op_type for n in model.graph.node), \
         "the rewrite must not add or remove ops"
-    inputs = feeds(model, seed=seed)
+    inputs = inputs or feeds(model, seed=seed)
     want = run(reference, inputs)
     got = run(pruned, inputs)
     for w, g, o in zip(want, got, model.graph.output):
         assert w.shape == g.shape, f"output {o.name}: shape {g.shape} != {w.shape}"
         np.testing.assert_allclose(g, w, atol=atol, rtol=rtol, err_msg=f"output {o.name}")
-    n_params = lambda m: sum(int(np.prod(t.dims)) for t in m.graph.initializer)
     if removed:
-        assert n_params(pruned) < n_params(model)
+        assert count_params(pruned) < count_params(model)
     return {"removed": len(removed), "groups": len(analysis.groups),
             "prunable": len(analysis.prunable_groups()), "analysis": analysis}

@@ -11,7 +11,7 @@ import onnx
 
 from ..graph import ModelGraph
 from ..graph import attr as attr_value
-from .channels import FIXED, ROLE_IN, ChannelGroup, Member, TensorChannels, UnionFind
+from .channels import FIXED, MAX_POSITIONS, ROLE_IN, ChannelGroup, Member, TensorChannels, UnionFind
 from .rules import rule_for
 
 
@@ -79,6 +79,9 @@ class Analyzer:
 
     def set(self, name: str, tc: TensorChannels | None) -> None:
         if tc is None or not name:
+            return
+        if len(tc.atoms) > MAX_POSITIONS:
+            self.block(tc.atoms, f"{self.label}: '{name}' has {len(tc.atoms)} positions on its channel axis")
             return
         shape = self.graph.shape(name)
         if shape is not None and tc.axis < len(shape) and not isinstance(shape[tc.axis], int):

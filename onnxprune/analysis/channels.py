@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 FIXED = -1  # a position that belongs to no channel (e.g. a constant concatenated in); never removed
+MAX_POSITIONS = 1 << 24  # larger channel axes (folded C*H*W included) are not followed: a damaged dim
 
 
 class UnionFind:

@@ -36,6 +36,8 @@ from ..report import format_summary, versions
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @click.option("--preprocess", metavar="SPEC", help="For a folder of images as --calib, e.g. "
               "'resize=256,crop=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225' (see docs/VALIDATION.md).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
+              help="Input shape for validation with random data when dims are dynamic, e.g. input:1x3x224x224.")
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run both models in ONNX Runtime and compare before writing.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
@@ -44,7 +46,7 @@ from ..report import format_summary, versions
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, preprocess, validate, device, atol, report_path, overwrite, quiet):
+              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, preprocess, shapes, validate, device, atol, report_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
@@ -62,7 +64,7 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
         nonlocal comparison
         if not validate:
             return
-        comparison = _validate(input_path, tmp_path, config, atol)
+        comparison = _validate(input_path, tmp_path, config, atol, shapes)
         if not comparison:
             raise ValidationFailedError(
                 f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
@@ -83,8 +85,12 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
         save_json(payload, report_path)
 
 
-def _validate(original, pruned, config: PruneConfig, atol):
-    from ..runtime import compare_models
+def _validate(original, pruned, config: PruneConfig, atol, shapes=()):
+    from functools import partial
+
+    from ..runtime import compare_models, parse_shapes
+
+    compare_models = partial(compare_models, shapes=parse_shapes(list(shapes)) or None)
 
     if config.guarded:
         return compare_models(original, pruned, data=config.calib_data, device=config.device, atol=config.max_error,

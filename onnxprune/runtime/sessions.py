@@ -32,7 +32,7 @@ CUDA = "CUDAExecutionProvider"
 # Protos at or above this size cannot be serialized for ORT in one piece; they go by path.
 BY_PATH_BYTES = PROTOBUF_LIMIT
 # Log errors only: ORT's warnings (unused initializers, provider fallback) are noise to our users.
-LOG_ERRORS_ONLY = 3
+LOG_ERRORS_ONLY = 4  # fatal only: failures reach the user as our own one-line errors
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(float16)": np.float16,

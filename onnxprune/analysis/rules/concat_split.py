@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph import attr, set_attr
-from ..channels import FIXED, ROLE_CHANNEL, TensorChannels
+from ..channels import FIXED, MAX_POSITIONS, ROLE_CHANNEL, TensorChannels
 from . import register
 
 
@@ -36,7 +36,7 @@ def concat(node, ctx):
                 values.append(t.values)
                 continue
             shape = ctx.shape(name)
-            if shape is None or not isinstance(shape[axis], int):
+            if shape is None or not isinstance(shape[axis], int) or not 0 <= shape[axis] <= MAX_POSITIONS:
                 for t2 in carrying:
                     if t2 is not None:
                         ctx.block(t2.atoms, f"{ctx.label}: size of input '{name}' on the concat axis is unknown")

@@ -9,7 +9,7 @@ from math import prod
 import numpy as np
 
 from ...graph import attr
-from ..channels import TensorChannels
+from ..channels import MAX_POSITIONS, TensorChannels
 from . import register
 
 
@@ -71,8 +71,17 @@ def unsqueeze(node, ctx):
 def _fold(ctx, tc, in_shape, lo, hi):
     """Positions of dims lo..hi (inclusive, static) merged into one axis, as channel positions."""
     block = [int(d) for d in in_shape[lo:hi + 1]]
+    if prod(block) > MAX_POSITIONS:
+        return None, None
     idx = np.indices(block).reshape(len(block), -1)[tc.axis - lo]
     return tc.atoms[idx], tc.values[idx]
+
+
+def _set_folded(ctx, name, axis, atoms, values, tc):
+    if atoms is None:
+        ctx.block(tc.atoms, f"{ctx.label}: folds more than {MAX_POSITIONS} positions into one axis")
+        return
+    ctx.set(name, TensorChannels(axis, atoms, values))
 
 
 @register("Flatten")
@@ -85,7 +94,7 @@ def flatten(node, ctx):
     if tc.axis < k:
         if all(d == 1 for i, d in enumerate(shape[:k]) if i != tc.axis):
             atoms, values = _fold(ctx, tc, shape, 0, k - 1) if k > 0 else (tc.atoms, tc.values)
-            ctx.set(node.output[0], TensorChannels(0, atoms, values))
+            _set_folded(ctx, node.output[0], 0, atoms, values, tc)
             return
         ctx.block(tc.atoms, f"{ctx.label}: flattens the channel axis into the batch axis")
         return
@@ -93,7 +102,7 @@ def flatten(node, ctx):
         ctx.block(tc.atoms, f"{ctx.label}: flattened dims are not static")
         return
     atoms, values = _fold(ctx, tc, shape, k, len(shape) - 1)
-    ctx.set(node.output[0], TensorChannels(1, atoms, values))
+    _set_folded(ctx, node.output[0], 1, atoms, values, tc)
 
 
 @register("Reshape")
@@ -132,6 +141,9 @@ def reshape(node, ctx):
                     break
                 if prod(in_shape[lo:hi + 1]) == out_shape[o]:
                     atoms, values = _fold(ctx, tc, in_shape, lo, hi)
+                    if atoms is None:
+                        _set_folded(ctx, node.output[0], o, atoms, values, tc)
+                        return
                     if target is not None:
                         _reshape_fixup(ctx, node, target, o, atoms)
                     elif partial[o] != -1 and not _piece_fixup(ctx, node, o, atoms):
