@@ -14,7 +14,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import ModelLoadError
-from .io import stripped_weights
+from .io import weightless_copy
 
 Shape = tuple  # entries: int for static dims, str or None for dynamic ones
 
@@ -264,20 +264,17 @@ class ModelGraph:
         """Static shapes of every tensor from ONNX shape inference, run on a weight-less skeleton.
         Shape computations that are static here (chunk bounds computed from Shape ops) are fed to
         a second round as constants, so the tensors after them get shapes too."""
-        with stripped_weights(self.model):
-            inferred = self._infer(self.model)
-            self._read_shapes(inferred)
-            frozen = self._static_inputs()
-            if frozen:
-                skeleton = onnx.ModelProto()
-                skeleton.CopyFrom(self.model)
-                for n in skeleton.graph.node:
-                    for i, name in enumerate(n.input):
-                        if name in frozen:
-                            n.input[i] = "__static__" + name
-                for name, value in frozen.items():
-                    skeleton.graph.initializer.append(numpy_helper.from_array(value, "__static__" + name))
-                self._read_shapes(self._infer(skeleton))
+        skeleton = weightless_copy(self.model)
+        self._read_shapes(self._infer(skeleton))
+        frozen = self._static_inputs()
+        if frozen:
+            for n in skeleton.graph.node:
+                for i, name in enumerate(n.input):
+                    if name in frozen:
+                        n.input[i] = "__static__" + name
+            for name, value in frozen.items():
+                skeleton.graph.initializer.append(numpy_helper.from_array(value, "__static__" + name))
+            self._read_shapes(self._infer(skeleton))
         for name, t in self.initializers.items():
             self.shapes[name] = tuple(int(d) for d in t.dims)
             self.dtypes[name] = t.data_type

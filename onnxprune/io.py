@@ -7,7 +7,6 @@ the model would not fit in a single protobuf (2 GB).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import tempfile
@@ -32,6 +31,14 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
         raise ModelLoadError(f"{p}: is a folder, expected an .onnx file")
     if p.stat().st_size == 0:
         raise ModelLoadError(f"{p}: file is empty")
+    # The checker runs first, on the file (it reads it itself): its copy of the model is freed
+    # before ours is parsed, so the two never sit in memory together.
+    checked: Exception | None = None
+    if check:
+        try:
+            onnx.checker.check_model(str(p))
+        except Exception as exc:  # reported below, after the more specific reasons
+            checked = exc
     try:
         model = onnx.load_model(str(p), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
@@ -43,8 +50,9 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     if not model.opset_import:
         raise ModelLoadError(f"{p}: the model declares no opset; it is not a valid ONNX model")
     _load_external(model, p)
-    if check:
-        check_model(str(p), str(p))
+    if checked is not None:
+        first = str(checked).strip().splitlines()[0] if str(checked).strip() else type(checked).__name__
+        raise ModelLoadError(f"{p}: the model fails the ONNX checker: {first}")
     check_tensors(model, str(p))
     return model
 
@@ -147,7 +155,7 @@ def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_pat
     `before_commit(tmp_path)` runs on the fully written temp file (validation); if it raises, the
     output is not created."""
     out = resolve_output(input_path, output_path, overwrite)
-    large = model.ByteSize() >= PROTOBUF_LIMIT
+    large = approximate_size(model) >= PROTOBUF_LIMIT
     tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
     try:
         tmp_model = Path(tmpdir) / out.name
@@ -159,7 +167,7 @@ def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_pat
             _load_external(model, tmp_model)
         else:
             with open(tmp_model, "wb") as f:
-                f.write(model.SerializeToString())
+                write_serialized(model, f)
         if before_commit is not None:
             before_commit(tmp_model)
         if large:
@@ -172,17 +180,87 @@ def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_pat
     return out
 
 
-@contextlib.contextmanager
-def stripped_weights(model: onnx.ModelProto, min_bytes: int = 4096):
-    """Temporarily drop the bytes of large initializers so whole-graph tools (shape inference,
-    the checker) serialize a small skeleton instead of the full model. Restores them on exit."""
-    stash = []
-    for t in model.graph.initializer:
-        if t.HasField("raw_data") and len(t.raw_data) >= min_bytes:
-            stash.append((t, t.raw_data))
-            t.ClearField("raw_data")
-    try:
-        yield model
-    finally:
-        for t, raw in stash:
-            t.raw_data = raw
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _fields(message, keep) -> bytes:
+    """Encoding of the message's fields whose number passes `keep` (big ones are not copied:
+    callers exclude them)."""
+    out = type(message)()
+    for fd, value in message.ListFields():
+        if not keep(fd.number):
+            continue
+        target = getattr(out, fd.name)
+        if fd.is_repeated if hasattr(fd, "is_repeated") else fd.label == fd.LABEL_REPEATED:
+            target.extend(value)
+        elif fd.type == fd.TYPE_MESSAGE:
+            target.CopyFrom(value)
+        else:
+            setattr(out, fd.name, value)
+    return out.SerializeToString()
+
+
+MODEL_GRAPH, GRAPH_INITIALIZER = 7, 5  # field numbers in onnx.proto
+
+
+def write_serialized(model: onnx.ModelProto, f) -> None:
+    """Write the model's protobuf encoding one initializer at a time, byte for byte what
+    SerializeToString gives (fields in number order), without holding that whole encoding: its
+    peak holds it twice (upb's buffer, then the bytes object)."""
+    graph = model.graph
+    tensors = [t.SerializeToString() for t in graph.initializer]
+    tag = bytes([(GRAPH_INITIALIZER << 3) | 2])
+    graph_before = _fields(graph, lambda n: n < GRAPH_INITIALIZER)
+    graph_after = _fields(graph, lambda n: n > GRAPH_INITIALIZER)
+    graph_len = len(graph_before) + len(graph_after) + sum(len(tag) + len(_varint(len(t))) + len(t) for t in tensors)
+    f.write(_fields(model, lambda n: n < MODEL_GRAPH))
+    if model.HasField("graph"):
+        f.write(bytes([(MODEL_GRAPH << 3) | 2]) + _varint(graph_len))
+        f.write(graph_before)
+        for t in tensors:
+            f.write(tag + _varint(len(t)))
+            f.write(t)
+        f.write(graph_after)
+    f.write(_fields(model, lambda n: n > MODEL_GRAPH))
+
+
+def approximate_size(model: onnx.ModelProto) -> int:
+    """Bytes of tensor data in the model, plus its graph without them: close to the serialized
+    size, without serializing (upb's ByteSize encodes the whole message to count it)."""
+    data = sum(len(t.raw_data) for t in model.graph.initializer
+               if t.HasField("raw_data") and len(t.raw_data) >= WEIGHTLESS_MIN_BYTES)
+    return data + weightless_copy(model).ByteSize()
+
+
+WEIGHTLESS_MIN_BYTES = 4096
+
+
+def weightless_copy(model: onnx.ModelProto, max_bytes: int = WEIGHTLESS_MIN_BYTES) -> onnx.ModelProto:
+    """A copy of the model whose large initializers keep name, type and dims but no data: what
+    whole-graph tools (shape inference) need, at a fraction of the size. The model is not touched."""
+    skeleton = onnx.ModelProto()
+    skeleton.ir_version = model.ir_version
+    skeleton.opset_import.extend(model.opset_import)
+    skeleton.functions.extend(model.functions)
+    src, dst = model.graph, skeleton.graph
+    dst.name = src.name
+    dst.node.extend(src.node)
+    dst.input.extend(src.input)
+    dst.output.extend(src.output)
+    dst.value_info.extend(src.value_info)
+    dst.sparse_initializer.extend(src.sparse_initializer)
+    for t in src.initializer:
+        if t.HasField("raw_data") and len(t.raw_data) >= max_bytes:
+            dst.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims)
+        else:
+            dst.initializer.append(t)
+    return skeleton

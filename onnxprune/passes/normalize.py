@@ -11,9 +11,15 @@ from .base import Pass, PassResult
 
 
 def _remove_nodes(model: onnx.ModelProto, dead: set[int]) -> None:
-    keep = [n for n in model.graph.node if id(n) not in dead]
-    del model.graph.node[:]
-    model.graph.node.extend(keep)
+    _remove_where(model.graph.node, lambda n: id(n) in dead)
+
+
+def _remove_where(field, drop) -> int:
+    """Delete items of a repeated protobuf field in place (no copy of the ones that stay)."""
+    gone = [i for i, item in enumerate(field) if drop(item)]
+    for i in reversed(gone):
+        del field[i]
+    return len(gone)
 
 
 class FoldBatchNorm(Pass):
@@ -71,14 +77,7 @@ def remove_unused(model: onnx.ModelProto) -> int:
         _remove_nodes(model, dead)
     index = ModelGraph(model, infer=False)
     inputs = {i.name for i in g.input}
-    keep = [t for t in g.initializer if index.users(t.name) or t.name in outputs or t.name in inputs]
-    removed += len(g.initializer) - len(keep)
-    if len(keep) != len(g.initializer):
-        del g.initializer[:]
-        g.initializer.extend(keep)
+    removed += _remove_where(g.initializer, lambda t: not (index.users(t.name) or t.name in outputs or t.name in inputs))
     live = {o for n in g.node for o in n.output} | {t.name for t in g.initializer}
-    vis = [v for v in g.value_info if v.name in live]
-    if len(vis) != len(g.value_info):
-        del g.value_info[:]
-        g.value_info.extend(vis)
+    _remove_where(g.value_info, lambda v: v.name not in live)
     return removed
