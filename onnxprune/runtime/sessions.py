@@ -117,6 +117,9 @@ def create_session(model: onnx.ModelProto | str | os.PathLike, device: str = "cp
     source, where, tmpdir = _model_source(model)
     options = ort.SessionOptions()
     options.log_severity_level = LOG_ERRORS_ONLY
+    # Idle worker threads of one session must not spin while another runs: benchmarks and
+    # comparisons interleave sessions, and spinning threads steal the cores of the next one.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
     try:
