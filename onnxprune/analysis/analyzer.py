@@ -267,6 +267,7 @@ class Analysis:
             by_group[int(group_of_atom[a])].append(a)
         self.groups: list[ChannelGroup] = []
         self.group_of_channel: dict[int, int] = {}
+        self._atom_group = np.zeros(n, dtype=np.int64)
         for gid, (key, atoms) in enumerate(sorted(by_group.items())):
             channels = sorted({int(self.roots[a]) for a in atoms})
             sources = list(dict.fromkeys(az.spaces[az.atom_space[a]] for a in atoms))
@@ -277,6 +278,7 @@ class Analysis:
             self.groups.append(grp)
             for c in channels:
                 self.group_of_channel[c] = gid
+            self._atom_group[atoms] = gid
         for m in self.members:
             for gid in self._groups_of(m.atoms):
                 self.groups[gid].members.append(m)
@@ -286,7 +288,9 @@ class Analysis:
 
     def _groups_of(self, atoms: np.ndarray) -> list[int]:
         valid = atoms[atoms >= 0]
-        return sorted({self.group_of_channel[int(r)] for r in np.unique(self.roots[valid])})
+        if len(valid) == 0:
+            return []
+        return np.unique(self._atom_group[valid]).tolist()
 
     def prunable_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.prunable]
@@ -298,12 +302,27 @@ class Analysis:
         out[ok] = self.roots[atoms[ok]]
         return out
 
+    def _gone_atoms(self, removed) -> np.ndarray:
+        """Per atom: does its channel go? Cached for the last removed set (selection calls this
+        for every tensor with the same set)."""
+        key = (id(removed), len(removed))
+        if getattr(self, "_gone_key", None) != key:
+            chosen = np.zeros(len(self.roots), dtype=bool)
+            if len(removed):
+                chosen[np.fromiter(removed, dtype=np.int64, count=len(removed))] = True
+            self._gone = chosen[self.roots] if len(self.roots) else chosen
+            self._gone_key = key
+            self._gone_ref = removed  # keeps id(removed) from being reused while cached
+        return self._gone
+
     def kept_positions(self, atoms: np.ndarray, removed: set[int] | np.ndarray) -> np.ndarray:
-        ch = self.channel_of(atoms)
         if len(removed) == 0:
             return np.arange(len(atoms))
-        gone = np.isin(ch, np.fromiter(removed, dtype=np.int64, count=len(removed))) & (ch >= 0)
-        return np.nonzero(~gone)[0]
+        gone = self._gone_atoms(removed)
+        ok = atoms >= 0
+        drop = np.zeros(len(atoms), dtype=bool)
+        drop[ok] = gone[atoms[ok]]
+        return np.nonzero(~drop)[0]
 
     def removed_positions(self, atoms: np.ndarray, removed) -> np.ndarray:
         keep = np.zeros(len(atoms), dtype=bool)

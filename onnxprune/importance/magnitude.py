@@ -17,23 +17,25 @@ def member_norms(analysis: Analysis, p: int, roles=(ROLE_OUT, ROLE_IN)) -> dict[
     for m in analysis.members:
         if m.role not in roles:
             continue
-        w = np.abs(analysis.graph.const_value(m.param).astype(np.float64))
+        w = analysis.graph.const_value(m.param)
         moved = np.moveaxis(w, m.axis, 0).reshape(w.shape[m.axis], -1)
-        norms = (moved ** p).sum(axis=1)
+        if moved.dtype.kind != "f":
+            moved = moved.astype(np.float32)
+        # Per-position sums in the tensor's own precision (no float64 copy of the whole tensor).
+        norms = (np.abs(moved).sum(axis=1) if p == 1 else np.einsum("ij,ij->i", moved, moved)).astype(np.float64)
         channels = analysis.channel_of(m.atoms)
         ok = channels >= 0
-        sums = defaultdict(float)
-        for c, v in zip(channels[ok].tolist(), norms[ok].tolist()):
-            sums[c] += v
-        vals = {c: v ** (1.0 / p) for c, v in sums.items()}
-        scale = np.mean(list(vals.values())) or 1.0
-        for c, v in vals.items():
-            per_channel[c].append(v / scale)
+        sums = np.bincount(channels[ok], weights=norms[ok], minlength=int(channels.max(initial=0)) + 1)
+        present = np.unique(channels[ok])
+        vals = sums[present] ** (1.0 / p)
+        scale = float(vals.mean()) if len(vals) and vals.mean() > 0 else 1.0
+        for c, v in zip(present.tolist(), (vals / scale).tolist()):
+            per_channel[c].append(v)
     return per_channel
 
 
 def _score(analysis: Analysis, p: int) -> dict[int, float]:
-    return {c: float(np.mean(v)) for c, v in member_norms(analysis, p).items()}
+    return {c: sum(v) / len(v) for c, v in member_norms(analysis, p).items()}
 
 
 @criterion("l1")
