@@ -6,7 +6,7 @@ names left out so equal causes count together) and ``onnxprune.prune(model, rati
 before / after, from the report).
 
     python tools/fixture_table.py           # rewrite docs/FIXTURES.md
-    python tools/fixture_table.py --check   # exit 1 if docs/FIXTURES.md is not up to date
+    python tools/fixture_table.py --check   # exit 1 if the analysis columns of docs/FIXTURES.md are stale
     python tools/fixture_table.py --stdout  # print instead of writing
 """
 
@@ -70,13 +70,32 @@ def row(path: Path, exporter: str) -> str:
     blocked = [g for g in groups if not g.prunable]
     why = Counter(_kind(g.reasons[0]) for g in blocked)
     why_text = "; ".join(f"{n}x {r}" for r, n in why.most_common()) or "-"
-    report = onnxprune.prune(onnx.load(str(path)), ratio=0.5).report
+    result = onnxprune.prune(onnx.load(str(path)), ratio=0.5, validate=False)
+    report = result.report
     before, after = report.flops_before, report.flops_after
     share = f"{(before - after) / before * 100:.0f}%" if before else "-"
     rel = path.relative_to(REPO)
+    speed = speedups(model, result.model) if SPEED else "not measured"
     return (f"| `{rel}` | {exporter} | {opset} / {model.ir_version} | {len(groups)} | "
             f"{len(prunable)} ({sum(g.size for g in prunable)} ch) | {len(blocked)} | {why_text.replace('|', '/')} | "
-            f"{human(before)} -> {human(after)} (-{share}) |")
+            f"{human(before)} -> {human(after)} (-{share}) | {speed} |")
+
+
+SPEED = True
+
+
+def speedups(original: onnx.ModelProto, pruned: onnx.ModelProto) -> str:
+    """ONNX Runtime CPU speedup of the --ratio 0.5 model at batch 1 and 8 (interleaved runs,
+    one thread, medians of 50 runs)."""
+    from onnxprune.runtime import benchmark
+
+    dims = original.graph.input[0].type.tensor_type.shape.dim
+    shapes = None
+    if any(d.dim_param for d in list(dims)[1:]):
+        shapes = {original.graph.input[0].name: tuple([1] + [d.dim_value or 32 for d in list(dims)[1:]])}
+    result = benchmark([original, pruned], batch_sizes=(1, 8), threads=1, warmup=5, runs=50, shapes=shapes,
+                       names=["original", "pruned"])
+    return " / ".join(f"{result.get('pruned', b).speedup:.2f}x" for b in (1, 8))
 
 
 def render() -> str:
@@ -97,10 +116,14 @@ def render() -> str:
         "Columns: groups = channel groups found; prunable = groups a lossy run may shrink (their channel",
         "count); blocked = the other groups, with the first reason of each (node names left out, equal",
         "causes counted together); FLOPs = per sample (dynamic dims count as 1, so `dynamic_hw_cnn` counts",
-        "a 1x1 image) before -> after `onnxprune.prune(model, ratio=0.5)` (l1 criterion, default rounding).",
+        "a 1x1 image) before -> after `onnxprune.prune(model, ratio=0.5)` (l1 criterion, default rounding);",
+        "ORT speedup = latency of the original over the pruned model, ONNX Runtime CPU, one thread,",
+        "interleaved runs, median of 50, at batch 1 and 8 (32x32 images where H, W are dynamic). These",
+        "models are tiny: their latencies are tens of microseconds, dominated by per-op overhead, so the",
+        "speedups say little about full-size models (docs/BENCHMARKS.md has those).",
         "",
-        "| fixture | exporter | opset / IR | groups | prunable | blocked | blocked: why | FLOPs at --ratio 0.5 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| fixture | exporter | opset / IR | groups | prunable | blocked | blocked: why | FLOPs at --ratio 0.5 | ORT speedup b1 / b8 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     lines += [row(p, how) for p, how in fixtures()]
     lines += [
@@ -109,8 +132,9 @@ def render() -> str:
         "",
         "- `reaches graph output`: the last layer's channels are the model's outputs; never prunable.",
         "- `tf_keras_cnn*`: the Keras `Flatten` after the last conv is `Shape -> Gather/Slice -> Concat ->",
-        "  Reshape` on the NHWC tensor; the group it reads is blocked unless the analysis follows that chain.",
-        "  The transposes tf2onnx leaves when its optimizer is off (`_noopt`) give the same groups.",
+        "  Reshape` on the NHWC tensor; the analysis follows it (the batch entry stays dynamic, the constant",
+        "  C*H*W piece is rewritten). The transposes tf2onnx leaves when its optimizer is off (`_noopt`) give",
+        "  the same groups.",
         "- `subgraph_if` / `subgraph_loop`: channels read inside a branch or loop body are blocked. After a",
         "  `Loop` (or a custom op) ONNX shape inference gives no shape, so the conv after it is blocked too",
         "  (`shape ... is not known statically`) although its channel count is known from its weight.",
@@ -129,13 +153,16 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if docs/FIXTURES.md differs")
     ap.add_argument("--stdout", action="store_true", help="print the table instead of writing it")
     args = ap.parse_args(argv)
+    global SPEED
+    SPEED = not args.check  # timings differ run to run; --check compares the rest
     text = render()
     if args.stdout:
         print(text)
         return 0
     if args.check:
         current = DOC.read_text() if DOC.exists() else ""
-        if current != text:
+        strip = lambda t: [line.rsplit("|", 2)[0] if line.startswith("| `") else line for line in t.splitlines()]
+        if strip(current) != strip(text):
             print(f"{DOC.relative_to(REPO)} is out of date: run python tools/fixture_table.py", file=sys.stderr)
             return 1
         return 0
