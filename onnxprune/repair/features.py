@@ -72,18 +72,16 @@ class Consumer:
     def rows(self, x: np.ndarray, rng: np.random.Generator, max_rows: int) -> np.ndarray:
         """Feature rows of input batch x, a random subset of at most max_rows."""
         if self.kind == "conv":
-            rows = _conv_patches(x, self.node, self.kernel)
-        elif self.kind == "gemm":
-            rows = x.T if attr(self.node, "transA", 0) else x
-        else:
-            rows = x.reshape(-1, x.shape[-1])
-        rows = rows.astype(np.float64, copy=False)
+            return _conv_patches(x, self.node, self.kernel, rng, max_rows).astype(np.float64)
+        rows = x.T if attr(self.node, "transA", 0) else x
         if len(rows) > max_rows:
             rows = rows[rng.choice(len(rows), size=max_rows, replace=False)]
-        return rows
+        return rows.astype(np.float64)
 
 
-def _conv_patches(x: np.ndarray, node, kernel) -> np.ndarray:
+def _conv_patches(x: np.ndarray, node, kernel, rng: np.random.Generator, max_rows: int) -> np.ndarray:
+    """Input patches of a conv as rows (C, *kernel flattened), at most max_rows of them drawn at
+    random output positions; only the drawn patches are gathered."""
     kernel = [int(k) for k in kernel]
     nd = len(kernel)
     strides = attr(node, "strides", [1] * nd)
@@ -98,8 +96,11 @@ def _conv_patches(x: np.ndarray, node, kernel) -> np.ndarray:
     win = win[idx]
     n, c = win.shape[:2]
     out_dims = win.shape[2:2 + nd]
-    order = (0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd))
-    return win.transpose(order).reshape(n * int(np.prod(out_dims)), -1)
+    total = n * int(np.prod(out_dims))
+    picks = rng.choice(total, size=max_rows, replace=False) if total > max_rows else np.arange(total)
+    pos = np.unravel_index(picks, (n, *out_dims))
+    gathered = win[(pos[0], slice(None), *pos[1:])]  # (rows, C, *kernel)
+    return gathered.reshape(len(picks), -1)
 
 
 def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -> list[Consumer]:

@@ -30,7 +30,8 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     layers = consumers(analysis, removed)
     if not layers:
         return {"layers": 0}
-    grams, rows, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples)
+    grams, rows, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
+                                      means_only="lsq" not in methods)
     graph = analysis.graph
     fitted = 0
     notes = []
