@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import contextlib
 
+import sys
+
 import click
 
 from ..errors import ConfigError
@@ -49,7 +51,7 @@ def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_p
             nonlocal bar
             if bar is None:
                 bar = stack.enter_context(click.progressbar(length=total, label="benchmarking",
-                                                            file=click.get_text_stream("stderr")))
+                                                            file=sys.stderr))
             bar.update(done - bar.pos)
 
         result = benchmark(list(models), sizes, device=device, threads=threads, warmup=warmup, runs=runs,

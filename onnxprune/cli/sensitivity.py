@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sys
+
 import click
 
 from ..io import load_model
@@ -31,7 +33,7 @@ def sensitivity_cmd(input_path, calib, ratios, criterion, device, max_samples, j
     if not ratio_list or any(not 0 < r < 1 for r in ratio_list):
         raise ConfigError(f"--ratios must be in (0, 1), got '{ratios}'")
     model = load_model(input_path)
-    with click.progressbar(length=1, label="pruning each group alone", file=click.get_text_stream("stderr")) as bar:
+    with click.progressbar(length=1, label="pruning each group alone", file=sys.stderr) as bar:
         state = {"total": None}
 
         def progress(done, total):
