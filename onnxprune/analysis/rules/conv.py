@@ -52,8 +52,16 @@ def _load(node, ctx, in_axis: int, out_axis: int):
     w, b = node.input[1], _opt(node, 2)
     tc = ctx.channels(node.input[0])
     if not ctx.is_const(w) or (b is not None and not ctx.is_const(b)):
+        reason = f"{ctx.label}: weights are computed at run time (e.g. DequantizeLinear), not constants"
         if tc is not None:
-            ctx.block(tc.atoms, f"{ctx.label}: weights are not constants")
+            ctx.block(tc.atoms, reason)
+        w_shape = ctx.static_shape(w)
+        if w_shape is not None and len(w_shape) > 2:
+            # Its output channels still form a group, shown as blocked with the reason.
+            groups = attr(node, "group", 1)
+            out = ctx.new_atoms(w_shape[out_axis] * (groups if out_axis == 1 else 1))
+            ctx.block(out, reason)
+            ctx.set(node.output[0], TensorChannels(1, out))
         return None
     if tc is not None and tc.axis != 1:
         ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, {node.op_type} reads axis 1")
