@@ -1,20 +1,19 @@
-"""Interleaved ORT CPU timing for the benchmark scripts, with intra-op spinning off.
+"""Shared pieces of the benchmark scripts: interleaved ORT CPU timing and small helpers.
 
-onnxprune.runtime.benchmark() interleaves sessions (a, b, c, a, b, c, ...), each with its own
-intra-op thread pool and ORT's default `session.intra_op.allow_spinning=1`: after a run, the
-worker threads of that session keep spinning on the cores while the next session runs. On this
-2-core machine two interleaved copies of the same ResNet-50 then take ~56 ms at batch 1 instead of
-~28 ms alone, i.e. the second thread buys nothing and the figures depend on what ran just before.
-This runner is the same protocol (seeded N(0,1) inputs, warm-up, interleaved runs, median / p10 /
-p90) with spinning off, so interleaving does not change what is measured; `spin=True` gives ORT's
-default. With threads=1 there are no worker threads and both runners agree.
-
-The result is an onnxprune.runtime.BenchResult, so scripts use either runner alike.
+The timing loop is onnxprune.runtime.benchmark's protocol (seeded N(0,1) inputs, warm-up,
+interleaved runs, median / p10 / p90) with ORT's intra-op spinning as a switch: with ORT's default
+`session.intra_op.allow_spinning=1`, the idle worker threads of one session keep spinning while
+the next session runs, and on 2 cores two interleaved copies of ResNet-50 took ~56 ms at batch 1
+instead of ~28 ms alone. onnxprune's own sessions now turn spinning off as well (runtime/sessions.py);
+`spin=True` here reproduces the old behaviour. The result is an onnxprune.runtime.BenchResult.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -70,3 +69,48 @@ def bench(models, names, batch_sizes=(1, 8), threads: int | None = None, spin: b
                                    base / med))
     return BenchResult(list(names), list(batch_sizes), stats, CPU + (" (spinning on)" if spin else " (spinning off)"),
                        threads, warmup, runs)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def timed(runner: str, models, labels, batches, threads, warmup, runs, progress):
+    """Interleaved timing: "nospin" (this module's loop) or "onnxprune" (onnxprune.runtime.benchmark)."""
+    if runner == "onnxprune":
+        from onnxprune.runtime import benchmark
+
+        return benchmark(models, batch_sizes=batches, device="cpu", threads=threads, warmup=warmup, runs=runs,
+                         names=labels, progress=progress)
+    return bench(models, labels, batches, threads=threads, warmup=warmup, runs=runs, progress=progress)
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def csv(kind):
+    return lambda s: [kind(x) for x in s.split(",") if x]
+
+
+def prune_copy(model, **options):
+    """onnxprune.prune on a copy, leaving `model` as it is for the next variant."""
+    import onnx
+
+    import onnxprune
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    return onnxprune.prune(copy, **options)
+
+
+def git_state() -> dict:
+    """The onnxprune code measured: HEAD and whether onnxprune/ had uncommitted edits."""
+
+    def git(*a):
+        try:
+            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                                  check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {"commit": git("rev-parse", "--short", "HEAD"), "onnxprune_dirty": bool(git("status", "--porcelain", "onnxprune"))}

@@ -34,49 +34,19 @@ if str(ROOT) not in sys.path:
 import onnx
 import onnxruntime
 
-import onnxprune
 from onnxprune.passes.select_lossy import DEFAULT_ROUND_TO
-from onnxprune.runtime import benchmark
+from benchmarks._ortbench import csv, git_state, log, prune_copy, timed
 from tools.zoo import build
 
 
-def timed(runner: str, models, labels, batches, threads, warmup, runs, progress):
-    """Interleaved timing: "nospin" (benchmarks/_ortbench.py, ORT intra-op spinning off: the default) or
-    "onnxprune" (onnxprune.runtime.benchmark, ORT's defaults, spinning on)."""
-    if runner == "onnxprune":
-        return benchmark(models, batch_sizes=batches, device="cpu", threads=threads, warmup=warmup, runs=runs,
-                         names=labels, progress=progress)
-    from benchmarks._ortbench import bench
-
-    return bench(models, labels, batches, threads=threads, warmup=warmup, runs=runs, progress=progress)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def git_state() -> dict:
-    """The onnxprune code measured: HEAD and whether onnxprune/ had uncommitted edits."""
-    import subprocess
-
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                                  check=False).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "onnxprune_dirty": bool(git("status", "--porcelain", "onnxprune"))}
 
 
-def csv(kind):
-    return lambda s: [kind(x) for x in s.split(",") if x]
 
 
-def prune_copy(model: onnx.ModelProto, **options) -> onnxprune.PruneResult:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return onnxprune.prune(copy, **options)
 
 
 def kept_channels(report) -> dict:

@@ -12,7 +12,6 @@ external data; it is pruned with `--ratio 0.5` and validated with ONNX Runtime b
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time

@@ -42,9 +42,9 @@ if str(ROOT) not in sys.path:
 import onnx
 import onnxruntime
 
-import onnxprune
 from onnxprune.passes.select_lossy import DEFAULT_ROUND_TO
-from onnxprune.runtime import benchmark, compare_models
+from onnxprune.runtime import compare_models
+from benchmarks._ortbench import csv, git_state, log, prune_copy, timed
 from tools.zoo import build
 
 __doc__ = __doc__ % {"rt": DEFAULT_ROUND_TO["cpu"]}
@@ -54,29 +54,12 @@ TARGETS = {("resnet50", 0.5, 8): 3.7, ("mobilenet_v2", 0.5, 8): 2.0, ("densenet1
 CHECK_FACTOR = 0.9
 
 
-def timed(runner: str, models, labels, batches, threads, warmup, runs, progress):
-    """Interleaved timing: "nospin" (benchmarks/_ortbench.py, ORT intra-op spinning off: the default) or
-    "onnxprune" (onnxprune.runtime.benchmark, ORT's defaults, spinning on)."""
-    if runner == "onnxprune":
-        return benchmark(models, batch_sizes=batches, device="cpu", threads=threads, warmup=warmup, runs=runs,
-                         names=labels, progress=progress)
-    from benchmarks._ortbench import bench
-
-    return bench(models, labels, batches, threads=threads, warmup=warmup, runs=runs, progress=progress)
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def csv(kind):
-    return lambda s: [kind(x) for x in s.split(",") if x]
 
 
-def prune_copy(model: onnx.ModelProto, **options) -> onnxprune.PruneResult:
-    copy = onnx.ModelProto()
-    copy.CopyFrom(model)
-    return onnxprune.prune(copy, **options)
 
 
 def group_summary(report) -> dict:
@@ -101,18 +84,6 @@ def group_summary(report) -> dict:
     }
 
 
-def git_state() -> dict:
-    """The onnxprune code measured: HEAD and whether onnxprune/ had uncommitted edits."""
-    import subprocess
-
-    def git(*a):
-        try:
-            return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                                  check=False).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    return {"commit": git("rev-parse", "--short", "HEAD"), "onnxprune_dirty": bool(git("status", "--porcelain", "onnxprune"))}
 
 
 def op_profile(name: str, models: dict, batch: int, runs: int, threads) -> dict:
