@@ -77,6 +77,16 @@ def _load(node, ctx, in_axis: int, out_axis: int):
     return tc, w, b, wv, (ctx.const(b) if b else None), groups
 
 
+def _plain(node, ctx, tc, w, b, out_atoms, values, in_axis: int, out_axis: int) -> None:
+    """An ungrouped conv: the weight's in_axis reads the input channels, out_axis makes new ones."""
+    if tc is not None:
+        ctx.param(w, in_axis, tc.atoms, ROLE_IN, values=tc.values, tensor=node.input[0])
+    ctx.param(w, out_axis, out_atoms, ROLE_OUT)
+    if b:
+        ctx.param(b, 0, out_atoms, ROLE_OUT)
+    ctx.set(node.output[0], TensorChannels(1, out_atoms, values))
+
+
 @register("Conv")
 def conv(node, ctx):
     loaded = _load(node, ctx, in_axis=1, out_axis=0)
@@ -88,12 +98,7 @@ def conv(node, ctx):
     out_atoms = ctx.new_atoms(cout)
     values = _source_values(wv, 0, bv)
     if groups == 1:
-        if tc is not None:
-            ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values, tensor=node.input[0])
-        ctx.param(w, 0, out_atoms, ROLE_OUT)
-        if b:
-            ctx.param(b, 0, out_atoms, ROLE_OUT)
-        ctx.set(y, TensorChannels(1, out_atoms, values))
+        _plain(node, ctx, tc, w, b, out_atoms, values, in_axis=1, out_axis=0)
         return
     if tc is None:
         ctx.block(out_atoms, f"{ctx.label}: grouped conv whose input channels cannot be removed")
@@ -124,13 +129,7 @@ def conv_transpose(node, ctx):
     cout = wv.shape[1] * groups
     out_atoms = ctx.new_atoms(cout)
     if groups == 1:
-        values = _source_values(wv, 1, bv)
-        if tc is not None:
-            ctx.param(w, 0, tc.atoms, ROLE_IN, values=tc.values, tensor=node.input[0])
-        ctx.param(w, 1, out_atoms, ROLE_OUT)
-        if b:
-            ctx.param(b, 0, out_atoms, ROLE_OUT)
-        ctx.set(y, TensorChannels(1, out_atoms, values))
+        _plain(node, ctx, tc, w, b, out_atoms, _source_values(wv, 1, bv), in_axis=0, out_axis=1)
         return
     values = np.full(cout, np.nan)
     if tc is None:
