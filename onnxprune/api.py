@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import onnx
 
@@ -17,6 +17,7 @@ from .passes.base import Pass, PassManager, PassRecord, PassResult
 from .passes.normalize import FoldBatchNorm, remove_unused
 from .passes.prune_channels import PruneChannels
 from .passes.select import SelectExact
+from .passes.untie import RetieShared, untie_shared
 
 
 @dataclass
@@ -173,9 +174,10 @@ def build_pipeline(config: PruneConfig) -> list[Pass]:
     passes += [Analyze(), _select_pass(config)]
     if config.lossy and {"bias", "lsq"} & set(config.repair):
         passes.append(RepairConsumers())
-    passes += [PruneChannels(), Cleanup()]
+    passes.append(PruneChannels())
     if config.lossy and "bn" in config.repair:
         passes.append(RecalibrateBN())
+    passes += [RetieShared(), Cleanup()]
     return passes
 
 
@@ -192,8 +194,10 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
 
         return guarded_prune(model, config, lambda m, c: prune(m, c, progress))
     state = PruneState(model=model, config=config)
+    params_before = count_params(model)
+    state.info["ties"] = untie_shared(model)  # merged back by RetieShared
     state.graph = ModelGraph(model)
-    params_before, flops_before = count_params(model), count_flops(state.graph)
+    flops_before = count_flops(state.graph)
     records = PassManager(build_pipeline(config), progress).run(state)
     changed = any(r.result.modified for r in records)
     graph_after = ModelGraph(model) if changed else state.graph
@@ -220,4 +224,5 @@ def analyze_model(model: onnx.ModelProto | str | os.PathLike) -> Analysis:
         model = load_model(model)
     else:
         check_tensors(model)
+    untie_shared(model)
     return analyze(ModelGraph(model))

@@ -5,8 +5,8 @@ oracle), so no rewrite is needed per trial."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import onnx
@@ -15,6 +15,7 @@ from .analysis import analyze
 from .analysis.oracle import zeroed_reference
 from .graph import ModelGraph
 from .importance import get_criterion
+from .passes.untie import untie_shared
 from .runtime.data import load_data, random_data, resolve_batch
 from .runtime.sessions import create_session
 
@@ -72,6 +73,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 def sensitivity(model: onnx.ModelProto, data=None, ratios=(0.25, 0.5, 0.75), criterion: str = "l1",
                 device: str = "cpu", max_samples: int = 256,
                 progress: Callable[[int, int], object] | None = None) -> SensitivityResult:
+    untie_shared(model)
     analysis = analyze(ModelGraph(model))
     scores = get_criterion(criterion)(analysis, data)
     base = create_session(model, device)

@@ -14,6 +14,7 @@ from onnxprune.analysis.oracle import zeroed_reference
 from onnxprune.cost import count_params
 from onnxprune.passes.prune_channels import drop_channels
 from onnxprune.passes.select import restore_nonempty
+from onnxprune.passes.untie import retie_shared, untie_shared
 
 
 def feeds(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
@@ -58,12 +59,15 @@ def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4
     """Prune random channels (or those `choose(analysis)` picks); assert validity and exactness.
     Returns figures for the caller."""
     rng = np.random.default_rng(seed)
+    model = copy(model)
+    ties = untie_shared(model)  # as prune() does: each reader of a shared tensor follows its own channels
     analysis = analyze(copy(model))
     removed = choose(analysis) if choose else random_removal(analysis, rng, fraction)
     reference = zeroed_reference(model, analysis, removed)
     pruned = copy(model)
     pruned_analysis = analyze(pruned)
     drop_channels(pruned_analysis, removed)
+    retie_shared(pruned, ties)
     onnx.checker.check_model(pruned, full_check=True)
     assert pruned.ir_version == model.ir_version
     assert [(o.domain, o.version) for o in pruned.opset_import] == [(o.domain, o.version) for o in model.opset_import]

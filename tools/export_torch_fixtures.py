@@ -386,6 +386,14 @@ FIXTURES = {
         "DenseNet (2 dense blocks with torch.cat, transition BN-ReLU-Conv1x1-AvgPool)",
         {},
     ),
+    "torch_densenet_tiny_fresh": (
+        DenseNetTiny,
+        (3, 32, 32),
+        "torchscript",
+        "DenseNet as torch_densenet_tiny, freshly initialised (BN gamma=1, beta=0, mean=0, var=1): "
+        "the exporter stores one BN tensor per shape, read by many BatchNormalization nodes",
+        {"fresh": True, "training": "preserve"},
+    ),
     "torch_yolo_tiny": (
         YoloTiny,
         (3, 32, 32),
@@ -443,7 +451,8 @@ def make_model(name: str) -> nn.Module:
     seed = SEED + sorted({n.removesuffix("_dynamo").removesuffix("_bn") for n in FIXTURES}).index(base)
     seed_everything(seed)
     model = factory()
-    randomize_bn(model, torch.Generator().manual_seed(seed + 1000))
+    if not FIXTURES[name][4].get("fresh"):
+        randomize_bn(model, torch.Generator().manual_seed(seed + 1000))
     return model.eval()
 
 

@@ -33,6 +33,7 @@ TORCH = {
     "torch_resnet_tiny_bn": "ResNet, BN kept",
     "torch_mobilenet_tiny": "MobileNetV2 (depthwise, ReLU6 as Clip)",
     "torch_densenet_tiny": "DenseNet (concat blocks, pre-activation BN)",
+    "torch_densenet_tiny_fresh": "DenseNet, fresh init: BN tensors stored once, read by many nodes",
     "torch_yolo_tiny": "YOLOv8-style (C2f chunk as Slice, SPPF, Upsample, Detect)",
     "torch_unet_tiny": "UNet (ConvTranspose, skip concats)",
     "torch_mlp_tiny": "MLP (Flatten + 3 Gemm)",
