@@ -68,8 +68,12 @@ def test_kept_counts_are_aligned(round_to):
 
 def test_removal_count_rules():
     assert removal_count(64, 19, 0.9, 16) == 16      # 45 kept -> 48
-    assert removal_count(32, 9, 0.9, 16) == 8        # small group: aligned to 8
-    assert group_step(8, 16) == 2 and group_step(512, 16) == 16
+    assert removal_count(32, 9, 0.9, 16) == 0        # 23 kept -> 32: never cut below one block of 16
+    assert removal_count(32, 16, 0.9, 16) == 16
+    assert removal_count(24, 12, 0.9, 16) == 8       # 12 kept -> 16
+    assert removal_count(16, 8, 0.9, 16) == 8        # a group of one block aligns to 8
+    assert group_step(8, 16) == 4 and group_step(16, 16) == 8 and group_step(24, 16) == 16
+    assert group_step(512, 16) == 16
     assert removal_count(10, 10, 0.9, 1) == 9        # never empty a group
     assert removal_count(10, 5, 0.3, 1) == 3         # max-group-ratio
     assert removal_count(2, 1, 0.9, 1) == 1
