@@ -52,12 +52,11 @@ def untie_shared(model: onnx.ModelProto) -> dict[str, list[str]]:
         t = consts[name]
         if len(readers) < 2 or name in outputs or t.data_type not in _FLOAT_TYPES or _size(t) < 2:
             continue
-        value = None
         for k, (node, i) in enumerate(readers[1:], start=1):
             copy_name = _fresh(f"{name}.use{k}", taken)
-            if value is None:
-                value = numpy_helper.to_array(t)
-            graph.initializer.append(numpy_helper.from_array(value, copy_name))
+            copy = graph.initializer.add()
+            copy.CopyFrom(t)  # the stored bytes as they are: no dtype round trip (bfloat16, float8...)
+            copy.name = copy_name
             node.input[i] = copy_name
             ties.setdefault(name, []).append(copy_name)
     return ties
