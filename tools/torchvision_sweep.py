@@ -1,0 +1,95 @@
+"""Check onnxprune on torchvision's own architectures, exported the way users export them.
+
+For each model: torchvision's architecture (seed 0; BatchNorm given non-trivial statistics, as a
+trained model has), exported with the TorchScript exporter at opset 17 (dynamic batch). Then
+`onnxprune.analyze` (groups, prunable, why the others are blocked), `onnxprune.prune(ratio=0.5)`
+(FLOPs kept) and the exactness oracle of tests/oracle.py on random channels of every prunable group.
+Needs torch and torchvision, which onnxprune does not depend on:
+
+    python tools/torchvision_sweep.py [--models squeezenet1_0,efficientnet_b0,...] [--rtol 1e-3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DEFAULT = ("squeezenet1_0,shufflenet_v2_x0_5,mnasnet0_5,efficientnet_b0,regnet_x_400mf,regnet_y_400mf,"
+           "mobilenet_v3_small,googlenet,resnext50_32x4d,convnext_tiny,inception_v3")
+
+
+def export(name: str, path: Path) -> None:
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    kw = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
+    m = getattr(torchvision.models, name)(**kw).eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                c = mod.num_features
+                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                mod.bias.copy_(torch.randn(c, generator=g) * 0.2)
+                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
+                mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
+    res = 299 if name == "inception_v3" else 224
+    torch.onnx.export(m, (torch.randn(1, 3, res, res),), str(path), input_names=["input"], output_names=["output"],
+                      opset_version=17, dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, dynamo=False)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=DEFAULT)
+    ap.add_argument("--rtol", type=float, default=1e-3)
+    args = ap.parse_args()
+    warnings.filterwarnings("ignore")
+    try:
+        import torchvision  # noqa: F401
+    except ImportError as exc:
+        print(f"error: needs torch and torchvision ({exc})", file=sys.stderr)
+        return 1
+    import onnx
+
+    import onnxprune
+    from tests.oracle import check_oracle
+
+    failed = 0
+    print("| model | groups | prunable | FLOPs kept at --ratio 0.5 | oracle (random channels, seed 0) | blocked: why |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="onnxprune-tv-") as tmp:
+        for name in args.models.split(","):
+            path = Path(tmp) / f"{name}.onnx"
+            export(name, path)
+            analysis = onnxprune.analyze(str(path))
+            why: dict[str, int] = {}
+            for g in analysis.groups:
+                if not g.prunable:
+                    r = g.reasons[0].split(": ", 1)[-1] if g.reasons else "?"
+                    r = re.sub(r"'[^']*'", "'...'", r)  # node and tensor names out, so equal causes count together
+                    why[r] = why.get(r, 0) + 1
+            result = onnxprune.prune(str(path), ratio=0.5, validate=False)
+            kept = result.report.flops_after / result.report.flops_before
+            try:
+                info = check_oracle(onnx.load(str(path)), seed=0, rtol=args.rtol)
+                oracle = f"holds ({info['removed']} channels removed)"
+            except AssertionError as exc:
+                failed += 1
+                oracle = "FAILED: " + " ".join(str(exc).split())[:120]
+            blocked = "; ".join(f"{n}x {r}" for r, n in sorted(why.items(), key=lambda kv: -kv[1]))
+            print(f"| {name} | {len(analysis.groups)} | {len(analysis.prunable_groups())} | {kept:.1%} | {oracle} | "
+                  f"{blocked} |", flush=True)
+            path.unlink()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
