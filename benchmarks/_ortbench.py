@@ -84,6 +84,18 @@ def timed(runner: str, models, labels, batches, threads, warmup, runs, progress)
     return bench(models, labels, batches, threads=threads, warmup=warmup, runs=runs, progress=progress)
 
 
+def timing_args(ap, runs: int) -> None:
+    """The timing options the benchmark scripts share: --batches, --runs, --warmup, --threads, --runner."""
+    ap.add_argument("--batches", type=csv(int), default=[1, 8])
+    ap.add_argument("--runs", type=int, default=runs, help=f"timed runs per model and batch size (default {runs})")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--threads", type=int, help="ORT intra-op threads (default: onnxruntime's choice)")
+    ap.add_argument("--runner", choices=["nospin", "onnxprune"], default="nospin",
+                    help="nospin: own interleaved loop with ORT intra-op spinning off (default); onnxprune: "
+                         "onnxprune.runtime.benchmark with ORT defaults (spinning on; distorted when interleaving "
+                         "on few cores, see benchmarks/_ortbench.py)")
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 

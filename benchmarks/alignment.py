@@ -35,7 +35,7 @@ import onnx
 import onnxruntime
 
 from onnxprune.passes.select_lossy import DEFAULT_ROUND_TO
-from benchmarks._ortbench import csv, git_state, log, prune_copy, timed
+from benchmarks._ortbench import csv, git_state, log, prune_copy, timed, timing_args
 from tools.zoo import build
 
 
@@ -156,14 +156,7 @@ def main() -> int:
     ap.add_argument("--models", type=csv(str), default=["resnet50", "mobilenet_v2"])
     ap.add_argument("--ratios", type=csv(float), default=[0.3, 0.5])
     ap.add_argument("--round-to", type=csv(int), default=[1, 4, 8, 16, 32])
-    ap.add_argument("--batches", type=csv(int), default=[1, 8])
-    ap.add_argument("--runs", type=int, default=30, help="timed runs per model and batch size")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, help="ORT intra-op threads (default: onnxruntime's choice)")
-    ap.add_argument("--runner", choices=["nospin", "onnxprune"], default="nospin",
-                    help="nospin: own interleaved loop with ORT intra-op spinning off (default); onnxprune: "
-                         "onnxprune.runtime.benchmark with ORT defaults (spinning on; distorted when interleaving "
-                         "on few cores, see benchmarks/_ortbench.py)")
+    timing_args(ap, runs=30)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if 1 not in args.round_to:

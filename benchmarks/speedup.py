@@ -44,7 +44,7 @@ import onnxruntime
 
 from onnxprune.passes.select_lossy import DEFAULT_ROUND_TO
 from onnxprune.runtime import compare_models
-from benchmarks._ortbench import csv, git_state, log, prune_copy, timed
+from benchmarks._ortbench import csv, git_state, log, prune_copy, timed, timing_args
 from tools.zoo import build
 
 __doc__ = __doc__ % {"rt": DEFAULT_ROUND_TO["cpu"]}
@@ -266,14 +266,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", type=csv(str), default=MODELS)
     ap.add_argument("--ratios", type=csv(float), default=[0.3, 0.5])
-    ap.add_argument("--batches", type=csv(int), default=[1, 8])
-    ap.add_argument("--runs", type=int, default=40, help="timed runs per model and batch size (default 40)")
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, help="ORT intra-op threads (default: onnxruntime's choice)")
-    ap.add_argument("--runner", choices=["nospin", "onnxprune"], default="nospin",
-                    help="nospin: own interleaved loop with ORT intra-op spinning off (default); onnxprune: "
-                         "onnxprune.runtime.benchmark with ORT defaults (spinning on; distorted when interleaving "
-                         "on few cores, see benchmarks/_ortbench.py)")
+    timing_args(ap, runs=40)
     ap.add_argument("--json", type=Path, help="write every figure here")
     ap.add_argument("--op-profile", type=int, metavar="BATCH",
                     help="also profile ORT per-op time of baseline vs the largest ratio at this batch size")

@@ -32,24 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _ortbench import bench, csv, git_state, log  # noqa: E402
 
 
-def export(model, path: Path) -> None:
-    import torch
-
-    x = torch.randn(1, 3, 224, 224)
-    torch.onnx.export(model, (x,), str(path), input_names=["input"], output_names=["output"], opset_version=17,
-                      dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, dynamo=False)
-
-
 def build(name: str, ratio: float, round_to, workdir: Path) -> dict:
     import onnx
     import torch
     import torch_pruning as tp
-    import torchvision
 
     import onnxprune
+    from tools.torchvision_sweep import export_onnx as export
+    from tools.torchvision_sweep import torchvision_model
 
-    torch.manual_seed(0)
-    module = getattr(torchvision.models, name)().eval()
+    module = torchvision_model(name, realistic_bn=False)
     paths = {"original": workdir / f"{name}.onnx", "torch-pruning": workdir / f"{name}_tp.onnx",
              "onnxprune": workdir / f"{name}_onnxprune.onnx"}
     export(module, paths["original"])
@@ -82,11 +74,10 @@ def main() -> int:
     except ImportError as exc:
         print(f"error: this benchmark needs torch, torchvision and torch-pruning ({exc})", file=sys.stderr)
         return 1
-    import numpy as np
     import onnx
     import onnxruntime
 
-    from onnxprune.cost import count_flops
+    from onnxprune.cost import count_flops, count_params
     from onnxprune.graph import ModelGraph
 
     out = {"date": time.strftime("%Y-%m-%d"), "onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
@@ -106,8 +97,7 @@ def main() -> int:
             paths = build(name, args.ratio, args.tp_round_to, Path(tmp))
             models = {k: onnx.load(str(p)) for k, p in paths.items()}
             flops = {k: count_flops(ModelGraph(m)) for k, m in models.items()}
-            params = {k: sum(int(np.prod(t.dims)) for t in m.graph.initializer)
-                      for k, m in models.items()}
+            params = {k: count_params(m) for k, m in models.items()}
             log(f"[{name}] timing")
             res = bench(list(models.values()), list(models), batch_sizes=tuple(args.batches), threads=args.threads,
                         warmup=args.warmup, runs=args.runs)

@@ -25,25 +25,30 @@ DEFAULT = ("squeezenet1_0,shufflenet_v2_x0_5,mnasnet0_5,efficientnet_b0,regnet_x
            "mobilenet_v3_small,googlenet,resnext50_32x4d,convnext_tiny,inception_v3")
 
 
-def export(name: str, path: Path) -> None:
+def torchvision_model(name: str, realistic_bn: bool):
+    """torchvision's architecture `name` (seed 0, eval mode); with realistic_bn the BatchNorms get
+    non-trivial parameters and statistics (tools/export_torch_fixtures.randomize_bn), as a trained
+    model has, instead of a fresh network's gamma=1, beta=0, mean=0, var=1."""
     import torch
     import torchvision
 
     torch.manual_seed(0)
     kw = {"aux_logits": False, "init_weights": True} if name in ("googlenet", "inception_v3") else {}
-    m = getattr(torchvision.models, name)(**kw).eval()
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                c = mod.num_features
-                mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                mod.bias.copy_(torch.randn(c, generator=g) * 0.2)
-                mod.running_mean.copy_(torch.randn(c, generator=g) * 0.2)
-                mod.running_var.copy_(torch.rand(c, generator=g) + 0.5)
-    res = 299 if name == "inception_v3" else 224
-    torch.onnx.export(m, (torch.randn(1, 3, res, res),), str(path), input_names=["input"], output_names=["output"],
-                      opset_version=17, dynamic_axes={"input": {0: "N"}, "output": {0: "N"}}, dynamo=False)
+    model = getattr(torchvision.models, name)(**kw).eval()
+    if realistic_bn:
+        from tools.export_torch_fixtures import randomize_bn
+
+        randomize_bn(model, torch.Generator().manual_seed(1))
+    return model
+
+
+def export_onnx(model, path: Path, resolution: int = 224) -> None:
+    """TorchScript exporter, opset 17, dynamic batch: how most users export a torchvision model."""
+    import torch
+
+    torch.onnx.export(model, (torch.randn(1, 3, resolution, resolution),), str(path), input_names=["input"],
+                      output_names=["output"], opset_version=17, dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
+                      dynamo=False)
 
 
 def main() -> int:
@@ -68,7 +73,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="onnxprune-tv-") as tmp:
         for name in args.models.split(","):
             path = Path(tmp) / f"{name}.onnx"
-            export(name, path)
+            export_onnx(torchvision_model(name, realistic_bn=True), path, 299 if name == "inception_v3" else 224)
             analysis = onnxprune.analyze(str(path))
             why: dict[str, int] = {}
             for g in analysis.groups:

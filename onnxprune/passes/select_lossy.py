@@ -125,6 +125,14 @@ def _lowest(group, scores, n) -> list[int]:
     return order[:n]
 
 
+def _units_removal(units, analysis, scores) -> set[int]:
+    """The channels of these removal units, with every group left at least one channel."""
+    removed = set()
+    for _, _, chans in units:
+        removed.update(chans)
+    return restore_nonempty(analysis, removed, scores)
+
+
 class SelectLossy(Pass):
     name = "select"
 
@@ -139,11 +147,8 @@ class SelectLossy(Pass):
         else:
             scores = crit(analysis, cfg.calib_data)
         if cfg.ratio is not None:
-            removed = set()
-            for g in groups:
-                n = removal_count(g.size, int(np.floor(g.size * cfg.ratio)), cfg.max_group_ratio, round_to)
-                removed |= set(_lowest(g, scores, n))
-            state.removed = restore_nonempty(analysis, removed, scores)
+            wanted = {g.id: int(np.floor(g.size * cfg.ratio)) for g in groups}
+            state.removed = self._removal(groups, scores, wanted, cfg.max_group_ratio, round_to, analysis)
             return PassResult(False, {"channels": len(state.removed), "round_to": round_to})
         cost = CostModel(analysis)
         if cfg.target_flops is not None:
@@ -195,10 +200,7 @@ class SelectLossy(Pass):
         units.sort(key=lambda u: (u[0], u[1], u[2][0]))
 
         def removal_at(k):
-            removed = set()
-            for _, _, chans in units[:k]:
-                removed.update(chans)
-            return restore_nonempty(analysis, removed, scores)
+            return _units_removal(units[:k], analysis, scores)
 
         if measure(set()) <= budget:
             return set()
@@ -219,21 +221,14 @@ class SelectLossy(Pass):
         32-channel layer at high resolution is a tenth of a small model's FLOPs). Give back, best
         score first, the last unit a group lost while the budget still holds."""
         chosen = list(chosen)
-
-        def removal(units):
-            removed = set()
-            for _, _, chans in units:
-                removed.update(chans)
-            return restore_nonempty(analysis, removed, scores)
-
         while True:
             last = {}
             for i, u in enumerate(chosen):
                 last[u[1]] = i
             for i in sorted(last.values(), key=lambda i: -chosen[i][0]):
                 trial = chosen[:i] + chosen[i + 1:]
-                if measure(removal(trial)) <= budget:
+                if measure(_units_removal(trial, analysis, scores)) <= budget:
                     chosen = trial
                     break
             else:
-                return removal(chosen)
+                return _units_removal(chosen, analysis, scores)

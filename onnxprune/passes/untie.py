@@ -19,46 +19,33 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..graph import ModelGraph
 from .base import Pass, PassResult
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 
 
-def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
-    """Stored constants of the main graph: initializers that are not graph inputs, Constant nodes."""
-    inputs = {i.name for i in graph.input}
-    out = {t.name: t for t in graph.initializer if t.name not in inputs}
-    for n in graph.node:
-        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and [a.name for a in n.attribute] == ["value"]:
-            out[n.output[0]] = n.attribute[0].t
-    return out
-
-
 def untie_shared(model: onnx.ModelProto) -> dict[str, list[str]]:
     """Give each further node input that reads a shared floating-point constant its own copy.
     Returns original name -> names of the copies made (empty when nothing was shared)."""
-    graph = model.graph
-    consts = _constants(graph)
-    outputs = {o.name for o in graph.output}
+    index = ModelGraph(model, infer=False)
     uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
-    for n in graph.node:
+    for n in model.graph.node:
         for i, name in enumerate(n.input):
-            if name in consts:
+            if name and index.resolve(name) == name and index.is_constant(name):  # aliases read through Identity
                 uses.setdefault(name, []).append((n, i))
-    taken = {t.name for t in graph.initializer} | {i.name for i in graph.input} | outputs
-    taken |= {o for n in graph.node for o in n.output}
+    taken = set(index.initializers) | set(index.producer) | set(index.graph_inputs) | index.graph_outputs
     ties: dict[str, list[str]] = {}
     for name, readers in uses.items():
-        t = consts[name]
-        if len(readers) < 2 or name in outputs or t.data_type not in _FLOAT_TYPES or _size(t) < 2:
+        t = index.const_tensor(name)
+        if len(readers) < 2 or name in index.graph_outputs or t.data_type not in _FLOAT_TYPES or _size(t) < 2:
             continue
         for k, (node, i) in enumerate(readers[1:], start=1):
-            copy_name = _fresh(f"{name}.use{k}", taken)
-            copy = graph.initializer.add()
+            copy = model.graph.initializer.add()
             copy.CopyFrom(t)  # the stored bytes as they are: no dtype round trip (bfloat16, float8...)
-            copy.name = copy_name
-            node.input[i] = copy_name
-            ties.setdefault(name, []).append(copy_name)
+            copy.name = _fresh(f"{name}.use{k}", taken)
+            node.input[i] = copy.name
+            ties.setdefault(name, []).append(copy.name)
     return ties
 
 
@@ -67,32 +54,30 @@ def retie_shared(model: onnx.ModelProto, ties: dict[str, list[str]]) -> int:
     Returns how many copies remain separate tensors."""
     if not ties:
         return 0
-    graph = model.graph
-    consts = _constants(graph)
+    index = ModelGraph(model, infer=False)
     renames: dict[str, str] = {}
     separate = 0
     for name, copies in ties.items():
         kept: list[tuple[str, tuple]] = []
-        if name in consts:
-            kept.append((name, _key(consts[name])))
-        for c in copies:
-            if c not in consts:
-                continue
-            key = _key(consts[c])
+        for c in (name, *copies):
+            t = index.const_tensor(c) if index.is_constant(c) else None
+            if t is None:
+                continue  # removed by the rewrite (a folded BN's parameters)
+            key = _key(t)
             same = next((k for k, kk in kept if kk == key), None)
             if same is None:
                 kept.append((c, key))
-                separate += 1
+                separate += c != name
             else:
                 renames[c] = same
     if renames:
-        for n in graph.node:
+        for n in model.graph.node:
             for i, name in enumerate(n.input):
                 if name in renames:
                     n.input[i] = renames[name]
-        gone = [i for i, t in enumerate(graph.initializer) if t.name in renames]
+        gone = [i for i, t in enumerate(model.graph.initializer) if t.name in renames]
         for i in reversed(gone):
-            del graph.initializer[i]
+            del model.graph.initializer[i]
     return separate
 
 
