@@ -1,9 +1,22 @@
 """Every failure a user can cause is an OnnxPruneError: the CLI prints its message as one line
-and exits with code 1, never a traceback."""
+and exits with the error's `exit_code`, never a traceback.
+
+Exit codes (a public interface, documented in README.md and docs/JSON.md):
+0 done; 1 error, nothing was done (bad input, bad option or usage, unwritable output, no runtime);
+3 FAILED, a check ran and the model does not meet its bound; 130 interrupted. 2 is never used, so
+that a usage error of click or argparse in a wrapper never reads as FAILED.
+"""
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 
 class OnnxPruneError(Exception):
     """Base of all user-facing errors; the message says what is wrong and what to do."""
+
+    exit_code = EXIT_ERROR
 
 
 class ModelLoadError(OnnxPruneError):
@@ -31,4 +44,6 @@ class TargetUnreachableError(OnnxPruneError):
 
 
 class ValidationFailedError(OnnxPruneError):
-    """The written model does not match the original within the given tolerances."""
+    """The pruned model does not match the original within the given bounds, or does not run."""
+
+    exit_code = EXIT_FAILED
