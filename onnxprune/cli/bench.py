@@ -15,7 +15,7 @@ from ..errors import ConfigError
 from ..runtime.bench import benchmark
 from ..runtime.data import parse_shapes
 from ..runtime.sessions import DEVICES
-from .check import json_target, write_json
+from .output import human_echo, json_option, json_target, write_json
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -39,9 +39,9 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 @click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
               help="Shape for a dynamic input, e.g. input:1x3x224x224; its leading dim is replaced by each batch size.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+@json_option()
 def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_path):
-    out = json_target(json_path)
+    json_to = json_target(json_path, inputs=models)
     sizes = _batch_sizes(batch)
     with contextlib.ExitStack() as stack:
         bar = None
@@ -56,6 +56,5 @@ def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_p
 
         result = benchmark(list(models), sizes, device=device, threads=threads, warmup=warmup, runs=runs,
                            shapes=parse_shapes(shapes), seed=seed, progress=progress)
-    click.echo(result.format_table())
-    if out is not None:
-        write_json(out, result.to_dict())
+    human_echo(json_to)(result.format_table())
+    write_json(json_to, "bench", {"models": list(models), **result.to_dict()})

@@ -1,24 +1,24 @@
 """`onnxprune check ORIGINAL PRUNED`: run both models on the same inputs and compare outputs.
 
-Prints a table ending in PASSED or FAILED: <output>: <figure>; FAILED exits with code 1 so scripts
-and CI can gate on it.
+Prints a table ending in PASSED or FAILED: <output>: <figure>; FAILED exits with code 3 (an error
+that stopped the check exits 1), so scripts and CI can tell a worse model from a broken run.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, ModelSaveError
+from ..errors import EXIT_FAILED, ConfigError
 from ..runtime.compare import compare_models
 from ..runtime.data import parse_shapes
 from ..runtime.sessions import DEVICES
+from .output import human_echo, json_option, json_target, write_json
 
 
-@click.command("check", help="Compare PRUNED against ORIGINAL with ONNX Runtime; exit 1 when it FAILS.\n\n"
+@click.command("check", help="Compare PRUNED against ORIGINAL with ONNX Runtime; exit 3 when it FAILS, 1 on an error.\n\n"
                              "Without --calib the inputs are random, which only shows the graphs run and agree.")
 @click.argument("original", type=click.Path())
 @click.argument("pruned", type=click.Path())
@@ -39,19 +39,18 @@ from ..runtime.sessions import DEVICES
 @click.option("--min-agreement", type=float, help="Lowest top-1 agreement of classifier outputs, e.g. 0.99.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--threads", type=int, help="onnxruntime intra-op threads.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
+@json_option()
 def check_cmd(original, pruned, calib, preprocess, device, shapes, batch, n_batches, atol, rtol, min_cosine,
               min_agreement, seed, threads, json_path):
-    out = json_target(json_path)
+    json_to = json_target(json_path, inputs=(original, pruned))
     data = calib_data(calib, preprocess)
     result = compare_models(original, pruned, data=data, device=device, atol=atol, rtol=rtol, min_cosine=min_cosine,
                             min_agreement=min_agreement, shapes=parse_shapes(shapes), batch=batch, seed=seed,
                             n_batches=n_batches, threads=threads)
-    click.echo(result.format_table())
-    if out is not None:
-        write_json(out, result.to_dict())
+    human_echo(json_to)(result.format_table())
+    write_json(json_to, "check", {"original": str(original), "pruned": str(pruned), **result.to_dict()})
     if not result:
-        sys.exit(1)
+        sys.exit(EXIT_FAILED)
 
 
 def calib_data(calib: str | None, preprocess: str | None):
@@ -67,19 +66,3 @@ def calib_data(calib: str | None, preprocess: str | None):
         raise ConfigError(f"--preprocess applies to a folder of images; --calib {calib} is a file")
     return ImageFolder(calib, Preprocess.parse(preprocess))
 
-
-def json_target(path: str | None) -> Path | None:
-    """Check the JSON path before the (possibly long) run, so a typo fails at once."""
-    if path is None:
-        return None
-    out = Path(path)
-    if not out.parent.is_dir():
-        raise ModelSaveError(f"{out}: the folder '{out.parent}' does not exist")
-    return out
-
-
-def write_json(path: Path, data: dict) -> None:
-    try:
-        path.write_text(json.dumps(data, indent=2) + "\n")
-    except OSError as exc:
-        raise ModelSaveError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import click
@@ -12,7 +10,8 @@ from ..api import prune
 from ..config import PruneConfig
 from ..errors import ValidationFailedError
 from ..io import load_model, resolve_output, save_model
-from ..report import format_summary, versions
+from ..report import format_summary
+from .output import human_echo, json_option, json_target, write_json
 
 
 @click.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,11 +41,11 @@ from ..report import format_summary, versions
               help="Run both models in ONNX Runtime and compare before writing.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--atol", type=float, help="Validation tolerance (exact mode: 1e-4 absolute plus 1e-3 relative).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="Write every figure as JSON here.")
+@json_option("--report")
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, preprocess, shapes, validate, device, atol, report_path, overwrite, quiet):
+              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
@@ -54,8 +53,8 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
                          calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
                          repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement)
     resolve_output(input_path, output_path, overwrite)
-    if report_path is not None:
-        resolve_output(input_path, report_path, overwrite=False)
+    json_to = json_target(json_path, inputs=(input_path, output_path))
+    echo = human_echo(json_to)
     model = load_model(input_path)
     result = prune(model, config)
     comparison = None
@@ -68,21 +67,18 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
         if not comparison:
             raise ValidationFailedError(
                 f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
+        if not comparison.checked:
+            comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give --atol, "
+                                    "or a fidelity guard: --min-agreement, --min-cosine or --max-error")
 
     save_model(result.model, output_path, input_path, overwrite, before_commit=check)
     if not quiet:
-        click.echo(format_summary(result.report, input_path, output_path))
+        echo(format_summary(result.report, input_path, output_path))
         if comparison is not None:
-            click.echo("")
-            table = comparison.format_table()
-            if config.lossy and not config.guarded and atol is None:
-                # No bound was asked for: these are figures, not a verdict.
-                table = table.rsplit("\n", 1)[0] + "\nfidelity reported only: no bound given (--atol)"
-            click.echo(table)
-    if report_path is not None:
-        payload = {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
-                   "validation": comparison.to_dict() if comparison is not None else None, "versions": versions()}
-        save_json(payload, report_path)
+            echo("")
+            echo(comparison.format_table())
+    write_json(json_to, "prune", {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
+                                  "validation": comparison.to_dict() if comparison is not None else None})
 
 
 def _validate(original, pruned, config: PruneConfig, atol, shapes=()):
@@ -97,12 +93,7 @@ def _validate(original, pruned, config: PruneConfig, atol, shapes=()):
                               min_cosine=config.min_cosine, min_agreement=config.min_agreement)
     if config.lossy and atol is None:
         # Lossy runs report fidelity; bounds are the fidelity guard's job.
-        return compare_models(original, pruned, data=config.calib_data, device=config.device, atol=math.inf)
+        return compare_models(original, pruned, data=config.calib_data, device=config.device, bounds=False)
     return compare_models(original, pruned, data=config.calib_data, device=config.device,
                           atol=1e-4 if atol is None else atol, rtol=1e-3 if atol is None else 0.0)
 
-
-def save_json(payload: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    tmp.replace(path)

@@ -9,7 +9,7 @@ import click
 
 from ..io import load_model
 from ..sensitivity import sensitivity
-from .prune import save_json
+from .output import human_echo, json_option, json_target, write_json
 
 
 @click.command("sensitivity", context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,7 @@ from .prune import save_json
 @click.option("--criterion", default="l1", show_default=True, help="Which channels go first.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--max-samples", type=int, default=256, show_default=True)
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the figures as JSON.")
+@json_option()
 def sensitivity_cmd(input_path, calib, ratios, criterion, device, max_samples, json_path):
     """For each prunable group: cosine similarity of the outputs (and accuracy with labels, else top-1
     agreement) when that group alone is pruned at each ratio. Low figures: do not cut there."""
@@ -31,6 +31,7 @@ def sensitivity_cmd(input_path, calib, ratios, criterion, device, max_samples, j
         raise ConfigError(f"--ratios must be numbers separated by commas, got '{ratios}'") from None
     if not ratio_list or any(not 0 < r < 1 for r in ratio_list):
         raise ConfigError(f"--ratios must be in (0, 1), got '{ratios}'")
+    json_to = json_target(json_path, inputs=(input_path,))
     model = load_model(input_path)
     with click.progressbar(length=1, label="pruning each group alone", file=sys.stderr) as bar:
         state = {"total": None}
@@ -43,6 +44,5 @@ def sensitivity_cmd(input_path, calib, ratios, criterion, device, max_samples, j
 
         result = sensitivity(model, str(calib) if calib else None, tuple(ratio_list), criterion, device,
                              max_samples, progress)
-    click.echo(result.format_table())
-    if json_path:
-        save_json(result.to_dict(), json_path)
+    human_echo(json_to)(result.format_table())
+    write_json(json_to, "sensitivity", {"input": str(input_path), **result.to_dict()})

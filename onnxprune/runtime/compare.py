@@ -17,6 +17,9 @@ from .data import Dataset, load_data, random_data, resolve_batch
 from .sessions import create_session, explain_ort_error
 
 DEFAULT_ATOL = 1e-4
+LOSSY_HINT = ("no bound was given, so the default atol 1e-4 applied: it is for models that should be equivalent "
+              "(exact mode); judge a lossy model (--ratio, --target-flops...) with --min-agreement (classifiers) "
+              "or --min-cosine")
 RANDOM_WARNING = ("inputs are random: this only shows that both graphs run and agree on noise; "
                   "pass real data (--calib) to measure accuracy")
 
@@ -59,19 +62,36 @@ class ComparisonResult:
     thresholds: dict
     warnings: list[str] = field(default_factory=list)
 
+    hints: list[str] = field(default_factory=list)
+
     @property
     def failures(self) -> list[str]:
         return [f"output '{o.name}': {o.failure}" for o in self.outputs if o.failure]
 
     @property
-    def passed(self) -> bool:
-        return not self.failures
+    def checked(self) -> bool:
+        """Whether any bound was applied; without one the figures are a report, not a verdict."""
+        return any(self.thresholds.get(k) is not None for k in ("atol", "min_cosine", "min_agreement"))
+
+    @property
+    def passed(self) -> bool | None:
+        """True or False against the bounds; None when there were none (NOT CHECKED)."""
+        if self.failures:
+            return False
+        return True if self.checked else None
 
     def __bool__(self) -> bool:
-        return self.passed
+        """False only when a check failed: a comparison without bounds stops nothing."""
+        return not self.failures
+
+    @property
+    def status(self) -> str:
+        return {True: "PASSED", False: "FAILED", None: "NOT CHECKED"}[self.passed]
 
     def verdict(self) -> str:
-        return "PASSED" if self.passed else "FAILED: " + "; ".join(self.failures)
+        if self.failures:
+            return "FAILED: " + "; ".join(self.failures)
+        return "PASSED" if self.checked else "NOT CHECKED: no bound given, figures only"
 
     def format_table(self) -> str:
         a, b = self.names
@@ -86,6 +106,7 @@ class ComparisonResult:
         lines = [head, ""]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [cols, *rows]]
         lines += [""] + [f"warning: {w}" for w in self.warnings]
+        lines += [f"hint: {h}" for h in self.hints]
         lines.append(self.verdict())
         return "\n".join(lines)
 
@@ -94,9 +115,9 @@ class ComparisonResult:
 
     def to_dict(self) -> dict:
         return _json_safe({
-            "passed": self.passed, "verdict": self.verdict(), "names": list(self.names), "data": self.data,
-            "samples": self.samples, "batches": self.batches, "batch_size": self.batch_size,
-            "provider": self.provider, "thresholds": self.thresholds, "warnings": self.warnings,
+            "passed": self.passed, "verdict": self.status, "failures": self.failures, "names": list(self.names),
+            "data": self.data, "samples": self.samples, "batches": self.batches, "batch_size": self.batch_size,
+            "provider": self.provider, "thresholds": self.thresholds, "warnings": self.warnings, "hints": self.hints,
             "outputs": [asdict(o) for o in self.outputs],
         })
 
@@ -229,14 +250,18 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
                    min_cosine: float | None = None, min_agreement: float | None = None,
                    shapes: dict[str, tuple[int, ...]] | None = None, batch: int | None = None, seed: int = 0,
                    n_batches: int = 4, threads: int | None = None,
-                   names: tuple[str, str] = ("original", "pruned")) -> ComparisonResult:
+                   names: tuple[str, str] = ("original", "pruned"), bounds: bool = True) -> ComparisonResult:
     """Compare `model_b` against the reference `model_a` (protos or paths) on `data` (a Dataset, an
     .npz / .py path, or None for `n_batches` random batches).
 
     atol applies to every value (|b - a| <= atol + rtol*|a|); it defaults to 1e-4 when neither
-    min_cosine nor min_agreement is given, and is off otherwise unless given explicitly."""
+    min_cosine nor min_agreement is given, and is off otherwise unless given explicitly.
+    bounds=False measures without any bound: the result is NOT CHECKED (passed is None)."""
     _check_thresholds(atol, rtol, min_cosine, min_agreement)
-    if atol is None and min_cosine is None and min_agreement is None:
+    default_bound = bounds and atol is None and min_cosine is None and min_agreement is None
+    if not bounds:
+        atol = min_cosine = min_agreement = None
+    elif default_bound:
         atol = DEFAULT_ATOL
     with create_session(model_a, device, threads) as sess_a, create_session(model_b, device, threads) as sess_b:
         _check_same_io(sess_a, sess_b, names)
@@ -273,7 +298,11 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
         warnings.append("labels given, but no output is classifier-shaped ([N, K]); accuracy not computed")
     thresholds = {"atol": atol, "rtol": rtol if atol is not None else None,
                   "min_cosine": min_cosine, "min_agreement": min_agreement}
-    return ComparisonResult(outputs, tuple(names), dataset.source, samples, batches, size, sess_a.provider, thresholds, warnings)
+    result = ComparisonResult(outputs, tuple(names), dataset.source, samples, batches, size, sess_a.provider,
+                              thresholds, warnings)
+    if default_bound and not result:
+        result.hints.append(LOSSY_HINT)
+    return result
 
 
 def _check_thresholds(atol, rtol, min_cosine, min_agreement) -> None:

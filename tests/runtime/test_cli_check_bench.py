@@ -37,15 +37,25 @@ def test_check_passes_with_exit_0(models):
     assert "max abs err" in result.stdout
 
 
-def test_check_fails_with_exit_1_and_names_the_output(models, tmp_path):
+def test_check_fails_with_exit_3_names_the_output_and_hints_at_lossy_bounds(models, tmp_path):
     orig, pruned, _ = models
     out = tmp_path / "r.json"
     result = _run("check", orig, pruned, "--json", out)
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "Traceback" not in result.output
-    assert result.stdout.splitlines()[-1].startswith("FAILED: output 'logits': max abs error")
+    lines = result.stdout.splitlines()
+    assert lines[-1].startswith("FAILED: output 'logits': max abs error")
+    assert lines[-2].startswith("hint: ") and "--min-agreement" in lines[-2] and "--min-cosine" in lines[-2]
     data = json.loads(out.read_text())
-    assert data["passed"] is False and data["outputs"][0]["name"] == "logits"
+    assert data["schema_version"] == 1 and data["command"] == "check"
+    assert data["passed"] is False and data["verdict"] == "FAILED" and data["outputs"][0]["name"] == "logits"
+    assert data["failures"][0].startswith("output 'logits': max abs error") and data["hints"] == [lines[-2][6:]]
+
+
+def test_check_with_an_explicit_bound_gives_no_hint(models):
+    orig, pruned, _ = models
+    result = _run("check", orig, pruned, "--atol", "1e-6")
+    assert result.exit_code == 3 and "hint:" not in result.stdout
 
 
 def test_check_thresholds_from_the_command_line(models):

@@ -197,6 +197,26 @@ def test_to_dict_is_plain_json(tmp_path):
     assert back["outputs"][0]["name"] == "logits" and back["outputs"][0]["shape_a"] == [8, 10]
 
 
+def test_without_bounds_there_is_no_verdict():
+    result = compare_models(classifier(), classifier(perturb=0.5), bounds=False, atol=1e-9, min_cosine=0.99)
+    assert result.passed is None and result.status == "NOT CHECKED" and bool(result)  # stops nothing
+    assert not result.checked and result.failures == [] and result.hints == []
+    assert result.outputs[0].max_abs_error > 0.01  # the figures are still measured
+    assert result.format_table().splitlines()[-1].startswith("NOT CHECKED")
+    data = result.to_dict()
+    assert data["passed"] is None and data["verdict"] == "NOT CHECKED"
+    assert set(data["thresholds"].values()) == {None}
+
+
+def test_failing_the_default_atol_hints_at_lossy_bounds():
+    failed = compare_models(classifier(), classifier(perturb=0.5))
+    assert failed.passed is False and failed.status == "FAILED"
+    assert len(failed.hints) == 1 and "--min-agreement" in failed.hints[0]
+    assert failed.format_table().splitlines()[-2] == "hint: " + failed.hints[0]
+    assert compare_models(classifier(), classifier()).hints == []
+    assert compare_models(classifier(), classifier(perturb=0.5), atol=1e-4).hints == []
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(1, 12), st.lists(st.integers(1, 5), min_size=1, max_size=6), st.integers(0, 2**16))
 def test_accumulated_figures_do_not_depend_on_how_samples_are_split(n, cuts, seed):
