@@ -8,6 +8,7 @@ Passes edit the ModelProto in place through this view; only tensors that change 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -58,6 +59,24 @@ def _subgraph_outer_names(node: onnx.NodeProto) -> set[str]:
     return outer
 
 
+# Integer types a DequantizeLinear weight may be stored as (4-bit and float8 are not followed).
+_QUANT_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16,
+                onnx.TensorProto.INT32}
+
+
+@dataclass
+class DequantizedWeight:
+    """A QDQ weight: `DequantizeLinear(data, scale, zero_point)` of stored constants. Its output is
+    read as a constant (the dequantized values); edits go to the integer data, and to the scale and
+    zero point where they are per-channel along the edited axis (`axis`; None: per-tensor)."""
+
+    node: onnx.NodeProto
+    data: str
+    scale: str
+    zero_point: str | None
+    axis: int | None
+
+
 class ModelGraph:
     """Index of the main graph of a model. Rebuild it after structural edits."""
 
@@ -96,6 +115,16 @@ class ModelGraph:
                 src = self.resolve(n.input[0])
                 if self._stored_constant(src):
                     self.alias[n.output[0]] = src
+        # QDQ weights: DequantizeLinear outputs that are constants in all but storage.
+        self.dequantized: dict[str, DequantizedWeight] = {}
+        self.dequantize_refused: dict[str, str] = {}  # DequantizeLinear output -> why it is not one
+        for n in g.node:
+            if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx") and n.output and n.output[0]:
+                weight = self._dequantized_weight(n)
+                if isinstance(weight, DequantizedWeight):
+                    self.dequantized[n.output[0]] = weight
+                elif weight:
+                    self.dequantize_refused[n.output[0]] = weight
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
         self._static: dict[str, np.ndarray | None] = {}
@@ -103,6 +132,73 @@ class ModelGraph:
             self.infer_shapes()
 
     # -- constants -------------------------------------------------------------------------
+    def _dequantized_weight(self, n: onnx.NodeProto) -> "DequantizedWeight | str | None":
+        """The weight a DequantizeLinear node stands for; a reason when its input is a stored
+        constant it cannot be followed through; None when it dequantizes an activation."""
+        ins = [self.resolve(i) if i else "" for i in n.input]
+        if len(ins) < 2 or not self._stored_constant(ins[0]):
+            return None
+        label = n.name or f"DequantizeLinear({n.output[0]})"
+        if not all(self._stored_constant(i) for i in ins[1:] if i):
+            return f"{label}: the scale or zero point is computed at run time"
+        if attr(n, "block_size", 0):
+            return f"{label}: blocked quantization (block_size) is not followed"
+        if n.output[0] in self.graph_outputs:
+            return None
+        data = self.const_tensor(ins[0])
+        if data.data_type not in _QUANT_TYPES:
+            return f"{label}: weights stored as {onnx.TensorProto.DataType.Name(data.data_type)} are not followed"
+        dims = tuple(int(d) for d in data.dims)
+        scale_dims = tuple(int(d) for d in self.const_tensor(ins[1]).dims)
+        zp = ins[2] if len(ins) > 2 and ins[2] else None
+        if zp is not None and tuple(int(d) for d in self.const_tensor(zp).dims) != scale_dims:
+            return f"{label}: zero point and scale differ in shape"
+        if int(np.prod(scale_dims)) == 1 and len(scale_dims) <= 1:
+            axis = None
+        elif len(scale_dims) == 1 and dims:
+            axis = attr(n, "axis", 1)
+            if not -len(dims) <= axis < len(dims) or dims[axis % len(dims)] != scale_dims[0]:
+                return f"{label}: per-channel scale does not match axis {axis}"
+            axis %= len(dims)
+        else:
+            return f"{label}: scale of shape {list(scale_dims)} is not per-tensor or per-channel"
+        # The stored tensors this node edits must be its own (a per-tensor scale is never edited).
+        own = [ins[0]] + ([ins[1]] + ([zp] if zp else []) if axis is not None else [])
+        for name in own:
+            readers = {id(u) for u in self.consumers.get(name, [])}
+            if readers != {id(n)} or name in self.graph_outputs:
+                return f"{label}: quantized tensor '{name}' is shared with another node"
+        return DequantizedWeight(n, ins[0], ins[1], zp, axis)
+
+    def is_dequantized(self, name: str) -> bool:
+        return name in self.dequantized
+
+    def _dequantize(self, w: DequantizedWeight, data: np.ndarray | None = None) -> np.ndarray:
+        q = self.const_value(w.data) if data is None else data
+        scale, zp = self._quant_params(w, q.ndim)
+        return ((q.astype(np.float64) - zp) * scale).astype(scale.dtype)
+
+    def _quant_params(self, w: DequantizedWeight, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scale and zero point, shaped to broadcast over the data."""
+        scale = self.const_value(w.scale)
+        zp = self.const_value(w.zero_point) if w.zero_point else np.zeros_like(scale, dtype=np.int64)
+        if w.axis is None:
+            return scale.reshape(()), zp.astype(np.float64).reshape(())
+        shape = [1] * ndim
+        shape[w.axis] = -1
+        return scale.reshape(shape), zp.astype(np.float64).reshape(shape)
+
+    def _quantize(self, w: DequantizedWeight, value: np.ndarray) -> np.ndarray:
+        """Float values back to the stored integers with the weight's own scale and zero point
+        (round half to even and saturate, as QuantizeLinear does)."""
+        q_dtype = numpy_helper.to_array(self.const_tensor(w.data)).dtype
+        scale, zp = self._quant_params(w, value.ndim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.rint(value.astype(np.float64) / scale.astype(np.float64)) + zp
+        q = np.where(np.isfinite(q), q, zp + np.zeros_like(q))
+        info = np.iinfo(q_dtype)
+        return np.clip(q, info.min, info.max).astype(q_dtype)
+
     def resolve(self, name: str) -> str:
         """The stored constant a name stands for (itself unless it is an Identity of a constant)."""
         return self.alias.get(name, name)
@@ -111,6 +207,11 @@ class ModelGraph:
         return (name in self.initializers and name not in self.overridable) or name in self.constant_nodes
 
     def is_constant(self, name: str) -> bool:
+        """A stored constant, an Identity of one, or a QDQ weight (DequantizeLinear of constants)."""
+        return self._stored_constant(self.resolve(name)) or name in self.dequantized
+
+    def is_stored(self, name: str) -> bool:
+        """A constant held as a tensor (initializer or Constant node), not computed by a node."""
         return self._stored_constant(self.resolve(name))
 
     def const_tensor(self, name: str) -> onnx.TensorProto | None:
@@ -133,6 +234,8 @@ class ModelGraph:
         return None
 
     def const_value(self, name: str) -> np.ndarray | None:
+        if name in self.dequantized:
+            return self._dequantize(self.dequantized[name])
         t = self.const_tensor(name)
         if t is None:
             return None
@@ -222,11 +325,21 @@ class ModelGraph:
         return None
 
     def const_shape(self, name: str) -> Shape | None:
+        if name in self.dequantized:
+            name = self.dequantized[name].data
         t = self.const_tensor(name)
         return None if t is None else tuple(int(d) for d in t.dims)
 
     def replace_const(self, name: str, value: np.ndarray) -> None:
-        """Overwrite a constant in place (initializer or Constant node), keeping name and dtype."""
+        """Overwrite a constant in place (initializer or Constant node), keeping name and dtype.
+        A QDQ weight keeps its shape, scale and zero point; the values are quantized with them."""
+        if name in self.dequantized:
+            w = self.dequantized[name]
+            if tuple(value.shape) != self.const_shape(name):
+                raise ValueError(f"QDQ weight '{name}': a new value must keep the shape; use take_const")
+            self.replace_const(w.data, self._quantize(w, value))
+            self.shapes[name] = tuple(value.shape)
+            return
         name = self.resolve(name)
         t = self.const_tensor(name)
         if t is None:
@@ -243,6 +356,27 @@ class ModelGraph:
                     break
             node.attribute.append(onnx.helper.make_attribute("value", new))
         self.shapes[name] = tuple(value.shape)
+
+    def take_const(self, name: str, kept: dict[int, np.ndarray]) -> int:
+        """Keep only positions `kept[axis]` of a constant along each axis (a QDQ weight's per-channel
+        scale and zero point follow its data). Returns how many stored values went."""
+        w = self.dequantized.get(name)
+        target = w.data if w is not None else name
+        value = self.const_value(target)
+        new = value
+        for axis, index in sorted(kept.items()):
+            new = np.take(new, index, axis=axis)
+        self.replace_const(target, new)
+        gone = value.size - new.size
+        if w is not None:
+            self.shapes[name] = tuple(new.shape)
+            if w.axis is not None and w.axis in kept:
+                for param in (w.scale, w.zero_point):
+                    if param:
+                        old = self.const_value(param)
+                        self.replace_const(param, np.take(old, kept[w.axis], axis=0))
+                        gone += old.size - len(kept[w.axis])
+        return gone
 
     def add_initializer(self, value: np.ndarray, hint: str) -> str:
         """Add a new initializer with a name derived from hint that no tensor uses yet."""

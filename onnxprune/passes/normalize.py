@@ -39,6 +39,8 @@ class FoldBatchNorm(Pass):
             if len(g.users(conv.output[0])) != 1 or not all(g.is_constant(i) for i in list(conv.input[1:]) + list(bn.input[1:5]) if i):
                 continue
             w_name = conv.input[1]
+            if g.is_dequantized(w_name):
+                continue  # QDQ weights: scaled filters would need new quantization scales
             b_name = conv.input[2] if len(conv.input) > 2 and conv.input[2] else None
             if any(g.resolve(n) != n or len(g.users(n)) != 1 for n in (w_name, b_name) if n):
                 continue  # shared weights: folding would change the other user

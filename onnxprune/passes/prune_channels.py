@@ -54,12 +54,7 @@ def drop_channels(analysis: Analysis, removed: set[int]) -> int:
             cuts[m.param][m.axis] = kept
     params_removed = 0
     for name in sorted(cuts):
-        value = graph.const_value(name)
-        new = value
-        for axis, kept in sorted(cuts[name].items()):
-            new = np.take(new, kept, axis=axis)
-        params_removed += value.size - new.size
-        graph.replace_const(name, new)
+        params_removed += graph.take_const(name, cuts[name])
     for fix in analysis.fixups:
         fix.apply(rw)
     _update_value_info(analysis, rw)

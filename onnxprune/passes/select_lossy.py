@@ -52,12 +52,22 @@ class CostModel:
         self.params = []
         members = set(by_param)
         self.fixed_params = 0
+        # A QDQ weight's member is its DequantizeLinear output; the stored data (and a per-channel
+        # scale and zero point) shrink with it.
+        stored_as = {}
+        for out, w in graph.dequantized.items():
+            if out in members:
+                stored_as[w.data] = by_param[out]
+                if w.axis is not None and w.axis in by_param[out]:
+                    for p in (w.scale, w.zero_point):
+                        if p:
+                            stored_as[p] = {0: by_param[out][w.axis]}
         for name in list(graph.initializers) + list(graph.constant_nodes):
             shape = graph.const_shape(name) if graph.is_constant(name) else None
             if shape is None:
                 continue
-            if name in members:
-                self.params.append((shape, by_param[name]))
+            if name in members or name in stored_as:
+                self.params.append((shape, by_param[name] if name in members else stored_as[name]))
             else:
                 self.fixed_params += prod(shape)
 

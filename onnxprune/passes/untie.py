@@ -32,7 +32,7 @@ def untie_shared(model: onnx.ModelProto) -> dict[str, list[str]]:
     uses: dict[str, list[tuple[onnx.NodeProto, int]]] = {}
     for n in model.graph.node:
         for i, name in enumerate(n.input):
-            if name and index.resolve(name) == name and index.is_constant(name):  # aliases read through Identity
+            if name and index.resolve(name) == name and index.is_stored(name):  # aliases read through Identity
                 uses.setdefault(name, []).append((n, i))
     taken = set(index.initializers) | set(index.producer) | set(index.graph_inputs) | index.graph_outputs
     ties: dict[str, list[str]] = {}
@@ -60,7 +60,7 @@ def retie_shared(model: onnx.ModelProto, ties: dict[str, list[str]]) -> int:
     for name, copies in ties.items():
         kept: list[tuple[str, tuple]] = []
         for c in (name, *copies):
-            t = index.const_tensor(c) if index.is_constant(c) else None
+            t = index.const_tensor(c) if index.is_stored(c) else None
             if t is None:
                 continue  # removed by the rewrite (a folded BN's parameters)
             key = _key(t)

@@ -35,6 +35,7 @@ from . import (  # noqa: E402,F401  (registration side effects)
     linear,
     normalization,
     pooling,
+    quantize,
     reduce,
     reshape,
 )

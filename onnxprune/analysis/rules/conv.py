@@ -52,7 +52,8 @@ def _load(node, ctx, in_axis: int, out_axis: int):
     w, b = node.input[1], _opt(node, 2)
     tc = ctx.channels(node.input[0])
     if not ctx.is_const(w) or (b is not None and not ctx.is_const(b)):
-        reason = f"{ctx.label}: weights are computed at run time (e.g. DequantizeLinear), not constants"
+        refused = ctx.graph.dequantize_refused.get(w) or ctx.graph.dequantize_refused.get(b or "")
+        reason = refused or f"{ctx.label}: weights are computed at run time, not constants"
         if tc is not None:
             ctx.block(tc.atoms, reason)
         w_shape = ctx.static_shape(w)

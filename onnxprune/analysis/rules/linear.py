@@ -28,7 +28,7 @@ def gemm(node, ctx):
             return
     if not ctx.is_const(b):
         if tc is not None:
-            ctx.block(tc.atoms, f"{ctx.label}: Gemm weight B is not a constant")
+            ctx.block(tc.atoms, ctx.graph.dequantize_refused.get(b) or f"{ctx.label}: Gemm weight B is not a constant")
         return
     k_axis_a = 0 if trans_a else 1
     k_axis_b, n_axis_b = (1, 0) if trans_b else (0, 1)
@@ -67,7 +67,8 @@ def matmul(node, ctx):
     a, b, y = node.input[0], node.input[1], node.output[0]
     ta, tb = ctx.channels(a), ctx.channels(b)
     if tb is not None or (ta is not None and not ctx.is_const(b)):
-        ctx.block_node_inputs(node, f"{ctx.label}: MatMul of two activations mixes channels")
+        ctx.block_node_inputs(node, ctx.graph.dequantize_refused.get(b)
+                              or f"{ctx.label}: MatMul of two activations mixes channels")
         return
     if not ctx.is_const(b):
         return
