@@ -24,6 +24,7 @@ class PruneConfig:
     min_cosine: float | None = None
     min_agreement: float | None = None
     holdout: float = 0.25                 # share of --calib held out for the guard
+    metric: str = "auto"                  # fidelity metric: auto, top1, boxes, ctc, cosine (runtime/metrics.py)
     validate: bool = True
     device: str = "cpu"
     atol: float = 1e-4
@@ -58,6 +59,10 @@ class PruneConfig:
         object.__setattr__(self, "repair", parse_methods(self.repair))
         if self.repair and not self.calib:
             raise ConfigError("--repair needs calibration data: pass --calib data.npz (or a .py loader)")
+        from .runtime.metrics import METRICS
+
+        if self.metric not in METRICS:
+            raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device}")
 

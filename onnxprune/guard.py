@@ -12,6 +12,7 @@ import onnx
 
 from .config import PruneConfig
 from .errors import ConfigError, DataError, TargetUnreachableError
+from .runtime.metrics import LABELS
 
 STEPS = 7
 
@@ -40,8 +41,26 @@ def split_calibration(model: onnx.ModelProto, path, holdout: float, folder: Path
     return str(fit), str(hold), n_hold
 
 
+def _figure(check, config: PruneConfig) -> str:
+    """The bounded figure of a check, worst output first: what the search compared with the bound."""
+    outs = check.outputs
+    parts = []
+    if config.min_agreement is not None:
+        bounded = [o for o in outs if o.agreement is not None and (o.metric != "cosine" or config.metric == "cosine")]
+        if bounded:
+            worst = min(bounded, key=lambda o: o.agreement)
+            parts.append(f"{LABELS[worst.metric]} {worst.agreement:.2%}")
+    if config.min_cosine is not None:
+        parts.append(f"cosine {min(o.cosine for o in outs):.4f}")
+    if config.max_error is not None:
+        parts.append(f"max abs error {max(o.max_abs_error for o in outs):.3g}")
+    return ", ".join(parts)
+
+
 def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
-    """Bisection on the kept FLOPs share between the most pruning allowed and none."""
+    """Bisection on the kept FLOPs share between the most pruning allowed and none. Every share tried
+    is reported with its figure; the final check (cli/prune.py) runs on the same held-out samples,
+    so what the search picks passes it."""
     from .runtime import compare_models
 
     if not config.calib:
@@ -52,6 +71,7 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
                                    ratio=None, target_params=None, target_flops=None, validate=False)
         floor = config.target_flops if config.target_flops is not None else 0.05
         original = model.SerializeToString()
+        tries = []
 
         def attempt(share: float):
             candidate = onnx.ModelProto()
@@ -59,10 +79,14 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
             try:
                 result = prune_fn(candidate, dataclasses.replace(base, target_flops=share))
             except TargetUnreachableError:
+                tries.append({"target_flops": share, "flops_kept": None, "figure": "unreachable", "passed": False})
                 return None, None
             check = compare_models(model, result.model, data=hold, device=config.device,
                                    atol=config.max_error, min_cosine=config.min_cosine,
-                                   min_agreement=config.min_agreement)
+                                   min_agreement=config.min_agreement, metric=config.metric)
+            kept = result.report.flops_after / max(result.report.flops_before, 1)
+            tries.append({"target_flops": share, "flops_kept": kept, "figure": _figure(check, config),
+                          "passed": bool(check)})
             return result, check
 
         lo, hi = floor, 1.0
@@ -83,8 +107,12 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
             share = 1.0
         else:
             share = hi
+        tried = "; ".join(f"{t['target_flops']:.3f} -> {t['figure']} ({'pass' if t['passed'] else 'fail'})"
+                          for t in tries)
+        best.report.notes.append(f"fidelity guard tried --target-flops {tried}")
         best.report.notes.append(
             f"fidelity guard chose --target-flops {share:.3f} ({best.report.flops_after / max(best.report.flops_before, 1):.1%}"
             f" of the FLOPs kept): {best_check.verdict()} on {n_hold} held-out samples")
-        best.report.guard = {"target_flops": share, "held_out_samples": n_hold, "check": best_check.to_dict()}
+        best.report.guard = {"target_flops": share, "held_out_samples": n_hold, "tries": tries,
+                             "check": best_check.to_dict()}
         return best

@@ -148,6 +148,26 @@ def test_fidelity_guard_meets_its_bound_on_held_out_samples():
     assert guard["held_out_samples"] == 64
     assert result.report.flops_after < result.report.flops_before
     assert any("fidelity guard chose" in n for n in result.report.notes)
+    tries = guard["tries"]
+    assert len(tries) >= 2 and any(not t["passed"] for t in tries)  # 0.05 of the FLOPs cannot keep 0.95
+    chosen = [t for t in tries if t["target_flops"] == guard["target_flops"]]
+    assert chosen and chosen[0]["passed"] and chosen[0]["figure"].startswith("cosine ")
+    assert any(n.startswith("fidelity guard tried --target-flops 0.050 -> ") for n in result.report.notes)
+
+
+def test_guard_pick_passes_the_final_check(tmp_path):
+    """The CLI's final check runs on the held-out samples the guard searched with: no pick that
+    passed the search fails it (it did on the whole calibration set before)."""
+    from click.testing import CliRunner
+
+    from onnxprune.cli import main
+
+    out = tmp_path / "g.onnx"
+    r = CliRunner().invoke(main, [str(DIGITS), str(out), "--calib", str(CALIB), "--min-agreement", "0.97",
+                                  "--metric", "top1"])
+    assert r.exit_code == 0, r.output
+    assert "fidelity guard tried --target-flops" in r.output and "top-1 agreement" in r.output
+    assert "on 64 samples" in r.output and r.output.rstrip().endswith("PASSED")
 
 
 def test_guard_needs_data_and_no_ratio():

@@ -36,17 +36,21 @@ from .output import human_echo, json_option, json_target, write_json
 @click.option("--atol", type=float, help="Max abs error allowed per value (default 1e-4 unless another threshold is given).")
 @click.option("--rtol", type=float, default=0.0, show_default=True, help="Adds rtol*|original| to atol per value.")
 @click.option("--min-cosine", type=float, help="Lowest mean cosine similarity per output, e.g. 0.999.")
-@click.option("--min-agreement", type=float, help="Lowest top-1 agreement of classifier outputs, e.g. 0.99.")
+@click.option("--min-agreement", type=float, help="Lowest agreement (--metric) of classifier, detection or CTC "
+                                                  "outputs, e.g. 0.99.")
+@click.option("--metric", type=click.Choice(["auto", "top1", "boxes", "ctc", "cosine"]), default="auto", show_default=True,
+              help="Agreement metric: top-1 for [N, K] scores, box F1 (same class, IoU 0.5) for detection heads, "
+                   "CTC character accuracy for [N, T, C] / [T, N, C] outputs; auto picks per output.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @click.option("--threads", type=int, help="onnxruntime intra-op threads.")
 @json_option()
 def check_cmd(original, pruned, calib, preprocess, device, shapes, batch, n_batches, atol, rtol, min_cosine,
-              min_agreement, seed, threads, json_path):
+              min_agreement, metric, seed, threads, json_path):
     json_to = json_target(json_path, inputs=(original, pruned))
     data = calib_data(calib, preprocess)
     result = compare_models(original, pruned, data=data, device=device, atol=atol, rtol=rtol, min_cosine=min_cosine,
                             min_agreement=min_agreement, shapes=parse_shapes(shapes), batch=batch, seed=seed,
-                            n_batches=n_batches, threads=threads)
+                            n_batches=n_batches, threads=threads, metric=metric)
     human_echo(json_to)(result.format_table())
     write_json(json_to, "check", {"original": str(original), "pruned": str(pruned), **result.to_dict()})
     if not result:

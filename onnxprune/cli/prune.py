@@ -30,7 +30,10 @@ from .output import human_echo, json_option, json_target, write_json
               help="Repair after lossy pruning, from --calib data: bias, lsq, bn (comma-separated) or all.")
 @click.option("--max-error", type=float, help="Fidelity guard: most pruning whose max abs output error stays below this.")
 @click.option("--min-cosine", type=float, help="Fidelity guard: most pruning whose output cosine similarity stays above this.")
-@click.option("--min-agreement", type=float, help="Fidelity guard: most pruning whose top-1 agreement stays above this.")
+@click.option("--min-agreement", type=float, help="Fidelity guard: most pruning whose agreement (--metric) stays above this.")
+@click.option("--metric", type=click.Choice(["auto", "top1", "boxes", "ctc", "cosine"]), default="auto", show_default=True,
+              help="Fidelity metric: top-1 for [N, K] scores, box F1 for detection heads, CTC character accuracy "
+                   "for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per output.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @click.option("--preprocess", metavar="SPEC", help="For a folder of images as --calib, e.g. "
@@ -45,13 +48,14 @@ from .output import human_echo, json_option, json_target, write_json
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, repair, max_error, min_cosine, min_agreement, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
+              max_group_ratio, repair, max_error, min_cosine, min_agreement, metric, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
                          criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
                          calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
-                         repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement)
+                         repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
+                         metric=metric)
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)
@@ -86,11 +90,19 @@ def _validate(original, pruned, config: PruneConfig, atol, shapes=()):
 
     from ..runtime import compare_models, parse_shapes
 
-    compare_models = partial(compare_models, shapes=parse_shapes(list(shapes)) or None)
+    compare_models = partial(compare_models, shapes=parse_shapes(list(shapes)) or None, metric=config.metric)
 
     if config.guarded:
-        return compare_models(original, pruned, data=config.calib_data, device=config.device, atol=config.max_error,
-                              min_cosine=config.min_cosine, min_agreement=config.min_agreement)
+        # The final check runs on the held-out samples the guard searched with, so its pick passes it.
+        import tempfile
+
+        from ..guard import split_calibration
+        from ..io import load_model
+
+        with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as tmp:
+            _, held_out, _ = split_calibration(load_model(original), config.calib_data, config.holdout, Path(tmp))
+            return compare_models(original, pruned, data=held_out, device=config.device, atol=config.max_error,
+                                  min_cosine=config.min_cosine, min_agreement=config.min_agreement)
     if config.lossy and atol is None:
         # Lossy runs report fidelity; bounds are the fidelity guard's job.
         return compare_models(original, pruned, data=config.calib_data, device=config.device, bounds=False)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, ValidationFailedError
 from .data import Dataset, load_data, random_data, resolve_batch
+from .metrics import LABELS, choose_metric
 from .sessions import create_session, explain_ort_error
 
 DEFAULT_ATOL = 1e-4
@@ -42,6 +43,8 @@ class OutputComparison:
     top5_agreement: float | None = None
     accuracy_a: float | None = None
     accuracy_b: float | None = None
+    metric: str | None = None          # top1, boxes, ctc or cosine (runtime/metrics.py)
+    agreement: float | None = None     # that metric's figure, what min_agreement bounds
     failure: str | None = None
 
     def __bool__(self) -> bool:
@@ -97,10 +100,12 @@ class ComparisonResult:
         a, b = self.names
         head = (f"compared {a} and {b} on {self.samples} samples ({self.batches} batches of {self.batch_size}), "
                 f"{self.data}, {self.provider}")
-        cols = ["output", "shape", "max abs err", "mean rel err", "cosine", "top-1", "top-5", f"acc {a}/{b}"]
+        cols = ["output", "shape", "max abs err", "mean rel err", "cosine", "top-1", "top-5", f"acc {a}/{b}",
+                "agreement"]
         rows = [[o.name, _shape(o), _num(o.max_abs_error), _num(o.mean_rel_error), f"{o.cosine:.6f}",
                  _pct(o.top1_agreement), _pct(o.top5_agreement),
-                 "-" if o.accuracy_a is None else f"{_pct(o.accuracy_a)}/{_pct(o.accuracy_b)}"]
+                 "-" if o.accuracy_a is None else f"{_pct(o.accuracy_a)}/{_pct(o.accuracy_b)}",
+                 _agreement(o)]
                 for o in self.outputs]
         widths = [max(len(r[i]) for r in [cols, *rows]) for i in range(len(cols))]
         lines = [head, ""]
@@ -133,6 +138,12 @@ def _num(x: float) -> str:
     return f"{x:.3g}" if math.isfinite(x) else str(x)
 
 
+def _agreement(o: OutputComparison) -> str:
+    if o.metric is None:
+        return "-"
+    return f"{LABELS[o.metric]} {_pct(o.agreement) if o.metric != 'cosine' else _num(o.agreement or 0.0)}"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
@@ -151,8 +162,10 @@ def _json_safe(value):
 class _Accumulator:
     """Running figures for one output: sums and extrema only, never the arrays themselves."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, metric: str = "auto", declared: tuple | None = None):
         self.out = OutputComparison(name)
+        self.wanted, self.declared = metric, declared
+        self.metric = None
         self.abs_sum = 0.0
         self.ref_sum = 0.0
         self.cos_sum = 0.0
@@ -161,9 +174,14 @@ class _Accumulator:
         self.classified = self.labelled = 0
         self.top5_seen = False
 
-    def update(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, atol: float | None, rtol: float) -> None:
+    def update(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, atol: float | None, rtol: float,
+               batch: int = 1) -> None:
         with np.errstate(all="ignore"):  # inf - inf and friends are handled explicitly below
             self._update(a, b, labels, atol, rtol)
+            if a.shape == b.shape and a.size:
+                if self.metric is None:
+                    self.metric = choose_metric(a, batch, self.wanted, self.declared)
+                self.metric.update(a, b)
 
     def _update(self, a, b, labels, atol, rtol) -> None:
         o = self.out
@@ -218,6 +236,10 @@ class _Accumulator:
             self.hits_a += int((top_a == labels).sum())
             self.hits_b += int((top_b == labels).sum())
 
+    def bounded(self, o: OutputComparison) -> bool:
+        """min_agreement bounds an output measured by a task metric, or by cosine when asked for."""
+        return o.agreement is not None and (o.metric != "cosine" or self.wanted == "cosine")
+
     def finish(self, atol: float | None, rtol: float, min_cosine: float | None, min_agreement: float | None) -> OutputComparison:
         o = self.out
         o.mean_rel_error = self.abs_sum / self.ref_sum if self.ref_sum else (0.0 if self.abs_sum == 0 else math.inf)
@@ -227,6 +249,8 @@ class _Accumulator:
             o.top5_agreement = self.top5 / self.classified if self.top5_seen else None
         if self.labelled:
             o.accuracy_a, o.accuracy_b = self.hits_a / self.labelled, self.hits_b / self.labelled
+        if self.metric is not None:
+            o.metric, o.agreement = self.metric.name, self.metric.value
         if o.failure:
             return o
         misses = []
@@ -236,8 +260,8 @@ class _Accumulator:
                           f"({o.out_of_tolerance} of {o.values} values out of tolerance)")
         if min_cosine is not None and not o.cosine >= min_cosine:
             misses.append(f"cosine {o.cosine:.6f} < min_cosine {min_cosine:g}")
-        if min_agreement is not None and o.top1_agreement is not None and not o.top1_agreement >= min_agreement:
-            misses.append(f"top-1 agreement {_pct(o.top1_agreement)} < min_agreement {_pct(min_agreement)}")
+        if min_agreement is not None and self.bounded(o) and not o.agreement >= min_agreement:
+            misses.append(f"{LABELS[o.metric]} {_pct(o.agreement)} < min_agreement {_pct(min_agreement)}")
         o.failure = ", ".join(misses) or None
         return o
 
@@ -250,13 +274,16 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
                    min_cosine: float | None = None, min_agreement: float | None = None,
                    shapes: dict[str, tuple[int, ...]] | None = None, batch: int | None = None, seed: int = 0,
                    n_batches: int = 4, threads: int | None = None,
-                   names: tuple[str, str] = ("original", "pruned"), bounds: bool = True) -> ComparisonResult:
+                   names: tuple[str, str] = ("original", "pruned"), bounds: bool = True,
+                   metric: str = "auto") -> ComparisonResult:
     """Compare `model_b` against the reference `model_a` (protos or paths) on `data` (a Dataset, an
     .npz / .py path, or None for `n_batches` random batches).
 
     atol applies to every value (|b - a| <= atol + rtol*|a|); it defaults to 1e-4 when neither
     min_cosine nor min_agreement is given, and is off otherwise unless given explicitly.
-    bounds=False measures without any bound: the result is NOT CHECKED (passed is None)."""
+    bounds=False measures without any bound: the result is NOT CHECKED (passed is None).
+    min_agreement bounds each output's `metric` (runtime/metrics.py: top1, boxes, ctc, cosine, or
+    auto: chosen per output from its shape and values)."""
     _check_thresholds(atol, rtol, min_cosine, min_agreement)
     default_bound = bounds and atol is None and min_cosine is None and min_agreement is None
     if not bounds:
@@ -275,20 +302,22 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
             dataset = load_data(data, specs)
         else:
             dataset = random_data(specs, shapes, size, seed, n_batches)
-        accs = {name: _Accumulator(name) for name in sess_a.output_names}
+        declared = {o.name: tuple(o.shape) if o.shape is not None else None for o in sess_a.inference.get_outputs()}
+        accs = {name: _Accumulator(name, metric, declared.get(name)) for name in sess_a.output_names}
         samples = batches = 0
         labels_seen = False
         for item in dataset.batches(size, drop_last=any(s.fixed_batch for s in fixed)):
             out_a = _run(sess_a, item.feeds, names[0], DataError)
             out_b = _run(sess_b, item.feeds, names[1], ValidationFailedError)
             for name, acc in accs.items():
-                acc.update(out_a[name], out_b[name], item.labels, atol, rtol)
+                acc.update(out_a[name], out_b[name], item.labels, atol, rtol, item.size)
             samples += item.size
             batches += 1
             labels_seen = labels_seen or item.labels is not None
         outputs = [acc.finish(atol, rtol, min_cosine, min_agreement) for acc in accs.values()]
-    if min_agreement is not None and all(o.top1_agreement is None for o in outputs):
-        raise ConfigError("min_agreement needs a classifier output ([N, K] scores, K >= 2); none of the outputs is one")
+    if min_agreement is not None and not any(acc.bounded(o) for acc, o in zip(accs.values(), outputs)):
+        raise ConfigError("min_agreement needs a classifier output ([N, K] scores), a detection or a CTC output; none of the "
+                          "outputs is one (choose a metric with --metric, e.g. --metric cosine)")
     warnings = [w for w in (sess_a.fallback,) if w]
     if dataset.random:
         warnings.append(RANDOM_WARNING)

@@ -1,0 +1,264 @@
+"""Fidelity in the model's own terms: how often the pruned model gives the original's answer.
+
+Cosine similarity hides a dead detector (box coordinates dominate its output vector, so the cosine
+stays near 1 while no box survives) and a broken recognizer, so each output gets the metric fitted
+to what it is:
+
+- top1:   [N, K] scores: share of samples with the same arg-max class;
+- boxes:  detection heads, either end-to-end [N, D, 6] (x1, y1, x2, y2, score, class) or YOLO-style
+          raw [N, 4+C, A] (cx, cy, w, h, C class scores per anchor, decoded here with per-class NMS):
+          F1 of the pruned model's boxes against the original's, a match being the same class at
+          IoU >= 0.5, boxes with score >= 0.25;
+- ctc:    [N, T, C] or [T, N, C] per-frame class scores: greedy CTC decode of both (best class per
+          frame, repeats merged, the blank dropped: the class the original picks most often), then
+          character accuracy 1 - edit distance / length of the original's string;
+- cosine: anything else: mean over samples of the per-sample cosine.
+
+`auto` (the default) picks one per output from its shape and, where a shape allows two readings,
+from the original's values (raw box coordinates are pixels while class scores lie in [0, 1])."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import ConfigError
+
+METRICS = ("auto", "top1", "boxes", "ctc", "cosine")
+SCORE_THRESHOLD = 0.25
+MATCH_IOU = 0.5
+NMS_IOU = 0.7
+
+LABELS = {"top1": "top-1 agreement", "boxes": "box F1", "ctc": "char accuracy", "cosine": "cosine"}
+
+
+class Metric:
+    """Running agreement of one output; `value` is a fraction in [0, 1] (None: nothing to measure)."""
+
+    name = "cosine"
+
+    def update(self, a: np.ndarray, b: np.ndarray) -> None:
+        raise NotImplementedError
+
+    @property
+    def value(self) -> float | None:
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        return LABELS[self.name]
+
+
+class Cosine(Metric):
+    name = "cosine"
+
+    def __init__(self):
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, a, b):
+        rows = a.shape[0] if a.ndim >= 2 else 1
+        a = np.nan_to_num(a.astype(np.float64)).reshape(rows, -1)
+        b = np.nan_to_num(b.astype(np.float64)).reshape(rows, -1)
+        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+        dot = np.einsum("ij,ij->i", a, b)
+        with np.errstate(all="ignore"):
+            cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
+        self.total += float(np.clip(cos, -1, 1).sum())
+        self.count += rows
+
+    @property
+    def value(self):
+        return self.total / self.count if self.count else None
+
+
+class TopOne(Metric):
+    name = "top1"
+
+    def __init__(self):
+        self.same = self.count = 0
+
+    def update(self, a, b):
+        a2, b2 = a.reshape(len(a), -1), b.reshape(len(b), -1)
+        self.same += int((a2.argmax(1) == b2.argmax(1)).sum())
+        self.count += len(a2)
+
+    @property
+    def value(self):
+        return self.same / self.count if self.count else None
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a [n, 4] with every box in b [m, 4], both x1, y1, x2, y2."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(all="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float = NMS_IOU) -> np.ndarray:
+    """Indices kept by per-class greedy non-maximum suppression, best score first."""
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    suppressed = np.zeros(len(order), dtype=bool)
+    ious = iou_matrix(boxes[order], boxes[order])
+    cls = classes[order]
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(order[i])
+        suppressed |= (ious[i] >= iou) & (cls == cls[i])
+    return np.array(keep, dtype=np.int64)
+
+
+def decode_detections(out: np.ndarray, layout: str, threshold: float = SCORE_THRESHOLD):
+    """Per sample: (boxes [n, 4] x1y1x2y2, classes [n]) with score >= threshold."""
+    result = []
+    for s in out.astype(np.float64):
+        if layout == "end2end":                      # [D, 6]: x1, y1, x2, y2, score, class
+            keep = s[:, 4] >= threshold
+            result.append((s[keep, :4], s[keep, 5].round().astype(np.int64)))
+            continue
+        scores_all = s[4:]                           # raw [4+C, A]
+        cls = scores_all.argmax(0)
+        score = scores_all.max(0)
+        keep = score >= threshold
+        cx, cy, w, h = s[:4, keep]
+        boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+        kept = nms(boxes, score[keep], cls[keep])
+        result.append((boxes[kept], cls[keep][kept]))
+    return result
+
+
+class BoxF1(Metric):
+    name = "boxes"
+
+    def __init__(self, layout: str):
+        self.layout = layout
+        self.matched = self.boxes_a = self.boxes_b = 0
+
+    def update(self, a, b):
+        for (ba, ca), (bb, cb) in zip(decode_detections(a, self.layout), decode_detections(b, self.layout)):
+            self.boxes_a += len(ba)
+            self.boxes_b += len(bb)
+            if not len(ba) or not len(bb):
+                continue
+            ious = iou_matrix(ba, bb)
+            ious[ca[:, None] != cb[None, :]] = 0.0
+            pairs = np.argwhere(ious >= MATCH_IOU)
+            pairs = pairs[np.argsort(-ious[pairs[:, 0], pairs[:, 1]], kind="stable")]
+            used_a, used_b = set(), set()
+            for i, j in pairs:
+                if i not in used_a and j not in used_b:
+                    used_a.add(i)
+                    used_b.add(j)
+            self.matched += len(used_a)
+
+    @property
+    def value(self):
+        total = self.boxes_a + self.boxes_b
+        return 2 * self.matched / total if total else None
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        for j, y in enumerate(b, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y))
+        prev = cur
+    return prev[-1]
+
+
+def ctc_greedy(frames: np.ndarray, blank: int) -> list[list[int]]:
+    """Best class per frame, repeats merged, blanks dropped; frames is [N, T, C]."""
+    best = frames.argmax(-1)
+    out = []
+    for seq in best:
+        keep = np.ones(len(seq), dtype=bool)
+        keep[1:] = seq[1:] != seq[:-1]
+        out.append([int(c) for c in seq[keep] if c != blank])
+    return out
+
+
+class CharAccuracy(Metric):
+    name = "ctc"
+
+    def __init__(self, batch_axis: int):
+        self.batch_axis = batch_axis
+        self.blank: int | None = None
+        self.errors = self.chars = 0
+
+    def update(self, a, b):
+        if self.batch_axis == 1:
+            a, b = a.swapaxes(0, 1), b.swapaxes(0, 1)
+        if self.blank is None:  # CTC outputs are mostly blank: the original's commonest class is it
+            self.blank = int(np.bincount(a.argmax(-1).ravel()).argmax())
+        for sa, sb in zip(ctc_greedy(a, self.blank), ctc_greedy(b, self.blank)):
+            self.errors += edit_distance(sa, sb)
+            self.chars += len(sa)
+
+    @property
+    def value(self):
+        return max(0.0, 1.0 - self.errors / self.chars) if self.chars else None
+
+
+def detection_layout(a: np.ndarray) -> str | None:
+    """'end2end' for [N, D, 6|7] (x1, y1, x2, y2, score, class[, ...]), 'raw' for YOLO [N, 4+C, A];
+    None when the values do not look like either."""
+    if a.ndim != 3 or not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
+        return None
+    if a.shape[2] in (6, 7) and a.shape[1] >= 2:
+        scores, cls = a[..., 4], a[..., 5]
+        if np.all((scores >= 0) & (scores <= 1)) and np.all(cls == np.round(cls)) and np.all(cls >= 0):
+            return "end2end"
+    if 5 <= a.shape[1] < a.shape[2]:
+        scores = a[:, 4:, :]
+        if np.all((scores >= 0) & (scores <= 1)) and np.abs(a[:, :4, :]).max() > 1.5:
+            return "raw"
+    return None
+
+
+def batch_axis(a: np.ndarray, batch: int, declared: tuple | None) -> int:
+    """Which of the first two axes holds the samples: a symbolic dim beside a fixed one says it,
+    else the one whose size is the batch (dim 0 when both are)."""
+    if declared is not None and len(declared) == a.ndim:
+        fixed = [isinstance(d, int) for d in declared[:2]]
+        if fixed == [True, False]:
+            return 1
+        if fixed == [False, True]:
+            return 0
+    return 1 if a.shape[0] != batch and a.shape[1] == batch else 0
+
+
+def choose_metric(a: np.ndarray, batch: int, wanted: str = "auto", declared: tuple | None = None) -> Metric:
+    """The metric for an output, from the original model's first batch of it `a`."""
+    if wanted not in METRICS:
+        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got '{wanted}'")
+    floating = np.issubdtype(a.dtype, np.floating)
+    if wanted == "cosine" or not floating:
+        return Cosine()
+    if wanted == "top1":
+        return TopOne() if a.ndim >= 2 and a.shape[-1] >= 2 else Cosine()
+    if wanted in ("auto", "boxes"):
+        layout = detection_layout(a)
+        if layout is not None:
+            return BoxF1(layout)
+        if wanted == "boxes":
+            return Cosine()
+    if a.ndim == 2 and a.shape[1] >= 2 and wanted == "auto":
+        return TopOne()
+    if a.ndim == 3 and a.shape[2] >= 3 and (wanted == "ctc" or _looks_ctc(a, batch_axis(a, batch, declared))):
+        return CharAccuracy(batch_axis(a, batch, declared))
+    return Cosine()
+
+
+def _looks_ctc(a: np.ndarray, axis: int) -> bool:
+    """Per-frame class scores of a CTC head: a sequence of at most a few hundred frames whose best
+    class is mostly one class, the blank."""
+    frames = a.shape[1 - axis]
+    best = a.argmax(-1).ravel()
+    return frames <= 512 and np.bincount(best).max() >= 0.3 * best.size
