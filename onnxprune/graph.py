@@ -128,6 +128,7 @@ class ModelGraph:
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
         self._static: dict[str, np.ndarray | None] = {}
+        self._folded: dict[str, np.ndarray | None] = {}
         if infer:
             self.infer_shapes()
 
@@ -207,17 +208,71 @@ class ModelGraph:
         return (name in self.initializers and name not in self.overridable) or name in self.constant_nodes
 
     def is_constant(self, name: str) -> bool:
-        """A stored constant, an Identity of one, or a QDQ weight (DequantizeLinear of constants)."""
-        return self._stored_constant(self.resolve(name)) or name in self.dequantized
+        """A stored constant, an Identity of one, a QDQ weight (DequantizeLinear of constants), or a
+        tensor computed only from constants (`folded`)."""
+        if self._stored_constant(self.resolve(name)) or name in self.dequantized:
+            return True
+        return self.folded(self.resolve(name)) is not None
 
     def is_stored(self, name: str) -> bool:
         """A constant held as a tensor (initializer or Constant node), not computed by a node."""
         return self._stored_constant(self.resolve(name))
 
+    def folded(self, name: str) -> np.ndarray | None:
+        """The value of a tensor computed only from constants (Reshape/Unsqueeze/Cast/Mul... of
+        Constant nodes, as Paddle writes per-channel scales), evaluated once by onnx's reference
+        evaluator. The model is not changed: `replace_const` stores such a tensor only when a
+        rewrite edits it, so a model nothing is done to stays byte-identical."""
+        if name in self._folded:
+            return self._folded[name]
+        self._folded[name] = None  # guards against cycles
+        node = self.producer.get(name)
+        value = None
+        if node is not None and _foldable(node) and name not in self.graph_inputs:
+            shape = self.shapes.get(name)
+            if shape is None or not all(isinstance(d, int) for d in shape) or int(np.prod(shape)) <= MAX_FOLDED:
+                value = self._evaluate(node, name)
+        self._folded[name] = value
+        return value
+
+    def _evaluate(self, node: onnx.NodeProto, name: str) -> np.ndarray | None:
+        from onnx.reference import ReferenceEvaluator
+
+        feeds = {}
+        for i in node.input:
+            if not i:
+                continue
+            v = None if i in self.dequantized else self.const_value(i)  # QDQ weights stay quantized
+            if v is None:
+                return None
+            feeds[i] = v
+        # One node at a time, as a model of the input's opsets (the evaluator picks op versions
+        # from them); the values of its constant inputs are fed, so a chain of folded ops is
+        # evaluated once per tensor and cached.
+        inputs = [onnx.helper.make_tensor_value_info(k, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                  for k, v in feeds.items()]
+        outputs = [onnx.helper.make_empty_tensor_value_info(o) for o in node.output if o]
+        probe = onnx.helper.make_model(onnx.helper.make_graph([node], "fold", inputs, outputs),
+                                       opset_imports=list(self.model.opset_import))
+        try:
+            outs = ReferenceEvaluator(probe).run(None, feeds)
+        except Exception:  # noqa: BLE001 - an op the reference evaluator cannot run is not folded
+            return None
+        for o, v in zip([o for o in node.output if o], outs):
+            if o != name and o not in self._folded:
+                self._folded[o] = np.asarray(v) if isinstance(v, np.ndarray) and np.asarray(v).size <= MAX_FOLDED else None
+        out = outs[[o for o in node.output if o].index(name)]
+        if not isinstance(out, np.ndarray) or out.size > MAX_FOLDED:
+            return None
+        return np.asarray(out)
+
     def const_tensor(self, name: str) -> onnx.TensorProto | None:
         name = self.resolve(name)
         if name in self.initializers and name not in self.overridable:
             return self.initializers[name]
+        if name not in self.constant_nodes:
+            value = self.folded(name)
+            return None if value is None else numpy_helper.from_array(value, name)
         node = self.constant_nodes.get(name)
         if node is not None:
             for a in node.attribute:
@@ -344,10 +399,14 @@ class ModelGraph:
         t = self.const_tensor(name)
         if t is None:
             raise KeyError(name)
+        if not self._stored_constant(name):
+            # A folded tensor becomes an initializer of that name; its producer is left without
+            # readers (cleanup removes it).
+            self._store_folded(name, t)
         value = np.ascontiguousarray(value.astype(numpy_helper.to_array(t).dtype if t.data_type else value.dtype, copy=False))
         new = numpy_helper.from_array(value, name)
         if name in self.initializers:
-            t.CopyFrom(new)
+            self.initializers[name].CopyFrom(new)
         else:
             node = self.constant_nodes[name]
             for i, a in enumerate(node.attribute):
@@ -377,6 +436,25 @@ class ModelGraph:
                         self.replace_const(param, np.take(old, kept[w.axis], axis=0))
                         gone += old.size - len(kept[w.axis])
         return gone
+
+    def _store_folded(self, name: str, t: onnx.TensorProto) -> None:
+        node = self.producer.pop(name)
+        spare, k = f"{name}_unfolded", 0
+        while spare in self.producer or spare in self.initializers or spare in self.shapes:
+            k += 1
+            spare = f"{name}_unfolded_{k}"
+        node.output[list(node.output).index(name)] = spare
+        self.producer[spare] = node
+        self._folded.pop(name, None)
+        if self.model.ir_version < 4:
+            # IR 3 lists every initializer as a graph input; a Constant node needs no declaration.
+            const = self.model.graph.node.add()
+            const.CopyFrom(onnx.helper.make_node("Constant", [], [name], value=t))
+            self.constant_nodes[name] = const
+            self.producer[name] = const
+        else:
+            self.model.graph.initializer.append(t)
+            self.initializers[name] = self.model.graph.initializer[-1]
 
     def add_initializer(self, value: np.ndarray, hint: str) -> str:
         """Add a new initializer with a name derived from hint that no tensor uses yet."""
@@ -446,11 +524,12 @@ class ModelGraph:
             if n.op_type not in ("Slice", "Reshape", "Split", "Resize", "Expand", "Tile", "Pad", "ConstantOfShape"):
                 continue
             for name in n.input[1:]:
-                if name and not self.is_constant(name) and name in self.producer:
-                    v = self.static_value(name)
-                    if v is not None:
+                if name and not self.is_stored(name) and name in self.producer:
+                    v = self.value(name)
+                    if v is not None and v.size <= 64:
                         out[name] = v
         self._static.clear()  # values were computed from first-round shapes
+        self._folded.clear()
         return out
 
     def shape(self, name: str) -> Shape | None:
@@ -496,6 +575,20 @@ class ModelGraph:
             stuck = next(nodes[k] for k in range(len(nodes)) if missing[k] > 0)
             raise ModelLoadError(f"the graph has a cycle (at node '{stuck.name or stuck.op_type}')")
         return order
+
+
+MAX_FOLDED = 1 << 24  # larger computed constants are left to the runtime
+_NOT_FOLDED = {
+    # Random or quantizing ops: their outputs are not fixed values, or the model means to keep the
+    # integer weights (QDQ) as they are.
+    "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+    "DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear", "Constant", "If", "Loop", "Scan",
+}
+
+
+def _foldable(node: onnx.NodeProto) -> bool:
+    return (node.domain in ("", "ai.onnx") and node.op_type not in _NOT_FOLDED and len(node.input) > 0
+            and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute))
 
 
 SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Add", "Sub", "Mul", "Div", "Cast", "Slice",

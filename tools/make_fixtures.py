@@ -15,6 +15,11 @@ tf_keras_cnn_noopt             the same Keras model with tf2onnx's transpose opt
                                Conv, channels-last BN Mul/Add and bias Add, ReduceMean over H,W
 paddle_style_cnn               onnx.helper, as paddle2onnx (old releases) writes: every weight a
                                ``Constant`` node, no initializers; Conv-BN-Relu, residual, MatMul+Add
+paddle_se_cnn                  onnx.helper, as paddle2onnx writes MobileNetV3/PP-LCNet: Constant-node
+                               weights, per-channel scale and shift computed in the graph
+                               (Reshape / Unsqueeze / Cast / Mul of Constant nodes), depthwise conv,
+                               squeeze-excitation (GlobalAveragePool -> Conv -> Relu -> Conv ->
+                               HardSigmoid -> Mul)
 subgraph_if                    onnx.helper: an ``If`` whose then-branch convolves an outer conv
                                output (implicit input); the else-branch scales it
 subgraph_loop                  onnx.helper: a ``Loop`` carrying an outer conv output (explicit
@@ -292,6 +297,40 @@ def paddle_style_cnn() -> onnx.ModelProto:
                    producer="PaddlePaddle", ir_version=6)
 
 
+def paddle_se_cnn() -> onnx.ModelProto:
+    """Per-channel constants computed from Constant nodes, and a squeeze-excitation block."""
+    g = Net(SEED, opset=11, constants_as_nodes=True, prefix="p2o.")
+    rng = g.rng
+
+    def affine(x, c):
+        # scale: Reshape(Constant[c], [1, c, 1, 1]); shift: Unsqueeze(Cast(Constant[c] float64)) * 1
+        scale = g.node("Reshape", [g.const(rng.uniform(0.5, 1.5, c).astype(np.float32)),
+                                   g.const(np.array([1, c, 1, 1], np.int64))])
+        shift64 = g.const(rng.normal(0, 0.1, c).astype(np.float64))
+        shift = g.node("Unsqueeze", [g.node("Cast", [shift64], to=TensorProto.FLOAT)], axes=[0, 2, 3])
+        shift = g.node("Mul", [shift, g.const(np.ones((1, c, 1, 1), np.float32))])
+        return g.node("Add", [g.node("Mul", [x, scale]), shift])
+
+    def se(x, c):
+        s = g.node("GlobalAveragePool", [x])
+        s = g.relu(g.conv(s, c, c // 4, k=1))
+        s = g.node("HardSigmoid", [g.conv(s, c // 4, c, k=1)], alpha=0.2, beta=0.5)
+        return g.node("Mul", [x, s])
+
+    a = g.relu(affine(g.conv("x", 3, 16, bias=False), 16))
+    y = g.relu(affine(g.conv(a, 16, 16, k=3, group=16, bias=False), 16))  # depthwise
+    y = se(y, 16)
+    y = affine(g.conv(y, 16, 16, k=1, bias=False), 16)
+    x = g.relu(g.node("Add", [a, y]))
+    x = g.relu(affine(g.conv(x, 16, 24, stride=2, bias=False), 24))
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x])], axis=1)
+    w = g.const((rng.standard_normal((24, 10)) * 0.25).astype(np.float32))
+    x = g.node("MatMul", [x, w])
+    g.node("Add", [x, g.const((rng.standard_normal(10) * 0.1).astype(np.float32))], "output")
+    return g.model("paddle_se_cnn", [_vi("x", ["N", 3, 16, 16])], [_vi("output", ["N", 10])],
+                   producer="PaddlePaddle", ir_version=6)
+
+
 # ------------------------------------------------------------------------------- subgraphs
 def subgraph_if() -> onnx.ModelProto:
     """conv_a -> If(then: Conv(conv_a out) with its own weight; else: 0.5 * conv_a out) + conv_b -> ..."""
@@ -437,6 +476,7 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "tf_keras_cnn_noopt": (tf_keras_cnn_noopt, "tf2onnx 1.17, transpose optimizer off, from Keras 3 / TF 2.21",
                            ("tensorflow", "tf2onnx")),
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
+    "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),
     "subgraph_if": (subgraph_if, "onnx.helper (If with outer-scope reads)", ()),
     "subgraph_loop": (subgraph_loop, "onnx.helper (Loop, carried + outer-scope reads)", ()),
     "fp16_cnn": (fp16_cnn, "onnxconverter-common float16 converter", ("onnxconverter_common",)),

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "exporters"
 OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 
-EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "subgraph_if", "subgraph_loop", "fp16_cnn",
+EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "subgraph_if", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
 # Fixtures with at least one prunable group (checked below); the others have none.
 PRUNABLE = [n for n in EXPECTED if n != "subgraph_loop"]
@@ -189,6 +189,42 @@ def test_paddle_fold_bn_folds_constant_nodes():
     assert not any(n.op_type == "BatchNormalization" for n in result.model.graph.node)
     onnx.checker.check_model(result.model, full_check=True)
     outputs_match(model, result.model, atol=1e-4)
+
+
+def test_paddle_computed_constants_are_parameters():
+    """Per-channel scales computed from Constant nodes (Reshape, Unsqueeze(Cast), Mul) are folded
+    for the analysis, so the convs they scale are prunable, and the squeeze-excitation branch
+    couples its expanding conv with the channels it scales."""
+    model = load("paddle_se_cnn")
+    analysis = onnxprune.analyze(model)
+    stage = group_with(analysis, "p2o.conv_0")
+    assert stage.prunable
+    # conv_1 (depthwise), conv_3 (the SE expand conv) and conv_4 join the residual stream.
+    assert stage.sources == ["p2o.conv_0", "p2o.conv_1", "p2o.conv_3", "p2o.conv_4"]
+    params = {m.param for m in stage.members}
+    assert {"p2o.reshape_0", "p2o.mul_0", "p2o.reshape_1", "p2o.mul_2"} <= params  # computed constants
+    assert group_with(analysis, "p2o.conv_2").prunable  # the SE squeeze conv
+    assert [g.prunable for g in analysis.groups] == [True, True, True, False]
+
+
+def test_paddle_computed_constants_exact_mode_returns_the_model_as_it_came():
+    model = load("paddle_se_cnn")
+    data = model.SerializeToString()
+    result = onnxprune.prune(copy(model))
+    assert result.model.SerializeToString() == data
+
+
+def test_paddle_computed_constants_pruned_become_initializers():
+    model = load("paddle_se_cnn")
+    pruned = onnxprune.prune(copy(model), ratio=0.5).model
+    onnx.checker.check_model(pruned, full_check=True)
+    stored = {t.name: t for t in pruned.graph.initializer}
+    assert onnx.numpy_helper.to_array(stored["p2o.reshape_0"]).shape == (1, 8, 1, 1)
+    # The Constant-node computation that produced it is gone; untouched weights stay Constant nodes.
+    ops = Counter(n.op_type for n in pruned.graph.node)
+    assert ops["Reshape"] == 0 and ops["Cast"] == 0 and ops["Constant"] > 0
+    (y,) = run(pruned, inputs_for(pruned, 2))
+    assert y.shape == (2, 10)
 
 
 # ------------------------------------------------------------------------------ subgraphs
