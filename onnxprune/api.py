@@ -52,7 +52,7 @@ def prunable_flops_share(analysis: Analysis) -> float:
 
     touched = {m.node for g in analysis.prunable_groups() for m in g.members}
     total = part = 0
-    for n in analysis.graph.model.graph.node:
+    for n in analysis.graph.all_nodes:
         f = node_flops(n, analysis.graph)
         total += f
         if node_label(n) in touched:

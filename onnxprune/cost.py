@@ -40,14 +40,24 @@ def node_flops(node: onnx.NodeProto, graph: ModelGraph) -> int:
 
 
 def count_flops(graph: ModelGraph) -> int:
-    return sum(node_flops(n, graph) for n in graph.model.graph.node)
+    """Every Conv/Gemm/MatMul in the file, those in If/Loop/Scan bodies included (each branch of an
+    If, and a Loop body once)."""
+    return sum(node_flops(n, graph) for n in graph.all_nodes)
 
 
 def count_params(model: onnx.ModelProto) -> int:
-    total = sum(prod(t.dims) for t in model.graph.initializer)
-    for n in model.graph.node:
-        if n.op_type == "Constant":
-            for a in n.attribute:
-                if a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
-                    total += prod(a.t.dims)
-    return int(total)
+    """Stored weights (initializers and Constant nodes), those of If/Loop/Scan bodies included."""
+    return int(_graph_params(model.graph))
+
+
+def _graph_params(g: onnx.GraphProto) -> int:
+    total = sum(prod(t.dims) for t in g.initializer)
+    for n in g.node:
+        for a in n.attribute:
+            if n.op_type == "Constant" and a.name == "value" and a.type == onnx.AttributeProto.TENSOR:
+                total += prod(a.t.dims)
+            elif a.type == onnx.AttributeProto.GRAPH:
+                total += _graph_params(a.g)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                total += sum(_graph_params(b) for b in a.graphs)
+    return total

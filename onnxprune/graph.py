@@ -59,6 +59,33 @@ def _subgraph_outer_names(node: onnx.NodeProto) -> set[str]:
     return outer
 
 
+def _bodies(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    out = []
+    for a in node.attribute:
+        if a.type == onnx.AttributeProto.GRAPH:
+            out.append(a.g)
+        elif a.type == onnx.AttributeProto.GRAPHS:
+            out.extend(a.graphs)
+    return out
+
+
+def _scope_names(body: onnx.GraphProto) -> set[str]:
+    """Every name a body (and the bodies inside it) defines."""
+    names = {i.name for i in body.input} | {t.name for t in body.initializer}
+    for n in body.node:
+        names.update(o for o in n.output if o)
+        for inner in _bodies(n):
+            names |= _scope_names(inner)
+    return names
+
+
+def _walk_nodes(nodes, bodies):
+    for n in nodes:
+        yield n
+        for body in bodies.get(id(n), ()):
+            yield from _walk_nodes(body.node, bodies)
+
+
 # Integer types a DequantizeLinear weight may be stored as (4-bit and float8 are not followed).
 _QUANT_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8, onnx.TensorProto.INT16, onnx.TensorProto.UINT16,
                 onnx.TensorProto.INT32}
@@ -89,28 +116,22 @@ class ModelGraph:
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         self.implicit_inputs: dict[int, set[str]] = {}
-        for n in g.node:
-            for o in n.output:
-                if o:
-                    self.producer[o] = n
-            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
-                self.constant_nodes[n.output[0]] = n
-            for i in n.input:
-                if i:
-                    self.consumers[i].append(n)
-            outer = _subgraph_outer_names(n)
-            if outer:
-                self.implicit_inputs[id(n)] = outer
-                for name in outer:
-                    self.consumers[name].append(n)
+        # If/Loop/Scan bodies whose names are their own (ONNX keeps names unique across scopes;
+        # a body that reuses a name stays opaque): id(node) -> its bodies. Their nodes, constants
+        # and shapes are indexed with the main graph's, so a branch's own weights form groups.
+        self.bodies: dict[int, list[onnx.GraphProto]] = {}
+        self.body_outputs: set[str] = set()
+        self.body_names: set[str] = set()
+        self._index(g.node, set(self.initializers) | {i.name for i in g.input})
         self.graph_inputs = [i.name for i in g.input if i.name not in self.initializers]
+        self.all_nodes = [n for n in _walk_nodes(g.node, self.bodies)]
         # Identity(constant) is the constant under another name (PyTorch writes one copy of equal
         # tensors and an Identity for the others): such names resolve to the stored tensor.
         self.alias: dict[str, str] = {}
         # Initializers listed as graph inputs can be overridden at run time: never constants.
         self.overridable = {i.name for i in g.input if i.name in self.initializers}
         self.graph_outputs = {o.name for o in g.output}
-        for n in g.node:
+        for n in self.all_nodes:
             if n.op_type == "Identity" and n.domain in ("", "ai.onnx") and n.output[0] not in self.graph_outputs:
                 src = self.resolve(n.input[0])
                 if self._stored_constant(src):
@@ -118,7 +139,7 @@ class ModelGraph:
         # QDQ weights: DequantizeLinear outputs that are constants in all but storage.
         self.dequantized: dict[str, DequantizedWeight] = {}
         self.dequantize_refused: dict[str, str] = {}  # DequantizeLinear output -> why it is not one
-        for n in g.node:
+        for n in self.all_nodes:
             if n.op_type == "DequantizeLinear" and n.domain in ("", "ai.onnx") and n.output and n.output[0]:
                 weight = self._dequantized_weight(n)
                 if isinstance(weight, DequantizedWeight):
@@ -131,6 +152,34 @@ class ModelGraph:
         self._folded: dict[str, np.ndarray | None] = {}
         if infer:
             self.infer_shapes()
+
+    def _index(self, nodes, taken: set[str]) -> None:
+        for n in nodes:
+            for o in n.output:
+                if o:
+                    self.producer[o] = n
+                    taken.add(o)
+            if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and len(n.output) == 1:
+                self.constant_nodes[n.output[0]] = n
+            for i in n.input:
+                if i:
+                    self.consumers[i].append(n)
+            outer = _subgraph_outer_names(n)
+            if outer:
+                self.implicit_inputs[id(n)] = outer
+                for name in outer:
+                    self.consumers[name].append(n)
+        for n in nodes:
+            for body in _bodies(n):
+                names = _scope_names(body)
+                if names & taken:
+                    continue
+                taken |= names
+                self.body_names |= names
+                self.bodies.setdefault(id(n), []).append(body)
+                self.initializers.update((t.name, t) for t in body.initializer)
+                self.body_outputs.update(o.name for o in body.output)
+                self._index(body.node, taken)
 
     # -- constants -------------------------------------------------------------------------
     def _dequantized_weight(self, n: onnx.NodeProto) -> "DequantizedWeight | str | None":
@@ -506,8 +555,16 @@ class ModelGraph:
             raise ModelLoadError(f"ONNX shape inference failed: {first}") from None
 
     def _read_shapes(self, inferred: onnx.ModelProto) -> None:
-        g = inferred.graph
-        for vi in list(g.input) + list(g.value_info) + list(g.output):
+        self._read_graph_shapes(inferred.graph, top=True)
+
+    def _read_graph_shapes(self, g: onnx.GraphProto, top: bool = False) -> None:
+        for n in g.node:
+            for body in _bodies(n):
+                self._read_graph_shapes(body)
+        infos = list(g.input) + list(g.value_info) + list(g.output)
+        if not top:
+            infos = [vi for vi in infos if vi.name in self.body_names]
+        for vi in infos:
             if vi.type.HasField("tensor_type"):
                 tt = vi.type.tensor_type
                 self.dtypes[vi.name] = tt.elem_type
@@ -546,10 +603,10 @@ class ModelGraph:
         return None if s is None else len(s)
 
     # -- order -----------------------------------------------------------------------------
-    def topological_nodes(self) -> list[onnx.NodeProto]:
-        """Nodes in an order where every producer comes before its consumers (Kahn's algorithm,
-        stable: a graph already in order comes back unchanged)."""
-        nodes = list(self.model.graph.node)
+    def topological_nodes(self, nodes=None) -> list[onnx.NodeProto]:
+        """Nodes (of the main graph, or the given body's) in an order where every producer comes
+        before its consumers (Kahn's algorithm, stable: a graph already in order comes back unchanged)."""
+        nodes = list(self.model.graph.node if nodes is None else nodes)
         index = {o: k for k, n in enumerate(nodes) for o in n.output if o}
         missing = [0] * len(nodes)
         waiting: dict[int, list[int]] = defaultdict(list)

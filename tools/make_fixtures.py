@@ -22,6 +22,9 @@ paddle_se_cnn                  onnx.helper, as paddle2onnx writes MobileNetV3/PP
                                HardSigmoid -> Mul)
 subgraph_if                    onnx.helper: an ``If`` whose then-branch convolves an outer conv
                                output (implicit input); the else-branch scales it
+subgraph_if_owned              onnx.helper, as spox / torch.cond write a branch on the input: an ``If``
+                               whose two branches each run their own conv net (own weights) on the
+                               graph input
 subgraph_loop                  onnx.helper: a ``Loop`` carrying an outer conv output (explicit
                                input) and reading another one inside its body (implicit input)
 fp16_cnn                       the small conv net converted by onnxconverter-common's
@@ -356,6 +359,25 @@ def subgraph_if() -> onnx.ModelProto:
     return g.model("subgraph_if", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
 
 
+def subgraph_if_owned() -> onnx.ModelProto:
+    """If(mean(input) > 0) then net_a(input) else net_b(input); each branch holds its own weights."""
+    g = Net(SEED, opset=17)
+    mean = g.node("ReduceMean", ["input"], "mean", keepdims=0)
+    cond = g.node("Greater", [mean, g.const(np.array(0.0, np.float32), "zero")], "cond")
+    branches = {}
+    for k, (branch, width) in enumerate((("then", 8), ("else", 12))):
+        b = Net(SEED + 1 + k, opset=17, prefix=f"{branch}_")
+        x = b.relu(b.bn(b.conv("input", 3, width, name=f"{branch}_conv1"), width, name=f"{branch}_bn1"))
+        y = b.relu(b.conv(x, width, width, name=f"{branch}_conv2"))
+        x = b.relu(b.node("Add", [x, b.conv(y, width, width, name=f"{branch}_conv3")], f"{branch}_add"))
+        x = b.relu(b.conv(x, width, 16, stride=2, name=f"{branch}_conv4"))
+        x = b.node("Flatten", [b.node("GlobalAveragePool", [x], f"{branch}_gap")], f"{branch}_flatten")
+        b.gemm(x, 16, 10, name=f"{branch}_fc")
+        branches[f"{branch}_branch"] = b.graph(f"{branch}_net", [], [_vi(f"{branch}_fc", ["N", 10])])
+    g.node("If", [cond], "output", **branches)
+    return g.model("subgraph_if_owned", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
 def subgraph_loop() -> onnx.ModelProto:
     """conv_a out is the Loop's carried value (explicit input); conv_b out is read inside the body."""
     g = Net(SEED, opset=17)
@@ -478,6 +500,7 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
     "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),
     "subgraph_if": (subgraph_if, "onnx.helper (If with outer-scope reads)", ()),
+    "subgraph_if_owned": (subgraph_if_owned, "onnx.helper (If branches with their own conv nets)", ()),
     "subgraph_loop": (subgraph_loop, "onnx.helper (Loop, carried + outer-scope reads)", ()),
     "fp16_cnn": (fp16_cnn, "onnxconverter-common float16 converter", ("onnxconverter_common",)),
     "qdq_cnn": (qdq_cnn, "onnxruntime.quantization.quantize_static (QDQ, per-channel weights)", ("onnxruntime",)),

@@ -160,15 +160,12 @@ class Analyzer:
     # -- running ----------------------------------------------------------------------------
     def run(self) -> "Analysis":
         for node in self.graph.topological_nodes():
-            self.node = node
-            rule = rule_for(node.op_type, node.domain)
-            if id(node) in self.graph.implicit_inputs:
-                self.block_node_inputs(node, f"{self.label}: {node.op_type} reads it inside a subgraph")
-            if rule is None:
-                self.block_node_inputs(node, f"{self.label}: op {node.op_type} has no channel rule")
-                continue
-            rule(node, self)
+            self._visit(node)
         self.node = None
+        for name in sorted(self.graph.body_outputs):
+            tc = self.channels(name)
+            if tc is not None:
+                self.block(tc.atoms, f"reaches '{name}', an output of a subgraph")
         for node, atoms, label, position in self.shape_reads:
             if not self._only_frozen_uses(node.output[0], position):
                 self.block(atoms, f"{label}: the channel count is read by a Shape op")
@@ -188,6 +185,20 @@ class Analyzer:
                         self.block(m.atoms, reason)
         return Analysis(self)
 
+
+    def _visit(self, node: onnx.NodeProto) -> None:
+        self.node = node
+        rule = rule_for(node.op_type, node.domain)
+        if id(node) in self.graph.implicit_inputs:
+            # Channels from outside a body stay where they are; a body's own weights form groups.
+            self.block_node_inputs(node, f"{self.label}: {node.op_type} reads it inside a subgraph")
+        if rule is None:
+            self.block_node_inputs(node, f"{self.label}: op {node.op_type} has no channel rule")
+        else:
+            rule(node, self)
+        for body in self.graph.bodies.get(id(node), ()):
+            for inner in self.graph.topological_nodes(body.node):
+                self._visit(inner)
 
     def _only_frozen_uses(self, name: str, position: int | None = None, depth: int = 0) -> bool:
         from ..graph import SHAPE_OPS

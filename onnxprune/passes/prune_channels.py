@@ -64,14 +64,20 @@ def drop_channels(analysis: Analysis, removed: set[int]) -> int:
 def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
     graph = analysis.graph
     g = graph.model.graph
-    for vi in g.value_info:
+    infos = list(g.value_info)
+    outputs = list(g.output)
+    for bodies in graph.bodies.values():
+        for body in bodies:
+            infos.extend(body.value_info)
+            outputs.extend(body.output)
+    for vi in infos:
         # Some exporters (dynamo) record shapes of weights too.
         shape = graph.const_shape(vi.name) if graph.is_constant(vi.name) else None
         if shape is not None and vi.type.tensor_type.HasField("shape"):
             del vi.type.tensor_type.shape.dim[:]
             for d in shape:
                 vi.type.tensor_type.shape.dim.add().dim_value = d
-    for vi in list(g.value_info) + list(g.output):
+    for vi in infos + outputs:
         tc = analysis.tensors.get(vi.name)
         if tc is None or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
             continue

@@ -34,7 +34,7 @@ class CostModel:
             by_node[m.node].append(m)
         self.nodes = []
         self.fixed_flops = 0
-        for n in graph.model.graph.node:
+        for n in graph.all_nodes:
             f = node_flops(n, graph)
             if not f:
                 continue

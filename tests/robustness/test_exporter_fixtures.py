@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "exporters"
 OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 
-EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "subgraph_if", "subgraph_loop", "fp16_cnn",
+EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "subgraph_if", "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
 # Fixtures with at least one prunable group (checked below); the others have none.
 PRUNABLE = [n for n in EXPECTED if n != "subgraph_loop"]
@@ -245,6 +245,35 @@ def test_if_blocks_what_its_branches_read():
     pruned = onnxprune.prune(copy(model), ratio=0.5).model
     assert then_weight(pruned) == then_weight(model), "weights inside the branch are left alone"
     onnx.checker.check_model(pruned, full_check=True)
+
+
+def test_if_branches_with_their_own_weights_form_groups():
+    model = load("subgraph_if_owned")
+    analysis = onnxprune.analyze(model)
+    for branch, width in (("then", 8), ("else", 12)):
+        stream = group_with(analysis, f"{branch}_conv1")
+        assert stream.prunable and stream.sources == [f"{branch}_conv1", f"{branch}_conv3"] and stream.size == width
+        assert group_with(analysis, f"{branch}_conv2").prunable
+        head = group_with(analysis, f"{branch}_fc")
+        assert not head.prunable and any("output of a subgraph" in r for r in head.reasons)
+
+
+def test_if_branches_pruned_inside_the_branch():
+    model = load("subgraph_if_owned")
+    assert onnxprune.prune(copy(model)).model.SerializeToString() == model.SerializeToString()
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    pruned = result.model
+    onnx.checker.check_model(pruned, full_check=True)
+    if_node = next(n for n in pruned.graph.node if n.op_type == "If")
+    then = next(a.g for a in if_node.attribute if a.name == "then_branch")
+    w = next(t for t in then.initializer if t.name == "then_conv1.weight")
+    assert tuple(w.dims) == (4, 3, 3, 3)
+    assert result.report.params_after < result.report.params_before
+    for batch in (2, 3):  # both branches run
+        for sign in (1.0, -1.0):
+            x = {"input": (np.abs(inputs_for(model, batch)["input"]) * sign).astype(np.float32)}
+            (y,) = run(pruned, x)
+            assert y.shape == (batch, 10) and np.all(np.isfinite(y))
 
 
 def test_loop_blocks_what_it_reads():
