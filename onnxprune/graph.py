@@ -472,13 +472,13 @@ class ModelGraph:
         target = w.data if w is not None else name
         value = self.const_value(target)
         new = value
-        for axis, index in sorted(kept.items()):
-            new = np.take(new, index, axis=axis)
+        for axis, index in sorted(kept.items(), key=lambda kv: kv[0]):
+            new = index(new) if callable(index) else np.take(new, index, axis=axis)
         self.replace_const(target, new)
         gone = value.size - new.size
         if w is not None:
             self.shapes[name] = tuple(new.shape)
-            if w.axis is not None and w.axis in kept:
+            if w.axis is not None and w.axis in kept and not callable(kept[w.axis]):
                 for param in (w.scale, w.zero_point):
                     if param:
                         old = self.const_value(param)

@@ -20,6 +20,9 @@ paddle_se_cnn                  onnx.helper, as paddle2onnx writes MobileNetV3/PP
                                (Reshape / Unsqueeze / Cast / Mul of Constant nodes), depthwise conv,
                                squeeze-excitation (GlobalAveragePool -> Conv -> Relu -> Conv ->
                                HardSigmoid -> Mul)
+grouped_cnn                    onnx.helper, a RegNetY / ResNeXt bottleneck: 1x1 conv -> 3x3 conv with 3
+                               groups of 8 channels -> squeeze-excitation (Sigmoid) -> 1x1 conv,
+                               residual
 subgraph_if                    onnx.helper: an ``If`` whose then-branch convolves an outer conv
                                output (implicit input); the else-branch scales it
 subgraph_if_owned              onnx.helper, as spox / torch.cond write a branch on the input: an ``If``
@@ -334,6 +337,24 @@ def paddle_se_cnn() -> onnx.ModelProto:
                    producer="PaddlePaddle", ir_version=6)
 
 
+def grouped_cnn() -> onnx.ModelProto:
+    """A bottleneck whose 3x3 conv has 3 groups of 8 inputs and 8 outputs each."""
+    g = Net(SEED, opset=17)
+    x = g.relu(g.bn(g.conv("input", 3, 16, name="stem"), 16, name="stem_bn"))
+    y = g.relu(g.bn(g.conv(x, 16, 24, k=1, name="reduce"), 24, name="reduce_bn"))
+    y = g.relu(g.bn(g.conv(y, 24, 24, k=3, group=3, name="grouped"), 24, name="grouped_bn"))
+    s = g.node("GlobalAveragePool", [y], "se_pool")
+    s = g.relu(g.conv(s, 24, 6, k=1, name="se_squeeze"))
+    s = g.node("Sigmoid", [g.conv(s, 6, 24, k=1, name="se_expand")], "se_gate")
+    y = g.node("Mul", [y, s], "se_scale")
+    y = g.bn(g.conv(y, 24, 16, k=1, name="expand"), 16, name="expand_bn")
+    x = g.relu(g.node("Add", [x, y], "residual"))
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "gap")], "flatten")
+    g.gemm(x, 16, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("grouped_cnn", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
 # ------------------------------------------------------------------------------- subgraphs
 def subgraph_if() -> onnx.ModelProto:
     """conv_a -> If(then: Conv(conv_a out) with its own weight; else: 0.5 * conv_a out) + conv_b -> ..."""
@@ -499,6 +520,7 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
                            ("tensorflow", "tf2onnx")),
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
     "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),
+    "grouped_cnn": (grouped_cnn, "onnx.helper, RegNetY / ResNeXt bottleneck (grouped 3x3 conv, SE)", ()),
     "subgraph_if": (subgraph_if, "onnx.helper (If with outer-scope reads)", ()),
     "subgraph_if_owned": (subgraph_if_owned, "onnx.helper (If branches with their own conv nets)", ()),
     "subgraph_loop": (subgraph_loop, "onnx.helper (Loop, carried + outer-scope reads)", ()),

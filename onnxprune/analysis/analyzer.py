@@ -43,6 +43,7 @@ class Analyzer:
         self.fixups: list[Fixup] = []
         self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
         self.shape_reads: list[tuple[onnx.NodeProto, np.ndarray, str]] = []
+        self.balances: list[tuple[np.ndarray, int]] = []
         self.node: onnx.NodeProto | None = None
 
     # -- reading ----------------------------------------------------------------------------
@@ -120,8 +121,10 @@ class Analyzer:
                 self.block(tc.atoms, reason)
 
     def param(self, name: str, axis: int, atoms: np.ndarray, role: str, values: np.ndarray | None = None,
-              tensor: str | None = None) -> bool:
-        """Declare that constant `name` loses positions of `axis` with `atoms`. False if not a constant."""
+              tensor: str | None = None, groups: int = 1) -> bool:
+        """Declare that constant `name` loses positions of `axis` with `atoms`. False if not a constant.
+        With `groups` > 1 the axis is a grouped conv's input axis: row block k of the parameter reads
+        positions k*n..(k+1)*n-1 of `atoms` (n = the axis size)."""
         if not self.is_const(name):
             self.block(atoms, f"{self.label}: parameter '{name}' is not a constant")
             return False
@@ -130,20 +133,28 @@ class Analyzer:
         alias, name = name, self.graph.resolve(name)
         if alias != name:
             self.param_aliases[name].add(alias)
-        if shape[axis] != len(atoms):
+        if shape[axis] * groups != len(atoms):
             self.block(atoms, f"{self.label}: parameter '{name}' has {shape[axis]} entries on axis {axis}, expected {len(atoms)}")
             return False
         self.param_users[name].add(self.label)
         key = (name, axis)
         old = self.members.get(key)
         if old is None:
-            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values, tensor)
+            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values, tensor,
+                                       groups)
+        elif old.groups != 1 or groups != 1:
+            self.block(np.concatenate([old.atoms, atoms]), f"{self.label}: grouped parameter '{name}' is shared")
         else:
             # A parameter shared by two nodes: the positions it holds must go together.
             self.unify(old.atoms, np.asarray(atoms, dtype=np.int64), f"{self.label}: shared parameter '{name}'")
             if role == ROLE_IN and values is not None:
                 old.values = values if old.values is None else np.where(old.values == values, old.values, np.nan)
         return True
+
+    def balance(self, atoms: np.ndarray, groups: int) -> None:
+        """The positions of `atoms`, cut in `groups` equal parts, must keep equal counts in every
+        part that keeps any (a grouped conv thinned group by group)."""
+        self.balances.append((np.asarray(atoms, dtype=np.int64), groups))
 
     def fixup(self, apply: Callable, frozen_inputs=()) -> None:
         """Register a rewrite step; `frozen_inputs` are input indices it always writes as constants,
@@ -293,6 +304,16 @@ class Analysis:
         for m in self.members:
             for gid in self._groups_of(m.atoms):
                 self.groups[gid].members.append(m)
+        # Balanced parts, as channel ids: part k of a thinned grouped conv.
+        self.balances: list[list[np.ndarray]] = []
+        self.parts_of_group: dict[int, list[np.ndarray]] = {}
+        for atoms, groups in az.balances:
+            chans = self.roots[atoms]
+            n = len(chans) // groups
+            parts = [chans[k * n:(k + 1) * n] for k in range(groups)]
+            self.balances.append(parts)
+            gid = int(self._atom_group[atoms[0]])
+            self.parts_of_group.setdefault(gid, parts)
         for name, tc in self.tensors.items():
             for gid in self._groups_of(tc.atoms):
                 self.groups[gid].tensors.append(name)
@@ -302,6 +323,22 @@ class Analysis:
         if len(valid) == 0:
             return []
         return np.unique(self._atom_group[valid]).tolist()
+
+    def balance(self, removed: set[int], score: dict[int, float] | None = None) -> bool:
+        """Give back channels until every thinned grouped conv keeps equal counts in the conv groups
+        that keep any (best-scored first). Returns whether anything was given back."""
+        changed = False
+        for parts in self.balances:
+            kept = [sum(1 for c in p.tolist() if c not in removed) for p in parts]
+            target = max(kept, default=0)
+            for p, k in zip(parts, kept):
+                if 0 < k < target:
+                    gone = sorted((c for c in dict.fromkeys(p.tolist()) if c in removed),
+                                  key=lambda c: -(score or {}).get(c, 0.0))
+                    for c in gone[:target - k]:
+                        removed.discard(c)
+                    changed = True
+        return changed
 
     def prunable_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.prunable]

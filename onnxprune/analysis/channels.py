@@ -90,6 +90,57 @@ class Member:
     node: str
     values: np.ndarray | None = None  # for ROLE_IN: the input's known values per position
     tensor: str | None = None          # for ROLE_IN: the activation the consumer reads
+    groups: int = 1                    # a grouped conv's input axis: row block k reads positions of group k
+
+    def slices(self, value: np.ndarray) -> np.ndarray:
+        """The parameter as one row per position of `atoms` (everything else flattened)."""
+        if self.groups == 1:
+            return np.moveaxis(value, self.axis, 0).reshape(value.shape[self.axis], -1)
+        g = value.reshape(self.groups, value.shape[0] // self.groups, *value.shape[1:])  # [G, rows, cin_g, ...]
+        g = np.moveaxis(g, self.axis + 1, 1)  # [G, cin_g, rows, ...]
+        return g.reshape(len(self.atoms), -1)
+
+    def zeroed(self, value: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """A copy with the given positions set to zero."""
+        out = value.copy()
+        if self.groups == 1:
+            index = [slice(None)] * value.ndim
+            index[self.axis] = positions
+            out[tuple(index)] = 0
+            return out
+        per = len(self.atoms) // self.groups
+        rows = value.shape[0] // self.groups
+        for p in np.asarray(positions).tolist():
+            k, j = divmod(p, per)
+            index = [slice(k * rows, (k + 1) * rows)] + [slice(None)] * (value.ndim - 1)
+            index[self.axis] = j
+            out[tuple(index)] = 0
+        return out
+
+    def take(self, value: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """Keep these positions. For a grouped input axis the rows must already be cut: each conv
+        group that keeps rows keeps the same number of its own input positions."""
+        if self.groups == 1:
+            return np.take(value, kept, axis=self.axis)
+        per = len(self.atoms) // self.groups
+        by_group: dict[int, list[int]] = {}
+        for p in np.asarray(kept).tolist():
+            by_group.setdefault(p // per, []).append(p % per)
+        counts = {len(v) for v in by_group.values()}
+        if len(counts) > 1 or not by_group or value.shape[0] % len(by_group):
+            raise ValueError(f"grouped parameter {self.param}: conv groups keep unequal channel counts")
+        rows = value.shape[0] // len(by_group)
+        blocks = [np.take(value[s * rows:(s + 1) * rows], local, axis=self.axis)
+                  for s, (_, local) in enumerate(sorted(by_group.items()))]
+        return np.concatenate(blocks, axis=0)
+
+    def axis_size(self, kept: np.ndarray) -> int:
+        """The parameter's size on `axis` when these positions are kept."""
+        if self.groups == 1:
+            return len(kept)
+        per = len(self.atoms) // self.groups
+        counts = np.bincount(np.asarray(kept, dtype=np.int64) // per, minlength=self.groups)
+        return int(counts.max(initial=0))
 
 
 @dataclass

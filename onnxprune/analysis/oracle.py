@@ -26,8 +26,4 @@ def zero_positions(graph: ModelGraph, analysis: Analysis, removed, roles) -> Non
         gone = analysis.removed_positions(m.atoms, removed)
         if len(gone) == 0:
             continue
-        value = graph.const_value(m.param).copy()
-        index = [slice(None)] * value.ndim
-        index[m.axis] = gone
-        value[tuple(index)] = 0
-        graph.replace_const(m.param, value)
+        graph.replace_const(m.param, m.zeroed(graph.const_value(m.param), gone))

@@ -18,7 +18,9 @@ def activation(analysis: Analysis, data=None, device: str = "cpu") -> dict[int, 
         raise ConfigError("criterion 'activation' needs calibration data: pass --calib data.npz (or a .py loader)")
     from ..runtime.activations import mean_abs_per_position, run_probe
 
-    readers = [m for m in analysis.members if m.role == ROLE_IN and m.tensor]
+    # Tensors inside If/Loop/Scan bodies cannot be probed: their readers score by weights alone.
+    readers = [m for m in analysis.members if m.role == ROLE_IN and m.tensor
+               and m.tensor not in analysis.graph.body_names]
     names = sorted({m.tensor for m in readers})
     sums = {n: None for n in names}
     count = [0]
@@ -35,7 +37,7 @@ def activation(analysis: Analysis, data=None, device: str = "cpu") -> dict[int, 
     for m in readers:
         act = sums[m.tensor] / max(count[0], 1)
         w = analysis.graph.const_value(m.param).astype(np.float64)
-        col = np.sqrt((np.moveaxis(w, m.axis, 0).reshape(w.shape[m.axis], -1) ** 2).sum(axis=1))
+        col = np.sqrt((m.slices(w) ** 2).sum(axis=1))
         contrib = act * col
         channels = analysis.channel_of(m.atoms)
         acc = defaultdict(float)

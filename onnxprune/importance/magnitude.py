@@ -18,7 +18,7 @@ def member_norms(analysis: Analysis, p: int, roles=(ROLE_OUT, ROLE_IN)) -> dict[
         if m.role not in roles:
             continue
         w = analysis.graph.const_value(m.param)
-        moved = np.moveaxis(w, m.axis, 0).reshape(w.shape[m.axis], -1)
+        moved = m.slices(w)
         if moved.dtype.kind != "f":
             moved = moved.astype(np.float32)
         # Per-position sums in the tensor's own precision (no float64 copy of the whole tensor).

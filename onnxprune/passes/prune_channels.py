@@ -47,11 +47,12 @@ def drop_channels(analysis: Analysis, removed: set[int]) -> int:
     """Rewrite the analysed model in place without the `removed` channels. Returns parameters removed."""
     graph = analysis.graph
     rw = Rewriter(analysis, removed)
-    cuts: dict[str, dict[int, np.ndarray]] = defaultdict(dict)
+    cuts: dict[str, dict[int, object]] = defaultdict(dict)
     for m in analysis.members:
         kept = rw.kept(m.atoms)
         if len(kept) != len(m.atoms):
-            cuts[m.param][m.axis] = kept
+            # A grouped conv's input axis keeps different positions in each row block.
+            cuts[m.param][m.axis] = kept if m.groups == 1 else (lambda v, m=m, kept=kept: m.take(v, kept))
     params_removed = 0
     for name in sorted(cuts):
         params_removed += graph.take_const(name, cuts[name])

@@ -15,7 +15,7 @@ def exact_removable(analysis: Analysis) -> set[int]:
         if m.role != ROLE_IN or not candidates:
             continue
         w = analysis.graph.const_value(m.param)
-        moved = np.moveaxis(w, m.axis, 0).reshape(w.shape[m.axis], -1)
+        moved = m.slices(w)
         zero_column = ~np.any(moved != 0, axis=1)
         values = m.values if m.values is not None else np.full(len(m.atoms), np.nan)
         read = ~((values == 0) | zero_column)
@@ -31,7 +31,7 @@ def restore_nonempty(analysis: Analysis, removed: set[int], score: dict[int, flo
     lists = [tc.atoms for tc in analysis.tensors.values()] + [m.atoms for m in analysis.members]
     changed = True
     while changed:
-        changed = False
+        changed = analysis.balance(removed, score)
         for atoms in lists:
             if len(atoms) and len(analysis.kept_positions(atoms, removed)) == 0:
                 chans = [c for c in dict.fromkeys(analysis.channel_of(atoms).tolist()) if c in removed]

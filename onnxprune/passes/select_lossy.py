@@ -48,7 +48,7 @@ class CostModel:
                 self.nodes.append((f, ins[0].atoms if ins else None, outs[0].atoms if outs else None))
         by_param = defaultdict(dict)
         for m in analysis.members:
-            by_param[m.param][m.axis] = m.atoms
+            by_param[m.param][m.axis] = m
         self.params = []
         members = set(by_param)
         self.fixed_params = 0
@@ -81,8 +81,8 @@ class CostModel:
         total = self.fixed_params
         for shape, axes in self.params:
             dims = list(shape)
-            for axis, atoms in axes.items():
-                dims[axis] = len(self.analysis.kept_positions(atoms, removed))
+            for axis, m in axes.items():
+                dims[axis] = m.axis_size(self.analysis.kept_positions(m.atoms, removed))
             total += prod(dims)
         return total
 
@@ -135,6 +135,35 @@ def _lowest(group, scores, n) -> list[int]:
     return order[:n]
 
 
+def _parts(analysis: Analysis, group) -> list[list[int]] | None:
+    """The conv groups of a thinned grouped conv in this channel group, as channel lists, when
+    they hold every channel of the group (otherwise the group is selected as a whole and balanced
+    afterwards)."""
+    parts = getattr(analysis, "parts_of_group", {}).get(group.id)
+    if not parts:
+        return None
+    lists = [list(dict.fromkeys(p.tolist())) for p in parts]
+    flat = [c for p in lists for c in p]
+    if len(set(flat)) != len(flat) or set(flat) != set(group.channels):
+        return None
+    return lists
+
+
+def _thinning_units(group, parts, scores, max_ratio):
+    """Removal units of a thinned grouped conv: the next-lowest channel of every conv group at once."""
+    orders = [sorted(p, key=lambda c: (scores.get(c, 0.0), c)) for p in parts]
+    vals = np.array([scores.get(c, 0.0) for c in group.channels])
+    scale = float(np.mean(vals)) or 1.0
+    per = min(len(o) for o in orders)
+    cap = min(per - 1, int(np.floor(per * max_ratio)))
+    units, running = [], 0.0
+    for i in range(cap):
+        chans = [o[i] for o in orders]
+        running = max(running, float(np.mean([scores.get(c, 0.0) for c in chans])) / scale)
+        units.append((running, group.id, chans))
+    return units
+
+
 def _units_removal(units, analysis, scores) -> set[int]:
     """The channels of these removal units, with every group left at least one channel."""
     removed = set()
@@ -181,6 +210,15 @@ class SelectLossy(Pass):
     def _removal(groups, scores, per_group, max_ratio, round_to, analysis) -> set[int]:
         removed = set()
         for g in groups:
+            parts = _parts(analysis, g)
+            if parts:
+                # A thinned grouped conv: the same share out of every conv group (its channels
+                # per group are the alignment unit, not round_to).
+                wanted = per_group.get(g.id, 0) / g.size
+                for part in parts:
+                    n = removal_count(len(part), int(np.floor(len(part) * wanted + 1e-9)), max_ratio, 1)
+                    removed |= set(sorted(part, key=lambda c: (scores.get(c, 0.0), c))[:n])
+                continue
             n = removal_count(g.size, per_group.get(g.id, 0), max_ratio, round_to)
             removed |= set(_lowest(g, scores, n))
         return restore_nonempty(analysis, removed, scores)
@@ -192,6 +230,10 @@ class SelectLossy(Pass):
         normalized per group so layers of different scale compare."""
         units = []  # (score, group id, channels)
         for g in groups:
+            parts = _parts(analysis, g)
+            if parts:
+                units.extend(_thinning_units(g, parts, scores, max_ratio))
+                continue
             order = sorted(g.channels, key=lambda c: (scores.get(c, 0.0), c))
             vals = np.array([scores.get(c, 0.0) for c in order])
             scale = float(np.mean(vals)) or 1.0

@@ -109,8 +109,8 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
     nodes = {node_label(n): n for n in graph.model.graph.node}
     out = []
     for m in analysis.members:
-        if m.role != ROLE_IN or not m.tensor:
-            continue
+        if m.role != ROLE_IN or not m.tensor or m.node not in nodes:
+            continue  # layers inside If/Loop/Scan bodies: their inputs cannot be probed
         if len(analysis.removed_positions(m.atoms, removed)) == 0:
             continue
         node = nodes[m.node]

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "exporters"
 OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 
-EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "subgraph_if", "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
+EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "grouped_cnn", "subgraph_if",
+            "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
 # Fixtures with at least one prunable group (checked below); the others have none.
 PRUNABLE = [n for n in EXPECTED if n != "subgraph_loop"]
@@ -225,6 +226,65 @@ def test_paddle_computed_constants_pruned_become_initializers():
     assert ops["Reshape"] == 0 and ops["Cast"] == 0 and ops["Constant"] > 0
     (y,) = run(pruned, inputs_for(pruned, 2))
     assert y.shape == (2, 10)
+
+
+# ------------------------------------------------------------------------------ grouped convs
+def conv_group_attr(model, name):
+    node = next(n for n in model.graph.node if n.name == name)
+    return next(a.i for a in node.attribute if a.name == "group")
+
+
+def test_grouped_conv_channels_follow_its_inputs():
+    """Output j of conv group k goes with input j of group k (as Torch-Pruning couples them)."""
+    analysis = onnxprune.analyze(load("grouped_cnn"))
+    inner = group_with(analysis, "reduce")
+    assert inner.prunable and inner.sources == ["reduce", "grouped", "se_expand"] and inner.size == 24
+    member = next(m for m in inner.members if m.param == "grouped.weight" and m.axis == 1)
+    assert member.role == "in" and member.groups == 3
+
+
+def test_grouped_conv_is_thinned_keeping_its_groups():
+    model = load("grouped_cnn")
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    pruned = result.model
+    onnx.checker.check_model(pruned, full_check=True)
+    w = next(t for t in pruned.graph.initializer if t.name == "grouped.weight")
+    assert conv_group_attr(pruned, "grouped") == 3 and tuple(w.dims) == (12, 4, 3, 3)  # 3 groups of 4
+    inner = next(g for g in result.report.groups if "grouped" in g.sources)
+    assert inner.kept == 12
+    (y,) = run(pruned, inputs_for(model, 2))
+    assert y.shape == (2, 10)
+
+
+@pytest.mark.parametrize("target", [0.6, 0.4])
+def test_grouped_conv_global_target_keeps_groups_equal(target):
+    model = load("grouped_cnn")
+    result = onnxprune.prune(copy(model), target_flops=target)
+    pruned = result.model
+    onnx.checker.check_model(pruned, full_check=True)
+    assert result.report.flops_after <= target * result.report.flops_before
+    w = next(t for t in pruned.graph.initializer if t.name == "grouped.weight")
+    inner = next(g for g in result.report.groups if "grouped" in g.sources)
+    groups = conv_group_attr(pruned, "grouped")
+    assert w.dims[0] == inner.kept and inner.kept == groups * w.dims[1]
+    run(pruned, inputs_for(model, 2))
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5, 6])
+def test_grouped_conv_oracle_with_whole_groups_gone(seed):
+    """Removal sets that empty whole conv groups and thin the others equally."""
+    def choose(analysis):
+        from onnxprune.passes.select import restore_nonempty
+
+        rng = np.random.default_rng(seed)
+        parts = analysis.parts_of_group[group_with(analysis, "grouped").id]
+        removed = set(parts[int(rng.integers(3))].tolist())  # one whole conv group
+        for p in parts:
+            removed |= set(rng.choice(p, size=3, replace=False).tolist())
+        return restore_nonempty(analysis, removed)
+
+    info = check_oracle(load("grouped_cnn"), choose=choose)
+    assert info["removed"] >= 8
 
 
 # ------------------------------------------------------------------------------ subgraphs

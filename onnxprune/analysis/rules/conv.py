@@ -105,19 +105,45 @@ def conv(node, ctx):
         ctx.block(out_atoms, f"{ctx.label}: grouped conv whose input channels cannot be removed")
         ctx.set(y, TensorChannels(1, out_atoms, values))
         return
+    cout_g = cout // groups
+    with np.errstate(all="ignore"):
+        values = _grouped_values(tc.values, values, bv, groups)
+    if cout_g == len(tc.atoms) // groups > 1:
+        _thinned(node, ctx, tc, w, b, out_atoms, groups)
+        ctx.set(y, TensorChannels(1, out_atoms, values))
+        return
     _group_atoms(ctx, tc.atoms, out_atoms, groups)
     ctx.param(w, 0, out_atoms, ROLE_CHANNEL)
     if b:
         ctx.param(b, 0, out_atoms, ROLE_CHANNEL)
-    cout_g = cout // groups
 
     def regroup(rw, node=node, out_atoms=out_atoms, cout_g=cout_g):
         set_attr(node, "group", int(len(rw.kept(out_atoms)) // cout_g))
 
     ctx.fixup(regroup)
-    with np.errstate(all="ignore"):
-        values = _grouped_values(tc.values, values, bv, groups)
     ctx.set(y, TensorChannels(1, out_atoms, values))
+
+
+def _thinned(node, ctx, tc, w, b, out_atoms, groups):
+    """A grouped conv with as many outputs as inputs per group (ResNeXt, RegNet): output j of group k
+    goes with input j of group k, so each group can be thinned and the group count kept, as
+    Torch-Pruning does. Every group that keeps channels keeps the same number (ctx.balance); whole
+    groups may still go. Thinning costs (1 - r)^2 of the conv's FLOPs where dropping whole groups costs
+    (1 - r), for the same channels kept, so the cost model always prefers it. The input columns are
+    role `in`: a removed input no longer feeds the other outputs of its group."""
+    ctx.unify(tc.atoms, out_atoms)
+    ctx.param(w, 0, out_atoms, ROLE_CHANNEL)
+    ctx.param(w, 1, tc.atoms, ROLE_IN, values=tc.values, tensor=node.input[0], groups=groups)
+    if b:
+        ctx.param(b, 0, out_atoms, ROLE_CHANNEL)
+    ctx.balance(out_atoms, groups)
+    per = len(out_atoms) // groups
+
+    def regroup(rw, node=node, out_atoms=out_atoms, per=per, groups=groups):
+        kept = rw.kept(out_atoms)
+        set_attr(node, "group", int(len(np.unique(kept // per))))
+
+    ctx.fixup(regroup)
 
 
 @register("ConvTranspose")
