@@ -116,6 +116,7 @@ class GroupSummary:
     sources: list[str]
     prunable: bool
     reasons: list[str]
+    lossy_only: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -206,7 +207,8 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
     analysis_groups = state.groups_before
     for g in analysis_groups:
         gone = sum(1 for c in g.channels if c in removed)
-        groups.append(GroupSummary(g.id, g.size, g.size - gone, g.sources, g.prunable, g.reasons))
+        groups.append(GroupSummary(g.id, g.size, g.size - gone, g.sources, g.prunable, g.reasons,
+                                   g.inexact))
     report = PruneReport(
         mode="lossy" if config.lossy else "exact",
         params_before=params_before, params_after=count_params(model),

@@ -69,17 +69,21 @@ def _reason_kind(reason: str) -> str:
 def format_groups(analysis, verbose: bool = False) -> str:
     lines = [f"{'group':>5}  {'channels':>8}  {'status':<8}  sources / reason"]
     for g in analysis.groups:
-        status = "prunable" if g.prunable else "blocked"
+        status = ("prunable" if not g.inexact else "lossy") if g.prunable else "blocked"
         lines.append(f"{g.id:>5}  {g.size:>8}  {status:<8}  {', '.join(g.sources[:4])}"
                      + (f" +{len(g.sources) - 4}" if len(g.sources) > 4 else ""))
         if not g.prunable:
             lines.append(f"{'':>27}why: {g.reasons[0]}" + (f" (+{len(g.reasons) - 1} more)" if len(g.reasons) > 1 else ""))
+        elif g.inexact:
+            lines.append(f"{'':>27}lossy only: {g.inexact[0]}")
         if verbose:
             for m in g.members:
                 lines.append(f"{'':>27}{m.role:<8} {m.param} axis {m.axis} ({m.node})")
     prunable = analysis.prunable_groups()
+    lossy = sum(1 for g in prunable if g.inexact)
     lines.append(f"{len(analysis.groups)} groups: {len(prunable)} prunable "
-                 f"({sum(g.size for g in prunable)} channels), {len(analysis.groups) - len(prunable)} blocked")
+                 f"({sum(g.size for g in prunable)} channels{f'; {lossy} in lossy mode only' if lossy else ''}), "
+                 f"{len(analysis.groups) - len(prunable)} blocked")
     return "\n".join(lines)
 
 

@@ -20,6 +20,11 @@ paddle_se_cnn                  onnx.helper, as paddle2onnx writes MobileNetV3/PP
                                (Reshape / Unsqueeze / Cast / Mul of Constant nodes), depthwise conv,
                                squeeze-excitation (GlobalAveragePool -> Conv -> Relu -> Conv ->
                                HardSigmoid -> Mul)
+layernorm_cnn                  onnx.helper, as PyTorch writes ConvNeXt: conv stem, channels-last
+                               LayerNormalization (Transpose, LN over the last axis), MLP blocks
+                               (MatMul -> Gelu-as-Erf -> MatMul), layer scale, residual; then the same
+                               LayerNorm written out (ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt
+                               / Div / Mul / Add), as older exporters and Keras write it
 grouped_cnn                    onnx.helper, a RegNetY / ResNeXt bottleneck: 1x1 conv -> 3x3 conv with 3
                                groups of 8 channels -> squeeze-excitation (Sigmoid) -> 1x1 conv,
                                residual
@@ -337,6 +342,54 @@ def paddle_se_cnn() -> onnx.ModelProto:
                    producer="PaddlePaddle", ir_version=6)
 
 
+def layernorm_cnn() -> onnx.ModelProto:
+    """Residual streams normalized over their channels: lossy-only groups."""
+    g = Net(SEED, opset=17)
+    rng = g.rng
+    c = 16
+
+    def ln_op(x):
+        return g.node("LayerNormalization", [x, g.const(rng.uniform(0.5, 1.5, c).astype(np.float32)),
+                                             g.const(rng.normal(0, 0.1, c).astype(np.float32))], axis=-1, epsilon=1e-6)
+
+    def ln_written_out(x):
+        mean = g.node("ReduceMean", [x], axes=[-1], keepdims=1)
+        d = g.node("Sub", [x, mean])
+        var = g.node("ReduceMean", [g.node("Pow", [d, g.const(np.array(2.0, np.float32))])], axes=[-1], keepdims=1)
+        std = g.node("Sqrt", [g.node("Add", [var, g.const(np.array(1e-6, np.float32))])])
+        y = g.node("Div", [d, std])
+        y = g.node("Mul", [y, g.const(rng.uniform(0.5, 1.5, c).astype(np.float32))])
+        return g.node("Add", [y, g.const(rng.normal(0, 0.1, c).astype(np.float32))])
+
+    def gelu(x):
+        e = g.node("Erf", [g.node("Div", [x, g.const(np.array(1.4142135, np.float32))])])
+        return g.node("Mul", [g.node("Mul", [x, g.node("Add", [e, g.const(np.array(1.0, np.float32))])]),
+                              g.const(np.array(0.5, np.float32))])
+
+    def block(x, norm):
+        """x: NCHW. depthwise 3x3 -> NHWC -> LN -> MatMul 4c -> Gelu -> MatMul c -> NCHW -> scale -> + x"""
+        y = g.conv(x, c, c, k=3, group=c)
+        y = norm(g.node("Transpose", [y], perm=[0, 2, 3, 1]))
+        y = g.node("Add", [g.node("MatMul", [y, g.const((rng.standard_normal((c, 4 * c)) * 0.25).astype(np.float32))]),
+                          g.const((rng.standard_normal(4 * c) * 0.1).astype(np.float32))])
+        y = gelu(y)
+        y = g.node("Add", [g.node("MatMul", [y, g.const((rng.standard_normal((4 * c, c)) * 0.12).astype(np.float32))]),
+                          g.const((rng.standard_normal(c) * 0.1).astype(np.float32))])
+        y = g.node("Transpose", [y], perm=[0, 3, 1, 2])
+        y = g.node("Mul", [y, g.const(rng.uniform(0.5, 1.0, (c, 1, 1)).astype(np.float32))])
+        return g.node("Add", [x, y])
+
+    x = g.conv("input", 3, c, k=2, stride=2, pad=0)  # stem, then LayerNorm2d
+    x = g.node("Transpose", [ln_op(g.node("Transpose", [x], perm=[0, 2, 3, 1]))], perm=[0, 3, 1, 2])
+    x = block(block(x, ln_op), ln_op)
+    x = g.conv(x, c, c, k=2, stride=2, pad=0)  # a second stage normalized the written-out way
+    x = block(x, ln_written_out)
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x])])
+    g.gemm(x, c, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("layernorm_cnn", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
 def grouped_cnn() -> onnx.ModelProto:
     """A bottleneck whose 3x3 conv has 3 groups of 8 inputs and 8 outputs each."""
     g = Net(SEED, opset=17)
@@ -520,6 +573,7 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
                            ("tensorflow", "tf2onnx")),
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
     "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),
+    "layernorm_cnn": (layernorm_cnn, "onnx.helper, ConvNeXt style (LayerNormalization and written out)", ()),
     "grouped_cnn": (grouped_cnn, "onnx.helper, RegNetY / ResNeXt bottleneck (grouped 3x3 conv, SE)", ()),
     "subgraph_if": (subgraph_if, "onnx.helper (If with outer-scope reads)", ()),
     "subgraph_if_owned": (subgraph_if_owned, "onnx.helper (If branches with their own conv nets)", ()),

@@ -40,6 +40,7 @@ class Analyzer:
         self.param_users: dict[str, set[str]] = defaultdict(set)
         self.param_aliases: dict[str, set[str]] = defaultdict(set)
         self.blocked: dict[int, str] = {}
+        self.inexact: dict[int, str] = {}
         self.fixups: list[Fixup] = []
         self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
         self.shape_reads: list[tuple[onnx.NodeProto, np.ndarray, str]] = []
@@ -112,6 +113,13 @@ class Analyzer:
         for a in np.asarray(atoms, dtype=np.int64).tolist():
             if a >= 0:
                 self.blocked.setdefault(a, reason)
+
+    def lossy_only(self, atoms, reason: str) -> None:
+        """These channels can be removed only in lossy mode: something reads statistics over the
+        channel axis (LayerNorm over channels), so even a zero channel changes the outputs."""
+        for a in np.asarray(atoms, dtype=np.int64).tolist():
+            if a >= 0:
+                self.inexact.setdefault(a, reason)
 
     def block_node_inputs(self, node: onnx.NodeProto, reason: str) -> None:
         names = list(node.input) + sorted(self.graph.implicit_inputs.get(id(node), ()))
@@ -296,7 +304,8 @@ class Analysis:
             reasons = list(dict.fromkeys(az.blocked[a] for a in atoms if a in az.blocked))
             if not reasons and len(channels) < 2:
                 reasons = ["a single channel"]
-            grp = ChannelGroup(gid, channels, sources, reasons=reasons)
+            inexact = list(dict.fromkeys(az.inexact[a] for a in atoms if a in az.inexact))
+            grp = ChannelGroup(gid, channels, sources, reasons=reasons, inexact=inexact)
             self.groups.append(grp)
             for c in channels:
                 self.group_of_channel[c] = gid
@@ -341,7 +350,11 @@ class Analysis:
         return changed
 
     def prunable_groups(self) -> list[ChannelGroup]:
+        """Groups a lossy run may cut (exact-mode candidates are `exact_groups()`)."""
         return [g for g in self.groups if g.prunable]
+
+    def exact_groups(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.exact]
 
     def channel_of(self, atoms: np.ndarray) -> np.ndarray:
         """Channel (class root) of each position; FIXED stays FIXED."""

@@ -153,6 +153,7 @@ class ChannelGroup:
     members: list[Member] = field(default_factory=list)
     tensors: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    inexact: list[str] = field(default_factory=list)  # why removing even a zero channel changes outputs
 
     @property
     def size(self) -> int:
@@ -161,3 +162,8 @@ class ChannelGroup:
     @property
     def prunable(self) -> bool:
         return not self.reasons
+
+    @property
+    def exact(self) -> bool:
+        """Prunable in exact mode too: removing a channel that no output reads changes nothing."""
+        return not self.reasons and not self.inexact

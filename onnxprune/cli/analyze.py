@@ -21,6 +21,6 @@ def analyze_cmd(input_path, verbose, json_path):
     analysis = analyze_model(input_path)
     human_echo(json_to)(format_groups(analysis, verbose))
     write_json(json_to, "analyze", {"input": str(input_path), "groups": [{
-        "id": g.id, "channels": g.size, "prunable": g.prunable, "reasons": g.reasons, "sources": g.sources,
+        "id": g.id, "channels": g.size, "prunable": g.prunable, "reasons": g.reasons, "lossy_only": g.inexact, "sources": g.sources,
         "members": [{"param": m.param, "axis": m.axis, "role": m.role, "node": m.node} for m in g.members],
     } for g in analysis.groups]})

@@ -10,7 +10,7 @@ from .base import Pass, PassResult
 
 def exact_removable(analysis: Analysis) -> set[int]:
     """Channels of prunable groups that are zero, or read through all-zero columns, at every consumer."""
-    candidates = {c for g in analysis.prunable_groups() for c in g.channels}
+    candidates = {c for g in analysis.exact_groups() for c in g.channels}
     for m in analysis.members:
         if m.role != ROLE_IN or not candidates:
             continue

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "exporters"
 OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 
-EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "grouped_cnn", "subgraph_if",
+EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "layernorm_cnn", "grouped_cnn", "subgraph_if",
             "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
 # Fixtures with at least one prunable group (checked below); the others have none.
@@ -226,6 +226,50 @@ def test_paddle_computed_constants_pruned_become_initializers():
     assert ops["Reshape"] == 0 and ops["Cast"] == 0 and ops["Constant"] > 0
     (y,) = run(pruned, inputs_for(pruned, 2))
     assert y.shape == (2, 10)
+
+
+# ------------------------------------------------------------------------------ LayerNorm
+def test_layernorm_streams_are_lossy_only_groups():
+    model = load("layernorm_cnn")
+    analysis = onnxprune.analyze(model)
+    stage1 = group_with(analysis, "conv_0")  # stem, two blocks (depthwise convs, MLP outputs)
+    assert stage1.prunable and not stage1.exact
+    assert stage1.sources == ["conv_0", "conv_1", "matmul_1", "conv_2", "matmul_3"]
+    assert any("LayerNormalization over the channel axis" in r for r in stage1.inexact)
+    params = {m.param for m in stage1.members}
+    ln = [n for n in model.graph.node if n.op_type == "LayerNormalization"]
+    assert all(n.input[1] in params and n.input[2] in params for n in ln)  # scale and bias are per channel
+    stage2 = group_with(analysis, "conv_3")  # LayerNorm written out: ReduceMean over the channels
+    assert stage2.prunable and not stage2.exact and any("ReduceMean" in r for r in stage2.inexact)
+    assert all(g.exact for g in analysis.groups if "matmul_0" in g.sources or "matmul_4" in g.sources)
+
+
+def test_layernorm_streams_untouched_in_exact_mode():
+    model = load("layernorm_cnn")
+    # Zero the stem's first filter: exact mode may not remove it (LayerNorm would see one channel less).
+    w = next(t for t in model.graph.initializer if t.name == "conv_0.weight")
+    value = onnx.numpy_helper.to_array(w).copy()
+    value[0] = 0
+    w.CopyFrom(onnx.numpy_helper.from_array(value, w.name))
+    data = model.SerializeToString()
+    result = onnxprune.prune(copy(model))
+    assert result.model.SerializeToString() == data
+
+
+def test_layernorm_streams_pruned_in_lossy_mode():
+    model = load("layernorm_cnn")
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    pruned = result.model
+    onnx.checker.check_model(pruned, full_check=True)
+    stage1 = next(g for g in result.report.groups if "conv_0" in g.sources)
+    assert stage1.kept == 8 and stage1.lossy_only
+    stored = {t.name: onnx.numpy_helper.to_array(t) for t in pruned.graph.initializer}
+    ln = next(n for n in pruned.graph.node if n.op_type == "LayerNormalization")
+    assert stored[ln.input[1]].shape == (8,) and stored[ln.input[2]].shape == (8,)
+    inputs = inputs_for(model, 2)
+    (y,) = run(pruned, inputs)
+    (y0,) = run(model, inputs)
+    assert y.shape == y0.shape and np.all(np.isfinite(y))
 
 
 # ------------------------------------------------------------------------------ grouped convs

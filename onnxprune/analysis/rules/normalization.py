@@ -69,7 +69,32 @@ def layer_norm(node, ctx):
     if any(o for o in node.output[1:]):
         ctx.block_node_inputs(node, f"{ctx.label}: LayerNormalization statistics outputs are used")
         return
+    tc = ctx.channels(node.input[0])
+    if tc is not None and rank and start == rank - 1 == tc.axis:
+        _channel_layer_norm(node, ctx, tc)
+        return
     _normalized_axes_rule(node, ctx, range(start, rank))
+
+
+def _channel_layer_norm(node, ctx, tc):
+    """LayerNorm over the channel axis alone (transformers, ConvNeXt): the normalized stream is one
+    group and its scale/bias are per-channel parameters. Fewer channels change the mean and variance
+    it normalizes with, so the group is pruned in lossy mode only."""
+    for extra in node.input[1:3]:
+        if extra and ctx.channels(extra) is not None:
+            ctx.block_node_inputs(node, f"{ctx.label}: channels reach a LayerNormalization parameter")
+            return
+    for extra in node.input[1:3]:
+        if not extra:
+            continue
+        shape = ctx.shape(extra)
+        if shape is None or not shape or shape[-1] != len(tc.atoms) or any(d != 1 for d in shape[:-1]):
+            ctx.block(tc.atoms, f"{ctx.label}: LayerNormalization parameter '{extra}' is not per channel")
+            return
+        if not ctx.param(extra, len(shape) - 1, tc.atoms, ROLE_CHANNEL):
+            return
+    ctx.lossy_only(tc.atoms, f"{ctx.label}: LayerNormalization over the channel axis (its statistics change)")
+    ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms))
 
 
 @register("LpNormalization")

@@ -33,6 +33,12 @@ def reduce(node, ctx):
         axes = list(range(rank))
     axes = sorted(int(a) % rank for a in axes)
     if tc.axis in axes:
+        if node.op_type in _KEEPS_CONSTANTS and attr(node, "keepdims", 1):
+            # A statistic over the channels (a LayerNorm written as ReduceMean/Sub/Pow/Sqrt/Div):
+            # it is taken over the kept channels, so the output changes but the graph stays valid.
+            ctx.lossy_only(tc.atoms, f"{ctx.label}: {node.op_type} over the channel axis (a statistic of the "
+                                     f"channels: it changes)")
+            return
         ctx.block(tc.atoms, f"{ctx.label}: {node.op_type} reduces over the channel axis")
         return
     axis = tc.axis if attr(node, "keepdims", 1) else tc.axis - sum(a < tc.axis for a in axes)
