@@ -18,6 +18,7 @@ from .passes.normalize import FoldBatchNorm, remove_unused
 from .passes.prune_channels import PruneChannels
 from .passes.select import SelectExact
 from .passes.untie import RetieShared, untie_shared
+from .shapes import ResolvedShapes, declared_inputs, resolve_shapes
 
 
 @dataclass
@@ -32,6 +33,7 @@ class PruneState:
     groups_before: list = field(default_factory=list)
     kept_per_group: dict[int, tuple[int, int]] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    shapes: ResolvedShapes | None = None
 
 
 class Analyze(Pass):
@@ -134,6 +136,8 @@ class PruneReport:
     prunable_flops_share: float = 0.0
     notes: list[str] = field(default_factory=list)
     guard: dict | None = None
+    input_shapes: str = ""          # the shapes FLOPs are counted at, e.g. "x:1x3x640x640"
+    shapes_source: str = "model"    # model, --shape, calibration data, guessed
 
     @property
     def channels_removed(self) -> int:
@@ -151,6 +155,7 @@ class PruneReport:
                         **r.result.details} for r in self.passes],
             "notes": self.notes,
             "guard": self.guard,
+            "input_shapes": {"shapes": self.input_shapes, "source": self.shapes_source},
         }
 
 
@@ -158,6 +163,20 @@ class PruneReport:
 class PruneResult:
     model: onnx.ModelProto
     report: PruneReport
+    shapes: ResolvedShapes | None = None  # the input shapes every step used; validation reuses them
+
+
+def resolve_input_shapes(model: onnx.ModelProto, config: PruneConfig) -> ResolvedShapes:
+    """The one place input shapes are decided for a run: --shape, else the first calibration
+    sample, else a stated guess (shapes.resolve_shapes)."""
+    given = dict(config.shapes)
+    sample = None
+    declared = declared_inputs(model)
+    if config.calib and set(declared) - set(given):
+        from .runtime.data import input_specs, load_data
+
+        sample = load_data(config.calib_data, input_specs(model)).first_sample()
+    return resolve_shapes(model, given, sample)
 
 
 def _select_pass(config: PruneConfig) -> Pass:
@@ -194,14 +213,15 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
         from .guard import guarded_prune
 
         return guarded_prune(model, config, lambda m, c: prune(m, c, progress))
-    state = PruneState(model=model, config=config)
+    shapes = resolve_input_shapes(model, config)
+    state = PruneState(model=model, config=config, shapes=shapes)
     params_before = count_params(model)
     state.info["ties"] = untie_shared(model)  # merged back by RetieShared
-    state.graph = ModelGraph(model)
+    state.graph = ModelGraph(model, shapes=shapes.per_sample())
     flops_before = count_flops(state.graph)
     records = PassManager(build_pipeline(config), progress).run(state)
     changed = any(r.result.modified for r in records)
-    graph_after = ModelGraph(model) if changed else state.graph
+    graph_after = ModelGraph(model, shapes=shapes.per_sample()) if changed else state.graph
     removed = state.removed
     groups = []
     analysis_groups = state.groups_before
@@ -215,16 +235,23 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
         flops_before=flops_before, flops_after=count_flops(graph_after),
         groups=groups, passes=records,
         prunable_flops_share=state.info.get("prunable_flops_share", 0.0),
-        notes=state.info.get("notes", []),
+        notes=list(shapes.notes) + state.info.get("notes", []),
+        input_shapes=shapes.per_sample().describe(), shapes_source=shapes.source,
     )
-    return PruneResult(model, report)
+    return PruneResult(model, report, shapes)
 
 
-def analyze_model(model: onnx.ModelProto | str | os.PathLike) -> Analysis:
-    """Channel groups of a model, after the same normalization prune() applies."""
+def analyze_model(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,
+                  **options) -> Analysis:
+    """Channel groups of a model, after the same normalization and at the same input shapes as
+    prune() (options: PruneConfig fields, e.g. shapes, calib)."""
+    config = config or PruneConfig(**options)
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     else:
         check_tensors(model)
+    shapes = resolve_input_shapes(model, config)
     untie_shared(model)
-    return analyze(ModelGraph(model))
+    analysis = analyze(ModelGraph(model, shapes=shapes.per_sample()))
+    analysis.shapes = shapes
+    return analysis

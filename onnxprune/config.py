@@ -19,6 +19,7 @@ class PruneConfig:
     max_group_ratio: float = 0.9          # never remove more than this share of a group
     calib: str | None = None
     preprocess: str | None = None         # for a folder of images as --calib
+    shapes: tuple = ()                    # --shape: (name, dims) pairs, or given as "x:1x3x224x224" / a dict
     repair: tuple[str, ...] = field(default_factory=tuple)  # bias, lsq, bn
     max_error: float | None = None        # fidelity guard bounds, checked on held-out samples
     min_cosine: float | None = None
@@ -55,6 +56,14 @@ class PruneConfig:
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"--round-to must be a positive integer, got {self.round_to}")
         from .repair import parse_methods
+        from .shapes import parse_shapes
+
+        given = self.shapes
+        if isinstance(given, dict):
+            given = tuple(given.items())
+        elif isinstance(given, str) or (given and all(isinstance(x, str) for x in given)):
+            given = tuple(parse_shapes(given).items())
+        object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in dims)) for n, dims in (given or ())))
 
         object.__setattr__(self, "repair", parse_methods(self.repair))
         if self.repair and not self.calib:

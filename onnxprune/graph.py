@@ -16,8 +16,19 @@ from onnx import numpy_helper
 
 from .errors import ModelLoadError
 from .io import weightless_copy
+from .shapes import ResolvedShapes
 
 Shape = tuple  # entries: int for static dims, str or None for dynamic ones
+
+
+def scalar(value) -> float | None:
+    """A value the ONNX spec calls a scalar, stored as shape [] or [1] (exporters write both)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise ValueError(f"expected a scalar, got shape {arr.shape}")
+    return arr.reshape(-1)[0].item()
 
 
 def attr(node: onnx.NodeProto, name: str, default=None):
@@ -107,8 +118,9 @@ class DequantizedWeight:
 class ModelGraph:
     """Index of the main graph of a model. Rebuild it after structural edits."""
 
-    def __init__(self, model: onnx.ModelProto, infer: bool = True):
+    def __init__(self, model: onnx.ModelProto, infer: bool = True, shapes: ResolvedShapes | None = None):
         self.model = model
+        self.input_shapes = shapes  # concrete input dims for shape inference; the model keeps its own
         g = model.graph
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
         self.initializers: dict[str, onnx.TensorProto] = {t.name: t for t in g.initializer}
@@ -150,6 +162,7 @@ class ModelGraph:
         self.dtypes: dict[str, int] = {}
         self._static: dict[str, np.ndarray | None] = {}
         self._folded: dict[str, np.ndarray | None] = {}
+        self._declared: ModelGraph | None = None
         if infer:
             self.infer_shapes()
 
@@ -369,6 +382,15 @@ class ModelGraph:
         self._static[name] = result
         return result
 
+    def model_value(self, name: str) -> np.ndarray | None:
+        """Like value(), but only from dims the model itself fixes, never from resolved input
+        shapes: what may be frozen into the written model, which keeps its dynamic dims."""
+        if self.input_shapes is None or self.is_constant(name):
+            return self.value(name)
+        if self._declared is None:
+            self._declared = ModelGraph(self.model)
+        return self._declared.value(name)
+
     def partial_value(self, name: str, _depth: int = 0) -> list | None:
         """A 1-D integer shape computation as a list whose entries are ints, dim symbols (str) or
         None (unknown): enough to read `Reshape(x, Concat(Shape(x)[0:1], [-1]))`."""
@@ -526,6 +548,8 @@ class ModelGraph:
         Shape computations that are static here (chunk bounds computed from Shape ops) are fed to
         a second round as constants, so the tensors after them get shapes too."""
         skeleton = weightless_copy(self.model)
+        if self.input_shapes is not None:
+            self.input_shapes.fix_inputs(skeleton)
         self._read_shapes(self._infer(skeleton))
         frozen = self._static_inputs()
         if frozen:

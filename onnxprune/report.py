@@ -41,6 +41,8 @@ def format_summary(report, input_path=None, output_path=None) -> str:
                  f"{_change(report.params_before, report.params_after)}")
     lines.append(f"  FLOPs       {human(report.flops_before):>9} -> {human(report.flops_after):>9}  "
                  f"{_change(report.flops_before, report.flops_after)}")
+    if report.input_shapes:
+        lines.append(f"  at shapes   {report.input_shapes} ({report.shapes_source})")
     prunable = [g for g in report.groups if g.prunable]
     blocked = [g for g in report.groups if not g.prunable]
     lines.append(f"  groups      {len(report.groups)} found, {len(prunable)} prunable, {len(blocked)} blocked")

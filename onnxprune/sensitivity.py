@@ -16,7 +16,8 @@ from .analysis.oracle import zeroed_reference
 from .graph import ModelGraph
 from .importance import get_criterion
 from .passes.untie import untie_shared
-from .runtime.data import load_data, random_data, resolve_batch
+from .shapes import resolve_shapes
+from .runtime.data import input_specs, load_data, random_data, resolve_batch
 from .runtime.sessions import create_session
 
 
@@ -72,16 +73,20 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 def sensitivity(model: onnx.ModelProto, data=None, ratios=(0.25, 0.5, 0.75), criterion: str = "l1",
                 device: str = "cpu", max_samples: int = 256,
-                progress: Callable[[int, int], object] | None = None) -> SensitivityResult:
+                progress: Callable[[int, int], object] | None = None,
+                shapes: dict[str, tuple[int, ...]] | None = None) -> SensitivityResult:
+    specs = input_specs(model)
+    sample = load_data(data, specs).first_sample() if data is not None and set((s.name for s in specs)) - set(shapes or {}) else None
+    resolved = resolve_shapes(model, shapes, sample)
     untie_shared(model)
-    analysis = analyze(ModelGraph(model))
+    analysis = analyze(ModelGraph(model, shapes=resolved.per_sample()))
     scores = get_criterion(criterion)(analysis, data)
     base = create_session(model, device)
     specs = base.inputs
-    size = resolve_batch(specs, None, None)
-    warnings = []
+    size = resolve_batch(specs, None, shapes)
+    warnings = list(resolved.notes)
     if data is None:
-        dataset = random_data(specs, None, size, 0, 4)
+        dataset = random_data(specs, resolved, size, 0, 4)
         warnings.append("random inputs: figures show output change on noise, not on real data; pass --calib")
     else:
         dataset = load_data(data, specs)

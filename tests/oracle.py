@@ -12,6 +12,7 @@ import onnxruntime as ort
 from onnxprune.analysis import analyze
 from onnxprune.analysis.oracle import zeroed_reference
 from onnxprune.cost import count_params
+from onnxprune.graph import ModelGraph
 from onnxprune.passes.prune_channels import drop_channels
 from onnxprune.passes.select import restore_nonempty
 from onnxprune.passes.untie import retie_shared, untie_shared
@@ -55,17 +56,18 @@ def copy(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3, choose=None,
-                 inputs: dict | None = None) -> dict:
+                 inputs: dict | None = None, shapes=None) -> dict:
     """Prune random channels (or those `choose(analysis)` picks); assert validity and exactness.
     Returns figures for the caller."""
     rng = np.random.default_rng(seed)
     model = copy(model)
     ties = untie_shared(model)  # as prune() does: each reader of a shared tensor follows its own channels
-    analysis = analyze(copy(model))
+    graph = (lambda m: ModelGraph(m, shapes=shapes.per_sample())) if shapes is not None else (lambda m: m)
+    analysis = analyze(graph(copy(model)))
     removed = choose(analysis) if choose else random_removal(analysis, rng, fraction)
     reference = zeroed_reference(model, analysis, removed)
     pruned = copy(model)
-    pruned_analysis = analyze(pruned)
+    pruned_analysis = analyze(graph(pruned))
     drop_channels(pruned_analysis, removed)
     retie_shared(pruned, ties)
     onnx.checker.check_model(pruned, full_check=True)

@@ -167,9 +167,22 @@ class Analyzer:
     def fixup(self, apply: Callable, frozen_inputs=()) -> None:
         """Register a rewrite step; `frozen_inputs` are input indices it always writes as constants,
         so run-time shape computations feeding them may read channel counts."""
+        node = self.node
+        for i in frozen_inputs:
+            name = node.input[i] if i < len(node.input) else ""
+            if name and not self.is_const(name) and self.graph.model_value(name) is None:
+                # Computed from input dims the model leaves dynamic: freezing it would fix them.
+                self.block_node_inputs(node, f"{self.label}: input '{name}' is computed at run time from "
+                                             "dynamic input dims")
+                for o in node.output:
+                    tc = self.channels(o)
+                    if tc is not None:
+                        self.block(tc.atoms, f"{self.label}: input '{name}' is computed at run time from "
+                                             "dynamic input dims")
+                return
         self.fixups.append(Fixup(self.label, apply))
         for i in frozen_inputs:
-            self.frozen.add((id(self.node), i))
+            self.frozen.add((id(node), i))
 
     def read_channel_count(self, node: onnx.NodeProto, atoms: np.ndarray, position: int) -> None:
         """A Shape op reads the channel count (at `position` of its output): fine only if every use

@@ -16,6 +16,7 @@ from ..runtime.bench import benchmark
 from ..runtime.data import parse_shapes
 from ..runtime.sessions import DEVICES
 from .output import human_echo, json_option, json_target, write_json
+from .options import shape_option
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -36,8 +37,7 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 @click.option("--threads", type=int, help="onnxruntime intra-op threads (default: onnxruntime's choice).")
 @click.option("--runs", type=int, default=30, show_default=True, help="Timed runs per model and batch size.")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs first.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
-              help="Shape for a dynamic input, e.g. input:1x3x224x224; its leading dim is replaced by each batch size.")
+@shape_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @json_option()
 def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_path):

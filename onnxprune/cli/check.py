@@ -16,6 +16,7 @@ from ..runtime.compare import compare_models
 from ..runtime.data import parse_shapes
 from ..runtime.sessions import DEVICES
 from .output import human_echo, json_option, json_target, write_json
+from .options import preprocess_option, shape_option
 
 
 @click.command("check", help="Compare PRUNED against ORIGINAL with ONNX Runtime; exit 3 when it FAILS, 1 on an error.\n\n"
@@ -24,14 +25,12 @@ from .output import human_echo, json_option, json_target, write_json
 @click.argument("pruned", type=click.Path())
 @click.option("--calib", type=click.Path(), help="Real inputs: an .npz keyed by input name (optional 'labels'), "
                                                  "a .py file defining load_data(), or a folder of images.")
-@click.option("--preprocess", metavar="SPEC",
-              help="How --calib images become inputs, e.g. resize=256,crop=224,mean=0.485/0.456/0.406,"
-                   "std=0.229/0.224/0.225 (default: the folder's preprocess.txt; see docs/VALIDATION.md).")
+@preprocess_option
 @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
               help="auto: CUDA when it works, else CPU.")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
-              help="Shape for a dynamic input, e.g. input:1x3x224x224 (repeat, or separate with commas).")
-@click.option("--batch", type=int, help="Samples per run (default: the model's fixed batch, else 8).")
+@shape_option
+@click.option("--batch", type=int, help="Samples per run along the model's batch axis (default: the model's fixed "
+                                        "batch, else 8). Models without a batch axis run whole feeds.")
 @click.option("--batches", "n_batches", type=int, default=4, show_default=True, help="Random batches to compare.")
 @click.option("--atol", type=float, help="Max abs error allowed per value (default 1e-4 unless another threshold is given).")
 @click.option("--rtol", type=float, default=0.0, show_default=True, help="Adds rtol*|original| to atol per value.")

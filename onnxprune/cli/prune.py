@@ -12,6 +12,7 @@ from ..errors import ValidationFailedError
 from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
 from .output import human_echo, json_option, json_target, write_json
+from .options import shape_option
 
 
 @click.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,8 +39,7 @@ from .output import human_echo, json_option, json_target, write_json
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @click.option("--preprocess", metavar="SPEC", help="For a folder of images as --calib, e.g. "
               "'resize=256,crop=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225' (see docs/VALIDATION.md).")
-@click.option("--shape", "shapes", multiple=True, metavar="NAME:DIMS",
-              help="Input shape for validation with random data when dims are dynamic, e.g. input:1x3x224x224.")
+@shape_option
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run both models in ONNX Runtime and compare before writing.")
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
@@ -54,6 +54,7 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
                          criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
                          calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
+                         shapes=tuple(shapes),
                          repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
                          metric=metric)
     resolve_output(input_path, output_path, overwrite)
@@ -67,7 +68,7 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
         nonlocal comparison
         if not validate:
             return
-        comparison = _validate(input_path, tmp_path, config, atol, shapes)
+        comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
         if not comparison:
             raise ValidationFailedError(
                 f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
@@ -85,12 +86,12 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
                                   "validation": comparison.to_dict() if comparison is not None else None})
 
 
-def _validate(original, pruned, config: PruneConfig, atol, shapes=()):
+def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
     from functools import partial
 
-    from ..runtime import compare_models, parse_shapes
+    from ..runtime import compare_models
 
-    compare_models = partial(compare_models, shapes=parse_shapes(list(shapes)) or None, metric=config.metric)
+    compare_models = partial(compare_models, shapes=shapes, metric=config.metric)
 
     if config.guarded:
         # The final check runs on the held-out samples the guard searched with, so its pick passes it.

@@ -61,7 +61,7 @@ class FoldBatchNorm(Pass):
             return PassResult(False)
         _remove_nodes(state.model, dead)
         remove_unused(state.model)
-        state.graph = ModelGraph(state.model)
+        state.graph = ModelGraph(state.model, shapes=state.graph.input_shapes if state.graph else None)
         return PassResult(True, {"folded": folded})
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .compare import resolve_model_shapes
 from .data import random_data, resolve_batch
 from .sessions import create_session
 
@@ -96,15 +97,21 @@ def benchmark(models: Sequence, batch_sizes: Sequence[int] = (1, 8), device: str
     try:
         for model in models:
             sessions.append(create_session(model, device, threads))
+        resolved = [resolve_model_shapes(m, shapes, s.inputs) for m, s in zip(models, sessions)]
+        notes = []
+        if not any(s.batched for s in sessions[0].inputs):
+            notes.append(f"the model has no batch axis: timed whole feeds ({resolved[0].describe()}), "
+                         "not per batch size")
+            batch_sizes = list(batch_sizes)[:1]
         total = len(batch_sizes) * (warmup + runs) * len(sessions)
         done = 0
         stats = []
         for batch in batch_sizes:
             feeds = []
-            for sess in sessions:
+            for sess, res in zip(sessions, resolved):
                 specs = sess.inputs
                 size = resolve_batch(specs, batch, shapes)
-                feeds.append(next(random_data(specs, shapes, size, seed, 1).batches(size)).feeds)
+                feeds.append(next(random_data(specs, res, size, seed, 1).batches(size)).feeds)
             times = [[] for _ in sessions]
             for i in range(warmup + runs):
                 for k, (sess, feed) in enumerate(zip(sessions, feeds)):
@@ -119,7 +126,7 @@ def benchmark(models: Sequence, batch_sizes: Sequence[int] = (1, 8), device: str
     finally:
         for sess in sessions:
             sess.close()
-    warnings = [sessions[0].fallback] if sessions[0].fallback else []
+    warnings = ([sessions[0].fallback] if sessions[0].fallback else []) + notes
     return BenchResult(labels, list(batch_sizes), stats, sessions[0].provider, threads, warmup, runs, warnings)
 
 

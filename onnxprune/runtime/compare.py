@@ -11,8 +11,10 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import onnx
 
 from ..errors import ConfigError, DataError, ValidationFailedError
+from ..shapes import RESIZING_OPS, ResolvedShapes, resolve_shapes
 from .data import Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
 from .sessions import create_session, explain_ort_error
@@ -60,7 +62,7 @@ class ComparisonResult:
     data: str
     samples: int
     batches: int
-    batch_size: int
+    batch_size: int | None
     provider: str
     thresholds: dict
     warnings: list[str] = field(default_factory=list)
@@ -98,8 +100,9 @@ class ComparisonResult:
 
     def format_table(self) -> str:
         a, b = self.names
-        head = (f"compared {a} and {b} on {self.samples} samples ({self.batches} batches of {self.batch_size}), "
-                f"{self.data}, {self.provider}")
+        runs = (f"{self.batches} batches of {self.batch_size}" if self.batch_size is not None
+                else f"{self.batches} whole feeds: the model has no batch axis")
+        head = f"compared {a} and {b} on {self.samples} samples ({runs}), {self.data}, {self.provider}"
         cols = ["output", "shape", "max abs err", "mean rel err", "cosine", "top-1", "top-5", f"acc {a}/{b}",
                 "agreement"]
         rows = [[o.name, _shape(o), _num(o.max_abs_error), _num(o.mean_rel_error), f"{o.cosine:.6f}",
@@ -210,6 +213,8 @@ class _Accumulator:
     def _cosine(self, a: np.ndarray, b: np.ndarray) -> None:
         """Per sample (dim 0 of outputs of rank >= 2, else the whole output), over finite values only:
         NaN and Inf already show in the max abs error."""
+        if a.size == 0:
+            return  # a 0-sized output: nothing to compare, and no sample to count
         rows = a.shape[0] if a.ndim >= 2 else 1
         finite = np.isfinite(a) & np.isfinite(b)
         a = np.where(finite, a, 0.0).reshape(rows, -1)
@@ -272,7 +277,8 @@ def _dims(shape) -> str:
 
 def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float | None = None, rtol: float = 0.0,
                    min_cosine: float | None = None, min_agreement: float | None = None,
-                   shapes: dict[str, tuple[int, ...]] | None = None, batch: int | None = None, seed: int = 0,
+                   shapes: ResolvedShapes | dict[str, tuple[int, ...]] | None = None, batch: int | None = None,
+                   seed: int = 0,
                    n_batches: int = 4, threads: int | None = None,
                    names: tuple[str, str] = ("original", "pruned"), bounds: bool = True,
                    metric: str = "auto") -> ComparisonResult:
@@ -295,19 +301,24 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
         specs = sess_a.inputs
         # A batch dim fixed in either model fixes it for both.
         fixed = specs + sess_b.inputs
-        size = resolve_batch(fixed, batch, shapes)
+        given = shapes.as_dict() if isinstance(shapes, ResolvedShapes) and "--shape" in shapes.source else shapes
+        size = resolve_batch(fixed, batch, given if not isinstance(given, ResolvedShapes) else None)
+        hint = ""
         if isinstance(data, Dataset):
             dataset = data
         elif data is not None:
             dataset = load_data(data, specs)
         else:
-            dataset = random_data(specs, shapes, size, seed, n_batches)
+            resolved = shapes if isinstance(shapes, ResolvedShapes) else resolve_model_shapes(model_a, shapes, specs)
+            if "guessed" in resolved.source:
+                hint = f" (with guessed input shapes {resolved.describe()}; pass --shape to give others)"
+            dataset = random_data(specs, resolved, size, seed, n_batches)
         declared = {o.name: tuple(o.shape) if o.shape is not None else None for o in sess_a.inference.get_outputs()}
         accs = {name: _Accumulator(name, metric, declared.get(name)) for name in sess_a.output_names}
         samples = batches = 0
         labels_seen = False
         for item in dataset.batches(size, drop_last=any(s.fixed_batch for s in fixed)):
-            out_a = _run(sess_a, item.feeds, names[0], DataError)
+            out_a = _run(sess_a, item.feeds, names[0], DataError, hint)
             out_b = _run(sess_b, item.feeds, names[1], ValidationFailedError)
             for name, acc in accs.items():
                 acc.update(out_a[name], out_b[name], item.labels, atol, rtol, item.size)
@@ -363,8 +374,20 @@ def _check_same_io(sess_a, sess_b, names) -> None:
                                     "a pruned model must keep the original's output names")
 
 
-def _run(session, feeds, name, error):
+def _run(session, feeds, name, error, hint: str = ""):
     try:
         return session.run(feeds)
     except Exception as exc:  # ORT's own exception classes; the message says what went wrong
-        raise error(f"{name}: onnxruntime failed to run it: {explain_ort_error(str(exc))}") from None
+        raise error(f"{name}: onnxruntime failed to run it{hint}: {explain_ort_error(str(exc))}") from None
+
+
+def resolve_model_shapes(model, given, specs) -> ResolvedShapes:
+    """Input shapes for random data when the caller has not resolved them (check, bench)."""
+    resizes = None
+    try:
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+        resizes = any(n.op_type in RESIZING_OPS for n in proto.graph.node)
+    except Exception:  # a model too large for one protobuf: no hint, the plain guess
+        resizes = False
+    return resolve_shapes(given=given, declared={s.name: s.shape for s in specs}, resizes=resizes,
+                          axes={s.name: s.batch_axis if s.batched else None for s in specs})

@@ -1,9 +1,10 @@
 """Model inputs for check and bench: from an .npz file, a Python data loader, a folder of images
 (images.py), or random.
 
-Whatever the source, data arrives as chunks {input_name: array with a leading sample dim}, is
-checked against the model's input specs (names, dtype, rank, fixed dims, finite values) before it
-reaches ORT, and is re-cut into batches of the size asked. Only one chunk plus one partial batch is
+Whatever the source, data arrives as chunks {input_name: array}, with samples along each input's
+batch axis where the model has one (shapes.batch_axes: axis 1 of a [2, batch, 128] state), else as
+whole feeds. Chunks are checked against the model's input specs (names, dtype, rank, fixed dims,
+finite values) before they reach ORT, and re-cut into batches of the size asked. Only one chunk plus one partial batch is
 held at a time, so a loader may stream a data set larger than memory.
 """
 
@@ -11,16 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from ..errors import ConfigError, DataError
+from ..shapes import ResolvedShapes, batch_axes, parse_shapes, resolve_shapes  # noqa: F401 (parse_shapes re-exported)
 
 LABELS = "labels"
 DEFAULT_BATCH = 8
@@ -29,21 +30,23 @@ Dim = int | str | None
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One graph input: dims are ints when fixed, a name or None when dynamic; shape None = unknown rank."""
+    """One graph input: dims are ints when fixed, a name or None when dynamic; shape None = unknown
+    rank. `batch_axis` is the axis that carries samples (shapes.batch_axes), None when the input is
+    fed whole with every run (a scalar, or a model with no batch axis)."""
 
     name: str
     dtype: np.dtype
     shape: tuple[Dim, ...] | None
+    batch_axis: int | None = 0
 
     @property
     def batched(self) -> bool:
-        """Inputs of rank >= 1 carry samples along dim 0; scalars are fed whole with every batch."""
-        return self.shape is None or len(self.shape) > 0
+        return self.batch_axis is not None and (self.shape is None or len(self.shape) > self.batch_axis)
 
     @property
     def fixed_batch(self) -> int | None:
-        if self.shape and _is_fixed(self.shape[0]):
-            return self.shape[0]
+        if self.batched and self.shape and _is_fixed(self.shape[self.batch_axis]):
+            return self.shape[self.batch_axis]
         return None
 
     def describe(self) -> str:
@@ -63,6 +66,15 @@ def _is_fixed(dim: Dim) -> bool:
     return isinstance(dim, int) and dim > 0
 
 
+def with_batch_axes(specs: list[InputSpec]) -> list[InputSpec]:
+    """The specs with their batch axes as the model states them (see shapes.batch_axes)."""
+    axes = batch_axes({s.name: s.shape for s in specs})
+    return [replace(s, batch_axis=axes[s.name]) for s in specs]
+
+
+_NON_TENSOR = "random data cannot make it; pass --calib data that holds it"
+
+
 def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     """The inputs a caller must feed: graph inputs that are not also initializers."""
     weights = {t.name for t in model.graph.initializer}
@@ -70,54 +82,38 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     for value in model.graph.input:
         if value.name in weights:
             continue
-        if value.type.WhichOneof("value") != "tensor_type":
-            raise DataError(f"input '{value.name}' is not a tensor; only plain tensor inputs can be fed")
+        kind = value.type.WhichOneof("value")
+        if kind != "tensor_type":
+            raise DataError(f"input '{value.name}' is a {kind.replace('_type', '') if kind else 'value of unknown type'}, "
+                            "not a tensor; onnxprune feeds tensors only")
         tensor = value.type.tensor_type
-        try:
-            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
-        except (KeyError, ValueError, TypeError):
-            raise DataError(f"input '{value.name}' has element type {tensor.elem_type}, which numpy cannot hold") from None
+        if tensor.elem_type == onnx.TensorProto.STRING:
+            dtype = np.dtype(object)
+        else:
+            try:
+                dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+            except (KeyError, ValueError, TypeError):
+                raise DataError(f"input '{value.name}' has element type {tensor.elem_type}, which numpy cannot hold") from None
         shape = None
         if tensor.HasField("shape"):
             shape = tuple(d.dim_value if d.dim_value > 0 else (d.dim_param or None) for d in tensor.shape.dim)
         specs.append(InputSpec(value.name, dtype, shape))
-    return specs
-
-
-_SHAPE_ITEM = re.compile(r"^(?P<name>.+):(?P<dims>\d+(?:x\d+)*)$")
-
-
-def parse_shapes(text: str | Iterable[str] | None) -> dict[str, tuple[int, ...]]:
-    """`input:1x3x224x224,mask:1x10` (or several such strings) -> {name: dims}. The name ends at the
-    last colon, so TensorFlow-style names such as `input_1:0` work."""
-    if text is None:
-        return {}
-    parts = [text] if isinstance(text, str) else list(text)
-    shapes: dict[str, tuple[int, ...]] = {}
-    for part in parts:
-        for item in filter(None, (s.strip() for s in part.split(","))):
-            m = _SHAPE_ITEM.match(item)
-            if not m:
-                raise ConfigError(f"--shape '{item}': expected NAME:DIMS such as input:1x3x224x224")
-            name, dims = m["name"], tuple(int(d) for d in m["dims"].split("x"))
-            if 0 in dims:
-                raise ConfigError(f"--shape '{item}': dims must be positive")
-            if name in shapes:
-                raise ConfigError(f"--shape gives input '{name}' twice")
-            shapes[name] = dims
-    return shapes
+    return with_batch_axes(specs)
 
 
 def resolve_batch(specs: list[InputSpec], batch: int | None, shapes: Mapping[str, tuple[int, ...]] | None = None,
-                  default: int = DEFAULT_BATCH) -> int:
-    """The batch size to run: a fixed leading dim in the model wins (and must agree with `batch`),
-    then `batch`, then the leading dim of a --shape, then `default`."""
+                  default: int = DEFAULT_BATCH) -> int | None:
+    """Samples per run along the batch axis: a fixed batch dim in the model wins (and must agree with
+    `batch`), then `batch`, then the batch dim of a --shape, then `default`. None when the model has
+    no batch axis: every feed is run whole."""
     if batch is not None and batch < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch}")
-    fixed = {s.name: s.fixed_batch for s in specs if s.fixed_batch is not None}
+    batched = [s for s in specs if s.batched]
+    if not batched:
+        return None
+    fixed = {s.name: s.fixed_batch for s in batched if s.fixed_batch is not None}
     if len(set(fixed.values())) > 1:
-        raise DataError(f"inputs have different fixed leading dims ({_names(f'{k}={v}' for k, v in fixed.items())}); "
-                        "there is no batch dim to iterate over")
+        raise DataError(f"inputs have different fixed batch dims ({_names(f'{k}={v}' for k, v in fixed.items())})")
     if fixed:
         name, size = next(iter(fixed.items()))
         if batch is not None and batch != size:
@@ -125,43 +121,11 @@ def resolve_batch(specs: list[InputSpec], batch: int | None, shapes: Mapping[str
         return size
     if batch is not None:
         return batch
-    for dims in (shapes or {}).values():
-        if dims:
-            return dims[0]
+    for s in batched:
+        dims = (shapes or {}).get(s.name)
+        if dims and len(dims) > s.batch_axis:
+            return dims[s.batch_axis]
     return default
-
-
-def _looks_like_batch(dim: Dim) -> bool:
-    return isinstance(dim, str) and (dim.lower() in {"n", "b", "bs"} or "batch" in dim.lower())
-
-
-def concrete_shape(spec: InputSpec, shapes: Mapping[str, tuple[int, ...]] | None, batch: int) -> tuple[int, ...]:
-    """A fixed shape for random data. Dim 0 is the batch; a dynamic dim elsewhere must come from
-    --shape unless its name says it is the batch (`batch`, `batch_size`, `N`, ...)."""
-    override = (shapes or {}).get(spec.name)
-    if override is not None:
-        if spec.shape is not None and len(override) != len(spec.shape):
-            raise ConfigError(f"--shape {spec.name}: gives {len(override)} dims, the model input is {spec.describe()}")
-        for i, (given, dim) in enumerate(zip(override, spec.shape or override)):
-            if _is_fixed(dim) and given != dim:
-                raise ConfigError(f"--shape {spec.name}: dim {i} is {given}, but the model fixes it to {dim} ({spec.describe()})")
-        return (batch, *override[1:]) if spec.batched and override else tuple(override)
-    if spec.shape is None:
-        raise DataError(f"input '{spec.name}' has no shape in the model; give one with --shape {spec.name}:DIMS")
-    dims, unknown = [], []
-    for i, dim in enumerate(spec.shape):
-        if _is_fixed(dim):
-            dims.append(dim)
-        elif i == 0 or _looks_like_batch(dim):
-            dims.append(batch)
-        else:
-            dims.append(dim or "?")
-            unknown.append(i)
-    if unknown:
-        example = "x".join(str(d) for d in dims)
-        raise DataError(f"input '{spec.name}' {spec.describe()} has dynamic dims ({_names(str(spec.shape[i]) for i in unknown)}) "
-                        f"that random data cannot guess; pass --shape {spec.name}:{example} with numbers for them")
-    return tuple(dims)
 
 
 class Dataset:
@@ -176,10 +140,19 @@ class Dataset:
         self.random = random
         self.dropped = 0
 
-    def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[Batch]:
-        """Batches of exactly `batch_size` samples, the last one smaller unless `drop_last` (a model
-        with a fixed batch cannot take it); `dropped` then says how many samples were left out."""
-        if batch_size < 1:
+    @property
+    def batched(self) -> bool:
+        return any(s.batched for s in self.specs)
+
+    def batches(self, batch_size: int | None, drop_last: bool = False) -> Iterator[Batch]:
+        """Batches of exactly `batch_size` samples along each input's batch axis, the last one
+        smaller unless `drop_last` (a model with a fixed batch cannot take it); `dropped` then says
+        how many samples were left out. A model without a batch axis (`batch_size` None) gets each
+        item whole, or each entry of an item whose arrays stack whole feeds along a new axis 0."""
+        if not self.batched:
+            yield from self._whole_feeds()
+            return
+        if batch_size is None or batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.dropped = 0
         held: dict[str, np.ndarray] | None = None
@@ -202,6 +175,26 @@ class Dataset:
             else:
                 yield _batch(held, 0, n, self.specs)
 
+    def _whole_feeds(self) -> Iterator[Batch]:
+        self.dropped = 0
+        seen = 0
+        for index, raw in enumerate(self._chunks()):
+            chunk = self._validate(raw, index)
+            stacked = all(s.shape is not None and chunk[s.name].ndim == len(s.shape) + 1 for s in self.specs)
+            feeds = ([{s.name: chunk[s.name][i] for s in self.specs} for i in range(chunk[self.specs[0].name].shape[0])]
+                     if stacked and self.specs else [{s.name: chunk[s.name] for s in self.specs}])
+            for feed in feeds:
+                seen += 1
+                yield Batch({k: np.require(v, requirements="C") for k, v in feed.items()}, None, 1)
+        if seen == 0:
+            raise DataError(f"{self.source}: no samples (the data is empty)")
+
+    def first_sample(self) -> dict[str, np.ndarray]:
+        """The arrays of the first item, validated: what input shapes are resolved from."""
+        for index, raw in enumerate(self._chunks()):
+            return self._validate(raw, index)
+        raise DataError(f"{self.source}: no samples (the data is empty)")
+
     def _validate(self, raw, index: int) -> dict[str, np.ndarray]:
         where = f"{self.source} (item {index})" if self._per_item else self.source
         if not isinstance(raw, Mapping):
@@ -215,40 +208,52 @@ class Dataset:
         if missing or extra:
             detail = "; ".join(filter(None, [missing and f"missing {_names(missing)}", extra and f"unexpected {_names(extra)}"]))
             raise DataError(f"{where}: data has inputs {_names(given)} but the model expects {_names(expected)} ({detail})")
+        whole = not self.batched
+        stacked = whole and all(s.shape is not None and chunk[s.name].ndim == len(s.shape) + 1 for s in self.specs)
         counts = {}
         for spec in self.specs:
             arr = chunk[spec.name]
-            _check_array(where, spec, arr)
+            _check_array(where, spec, arr[0] if stacked and len(arr) else arr, stacked)
             if spec.batched:
+                counts[spec.name] = arr.shape[spec.batch_axis]
+            elif stacked:
                 counts[spec.name] = arr.shape[0]
         if len(set(counts.values())) > 1:
             raise DataError(f"{where}: inputs hold different numbers of samples ({_names(f'{k}={v}' for k, v in counts.items())})")
         if labels_key and labels_key in chunk:
-            chunk[LABELS] = _check_labels(where, chunk[LABELS], next(iter(counts.values()), None))
+            if whole:
+                chunk.pop(labels_key)  # labels need a batch axis to line up with outputs
+            else:
+                chunk[LABELS] = _check_labels(where, chunk[LABELS], next(iter(counts.values()), None))
         return chunk
 
 
-def _check_array(where: str, spec: InputSpec, arr: np.ndarray) -> None:
-    if arr.dtype != spec.dtype:
+def _check_array(where: str, spec: InputSpec, arr: np.ndarray, stacked: bool = False) -> None:
+    if spec.dtype == np.dtype(object):
+        if arr.dtype.kind not in "OUS":
+            raise DataError(f"{where}: input '{spec.name}' is {arr.dtype}, the model expects strings")
+    elif arr.dtype != spec.dtype:
         raise DataError(f"{where}: input '{spec.name}' is {arr.dtype}, the model expects {spec.dtype}; "
                         f"convert it (e.g. array.astype(np.{spec.dtype.name}))")
+    axis = spec.batch_axis if spec.batched else None
     if spec.shape is not None:
         if arr.ndim != len(spec.shape):
+            along = f" with samples along dim {axis}" if axis is not None else ""
             raise DataError(f"{where}: input '{spec.name}' has shape {arr.shape} (rank {arr.ndim}), "
-                            f"the model expects rank {len(spec.shape)}: {spec.describe()} with samples along dim 0")
+                            f"the model expects rank {len(spec.shape)}: {spec.describe()}{along}")
         for i, (got, dim) in enumerate(zip(arr.shape, spec.shape)):
-            if i > 0 and _is_fixed(dim) and got != dim:
+            if i != axis and _is_fixed(dim) and got != dim:
                 raise DataError(f"{where}: input '{spec.name}' has shape {arr.shape}; dim {i} must be {dim} ({spec.describe()})")
-    if spec.batched and arr.ndim == 0:
-        raise DataError(f"{where}: input '{spec.name}' is a scalar; it needs samples along dim 0")
-    if spec.batched and arr.shape[0] == 0:
+    if axis is not None and arr.ndim == 0:
+        raise DataError(f"{where}: input '{spec.name}' is a scalar; it needs samples along dim {axis}")
+    if axis is not None and arr.shape[axis] == 0:
         raise DataError(f"{where}: input '{spec.name}' holds no samples (shape {arr.shape})")
     if np.issubdtype(arr.dtype, np.floating):
         finite = np.isfinite(arr)
         if not finite.all():
             nan = int(np.isnan(arr).sum())
             inf = int(arr.size - finite.sum()) - nan
-            first = int(np.argwhere(~finite)[0][0]) if arr.ndim else 0
+            first = int(np.argwhere(~finite)[0][axis or 0]) if arr.ndim else 0
             raise DataError(f"{where}: input '{spec.name}' contains {nan} NaN and {inf} Inf values "
                             f"(first in sample {first}); clean the data")
 
@@ -263,29 +268,34 @@ def _check_labels(where: str, labels: np.ndarray, samples: int | None) -> np.nda
     return labels
 
 
+def _axes(chunk, specs) -> dict[str, int]:
+    """The per-sample keys and their sample axis: batched inputs, and labels (axis 0)."""
+    out = {s.name: s.batch_axis for s in specs if s.batched}
+    if LABELS in chunk and LABELS not in {s.name for s in specs}:
+        out[LABELS] = 0
+    return out
+
+
 def _count(chunk: Mapping[str, np.ndarray], specs: list[InputSpec]) -> int:
     for spec in specs:
         if spec.batched:
-            return chunk[spec.name].shape[0]
+            return chunk[spec.name].shape[spec.batch_axis]
     return 1
-
-
-def _keys(chunk, specs):
-    """The per-sample keys: batched inputs and labels."""
-    return [s.name for s in specs if s.batched] + ([LABELS] if LABELS in chunk and LABELS not in {s.name for s in specs} else [])
 
 
 def _join(a, b, specs):
     out = dict(b)
-    for k in _keys(b, specs):
-        out[k] = np.concatenate([a[k], b[k]]) if k in a else b[k]
+    for k, axis in _axes(b, specs).items():
+        out[k] = np.concatenate([a[k], b[k]], axis=axis) if k in a else b[k]
     return out
 
 
 def _slice(chunk, start, stop, specs):
     out = dict(chunk)
-    for k in _keys(chunk, specs):
-        out[k] = chunk[k][start:stop]
+    for k, axis in _axes(chunk, specs).items():
+        index = [slice(None)] * chunk[k].ndim
+        index[axis] = slice(start, stop)
+        out[k] = chunk[k][tuple(index)]
     return out
 
 
@@ -378,16 +388,22 @@ def _loader_chunks(path: Path) -> Callable[[], Iterable[Mapping]]:
     return chunks
 
 
-def random_data(specs: list[InputSpec], shapes: Mapping[str, tuple[int, ...]] | None = None, batch: int = 1,
-                seed: int = 0, n_batches: int = 1) -> Dataset:
-    """Seeded inputs shaped from the specs: floats ~ N(0, 1), integers in [0, 2), bools at random.
-    Small integers keep index-like inputs (token ids, gather indices) in range for any model."""
+def random_data(specs: list[InputSpec], shapes: ResolvedShapes | Mapping[str, tuple[int, ...]] | None = None,
+                batch: int | None = 1, seed: int = 0, n_batches: int = 1) -> Dataset:
+    """Seeded inputs of the resolved shapes (`shapes`: a ResolvedShapes, or --shape values resolved
+    here), `batch` samples along each batch axis: floats ~ N(0, 1), integers in [0, 2), bools at
+    random. Small integers keep index-like inputs (token ids, gather indices) in range."""
     if n_batches < 1:
         raise ConfigError(f"number of batches must be at least 1, got {n_batches}")
-    unknown = set(shapes or {}) - {s.name for s in specs}
-    if unknown:
-        raise ConfigError(f"--shape names {_names(sorted(unknown))}, but the model inputs are {_names(s.name for s in specs)}")
-    fixed = {s.name: concrete_shape(s, shapes, batch) for s in specs}
+    if not isinstance(shapes, ResolvedShapes):
+        shapes = resolve_shapes(given=shapes, declared={s.name: s.shape for s in specs},
+                                axes={s.name: s.batch_axis if s.batched else None for s in specs}, resizes=False)
+    for s in specs:
+        if s.dtype == np.dtype(object):
+            raise DataError(f"input '{s.name}' holds strings; {_NON_TENSOR}")
+    if batch is not None and shapes.batched:
+        shapes = shapes.with_batch(batch)
+    fixed = {s.name: shapes[s.name] for s in specs}
 
     def chunks():
         rng = np.random.default_rng(seed)

@@ -24,7 +24,7 @@ import onnx
 
 from ..errors import ConfigError, DataError, ModelLoadError, RuntimeUnavailableError
 from ..io import PROTOBUF_LIMIT
-from .data import InputSpec
+from .data import InputSpec, with_batch_axes
 
 DEVICES = ("cpu", "cuda", "auto")
 CPU = "CPUExecutionProvider"
@@ -56,11 +56,12 @@ class Session:
     def inputs(self) -> list[InputSpec]:
         specs = []
         for arg in self.inference.get_inputs():
-            dtype = _ORT_TYPES.get(arg.type)
+            dtype = np.dtype(object) if arg.type == "tensor(string)" else _ORT_TYPES.get(arg.type)
             if dtype is None:
-                raise DataError(f"input '{arg.name}' is a {arg.type}; only plain tensor inputs can be fed")
+                raise DataError(f"input '{arg.name}' is a {arg.type}; onnxprune feeds tensors only "
+                                "(random data cannot make it, and --calib data holds tensors)")
             specs.append(InputSpec(arg.name, np.dtype(dtype), tuple(arg.shape)))
-        return specs
+        return with_batch_axes(specs)
 
     @property
     def output_names(self) -> list[str]:

@@ -76,10 +76,12 @@ def test_random_data_is_seeded_and_typed():
     assert not np.array_equal(feeds["input"], other.feeds["input"])
 
 
-def test_random_data_needs_shape_for_non_batch_dynamic_dims():
+def test_random_data_guesses_one_sequence_dim_and_asks_for_more():
     spec = InputSpec("ids", np.dtype(np.int64), ("N", "seq"))
-    with pytest.raises(DataError, match=r"dynamic dims \(\[seq\]\).*--shape ids:2xseq"):
-        random_data([spec], batch=2)
+    assert next(random_data([spec], batch=2).batches(2)).feeds["ids"].shape == (2, 128)
+    two = InputSpec("x", F32, ("N", "a", "b"))
+    with pytest.raises(DataError, match=r"dynamic dims \['a', 'b'\].*--shape x:1xNxN"):
+        random_data([two], batch=2)
     data = random_data([spec], shapes=parse_shapes("ids:1x16"), batch=2)
     assert next(data.batches(2)).feeds["ids"].shape == (2, 16)
 

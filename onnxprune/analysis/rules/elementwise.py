@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...graph import attr
+from ...graph import attr, scalar
 from ..channels import ROLE_CHANNEL, TensorChannels
 from . import register
 
@@ -33,8 +33,8 @@ def _unary_values(node, ctx):
                 return None
         else:
             lo, hi = attr(node, "min"), attr(node, "max")
-        lo = -np.inf if lo is None else float(lo)
-        hi = np.inf if hi is None else float(hi)
+        lo = -np.inf if lo is None else float(scalar(lo))
+        hi = np.inf if hi is None else float(scalar(hi))
         return lambda v: np.clip(v, lo, hi)
     if op == "Sigmoid":
         return _sigmoid

@@ -1,0 +1,224 @@
+"""Input shapes resolved once (onnxprune/shapes.py) and what rests on them: the guess, the batch
+axis, FLOPs at the resolved shapes, validation without a batch assumption, and the fixtures of
+real-export patterns in tests/fixtures/shapes/ (tools/make_shape_fixtures.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+from onnx import TensorProto, helper
+
+from onnxprune import prune
+from onnxprune.analysis import analyze
+from onnxprune.cli import main
+from onnxprune.cost import count_flops, node_flops
+from onnxprune.errors import ConfigError, DataError
+from onnxprune.graph import ModelGraph
+from onnxprune.runtime import compare_models, input_specs, random_data
+from onnxprune.shapes import batch_axes, parse_shapes, resolve_shapes
+from tests.oracle import check_oracle
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "shapes"
+
+
+def load(name: str) -> onnx.ModelProto:
+    return onnx.load(FIX / f"{name}.onnx")
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def feeds_for(model, shapes, batch=2, seed=0):
+    return next(random_data(input_specs(model), shapes, batch, seed).batches(batch)).feeds
+
+
+# -- parsing ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["x:1x3x224x224", "x:[1,3,224,224]", "x:1,3,224,224", "x:[1, 3, 224, 224]"])
+def test_shape_forms(text):
+    assert parse_shapes(text) == {"x": (1, 3, 224, 224)}
+
+
+def test_several_shapes_and_tf_names():
+    assert parse_shapes("a:1x3,input_1:0:[2,5]") == {"a": (1, 3), "input_1:0": (2, 5)}
+    assert parse_shapes(["a:1,3", "b:4x5"]) == {"a": (1, 3), "b": (4, 5)}
+    assert parse_shapes("a:1,3 b:4,5") == {"a": (1, 3), "b": (4, 5)}
+    with pytest.raises(ConfigError, match="expected NAME:DIMS"):
+        parse_shapes("a:1xq")
+
+
+# -- resolution ------------------------------------------------------------------------------
+def test_guess_image_sizes_detection_and_plain():
+    det = resolve_shapes(load("detector_dynamic_hw"))
+    assert det["images"] == (1, 3, 640, 640) and det.source == "guessed"
+    assert "images:1x3x640x640" in det.notes[0] and "--shape" in det.notes[0]
+    plain = resolve_shapes(declared={"x": ("N", 3, "H", "W")}, resizes=False)
+    assert plain["x"] == (1, 3, 224, 224)
+    nhwc = resolve_shapes(declared={"x": ("N", "H", "W", 3)}, resizes=False)
+    assert nhwc["x"] == (1, 224, 224, 3)
+
+
+def test_guess_sequence_and_shared_symbols():
+    shapes = resolve_shapes(declared={"ids": ("B", "T"), "mask": ("B", "T")}, resizes=False)
+    assert shapes["ids"] == shapes["mask"] == (1, 128)
+    crnn = resolve_shapes(load("crnn_dynamic_width"))
+    assert crnn["x"] == (1, 1, 32, 224)
+
+
+def test_unguessable_dims_name_shape_with_an_example():
+    with pytest.raises(DataError, match=r"--shape x:1xNxN"):
+        resolve_shapes(declared={"x": ("B", "a", "b")}, resizes=False)
+
+
+def test_given_and_sample_shapes_win_over_guesses():
+    model = load("detector_dynamic_hw")
+    given = resolve_shapes(model, {"images": (2, 3, 96, 128)})
+    assert given["images"] == (2, 3, 96, 128) and given.source == "--shape" and not given.notes
+    assert given.per_sample()["images"] == (1, 3, 96, 128)
+    seen = resolve_shapes(model, sample={"images": np.zeros((5, 3, 64, 96), np.float32)})
+    assert seen["images"] == (1, 3, 64, 96) and seen.source == "calibration data"
+    with pytest.raises(ConfigError, match="fixes it to 3"):
+        resolve_shapes(model, {"images": (1, 4, 64, 64)})
+
+
+def test_batch_axis_is_where_the_model_says():
+    assert batch_axes({"x": ("batch", 64), "state": (2, "batch", 128), "sr": ()}) == {"x": 0, "state": 1, "sr": None}
+    assert batch_axes({"image": (1, 3, 8, 8), "features": (4, 10)}) == {"image": None, "features": None}
+    assert batch_axes({"a": ("unk__1", 21), "b": ("unk__2", 21)}) == {"a": None, "b": None}
+    assert batch_axes({"x": (1, 3, 224, 224)}) == {"x": 0}
+
+
+# -- FLOPs at the resolved shapes ------------------------------------------------------------
+def _conv_flops(cout, cin, k, h, w):
+    return 2 * cout * h * w * cin * k * k
+
+
+def test_detector_flops_count_the_resolved_spatial_dims():
+    model = load("detector_dynamic_hw")
+    graph = ModelGraph(model, shapes=resolve_shapes(model, {"images": (1, 3, 64, 96)}))
+    want = (_conv_flops(8, 3, 3, 32, 48) + _conv_flops(16, 8, 3, 16, 24) + _conv_flops(16, 16, 3, 8, 12)
+            + _conv_flops(8, 16, 1, 16, 24) + _conv_flops(2, 8, 1, 32, 48) + _conv_flops(6, 16, 1, 8, 12))
+    assert count_flops(graph) == want
+
+
+def test_lstm_and_activation_matmul_flops():
+    model = load("crnn_dynamic_width")
+    graph = ModelGraph(model, shapes=resolve_shapes(model, {"x": (1, 1, 32, 64)}))
+    lstm = next(n for n in model.graph.node if n.op_type == "LSTM")
+    steps, hidden, inputs = 64 // 4, 32, 128
+    assert node_flops(lstm, graph) == 2 * steps * 1 * 2 * 4 * hidden * (inputs + hidden)
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, ["B", "T", 16])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, ["B", 16, "T"])
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    attn = helper.make_model(helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "g", [a, b], [out]))
+    g = ModelGraph(attn, shapes=resolve_shapes(attn, {"a": (1, 10, 16), "b": (1, 16, 10)}))
+    assert count_flops(g) == 2 * 10 * 10 * 16
+
+
+def test_report_prints_the_shapes_and_flops_at_them(tmp_path):
+    r = invoke(FIX / "detector_dynamic_hw.onnx", tmp_path / "out.onnx", "--shape", "images:1x3x64x64",
+               "--no-validate")
+    assert r.exit_code == 0, r.output
+    assert "at shapes   images:1x3x64x64 (--shape)" in r.output
+
+
+# -- the plain command and validation on every pattern ---------------------------------------
+@pytest.mark.parametrize("name", ["detector_dynamic_hw", "crnn_dynamic_width", "stateful_vad", "two_inputs_static",
+                                  "clip_bounds_1d", "zero_sized_output"])
+def test_plain_command_succeeds_and_keeps_dynamic_dims(name, tmp_path):
+    out = tmp_path / "out.onnx"
+    args = [FIX / f"{name}.onnx", out]
+    if name == "detector_dynamic_hw":
+        args += ["--input-shapes", "images:[1,3,64,64]"]  # smaller than the 640 guess: a fast test
+    r = invoke(*args, "--ratio", "0.5")
+    assert r.exit_code == 0, r.output
+    assert "compared original and pruned" in r.output  # validation ran on the written model
+    before, after = load(name), onnx.load(out)
+    assert [i.type for i in before.graph.input] == [i.type for i in after.graph.input]
+    assert [o.type for o in before.graph.output] == [o.type for o in after.graph.output]
+
+
+@pytest.mark.parametrize("name", ["detector_dynamic_hw", "crnn_dynamic_width", "two_inputs_static", "clip_bounds_1d",
+                                  "zero_sized_output"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_oracle_at_resolved_shapes(name, seed):
+    model = load(name)
+    shapes = resolve_shapes(model, {"images": (1, 3, 64, 96)} if name == "detector_dynamic_hw" else None)
+    inputs = feeds_for(model, shapes, batch=2, seed=seed)
+    info = check_oracle(model, seed=seed, inputs=inputs, shapes=shapes)
+    assert info["prunable"] >= 1 and info["removed"] >= 1
+
+
+def test_detector_pruned_model_runs_at_other_sizes(tmp_path):
+    out = tmp_path / "det.onnx"
+    assert invoke(FIX / "detector_dynamic_hw.onnx", out, "--ratio", "0.5", "--shape", "images:1x3x64x64").exit_code == 0
+    result = compare_models(FIX / "detector_dynamic_hw.onnx", out, shapes={"images": (2, 3, 96, 160)}, atol=np.inf)
+    assert result.outputs[1].shape_a == (2, 240, 6)  # the batch of the --shape given
+
+
+def test_stateful_model_batches_along_the_state_axis(tmp_path):
+    model = load("stateful_vad")
+    result = compare_models(model, model, batch=3, n_batches=2)
+    assert result and result.batch_size == 3 and result.samples == 6
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((5, 64)).astype(np.float32),
+             state=rng.standard_normal((2, 5, 128)).astype(np.float32), sr=np.array(16000, np.int64))
+    result = compare_models(model, model, data=tmp_path / "calib.npz", batch=2)
+    assert result and result.samples == 5 and result.batches == 3
+
+
+def test_static_model_with_unrelated_inputs_runs_whole_feeds(tmp_path):
+    model = load("two_inputs_static")
+    result = compare_models(model, model)
+    assert result and result.batch_size is None and "whole feeds" in result.format_table()
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "stacked.npz", image=rng.standard_normal((3, 1, 3, 8, 8)).astype(np.float32),
+             features=rng.standard_normal((3, 4, 10)).astype(np.float32))
+    assert compare_models(model, model, data=tmp_path / "stacked.npz").batches == 3
+
+
+def test_zero_sized_output_compares():
+    model = load("zero_sized_output")
+    result = compare_models(model, model)
+    assert result and result.outputs[1].shape_a == (0, 4) and result.outputs[1].values == 0
+
+
+def test_clip_bounds_stored_as_one_element_tensors():
+    analysis = analyze(load("clip_bounds_1d"))
+    assert len(analysis.prunable_groups()) >= 1
+
+
+def test_inputs_random_data_cannot_make_are_one_clean_error(tmp_path):
+    r = invoke(FIX / "sequence_input.onnx", tmp_path / "out.onnx")
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert r.stderr.startswith("onnxprune: error: input 'frames' is a seq(tensor(float))")
+    strings = helper.make_model(helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["y"])], "g",
+        [helper.make_tensor_value_info("s", TensorProto.STRING, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.STRING, ["N"])]))
+    with pytest.raises(DataError, match="holds strings; random data cannot make it; pass --calib"):
+        random_data(input_specs(strings), None, 2)
+
+
+def test_every_model_running_subcommand_takes_shape(tmp_path):
+    det = FIX / "detector_dynamic_hw.onnx"
+    r = invoke("sensitivity", det, "--shape", "images:1x3x32x32", "--ratios", "0.5")
+    assert r.exit_code == 0, r.output
+    r = invoke("analyze", det, "--input-shapes", "images:1x3x32x32")
+    assert r.exit_code == 0 and "input shapes: images:1x3x32x32 (--shape)" in r.output
+    r = invoke("check", det, det, "--shape", "images:1x3x32x32", "--batch", "2")
+    assert r.exit_code == 0, r.output
+    r = invoke("bench", det, "--shape", "images:1x3x32x32", "--runs", "1", "--warmup", "0", "--batch", "1")
+    assert r.exit_code == 0, r.output
+
+
+def test_calibration_data_gives_the_shapes(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", images=rng.standard_normal((4, 3, 32, 48)).astype(np.float32))
+    result = prune(load("detector_dynamic_hw"), calib=str(tmp_path / "calib.npz"))
+    assert result.report.input_shapes == "images:1x3x32x48"
+    assert result.report.shapes_source == "calibration data"
