@@ -8,8 +8,9 @@ all use the same ones. `resolve_shapes` picks them, in this order:
 2. the calibration data (the shapes of its first sample),
 3. a guess a user would accept: batch 1; an image-like input [N,C,H,W] or [N,H,W,C] with C in
    {1, 3, 4} gets 224 x 224 (640 x 640 when the model resizes feature maps, as detection and
-   segmentation necks do); a symbolic dim shared by several inputs gets one value; one other
-   dynamic dim per input (a sequence length) gets 128. Each guess is stated in `notes`.
+   segmentation necks do); a symbolic dim shared by several inputs gets one value; a dynamic
+   leading dim 1 even where it is not a batch axis; one other dynamic dim per input (a sequence
+   length) gets 128. Each guess is stated in `notes`.
 4. else one error naming --shape with a ready example.
 
 The result is a frozen `ResolvedShapes`. It never changes the model: the written model keeps its
@@ -274,6 +275,8 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
                 dims[i] = symbols[d]
         if axes[name] is not None and dims[axes[name]] is None:
             dims[axes[name]] = 1
+        elif dims and dims[0] is None:
+            dims[0] = 1  # a dynamic leading dim is a batch in all but name (tf2onnx: unk__330, unk__331)
         said = _guess_spatial(decl, dims, GUESS_DETECTION if resizes else GUESS_IMAGE)
         open_dims = [i for i, d in enumerate(dims) if d is None]
         if len(open_dims) == 1:
@@ -288,7 +291,7 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
             if isinstance(d, str):
                 symbols.setdefault(d, dims[i])
         out[name] = dims
-        if any(not is_fixed(d) and i != axes[name] for i, d in enumerate(decl)):
+        if any(not is_fixed(d) and i != (axes[name] if axes[name] is not None else 0) for i, d in enumerate(decl)):
             guessed.append(name)
             if said:
                 notes.append(_guess_note(name, said))
