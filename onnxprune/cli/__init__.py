@@ -96,7 +96,10 @@ def one_line(text: str) -> str:
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]},
              help="Structured channel pruning for ONNX models.\n\n"
-                  "  onnxprune IN.onnx OUT.onnx      exact by default; --ratio / --target-flops to go further")
+                  "  onnxprune IN.onnx OUT.onnx      exact by default; --ratio / --target-flops to go further",
+             epilog="Exit codes: 0 done; 1 error, nothing done (bad input, option or usage; one line on stderr); "
+                    "3 FAILED, the model does not meet its bound; 130 interrupted. "
+                    "--json FILE on every command writes the figures ('-': stdout).")
 @click.version_option(package_name="onnxprune")
 def main():
     pass

@@ -24,8 +24,8 @@ STDOUT = "-"
 def json_option(*aliases: str):
     """`--json FILE` (and any aliases): every figure as JSON, `-` for stdout."""
     return click.option("--json", *aliases, "json_path", metavar="FILE",
-                        help="Write every figure as JSON to FILE ('-': stdout, the table then goes to stderr); "
-                             "fields in docs/JSON.md.")
+                        help="Write every figure as JSON to FILE ('-': stdout, the table then goes to stderr): "
+                             "one object with schema_version, command, versions and the command's figures.")
 
 
 def json_target(path: str | os.PathLike | None, inputs=()) -> str | Path | None:
@@ -92,3 +92,4 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+

@@ -12,7 +12,7 @@ from ..errors import ValidationFailedError
 from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
 from .output import human_echo, json_option, json_target, write_json
-from .options import shape_option
+from .options import preprocess_option, shape_option
 
 
 @click.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -37,8 +37,7 @@ from .options import shape_option
                    "for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per output.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
-@click.option("--preprocess", metavar="SPEC", help="For a folder of images as --calib, e.g. "
-              "'resize=256,crop=224,mean=0.485/0.456/0.406,std=0.229/0.224/0.225' (see docs/VALIDATION.md).")
+@preprocess_option
 @shape_option
 @click.option("--validate/--no-validate", default=True, show_default=True,
               help="Run both models in ONNX Runtime and compare before writing.")
