@@ -6,6 +6,8 @@ max RSS, read from the rusage that os.wait4() returns for exactly that child. Th
 interleaved, each onnxprune variant right after a load+save baseline run (base, v1, base, v2, ...),
 for --reps rounds, after one warm-up round that fills the page cache; medians are reported.
 
+CPU s is the child's user + system time: on a machine shared with other work it moves far less
+than wall time, and it bounds an idle machine's wall time for single-threaded work.
 Raw figures include the interpreter and its imports. Net figures subtract the median of a child
 that only does the imports of the same command (`import onnx` for the baseline; the onnxprune CLI
 modules, plus onnxruntime for the validated variant), measured in the same interleaved rounds.
@@ -44,21 +46,33 @@ IMPORT_ONNX = "import onnx"
 IMPORT_CLI = "import onnx, numpy, click, onnxprune.cli, onnxprune.cli.prune, onnxprune.api"
 IMPORT_CLI_ORT = IMPORT_CLI + ", onnxruntime, onnxprune.runtime"
 
+# One ORT session of the model and one run of batch 1: "the runtime's own session" in the memory
+# target of validated runs (issue 16: peak RSS <= 2x the model file + this).
+SESSION = ("import sys, numpy as np, onnxruntime as ort\n"
+           "s = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])\n"
+           "feeds = {i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32) for i in s.get_inputs()}\n"
+           "s.run(None, feeds)")
+
 # name, extra CLI arguments, import baseline used for the net figures
 VARIANTS = [
     ("exact --no-validate", ["--no-validate"], "import-cli"),
     ("exact --fold-bn --no-validate", ["--fold-bn", "--no-validate"], "import-cli"),
     ("--ratio 0.5 --no-validate", ["--ratio", "0.5", "--no-validate"], "import-cli"),
     ("exact (validated)", [], "import-cli+ort"),
+    ("exact --fold-bn (validated)", ["--fold-bn"], "import-cli+ort"),
+    ("--ratio 0.5 (validated)", ["--ratio", "0.5"], "import-cli+ort"),
 ]
+VALIDATED_TIME = 2.5   # x load+save
+UNVALIDATED_TIME = 2.0  # x load+save
+UNVALIDATED_RSS = 3.0  # x model file
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_child(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
-    """Run argv to completion; return (wall seconds, max RSS MiB, exit code, stderr tail)."""
+def run_child(argv: list[str], cwd: Path) -> tuple[float, float, int, str, float]:
+    """Run argv to completion; return (wall seconds, max RSS MiB, exit code, stderr tail, CPU seconds)."""
     err_path = cwd / "child.stderr"
     with open(err_path, "wb") as err, open(os.devnull, "wb") as out:
         t0 = time.perf_counter()
@@ -67,7 +81,7 @@ def run_child(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
         wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)
     tail = err_path.read_text(errors="replace")[-2000:]
-    return wall, ru.ru_maxrss / 1024.0, p.returncode, tail  # ru_maxrss is KiB on Linux
+    return wall, ru.ru_maxrss / 1024.0, p.returncode, tail, ru.ru_utime + ru.ru_stime  # ru_maxrss is KiB on Linux
 
 
 def commands(model: Path, out_dir: Path) -> dict[str, list[str]]:
@@ -76,6 +90,7 @@ def commands(model: Path, out_dir: Path) -> dict[str, list[str]]:
         "import-onnx": [PY, "-c", IMPORT_ONNX],
         "import-cli": [PY, "-c", IMPORT_CLI],
         "import-cli+ort": [PY, "-c", IMPORT_CLI_ORT],
+        "session": [PY, "-c", SESSION, str(model)],
     }
     for name, extra, _ in VARIANTS:
         cmds[name] = [PY, "-m", "onnxprune", str(model), str(out_dir / "pruned.onnx"), "-q", *extra]
@@ -86,7 +101,7 @@ def schedule() -> list[str]:
     order = []
     for name, _, _ in VARIANTS:
         order += ["load+save", name]
-    return order + ["import-onnx", "import-cli", "import-cli+ort"]
+    return order + ["import-onnx", "import-cli", "import-cli+ort", "session"]
 
 
 def ensure_model(name: str, path: Path) -> Path:
@@ -110,16 +125,18 @@ def measure(model: Path, reps: int) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     cmds = commands(model, out_dir)
     samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+    cpu: dict[str, list[float]] = {k: [] for k in cmds}
     errors: dict[str, str] = {}
     order = schedule()
     for rnd in range(reps + 1):  # round 0 is the warm-up
         for name in order:
-            wall, rss, rc, tail = run_child(cmds[name], out_dir)
+            wall, rss, rc, tail, cpu_s = run_child(cmds[name], out_dir)
             if rc != 0:
                 errors[name] = f"exit {rc}: {tail.strip()}"
                 log(f"  {name}: FAILED exit {rc}: {tail.strip()[-500:]}")
             if rnd > 0:
                 samples[name].append((wall, rss))
+                cpu[name].append(cpu_s)
         if rnd == 0:
             log("warm-up round done")
         else:
@@ -132,6 +149,7 @@ def measure(model: Path, reps: int) -> dict:
     med = {k: (statistics.median(w for w, _ in v), statistics.median(r for _, r in v)) for k, v in samples.items()}
     rows = []
     base_t, base_rss = med["load+save"]
+    base_cpu = statistics.median(cpu["load+save"])
     imp_onnx_t, imp_onnx_rss = med["import-onnx"]
     base_net_t, base_net_rss = base_t - imp_onnx_t, base_rss - imp_onnx_rss
     for name, extra, imp in [("load+save", None, "import-onnx")] + VARIANTS:
@@ -146,6 +164,8 @@ def measure(model: Path, reps: int) -> dict:
             "seconds_min": min(times),
             "seconds_max": max(times),
             "time_ratio_raw": t / base_t,
+            "cpu_seconds_median": statistics.median(cpu[name]),
+            "cpu_ratio_raw": statistics.median(cpu[name]) / base_cpu,
             "net_seconds": t - it,
             "time_ratio_net": (t - it) / base_net_t,
             "peak_rss_mb_raw": rss,
@@ -159,18 +179,20 @@ def measure(model: Path, reps: int) -> dict:
         "model_file": str(model), "model_mb": size_mb, "reps": reps, "parent_peak_rss_mb": floor,
         "import_baselines": {k: {"seconds": med[k][0], "peak_rss_mb": med[k][1]}
                              for k in ("import-onnx", "import-cli", "import-cli+ort")},
+        "session": {"seconds": med["session"][0], "peak_rss_mb": med["session"][1]},
         "baseline_net": {"seconds": base_net_t, "peak_rss_mb": base_net_rss},
         "rows": rows,
     }
 
 
 def format_table(res: dict) -> str:
-    cols = ["command", "median s", "x load+save", "net s", "net x", "peak RSS MB", "net RSS MB",
+    cols = ["command", "median s", "x load+save", "net s", "net x", "CPU s", "CPU x", "peak RSS MB", "net RSS MB",
             "RSS/model", "net RSS/model"]
     lines = []
     for r in res["rows"]:
         lines.append([r["name"], f"{r['seconds_median']:.2f}", f"{r['time_ratio_raw']:.2f}x", f"{r['net_seconds']:.2f}",
-                      f"{r['time_ratio_net']:.2f}x", f"{r['peak_rss_mb_raw']:.0f}", f"{r['peak_rss_mb_net']:.0f}",
+                      f"{r['time_ratio_net']:.2f}x", f"{r['cpu_seconds_median']:.2f}", f"{r['cpu_ratio_raw']:.2f}x",
+                      f"{r['peak_rss_mb_raw']:.0f}", f"{r['peak_rss_mb_net']:.0f}",
                       f"{r['rss_to_model_raw']:.2f}x", f"{r['rss_to_model_net']:.2f}x"])
     widths = [max(len(x[i]) for x in [cols, *lines]) for i in range(len(cols))]
     fmt = lambda row: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
@@ -180,11 +202,24 @@ def format_table(res: dict) -> str:
            "  " + ", ".join(f"{k}: {v['seconds']:.2f} s, {v['peak_rss_mb']:.0f} MB" for k, v in ib.items()),
            "", fmt(cols), fmt(["-" * w for w in widths])]
     out += [fmt(x) for x in lines]
-    out += ["", "targets: onnxprune time <= 2x load+save, peak RSS <= 3x model size"]
+    session = res["session"]["peak_rss_mb"]
+    out += ["", f"runtime's own session (import onnxruntime, one session, one batch-1 run): {res['session']['seconds']:.2f} s, "
+                f"{session:.0f} MB",
+            f"targets: --no-validate time <= {UNVALIDATED_TIME}x load+save, peak RSS <= {UNVALIDATED_RSS}x model size; "
+            f"validated time <= {VALIDATED_TIME}x load+save, peak RSS <= 2x model size + the session "
+            f"({2 * res['model_mb'] + session:.0f} MB)"]
     for r in res["rows"][1:]:
-        t_ok = "met" if r["time_ratio_raw"] <= 2.0 else ("met net only" if r["time_ratio_net"] <= 2.0 else "MISSED")
-        m_ok = "met" if r["rss_to_model_raw"] <= 3.0 else ("met net only" if r["rss_to_model_net"] <= 3.0 else "MISSED")
-        out.append(f"  {r['name']}: time {t_ok}, memory {m_ok}" + (f"  [ERROR {r['error'][:200]}]" if r["error"] else ""))
+        if "validated" in r["name"]:
+            t_ok = "met" if r["time_ratio_raw"] <= VALIDATED_TIME else (
+                "met in CPU time only" if r["cpu_ratio_raw"] <= VALIDATED_TIME else "MISSED")
+            m_ok = "met" if r["peak_rss_mb_raw"] <= 2 * res["model_mb"] + session else "MISSED"
+        else:
+            t_ok = "met" if r["time_ratio_raw"] <= UNVALIDATED_TIME else (
+                "met net only" if r["time_ratio_net"] <= UNVALIDATED_TIME else "MISSED")
+            m_ok = "met" if r["rss_to_model_raw"] <= UNVALIDATED_RSS else (
+                "met net only" if r["rss_to_model_net"] <= UNVALIDATED_RSS else "MISSED")
+        out.append(f"  {r['name']}: time {t_ok} ({r['time_ratio_raw']:.2f}x), memory {m_ok} ({r['peak_rss_mb_raw']:.0f} MB)"
+                   + (f"  [ERROR {r['error'][:200]}]" if r["error"] else ""))
     return "\n".join(out)
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import tempfile
 from pathlib import Path
@@ -61,17 +62,19 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
     """Bisection on the kept FLOPs share between the most pruning allowed and none. Every share tried
     is reported with its figure; the final check (cli/prune.py) runs on the same held-out samples,
     so what the search picks passes it."""
-    from .runtime import compare_models
+    from .runtime.compare import Reference, compare_models
 
     if not config.calib:
         raise ConfigError("a fidelity bound (--max-error / --min-cosine / --min-agreement) needs --calib data")
-    with tempfile.TemporaryDirectory(prefix="onnxprune-guard-") as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onnxprune-guard-"))
         fit, hold, n_hold = split_calibration(model, config.calib_data, config.holdout, Path(tmp))
         base = dataclasses.replace(config, calib=fit, preprocess=None, max_error=None, min_cosine=None, min_agreement=None,
                                    ratio=None, target_params=None, target_flops=None, validate=False)
         floor = config.target_flops if config.target_flops is not None else 0.05
         original = model.SerializeToString()
         tries = []
+        reference = stack.enter_context(Reference(model, data=hold, device=config.device))  # computed once
 
         def attempt(share: float):
             candidate = onnx.ModelProto()
@@ -81,8 +84,7 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
             except TargetUnreachableError:
                 tries.append({"target_flops": share, "flops_kept": None, "figure": "unreachable", "passed": False})
                 return None, None
-            check = compare_models(model, result.model, data=hold, device=config.device,
-                                   atol=config.max_error, min_cosine=config.min_cosine,
+            check = compare_models(reference, result.model, atol=config.max_error, min_cosine=config.min_cosine,
                                    min_agreement=config.min_agreement, metric=config.metric)
             kept = result.report.flops_after / max(result.report.flops_before, 1)
             tries.append({"target_flops": share, "flops_kept": kept, "figure": _figure(check, config),

@@ -59,9 +59,9 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)
+    comparison = None
     model = load_model(input_path)
     result = prune(model, config)
-    comparison = None
 
     def check(tmp_path):
         nonlocal comparison
@@ -72,8 +72,8 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
             raise ValidationFailedError(
                 f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
         if not comparison.checked:
-            comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give --atol, "
-                                    "or a fidelity guard: --min-agreement, --min-cosine or --max-error")
+            comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give "
+                                    "--atol, or a fidelity guard: --min-agreement, --min-cosine or --max-error")
 
     save_model(result.model, output_path, input_path, overwrite, before_commit=check)
     if not quiet:
@@ -86,12 +86,17 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
 
 
 def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
+    """Random inputs are one batch of one sample unless --calib gives data: validation checks the
+    rewrite and must cost less than the pruning (docs/BENCHMARKS.md); `check` measures at length.
+    A written file identical to the input (nothing removed) runs once, not twice. Without data the
+    sessions skip ORT's graph optimizations, which cost more than one small batch saves."""
     from functools import partial
 
     from ..runtime import compare_models
 
-    compare_models = partial(compare_models, shapes=shapes, metric=config.metric)
-
+    compare_models = partial(compare_models, original, pruned, device=config.device, shapes=shapes,
+                             metric=config.metric, n_batches=VALIDATION_BATCHES, default_batch=VALIDATION_BATCH,
+                             optimize=config.calib is not None)
     if config.guarded:
         # The final check runs on the held-out samples the guard searched with, so its pick passes it.
         import tempfile
@@ -101,11 +106,15 @@ def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
 
         with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as tmp:
             _, held_out, _ = split_calibration(load_model(original), config.calib_data, config.holdout, Path(tmp))
-            return compare_models(original, pruned, data=held_out, device=config.device, atol=config.max_error,
-                                  min_cosine=config.min_cosine, min_agreement=config.min_agreement)
+            return compare_models(data=held_out, atol=config.max_error, min_cosine=config.min_cosine,
+                                  min_agreement=config.min_agreement)
     if config.lossy and atol is None:
         # Lossy runs report fidelity; bounds are the fidelity guard's job.
-        return compare_models(original, pruned, data=config.calib_data, device=config.device, bounds=False)
-    return compare_models(original, pruned, data=config.calib_data, device=config.device,
-                          atol=1e-4 if atol is None else atol, rtol=1e-3 if atol is None else 0.0)
+        return compare_models(data=config.calib_data, bounds=False)
+    return compare_models(data=config.calib_data, atol=1e-4 if atol is None else atol,
+                          rtol=1e-3 if atol is None else 0.0)
 
+
+# Random validation inputs: one batch of one sample (the model's own batch where it is fixed).
+VALIDATION_BATCH = 1
+VALIDATION_BATCHES = 1

@@ -7,6 +7,7 @@ ending in PASSED or FAILED: <output>: <figure>, in the manner of Polygraphy's co
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -15,7 +16,7 @@ import onnx
 
 from ..errors import ConfigError, DataError, ValidationFailedError
 from ..shapes import RESIZING_OPS, ResolvedShapes, resolve_shapes
-from .data import Dataset, load_data, random_data, resolve_batch
+from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
 from .sessions import create_session, explain_ort_error
 
@@ -275,74 +276,181 @@ def _dims(shape) -> str:
     return "[" + ",".join(map(str, shape)) + "]"
 
 
+# The reference's inputs and outputs are kept up to this size, so that its session can be closed
+# before the candidate's opens (one model's weights in memory at a time); beyond it both stay open.
+HOLD_BYTES = 256 * 2**20
+
+
+class Reference:
+    """The reference model's outputs on the data, computed once and compared against any number of
+    candidates (the fidelity guard's trials, or one pruned model).
+
+    Batches are held with their outputs up to HOLD_BYTES; then the session is closed. Larger data
+    keeps the session open and recomputes the rest per comparison."""
+
+    def __init__(self, model, data=None, device: str = "cpu",
+                 shapes: ResolvedShapes | dict[str, tuple[int, ...]] | None = None, batch: int | None = None,
+                 seed: int = 0, n_batches: int = 4, threads: int | None = None, name: str = "original",
+                 default_batch: int = DEFAULT_BATCH, optimize: bool = True):
+        self.device, self.threads, self.name, self.batch = device, threads, name, batch
+        self.default_batch, self.optimize = default_batch, optimize
+        session = create_session(model, device, threads, optimize)
+        try:
+            self.specs = session.inputs
+            self.output_names = session.output_names
+            self.declared = {o.name: tuple(o.shape) if o.shape is not None else None
+                             for o in session.inference.get_outputs()}
+            self.provider, self.fallback = session.provider, session.fallback
+            given = shapes.as_dict() if isinstance(shapes, ResolvedShapes) and "--shape" in shapes.source else shapes
+            self.given = given if not isinstance(given, ResolvedShapes) else None
+            self.size = resolve_batch(self.specs, batch, self.given, default=default_batch)
+            self.drop_last = any(s.fixed_batch for s in self.specs)
+            self.hint = ""
+            if isinstance(data, Dataset):
+                self.dataset = data
+            elif data is not None:
+                self.dataset = load_data(data, self.specs)
+            else:
+                resolved = shapes if isinstance(shapes, ResolvedShapes) else resolve_model_shapes(model, shapes, self.specs)
+                if "guessed" in resolved.source:
+                    self.hint = f" (with guessed input shapes {resolved.describe()}; pass --shape to give others)"
+                self.dataset = random_data(self.specs, resolved, self.size, seed, n_batches)
+            self.held: list = []
+            held_bytes, self.complete = 0, True
+            for item in self.dataset.batches(self.size, drop_last=self.drop_last):
+                out = _run(session, item.feeds, name, DataError, self.hint)
+                held_bytes += sum(v.nbytes for v in (*item.feeds.values(), *out.values()))
+                if held_bytes > HOLD_BYTES:
+                    self.complete = False
+                    break
+                self.held.append((item, out))
+            self.dropped = self.dataset.dropped
+        except BaseException:
+            session.close()
+            raise
+        self._session = None if self.complete else session
+        if self.complete:
+            session.close()
+
+    def pairs(self):
+        """(batch, reference outputs) over all of the data."""
+        yield from self.held
+        if self.complete:
+            return
+        for i, item in enumerate(self.dataset.batches(self.size, drop_last=self.drop_last)):
+            if i >= len(self.held):
+                yield item, _run(self._session, item.feeds, self.name, DataError, self.hint)
+        self.dropped = self.dataset.dropped
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def __enter__(self) -> Reference:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float | None = None, rtol: float = 0.0,
                    min_cosine: float | None = None, min_agreement: float | None = None,
                    shapes: ResolvedShapes | dict[str, tuple[int, ...]] | None = None, batch: int | None = None,
                    seed: int = 0,
                    n_batches: int = 4, threads: int | None = None,
                    names: tuple[str, str] = ("original", "pruned"), bounds: bool = True,
-                   metric: str = "auto") -> ComparisonResult:
-    """Compare `model_b` against the reference `model_a` (protos or paths) on `data` (a Dataset, an
-    .npz / .py path, or None for `n_batches` random batches).
+                   metric: str = "auto", default_batch: int = DEFAULT_BATCH, optimize: bool = True) -> ComparisonResult:
+    """Compare `model_b` against the reference `model_a` (protos or paths, or a Reference computed
+    earlier, which then fixes data, shapes, batch and device) on `data` (a Dataset, an .npz / .py
+    path, or None for `n_batches` random batches).
 
     atol applies to every value (|b - a| <= atol + rtol*|a|); it defaults to 1e-4 when neither
     min_cosine nor min_agreement is given, and is off otherwise unless given explicitly.
     bounds=False measures without any bound: the result is NOT CHECKED (passed is None).
     min_agreement bounds each output's `metric` (runtime/metrics.py: top1, boxes, ctc, cosine, or
-    auto: chosen per output from its shape and values)."""
+    auto: chosen per output from its shape and values).
+    The reference runs first and its session closes before the candidate's opens; a candidate file
+    byte-identical to the reference is not run again. optimize=False runs both graphs as written
+    (create_session): cheaper for one or two batches."""
+    atol, min_cosine, min_agreement, default_bound = _bounds(atol, rtol, min_cosine, min_agreement, bounds)
+    own = not isinstance(model_a, Reference)
+    ref = Reference(model_a, data, device, shapes, batch, seed, n_batches, threads, names[0], default_batch,
+                    optimize) if own else model_a
+    same = own and identical_files(model_a, model_b)  # one run shows both: no second session
+    try:
+        with contextlib.nullcontext() if same else create_session(model_b, ref.device, ref.threads,
+                                                                   ref.optimize) as sess_b:
+            if not same:
+                _check_same_io(ref, sess_b, names)
+                # A batch dim fixed in either model fixes it for both.
+                both = resolve_batch(ref.specs + sess_b.inputs, ref.batch, ref.given, default=ref.default_batch)
+                if both != ref.size and own:  # fixed in the candidate only: run the reference again
+                    ref.close()
+                    ref = Reference(model_a, data, device, shapes, both, seed, n_batches, threads, names[0],
+                                    default_batch, optimize)
+                elif both != ref.size:
+                    raise DataError(f"{names[1]} has a fixed batch of {both}, {names[0]} runs batches of "
+                                    f"{ref.size}; use --batch {both}")
+            accs = {name: _Accumulator(name, metric, ref.declared.get(name)) for name in ref.output_names}
+            samples = batches = 0
+            labels_seen = False
+            for item, out_a in ref.pairs():
+                out_b = out_a if same else _run(sess_b, item.feeds, names[1], ValidationFailedError)
+                for name, acc in accs.items():
+                    acc.update(out_a[name], out_b[name], item.labels, atol, rtol, item.size)
+                samples += item.size
+                batches += 1
+                labels_seen = labels_seen or item.labels is not None
+            outputs = [acc.finish(atol, rtol, min_cosine, min_agreement) for acc in accs.values()]
+    finally:
+        if own:
+            ref.close()
+    if min_agreement is not None and not any(acc.bounded(o) for acc, o in zip(accs.values(), outputs)):
+        raise ConfigError("min_agreement needs a classifier output ([N, K] scores), a detection or a CTC output; none of the "
+                          "outputs is one (choose a metric with --metric, e.g. --metric cosine)")
+    size = ref.size
+    warnings = [w for w in (ref.fallback,) if w]
+    if ref.dataset.random:
+        warnings.append(RANDOM_WARNING)
+    if ref.dropped:
+        warnings.append(f"{ref.dropped} samples left out: the model's fixed batch of {size} does not divide the data")
+    if labels_seen and all(o.accuracy_a is None for o in outputs):
+        warnings.append("labels given, but no output is classifier-shaped ([N, K]); accuracy not computed")
+    thresholds = {"atol": atol, "rtol": rtol if atol is not None else None,
+                  "min_cosine": min_cosine, "min_agreement": min_agreement}
+    result = ComparisonResult(outputs, tuple(names), ref.dataset.source, samples, batches, size, ref.provider,
+                              thresholds, warnings)
+    if same:
+        result.hints.append(f"{names[1]} is byte-identical to {names[0]}: it ran once, its outputs are the same")
+    if default_bound and not result:
+        result.hints.append(LOSSY_HINT)
+    return result
+
+
+def identical_files(original, written) -> bool:
+    """Whether `written` (a path) is byte for byte `original` and holds all its weights (no external
+    data file beside it): then both give the same outputs on every input, and one run shows them."""
+    import filecmp
+    import os
+    from pathlib import Path
+
+    if not all(isinstance(m, (str, os.PathLike)) for m in (original, written)):
+        return False
+    a, b = Path(original), Path(written)
+    return (a.is_file() and b.is_file() and not b.with_name(b.name + ".data").exists()
+            and a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False))
+
+
+def _bounds(atol, rtol, min_cosine, min_agreement, bounds):
+    """The bounds that apply, and whether atol is the default one."""
     _check_thresholds(atol, rtol, min_cosine, min_agreement)
     default_bound = bounds and atol is None and min_cosine is None and min_agreement is None
     if not bounds:
         atol = min_cosine = min_agreement = None
     elif default_bound:
         atol = DEFAULT_ATOL
-    with create_session(model_a, device, threads) as sess_a, create_session(model_b, device, threads) as sess_b:
-        _check_same_io(sess_a, sess_b, names)
-        specs = sess_a.inputs
-        # A batch dim fixed in either model fixes it for both.
-        fixed = specs + sess_b.inputs
-        given = shapes.as_dict() if isinstance(shapes, ResolvedShapes) and "--shape" in shapes.source else shapes
-        size = resolve_batch(fixed, batch, given if not isinstance(given, ResolvedShapes) else None)
-        hint = ""
-        if isinstance(data, Dataset):
-            dataset = data
-        elif data is not None:
-            dataset = load_data(data, specs)
-        else:
-            resolved = shapes if isinstance(shapes, ResolvedShapes) else resolve_model_shapes(model_a, shapes, specs)
-            if "guessed" in resolved.source:
-                hint = f" (with guessed input shapes {resolved.describe()}; pass --shape to give others)"
-            dataset = random_data(specs, resolved, size, seed, n_batches)
-        declared = {o.name: tuple(o.shape) if o.shape is not None else None for o in sess_a.inference.get_outputs()}
-        accs = {name: _Accumulator(name, metric, declared.get(name)) for name in sess_a.output_names}
-        samples = batches = 0
-        labels_seen = False
-        for item in dataset.batches(size, drop_last=any(s.fixed_batch for s in fixed)):
-            out_a = _run(sess_a, item.feeds, names[0], DataError, hint)
-            out_b = _run(sess_b, item.feeds, names[1], ValidationFailedError)
-            for name, acc in accs.items():
-                acc.update(out_a[name], out_b[name], item.labels, atol, rtol, item.size)
-            samples += item.size
-            batches += 1
-            labels_seen = labels_seen or item.labels is not None
-        outputs = [acc.finish(atol, rtol, min_cosine, min_agreement) for acc in accs.values()]
-    if min_agreement is not None and not any(acc.bounded(o) for acc, o in zip(accs.values(), outputs)):
-        raise ConfigError("min_agreement needs a classifier output ([N, K] scores), a detection or a CTC output; none of the "
-                          "outputs is one (choose a metric with --metric, e.g. --metric cosine)")
-    warnings = [w for w in (sess_a.fallback,) if w]
-    if dataset.random:
-        warnings.append(RANDOM_WARNING)
-    if dataset.dropped:
-        warnings.append(f"{dataset.dropped} samples left out: the model's fixed batch of {size} does not divide the data")
-    if labels_seen and all(o.accuracy_a is None for o in outputs):
-        warnings.append("labels given, but no output is classifier-shaped ([N, K]); accuracy not computed")
-    thresholds = {"atol": atol, "rtol": rtol if atol is not None else None,
-                  "min_cosine": min_cosine, "min_agreement": min_agreement}
-    result = ComparisonResult(outputs, tuple(names), dataset.source, samples, batches, size, sess_a.provider,
-                              thresholds, warnings)
-    if default_bound and not result:
-        result.hints.append(LOSSY_HINT)
-    return result
+    return atol, min_cosine, min_agreement, default_bound
 
 
 def _check_thresholds(atol, rtol, min_cosine, min_agreement) -> None:
@@ -356,10 +464,10 @@ def _check_thresholds(atol, rtol, min_cosine, min_agreement) -> None:
         raise ConfigError(f"min_agreement is a fraction between 0 and 1, got {min_agreement}")
 
 
-def _check_same_io(sess_a, sess_b, names) -> None:
+def _check_same_io(ref: Reference, sess_b, names) -> None:
     """Both models must take the same inputs and give the same outputs, or no comparison is possible."""
     a, b = names
-    ins_a, ins_b = {s.name: s for s in sess_a.inputs}, {s.name: s for s in sess_b.inputs}
+    ins_a, ins_b = {s.name: s for s in ref.specs}, {s.name: s for s in sess_b.inputs}
     if set(ins_a) != set(ins_b):
         raise DataError(f"the models take different inputs: {a} has {sorted(ins_a)}, {b} has {sorted(ins_b)}")
     for name, spec in ins_a.items():
@@ -368,7 +476,7 @@ def _check_same_io(sess_a, sess_b, names) -> None:
         if spec.dtype != other.dtype or (both and (len(spec.shape) != len(other.shape) or any(
                 isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(spec.shape, other.shape)))):
             raise DataError(f"input '{name}' is {spec.describe()} in {a} but {other.describe()} in {b}")
-    outs_a, outs_b = sess_a.output_names, sess_b.output_names
+    outs_a, outs_b = ref.output_names, sess_b.output_names
     if set(outs_a) != set(outs_b):
         raise ValidationFailedError(f"the models have different outputs: {a} has {sorted(outs_a)}, {b} has {sorted(outs_b)}; "
                                     "a pruned model must keep the original's output names")

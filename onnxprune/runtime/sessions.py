@@ -106,9 +106,10 @@ def import_ort():
 
 
 def create_session(model: onnx.ModelProto | str | os.PathLike, device: str = "cpu",
-                   threads: int | None = None) -> Session:
+                   threads: int | None = None, optimize: bool = True) -> Session:
     """Start ORT on `device`: "cpu", "cuda" (fail if CUDA does not work) or "auto" (CUDA if it works,
-    else CPU with the reason in `Session.fallback`)."""
+    else CPU with the reason in `Session.fallback`). optimize=False runs the graph as written: for
+    one or two runs ORT's graph optimizations (layout changes, prepacking) cost more than they save."""
     if device not in DEVICES:
         raise ConfigError(f"device '{device}' is not one of {', '.join(DEVICES)}")
     if threads is not None and threads < 1:
@@ -123,6 +124,8 @@ def create_session(model: onnx.ModelProto | str | os.PathLike, device: str = "cp
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
         options.intra_op_num_threads = threads
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         if device == "cpu":
             sess = _start(ort, source, options, [CPU], where)
