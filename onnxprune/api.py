@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import onnx
@@ -19,6 +18,7 @@ from .passes.prune_channels import PruneChannels
 from .passes.select import SelectExact
 from .passes.untie import RetieShared, untie_shared
 from .shapes import ResolvedShapes, declared_inputs, resolve_shapes
+from .progress import Progress, reporting
 
 
 @dataclass
@@ -202,9 +202,15 @@ def build_pipeline(config: PruneConfig) -> list[Pass]:
 
 
 def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,
-          progress: Callable[[str], object] | None = None, **options) -> PruneResult:
-    """Prune a model (edited in place when a ModelProto is given). Options are PruneConfig fields."""
+          progress: Progress | None = None, **options) -> PruneResult:
+    """Prune a model (edited in place when a ModelProto is given). Options are PruneConfig fields.
+    `progress(step, done, total)` hears of each step: passes, data passes, repair per layer, guard trials."""
     config = config or PruneConfig(**options)
+    with reporting(progress):
+        return _prune(model, config)
+
+
+def _prune(model, config: PruneConfig) -> PruneResult:
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     else:
@@ -212,14 +218,14 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
     if config.guarded:
         from .guard import guarded_prune
 
-        return guarded_prune(model, config, lambda m, c: prune(m, c, progress))
+        return guarded_prune(model, config, _prune)
     shapes = resolve_input_shapes(model, config)
     state = PruneState(model=model, config=config, shapes=shapes)
     params_before = count_params(model)
     state.info["ties"] = untie_shared(model)  # merged back by RetieShared
     state.graph = ModelGraph(model, shapes=shapes.per_sample())
     flops_before = count_flops(state.graph)
-    records = PassManager(build_pipeline(config), progress).run(state)
+    records = PassManager(build_pipeline(config)).run(state)
     changed = any(r.result.modified for r in records)
     graph_after = ModelGraph(model, shapes=shapes.per_sample()) if changed else state.graph
     removed = state.removed

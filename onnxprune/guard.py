@@ -14,6 +14,7 @@ import onnx
 from .config import PruneConfig
 from .errors import ConfigError, DataError, TargetUnreachableError
 from .runtime.metrics import LABELS
+from .progress import report, silenced
 
 STEPS = 7
 
@@ -76,16 +77,22 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
         tries = []
         reference = stack.enter_context(Reference(model, data=hold, device=config.device))  # computed once
 
+        trials = [0]
+
         def attempt(share: float):
+            trials[0] += 1
+            report("fidelity guard: trials", trials[0], STEPS + 1)
             candidate = onnx.ModelProto()
             candidate.ParseFromString(original)
             try:
-                result = prune_fn(candidate, dataclasses.replace(base, target_flops=share))
+                with silenced():
+                    result = prune_fn(candidate, dataclasses.replace(base, target_flops=share))
             except TargetUnreachableError:
                 tries.append({"target_flops": share, "flops_kept": None, "figure": "unreachable", "passed": False})
                 return None, None
-            check = compare_models(reference, result.model, atol=config.max_error, min_cosine=config.min_cosine,
-                                   min_agreement=config.min_agreement, metric=config.metric)
+            with silenced():
+                check = compare_models(reference, result.model, atol=config.max_error, min_cosine=config.min_cosine,
+                                       min_agreement=config.min_agreement, metric=config.metric)
             kept = result.report.flops_after / max(result.report.flops_before, 1)
             tries.append({"target_flops": share, "flops_kept": kept, "figure": _figure(check, config),
                           "passed": bool(check)})

@@ -1,13 +1,9 @@
 """`onnxprune bench A.onnx [B.onnx ...]`: latency and throughput, the first model as the baseline.
 
-The table goes to stdout, the progress bar to stderr, so `> table.txt` keeps only the results.
+The table goes to stdout, the progress bar to stderr (a terminal only), so `> table.txt` keeps only the results.
 """
 
 from __future__ import annotations
-
-import contextlib
-
-import sys
 
 import click
 
@@ -15,7 +11,7 @@ from ..errors import ConfigError
 from ..runtime.bench import benchmark
 from ..runtime.data import parse_shapes
 from ..runtime.sessions import DEVICES
-from .output import human_echo, json_option, json_target, write_json
+from .output import StderrProgress, human_echo, json_option, json_target, write_json
 from .options import shape_option
 
 
@@ -40,21 +36,13 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 @shape_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")
 @json_option()
-def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_path):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none unless stderr is a terminal).")
+def bench_cmd(models, batch, device, threads, runs, warmup, shapes, seed, json_path, quiet):
     json_to = json_target(json_path, inputs=models)
     sizes = _batch_sizes(batch)
-    with contextlib.ExitStack() as stack:
-        bar = None
-
-        def progress(done: int, total: int) -> None:
-            # Opened on the first run, so a model that fails to load prints only its error line.
-            nonlocal bar
-            if bar is None:
-                bar = stack.enter_context(click.progressbar(length=total, label="benchmarking",
-                                                            file=sys.stderr))
-            bar.update(done - bar.pos)
-
+    with StderrProgress(enabled=not quiet) as bar:
         result = benchmark(list(models), sizes, device=device, threads=threads, warmup=warmup, runs=runs,
-                           shapes=parse_shapes(shapes), seed=seed, progress=progress)
+                           shapes=parse_shapes(shapes), seed=seed,
+                           progress=lambda done, total: bar("benchmarking", done, total))
     human_echo(json_to)(result.format_table())
     write_json(json_to, "bench", {"models": list(models), **result.to_dict()})

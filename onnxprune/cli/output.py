@@ -93,3 +93,47 @@ def _finite(value):
         return [_finite(v) for v in value]
     return value
 
+
+def _stderr_is_tty() -> bool:
+    return sys.stderr.isatty()
+
+
+class StderrProgress:
+    """Progress bars on stderr while a person watches it (a terminal, no -q), one per step; nothing
+    otherwise, so logs and pipes get only results. Call it as the library's progress(step, done, total)."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled and _stderr_is_tty()
+        self._bar = None
+        self._step = None
+
+    def __call__(self, step: str, done: int = 0, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        if step != self._step:
+            self.close()
+            self._step = step
+            self._bar = click.progressbar(length=max(total or 1, 1), label=f"{step:<26}", file=sys.stderr,
+                                          show_eta=total is not None, show_percent=total is not None,
+                                          show_pos=total is not None)
+            self._bar.__enter__()
+            self._known = total is not None
+        if total is not None:
+            if total != self._bar.length:
+                self._bar.length = max(total, 1)
+            self._bar.update(max(0, min(done, total) - self._bar.pos))
+
+    def close(self) -> None:
+        """Finish the current bar (a step without a known length shows as done)."""
+        if self._bar is not None:
+            if not self._known:
+                self._bar.update(self._bar.length - self._bar.pos)
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+            self._step = None
+
+    def __enter__(self) -> StderrProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

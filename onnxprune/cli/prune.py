@@ -11,7 +11,8 @@ from ..config import PruneConfig
 from ..errors import ValidationFailedError
 from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
-from .output import human_echo, json_option, json_target, write_json
+from ..progress import reporting
+from .output import StderrProgress, human_echo, json_option, json_target, write_json
 from .options import preprocess_option, shape_option
 
 
@@ -60,22 +61,27 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)
     comparison = None
-    model = load_model(input_path)
-    result = prune(model, config)
+    with StderrProgress(enabled=not quiet) as progress:
+        progress("loading")
+        model = load_model(input_path)
+        result = prune(model, config, progress=progress)
 
-    def check(tmp_path):
-        nonlocal comparison
-        if not validate:
-            return
-        comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
-        if not comparison:
-            raise ValidationFailedError(
-                f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
-        if not comparison.checked:
-            comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give "
-                                    "--atol, or a fidelity guard: --min-agreement, --min-cosine or --max-error")
+        def check(tmp_path):
+            nonlocal comparison
+            if not validate:
+                return
+            progress("validating")
+            with reporting(progress):
+                comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
+            if not comparison:
+                raise ValidationFailedError(
+                    f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
+            if not comparison.checked:
+                comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give "
+                                        "--atol, or a fidelity guard: --min-agreement, --min-cosine or --max-error")
 
-    save_model(result.model, output_path, input_path, overwrite, before_commit=check)
+        progress("writing")
+        save_model(result.model, output_path, input_path, overwrite, before_commit=check)
     if not quiet:
         echo(format_summary(result.report, input_path, output_path))
         if comparison is not None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
 from ..io import load_model
 from ..sensitivity import sensitivity
-from .output import human_echo, json_option, json_target, write_json
+from .output import StderrProgress, human_echo, json_option, json_target, write_json
 from ..shapes import parse_shapes
 from .check import calib_data
 from .options import preprocess_option, shape_option
@@ -25,7 +24,8 @@ from .options import preprocess_option, shape_option
 @click.option("--device", type=click.Choice(["cpu", "cuda", "auto"]), default="cpu", show_default=True)
 @click.option("--max-samples", type=int, default=256, show_default=True)
 @json_option()
-def sensitivity_cmd(input_path, calib, preprocess, shapes, ratios, criterion, device, max_samples, json_path):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar (there is none unless stderr is a terminal).")
+def sensitivity_cmd(input_path, calib, preprocess, shapes, ratios, criterion, device, max_samples, json_path, quiet):
     """For each prunable group: cosine similarity of the outputs (and accuracy with labels, else top-1
     agreement) when that group alone is pruned at each ratio. Low figures: do not cut there."""
     from ..errors import ConfigError
@@ -38,17 +38,10 @@ def sensitivity_cmd(input_path, calib, preprocess, shapes, ratios, criterion, de
         raise ConfigError(f"--ratios must be in (0, 1), got '{ratios}'")
     json_to = json_target(json_path, inputs=(input_path,))
     model = load_model(input_path)
-    with click.progressbar(length=1, label="pruning each group alone", file=sys.stderr) as bar:
-        state = {"total": None}
-
-        def progress(done, total):
-            if state["total"] is None:
-                bar.length = total
-                state["total"] = total
-            bar.update(1)
-
+    with StderrProgress(enabled=not quiet) as bar:
         data = calib_data(str(calib) if calib else None, preprocess)
-        result = sensitivity(model, data, tuple(ratio_list), criterion, device, max_samples, progress,
+        result = sensitivity(model, data, tuple(ratio_list), criterion, device, max_samples,
+                             lambda done, total: bar("pruning each group alone", done, total),
                              shapes=parse_shapes(shapes))
     human_echo(json_to)(result.format_table())
     write_json(json_to, "sensitivity", {"input": str(input_path), **result.to_dict()})

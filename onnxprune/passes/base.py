@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+
+from ..progress import report
 
 
 @dataclass
@@ -30,15 +31,13 @@ class PassRecord:
 
 
 class PassManager:
-    def __init__(self, passes: list[Pass], progress: Callable[[str], Any] | None = None):
+    def __init__(self, passes: list[Pass]):
         self.passes = passes
-        self.progress = progress
 
     def run(self, state) -> list[PassRecord]:
         records = []
         for p in self.passes:
-            if self.progress:
-                self.progress(p.name)
+            report(p.name)
             t0 = time.perf_counter()
             result = p.run(state)
             records.append(PassRecord(p.name, result, time.perf_counter() - t0))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..analysis import ROLE_IN, Analysis, Member
+from ..progress import report
 from .features import Consumer, consumers
 from .gram import gram_matrices
 
@@ -37,6 +38,7 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     notes = []
     fallback = []
     for k, layer in enumerate(layers):
+        report("repair: refitting layers", k, len(layers))
         g = grams[k]
         w = layer.weight_matrix(graph)          # (out, F)
         b = layer.bias(graph)                   # (out,)
@@ -66,6 +68,7 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
         if added is not None:
             _follow_new_bias(analysis, layer, added)
         fitted += 1
+    report("repair: refitting layers", len(layers), len(layers))
     if fallback:
         notes.append(f"least squares needs at least twice as many calibration rows as features; "
                      f"{len(fallback)} layer(s) ({fallback[0]}{', ...' if len(fallback) > 1 else ''}) got bias "

@@ -8,6 +8,7 @@ import numpy as np
 import onnx
 
 from ..graph import ModelGraph
+from ..progress import report
 from .data import Dataset, load_data, resolve_batch
 from .sessions import create_session
 
@@ -42,6 +43,7 @@ def run_probe(model: onnx.ModelProto, names: list[str], data, on_batch: Callable
             outs = dict(zip(session.output_names, session.inference.run(None, item.feeds)))
             on_batch({n: outs[n] for n in names})
             seen += item.size
+            report("calibration data", min(seen, max_samples), max_samples)
             if seen >= max_samples:
                 break
         return seen
