@@ -25,6 +25,11 @@ layernorm_cnn                  onnx.helper, as PyTorch writes ConvNeXt: conv ste
                                (MatMul -> Gelu-as-Erf -> MatMul), layer scale, residual; then the same
                                LayerNorm written out (ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt
                                / Div / Mul / Add), as older exporters and Keras write it
+recurrent_cnn                  onnx.helper, as torch.onnx writes a CNN + BiLSTM + GRU tagger: Conv ->
+                               Squeeze -> Transpose -> two bidirectional ``LSTM`` layers whose zero
+                               initial states are ``ConstantOfShape(Concat([4], batch, [H]))`` sliced
+                               per layer -> Transpose/Reshape -> ``GRU`` whose zero state is
+                               tf2onnx's ``Unsqueeze(Expand(0, Concat(batch, [H])))`` -> MatMul head
 grouped_cnn                    onnx.helper, a RegNetY / ResNeXt bottleneck: 1x1 conv -> 3x3 conv with 3
                                groups of 8 channels -> squeeze-excitation (Sigmoid) -> 1x1 conv,
                                residual
@@ -390,6 +395,45 @@ def layernorm_cnn() -> onnx.ModelProto:
     return g.model("layernorm_cnn", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
 
 
+def recurrent_cnn() -> onnx.ModelProto:
+    """Conv features over time, two stacked bidirectional LSTMs with run-time zero states, a GRU."""
+    g = Net(SEED, opset=17)
+    rng = g.rng
+    h, feat, t = 12, 8, 10
+
+    def weights(gates, dirs, inp):
+        w = (rng.standard_normal((dirs, gates * h, inp)) * 0.3).astype(np.float32)
+        r = (rng.standard_normal((dirs, gates * h, h)) * 0.3).astype(np.float32)
+        b = (rng.standard_normal((dirs, 2 * gates * h)) * 0.1).astype(np.float32)
+        return g.const(w), g.const(r), g.const(b)
+
+    x = g.relu(g.conv("input", 1, feat, k=3))  # [N, feat, t, 3] -> pool the last axis
+    x = g.node("ReduceMean", [x], axes=[3], keepdims=0)  # [N, feat, t]
+    x = g.node("Transpose", [x], perm=[2, 0, 1])  # [t, N, feat]
+    batch = g.node("Unsqueeze", [g.node("Gather", [g.node("Shape", [x]), g.const(np.array(1, np.int64))], axis=0),
+                                 g.const(np.array([0], np.int64))])
+    shape = g.node("Concat", [g.const(np.array([4], np.int64)), batch, g.const(np.array([h], np.int64))], axis=0)
+    zeros = g.node("ConstantOfShape", [shape], value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    for layer, inp in enumerate((feat, 2 * h)):
+        bounds = [g.const(np.array([v], np.int64)) for v in (2 * layer, 2 * layer + 2, 0)]
+        state = g.node("Slice", [zeros, *bounds])
+        y = g.node("LSTM", [x, *weights(4, 2, inp), "", state, state], n_out=3, direction="bidirectional",
+                   hidden_size=h)[0]  # [t, 2, N, h]
+        y = g.node("Transpose", [y], perm=[0, 2, 1, 3])
+        x = g.node("Reshape", [y, g.const(np.array([0, 0, -1], np.int64))])  # [t, N, 2h]
+    # The GRU's zero state as tf2onnx writes it: Unsqueeze(Expand(0., Cast(Concat(batch, [h])))).
+    size = g.node("Cast", [g.node("Concat", [batch, g.const(np.array([h], np.int64))], axis=0)], to=TensorProto.INT64)
+    state = g.node("Unsqueeze", [g.node("Expand", [g.const(np.array(0.0, np.float32)), size]),
+                                 g.const(np.array([0], np.int64))])
+    y = g.node("GRU", [x, *weights(3, 1, 2 * h), "", state], n_out=2, hidden_size=h,
+               linear_before_reset=1)[0]  # [t, 1, N, h]
+    y = g.node("Squeeze", [y, g.const(np.array([1], np.int64))])
+    y = g.node("ReduceMax", [y], axes=[0], keepdims=0)  # [N, h]
+    w = g.const((rng.standard_normal((h, 10)) * 0.3).astype(np.float32))
+    g.node("Add", [g.node("MatMul", [y, w]), g.const((rng.standard_normal(10) * 0.1).astype(np.float32))], "output")
+    return g.model("recurrent_cnn", [_vi("input", ["N", 1, t, 3])], [_vi("output", ["N", 10])])
+
+
 def grouped_cnn() -> onnx.ModelProto:
     """A bottleneck whose 3x3 conv has 3 groups of 8 inputs and 8 outputs each."""
     g = Net(SEED, opset=17)
@@ -574,6 +618,7 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
     "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),
     "layernorm_cnn": (layernorm_cnn, "onnx.helper, ConvNeXt style (LayerNormalization and written out)", ()),
+    "recurrent_cnn": (recurrent_cnn, "onnx.helper, torch.onnx style CNN + BiLSTM + GRU", ()),
     "grouped_cnn": (grouped_cnn, "onnx.helper, RegNetY / ResNeXt bottleneck (grouped 3x3 conv, SE)", ()),
     "subgraph_if": (subgraph_if, "onnx.helper (If with outer-scope reads)", ()),
     "subgraph_if_owned": (subgraph_if_owned, "onnx.helper (If branches with their own conv nets)", ()),

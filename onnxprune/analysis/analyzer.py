@@ -45,6 +45,7 @@ class Analyzer:
         self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
         self.shape_reads: list[tuple[onnx.NodeProto, np.ndarray, str]] = []
         self.balances: list[tuple[np.ndarray, int]] = []
+        self.zero_states: dict[str, np.ndarray] = {}  # run-time zero initial states -> the hidden units they follow
         self.node: onnx.NodeProto | None = None
 
     # -- reading ----------------------------------------------------------------------------

@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "exporters"
 OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 
-EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "layernorm_cnn", "grouped_cnn", "subgraph_if",
+EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "layernorm_cnn", "grouped_cnn", "recurrent_cnn",
+            "subgraph_if",
             "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
 # Fixtures with at least one prunable group (checked below); the others have none.
@@ -270,6 +271,30 @@ def test_layernorm_streams_pruned_in_lossy_mode():
     (y,) = run(pruned, inputs)
     (y0,) = run(model, inputs)
     assert y.shape == y0.shape and np.all(np.isfinite(y))
+
+
+# ------------------------------------------------------------------------------ LSTM / GRU
+def test_recurrent_hidden_units_form_groups():
+    analysis = onnxprune.analyze(load("recurrent_cnn"))
+    lstm = group_with(analysis, "lstm_0")
+    # Both LSTM layers read one run-time zero state: they keep the same hidden units.
+    assert lstm.prunable and lstm.sources == ["lstm_0", "lstm_1"] and lstm.size == 12
+    assert group_with(analysis, "gru_0").prunable
+    params = {(m.param, m.axis, m.role) for m in lstm.members}
+    w, r = (next(n for n in load("recurrent_cnn").graph.node if n.name == "lstm_0").input[i] for i in (1, 2))
+    assert {(w, 1, "out"), (r, 1, "out"), (r, 2, "in")} <= params
+
+
+def test_recurrent_pruned_hidden_size_and_zero_state():
+    model = load("recurrent_cnn")
+    pruned = onnxprune.prune(copy(model), ratio=0.5, round_to=1).model
+    onnx.checker.check_model(pruned, full_check=True)
+    sizes = {n.name: next(a.i for a in n.attribute if a.name == "hidden_size")
+             for n in pruned.graph.node if n.op_type in ("LSTM", "GRU")}
+    assert sizes == {"lstm_0": 6, "lstm_1": 6, "gru_0": 6}
+    for batch in (2, 3):
+        (y,) = run(pruned, inputs_for(model, batch))
+        assert y.shape == (batch, 10) and np.all(np.isfinite(y))
 
 
 # ------------------------------------------------------------------------------ grouped convs

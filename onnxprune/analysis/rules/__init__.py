@@ -36,6 +36,7 @@ from . import (  # noqa: E402,F401  (registration side effects)
     normalization,
     pooling,
     quantize,
+    recurrent,
     reduce,
     reshape,
 )
