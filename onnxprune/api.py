@@ -138,6 +138,7 @@ class PruneReport:
     guard: dict | None = None
     input_shapes: str = ""          # the shapes FLOPs are counted at, e.g. "x:1x3x640x640"
     shapes_source: str = "model"    # model, --shape, calibration data, guessed
+    latency: dict | None = None
 
     @property
     def channels_removed(self) -> int:
@@ -156,6 +157,7 @@ class PruneReport:
             "notes": self.notes,
             "guard": self.guard,
             "input_shapes": {"shapes": self.input_shapes, "source": self.shapes_source},
+            "latency": self.latency,
         }
 
 
@@ -179,7 +181,11 @@ def resolve_input_shapes(model: onnx.ModelProto, config: PruneConfig) -> Resolve
     return resolve_shapes(model, given, sample)
 
 
-def _select_pass(config: PruneConfig) -> Pass:
+def _select_pass(config: PruneConfig, timer=None) -> Pass:
+    if config.target_latency is not None:
+        from .passes.select_latency import SelectLatency
+
+        return SelectLatency(timer)
     if config.lossy:
         from .passes.select_lossy import SelectLossy
 
@@ -187,11 +193,11 @@ def _select_pass(config: PruneConfig) -> Pass:
     return SelectExact()
 
 
-def build_pipeline(config: PruneConfig) -> list[Pass]:
+def build_pipeline(config: PruneConfig, timer=None) -> list[Pass]:
     passes: list[Pass] = []
     if config.fold_bn:
         passes.append(FoldBatchNorm())
-    passes += [Analyze(), _select_pass(config)]
+    passes += [Analyze(), _select_pass(config, timer)]
     if config.lossy and {"bias", "lsq"} & set(config.repair):
         passes.append(RepairConsumers())
     passes.append(PruneChannels())
@@ -202,15 +208,17 @@ def build_pipeline(config: PruneConfig) -> list[Pass]:
 
 
 def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,
-          progress: Progress | None = None, **options) -> PruneResult:
+          progress: Progress | None = None, timer=None, **options) -> PruneResult:
     """Prune a model (edited in place when a ModelProto is given). Options are PruneConfig fields.
-    `progress(step, done, total)` hears of each step: passes, data passes, repair per layer, guard trials."""
+    `progress(step, done, total)` hears of each step: passes, data passes, repair per layer, guard trials.
+    `timer` measures latency for target_latency (default: ONNX Runtime on config.device; tests
+    inject a fake one, see onnxprune.runtime.timing)."""
     config = config or PruneConfig(**options)
     with reporting(progress):
-        return _prune(model, config)
+        return _prune(model, config, timer)
 
 
-def _prune(model, config: PruneConfig) -> PruneResult:
+def _prune(model, config: PruneConfig, timer=None) -> PruneResult:
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     else:
@@ -220,12 +228,17 @@ def _prune(model, config: PruneConfig) -> PruneResult:
 
         return guarded_prune(model, config, _prune)
     shapes = resolve_input_shapes(model, config)
+    if config.target_latency is not None and config.latency_rounds > 0:
+        from .latency_target import latency_prune
+
+        return latency_prune(model, config, lambda m, c: _prune(m, c, timer), timer,
+                             shapes.with_batch(config.batch).as_dict())
     state = PruneState(model=model, config=config, shapes=shapes)
     params_before = count_params(model)
     state.info["ties"] = untie_shared(model)  # merged back by RetieShared
     state.graph = ModelGraph(model, shapes=shapes.per_sample())
     flops_before = count_flops(state.graph)
-    records = PassManager(build_pipeline(config)).run(state)
+    records = PassManager(build_pipeline(config, timer)).run(state)
     changed = any(r.result.modified for r in records)
     graph_after = ModelGraph(model, shapes=shapes.per_sample()) if changed else state.graph
     removed = state.removed
@@ -243,6 +256,7 @@ def _prune(model, config: PruneConfig) -> PruneResult:
         prunable_flops_share=state.info.get("prunable_flops_share", 0.0),
         notes=list(shapes.notes) + state.info.get("notes", []),
         input_shapes=shapes.per_sample().describe(), shapes_source=shapes.source,
+        latency=state.info.get("latency"),
     )
     return PruneResult(model, report, shapes)
 
@@ -261,3 +275,28 @@ def analyze_model(model: onnx.ModelProto | str | os.PathLike, config: PruneConfi
     analysis = analyze(ModelGraph(model, shapes=shapes.per_sample()))
     analysis.shapes = shapes
     return analysis
+
+
+def latency_table(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None, timer=None,
+                  progress: Callable[[int, int], None] | None = None, **options):
+    """The per-layer latency table --target-latency uses (measured, or read from the cache), for the
+    model after the same normalization prune() applies. Options are PruneConfig fields (device, batch,
+    threads, shapes, latency_cache, fold_bn)."""
+    from .latency.table import load_or_build
+    from .passes.select_latency import latency_device, make_timer
+
+    config = config or PruneConfig(**options)
+    if not isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    else:
+        check_tensors(model)
+    shapes = resolve_input_shapes(model, config)
+    untie_shared(model)
+    state = PruneState(model=model, config=config, graph=ModelGraph(model, shapes=shapes.per_sample()), shapes=shapes)
+    if config.fold_bn:
+        FoldBatchNorm().run(state)
+    analysis = analyze(state.graph)
+    table, _ = load_or_build(analysis, model, timer or make_timer(config), latency_device(config.device),
+                             config.threads, config.batch, shapes.with_batch(config.batch).as_dict(),
+                             config.latency_cache, use_cache=config.latency_cache != "off", progress=progress)
+    return table

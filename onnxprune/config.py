@@ -13,6 +13,11 @@ class PruneConfig:
     ratio: float | None = None            # remove this share of every prunable group
     target_flops: float | None = None     # keep this share of the FLOPs (global ranking)
     target_params: float | None = None    # keep this share of the parameters (global ranking)
+    target_latency: float | None = None   # keep this share of the latency measured on ONNX Runtime
+    batch: int = 1                        # batch size latency is measured at (--target-latency)
+    threads: int | None = None            # ONNX Runtime intra-op threads for latency (None: its default)
+    latency_rounds: int = 2               # measure the pruned model and correct this many times
+    latency_cache: str | None = None      # folder of latency tables (None: ~/.cache/onnxprune/latency; "off")
     criterion: str = "l1"
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
@@ -38,8 +43,17 @@ class PruneConfig:
             v = getattr(self, name)
             if v is not None and not (0.0 < v <= 1.0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1] (the share to keep), got {v}")
-        if sum(x is not None for x in (self.ratio, self.target_flops, self.target_params)) > 1:
-            raise ConfigError("give only one of --ratio, --target-flops, --target-params")
+        if self.target_latency is not None and not (0.0 < self.target_latency <= 1.0):
+            raise ConfigError(f"--target-latency must be in (0, 1] (the share of the measured latency to keep), "
+                              f"got {self.target_latency}")
+        if sum(x is not None for x in (self.ratio, self.target_flops, self.target_params, self.target_latency)) > 1:
+            raise ConfigError("give only one of --ratio, --target-flops, --target-params, --target-latency")
+        if self.batch < 1:
+            raise ConfigError(f"--batch must be at least 1, got {self.batch}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if self.latency_rounds < 0:
+            raise ConfigError(f"latency_rounds must be 0 or more, got {self.latency_rounds}")
         if not (0.0 < self.max_group_ratio < 1.0):
             raise ConfigError(f"--max-group-ratio must be in (0, 1), got {self.max_group_ratio}")
         if self.max_error is not None and not self.max_error > 0:
@@ -48,6 +62,9 @@ class PruneConfig:
             v = getattr(self, name)
             if v is not None and not (-1.0 <= v <= 1.0 if name == "min_cosine" else 0.0 <= v <= 1.0):
                 raise ConfigError(f"--{name.replace('_', '-')} must be in [{'-1' if name == 'min_cosine' else '0'}, 1], got {v}")
+        if self.guarded and self.target_latency is not None:
+            raise ConfigError("a fidelity bound searches the FLOPs target itself; it cannot be combined with "
+                              "--target-latency yet")
         if self.guarded and self.ratio is not None:
             raise ConfigError("a fidelity bound searches the FLOPs target itself; use it with --target-flops "
                               "(the most pruning allowed) or alone, not with --ratio")
@@ -90,4 +107,5 @@ class PruneConfig:
 
     @property
     def lossy(self) -> bool:
-        return self.guarded or any(x is not None for x in (self.ratio, self.target_flops, self.target_params))
+        return self.guarded or any(x is not None for x in (self.ratio, self.target_flops, self.target_params,
+                                                           self.target_latency))

@@ -43,6 +43,20 @@ def format_summary(report, input_path=None, output_path=None) -> str:
                  f"{_change(report.flops_before, report.flops_after)}")
     if report.input_shapes:
         lines.append(f"  at shapes   {report.input_shapes} ({report.shapes_source})")
+    lat = getattr(report, "latency", None)
+    if lat:
+        where = f"{lat['device']}, batch {lat['batch']}, threads {lat['threads'] or 'default'}" + (
+            ", CPU time of the run" if lat.get("clock") == "thread" else "")
+        if "measured_share" in lat:
+            lines.append(f"  latency     {lat['original_ms']:>7.2f}ms -> {lat['measured_ms']:>7.2f}ms  measured "
+                         f"{lat['measured_share']:.1%} of the original (asked {lat['asked_share']:.0%}, predicted "
+                         f"{lat['predicted_share']:.1%}; {len(lat['rounds'])} round(s), {where})")
+        else:
+            lines.append(f"  latency     predicted {lat['predicted_share']:.1%} of {lat['model_ms']:.2f}ms ({where})")
+        table = lat["table"]
+        source = "read from cache" if table["cached"] else f"measured in {table['seconds']:.1f} s"
+        lines.append(f"  latency table {source} ({table['layers']} layers); round_to {lat['round_to']}"
+                     + (" chosen from it" if lat["round_to_from_table"] else " (--round-to)"))
     prunable = [g for g in report.groups if g.prunable]
     blocked = [g for g in report.groups if not g.prunable]
     lines.append(f"  groups      {len(report.groups)} found, {len(prunable)} prunable, {len(blocked)} blocked")

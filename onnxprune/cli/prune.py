@@ -22,9 +22,16 @@ from .options import preprocess_option, shape_option
 @click.option("--ratio", type=float, help="Remove this share of every prunable group (lossy), e.g. 0.3.")
 @click.option("--target-flops", type=float, help="Keep this share of the FLOPs, ranking channels globally (lossy).")
 @click.option("--target-params", type=float, help="Keep this share of the parameters (lossy).")
+@click.option("--target-latency", type=float,
+              help="Keep this share of the latency measured with ONNX Runtime on --device at --batch (lossy), e.g. 0.5.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Batch size --target-latency measures at.")
+@click.option("--threads", type=int, help="ONNX Runtime intra-op threads for --target-latency (default: its own choice).")
+@click.option("--latency-cache", metavar="DIR",
+              help="Folder of latency tables (default ~/.cache/onnxprune/latency; 'off' to measure afresh).")
 @click.option("--criterion", default="l1", show_default=True,
               help="Channel importance: l1, l2, bn-gamma, lamp, activation (needs --calib).")
-@click.option("--round-to", type=int, help="Round kept channel counts to a multiple of this (default: suits the device).")
+@click.option("--round-to", type=int, help="Round kept channel counts to a multiple of this (default: suits the device; "
+              "with --target-latency, chosen from the measured latency table).")
 @click.option("--keep", multiple=True, metavar="PATTERN", help="Never prune groups with a node matching this glob.")
 @click.option("--max-group-ratio", type=float, default=0.9, show_default=True,
               help="Never remove more than this share of one group.")
@@ -47,8 +54,9 @@ from .options import preprocess_option, shape_option
 @json_option("--report")
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
-def prune_cmd(input_path, output_path, ratio, target_flops, target_params, criterion, round_to, keep,
-              max_group_ratio, repair, max_error, min_cosine, min_agreement, metric, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
+def prune_cmd(input_path, output_path, ratio, target_flops, target_params, target_latency, batch, threads,
+              latency_cache, criterion, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
+              metric, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
@@ -56,7 +64,8 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, crite
                          calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
                          shapes=tuple(shapes),
                          repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
-                         metric=metric)
+                         metric=metric, target_latency=target_latency, batch=batch, threads=threads,
+                         latency_cache=latency_cache)
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)

@@ -130,6 +130,43 @@ def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> in
     return size - kept
 
 
+def channel_scores(analysis: Analysis, cfg) -> dict[int, float]:
+    """Each channel's importance under cfg.criterion."""
+    crit = get_criterion(cfg.criterion)
+    if cfg.criterion == "activation":
+        return crit(analysis, cfg.calib_data, device="cpu" if cfg.device == "auto" else cfg.device)
+    return crit(analysis, cfg.calib_data)
+
+
+def group_units(g, scores, max_ratio: float, round_to: int, analysis: Analysis | None = None
+                ) -> list[tuple[float, int, list[int]]]:
+    """The removal units of a group, in the order it loses them: (score, group id, channels). A unit
+    is the next block the group can lose while its kept count stays aligned (round_to channels, the
+    first block taking it down to a multiple); its score is the running maximum of its channels'
+    mean score, normalized by the group's mean so that layers of different scale compare. A group
+    thinned conv group by conv group (`_parts`) loses the same share of every conv group per unit."""
+    parts = _parts(analysis, g) if analysis is not None else None
+    if parts:
+        return _thinning_units(g, parts, scores, max_ratio)
+    order = sorted(g.channels, key=lambda c: (scores.get(c, 0.0), c))
+    vals = np.array([scores.get(c, 0.0) for c in order])
+    scale = float(np.mean(vals)) or 1.0
+    min_kept = max(1, g.size - removal_count(g.size, g.size, max_ratio, 1))
+    step = group_step(g.size, round_to)
+    units = []
+    kept, start, running = g.size, 0, 0.0
+    while True:
+        target = ((kept - 1) // step) * step if step > 1 else kept - 1
+        if target < min_kept or target < 1:
+            break
+        chans = order[start:start + kept - target]
+        running = max(running, float(np.mean(vals[start:start + kept - target])) / scale)
+        units.append((running, g.id, chans))
+        start += kept - target
+        kept = target
+    return units
+
+
 def _lowest(group, scores, n) -> list[int]:
     order = sorted(group.channels, key=lambda c: (scores.get(c, 0.0), c))
     return order[:n]
@@ -180,11 +217,7 @@ class SelectLossy(Pass):
         analysis: Analysis = state.analysis
         round_to = cfg.round_to if cfg.round_to is not None else DEFAULT_ROUND_TO[cfg.device]
         groups = eligible_groups(analysis, cfg.keep)
-        crit = get_criterion(cfg.criterion)
-        if cfg.criterion == "activation":
-            scores = crit(analysis, cfg.calib_data, device="cpu" if cfg.device == "auto" else cfg.device)
-        else:
-            scores = crit(analysis, cfg.calib_data)
+        scores = channel_scores(analysis, cfg)
         if cfg.ratio is not None:
             wanted = {g.id: int(np.floor(g.size * cfg.ratio)) for g in groups}
             state.removed = self._removal(groups, scores, wanted, cfg.max_group_ratio, round_to, analysis)
@@ -224,31 +257,8 @@ class SelectLossy(Pass):
         return restore_nonempty(analysis, removed, scores)
 
     def _global(self, groups, scores, analysis, measure, budget, max_ratio, round_to):
-        """Smallest prefix of a global ranking of removal units that meets the budget. A unit is
-        the next block a group can lose while its kept count stays aligned (round_to channels, the
-        first block taking it down to a multiple); units rank by their channels' scores,
-        normalized per group so layers of different scale compare."""
-        units = []  # (score, group id, channels)
-        for g in groups:
-            parts = _parts(analysis, g)
-            if parts:
-                units.extend(_thinning_units(g, parts, scores, max_ratio))
-                continue
-            order = sorted(g.channels, key=lambda c: (scores.get(c, 0.0), c))
-            vals = np.array([scores.get(c, 0.0) for c in order])
-            scale = float(np.mean(vals)) or 1.0
-            min_kept = max(1, g.size - removal_count(g.size, g.size, max_ratio, 1))
-            step = group_step(g.size, round_to)
-            kept, start, running = g.size, 0, 0.0
-            while True:
-                target = ((kept - 1) // step) * step if step > 1 else kept - 1
-                if target < min_kept or target < 1:
-                    break
-                chans = order[start:start + kept - target]
-                running = max(running, float(np.mean(vals[start:start + kept - target])) / scale)
-                units.append((running, g.id, chans))
-                start += kept - target
-                kept = target
+        """Smallest prefix of a global ranking of removal units (group_units) that meets the budget."""
+        units = [u for g in groups for u in group_units(g, scores, max_ratio, round_to, analysis)]
         units.sort(key=lambda u: (u[0], u[1], u[2][0]))
 
         def removal_at(k):
