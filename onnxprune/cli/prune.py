@@ -108,10 +108,11 @@ def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
     from functools import partial
 
     from ..runtime import compare_models
+    from ..runtime.data import DEFAULT_BATCH
 
     compare_models = partial(compare_models, original, pruned, device=config.device, shapes=shapes,
-                             metric=config.metric, n_batches=VALIDATION_BATCHES, default_batch=VALIDATION_BATCH,
-                             optimize=config.calib is not None)
+                             metric=config.metric, n_batches=VALIDATION_BATCHES, optimize=config.calib is not None,
+                             default_batch=VALIDATION_BATCH if config.calib is None else DEFAULT_BATCH)
     if config.guarded:
         # The final check runs on the held-out samples the guard searched with, so its pick passes it.
         import tempfile

@@ -95,6 +95,7 @@ def test_prune_validates_on_one_sample_unless_data_is_given(tmp_path, sessions):
     assert sessions["most_open"] == 1
     v = _prune_json(DIGITS, tmp_path / "b.onnx", "--fold-bn", "--calib", CALIB)
     assert v["samples"] == len(np.load(CALIB)["input"]) and v["verdict"] == "PASSED"
+    assert v["batch_size"] == 8  # real data runs in the usual batches
     assert sessions["optimized"][2:] == [True, True]
 
 
