@@ -2,11 +2,12 @@
 
 from .errors import OnnxPruneError
 
-__all__ = ["OnnxPruneError", "PruneConfig", "PruneReport", "PruneResult", "analyze", "prune"]
+__all__ = ["OnnxPruneError", "PruneConfig", "PruneReport", "PruneResult", "analyze", "prune", "validate"]
 __version__ = "0.1.0"
 
 _LAZY = {"prune": ("api", "prune"), "analyze": ("api", "analyze_model"), "PruneReport": ("api", "PruneReport"),
-         "PruneResult": ("api", "PruneResult"), "PruneConfig": ("config", "PruneConfig")}
+         "PruneResult": ("api", "PruneResult"), "PruneConfig": ("config", "PruneConfig"),
+         "validate": ("runtime.compare", "compare_models")}
 
 
 def __getattr__(name):

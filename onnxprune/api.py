@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import onnx
 
@@ -11,7 +12,7 @@ from .analysis import Analysis, analyze
 from .config import PruneConfig
 from .cost import count_flops, count_params
 from .graph import ModelGraph
-from .io import check_tensors, load_model
+from .io import check_tensors, load_model, save_model
 from .passes.base import Pass, PassManager, PassRecord, PassResult
 from .passes.normalize import FoldBatchNorm, remove_unused
 from .passes.prune_channels import PruneChannels
@@ -166,6 +167,12 @@ class PruneResult:
     model: onnx.ModelProto
     report: PruneReport
     shapes: ResolvedShapes | None = None  # the input shapes every step used; validation reuses them
+    source: str | None = None             # the input file, when prune() was given a path
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the pruned model atomically (external data above 2 GB); the input file is never
+        written over unless overwrite=True. Check it with onnxprune.validate(source, path, ...)."""
+        return save_model(self.model, path, self.source, overwrite)
 
 
 def resolve_input_shapes(model: onnx.ModelProto, config: PruneConfig) -> ResolvedShapes:
@@ -215,7 +222,10 @@ def prune(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None
     inject a fake one, see onnxprune.runtime.timing)."""
     config = config or PruneConfig(**options)
     with reporting(progress):
-        return _prune(model, config, timer)
+        result = _prune(model, config, timer)
+    if not isinstance(model, onnx.ModelProto):
+        result.source = str(model)
+    return result
 
 
 def _prune(model, config: PruneConfig, timer=None) -> PruneResult:

@@ -9,6 +9,9 @@ from .errors import ConfigError
 
 @dataclass(frozen=True)
 class PruneConfig:
+    """Errors name the fields as the library spells them (ratio, target_flops); the CLI shows them as
+    its flags (cli/options.py: as_flags)."""
+
     fold_bn: bool = False
     ratio: float | None = None            # remove this share of every prunable group
     target_flops: float | None = None     # keep this share of the FLOPs (global ranking)
@@ -38,40 +41,40 @@ class PruneConfig:
 
     def __post_init__(self):
         if self.ratio is not None and not (0.0 <= self.ratio < 1.0):
-            raise ConfigError(f"--ratio must be in [0, 1), got {self.ratio}")
+            raise ConfigError(f"ratio must be in [0, 1), got {self.ratio}")
         for name in ("target_flops", "target_params"):
             v = getattr(self, name)
             if v is not None and not (0.0 < v <= 1.0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be in (0, 1] (the share to keep), got {v}")
+                raise ConfigError(f"{name} must be in (0, 1] (the share to keep), got {v}")
         if self.target_latency is not None and not (0.0 < self.target_latency <= 1.0):
-            raise ConfigError(f"--target-latency must be in (0, 1] (the share of the measured latency to keep), "
+            raise ConfigError(f"target_latency must be in (0, 1] (the share of the measured latency to keep), "
                               f"got {self.target_latency}")
         if sum(x is not None for x in (self.ratio, self.target_flops, self.target_params, self.target_latency)) > 1:
-            raise ConfigError("give only one of --ratio, --target-flops, --target-params, --target-latency")
+            raise ConfigError("give only one of ratio, target_flops, target_params, target_latency")
         if self.batch < 1:
-            raise ConfigError(f"--batch must be at least 1, got {self.batch}")
+            raise ConfigError(f"batch must be at least 1, got {self.batch}")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+            raise ConfigError(f"threads must be at least 1, got {self.threads}")
         if self.latency_rounds < 0:
             raise ConfigError(f"latency_rounds must be 0 or more, got {self.latency_rounds}")
         if not (0.0 < self.max_group_ratio < 1.0):
-            raise ConfigError(f"--max-group-ratio must be in (0, 1), got {self.max_group_ratio}")
+            raise ConfigError(f"max_group_ratio must be in (0, 1), got {self.max_group_ratio}")
         if self.max_error is not None and not self.max_error > 0:
-            raise ConfigError(f"--max-error must be positive, got {self.max_error}")
+            raise ConfigError(f"max_error must be positive, got {self.max_error}")
         for name in ("min_cosine", "min_agreement"):
             v = getattr(self, name)
             if v is not None and not (-1.0 <= v <= 1.0 if name == "min_cosine" else 0.0 <= v <= 1.0):
-                raise ConfigError(f"--{name.replace('_', '-')} must be in [{'-1' if name == 'min_cosine' else '0'}, 1], got {v}")
+                raise ConfigError(f"{name} must be in [{'-1' if name == 'min_cosine' else '0'}, 1], got {v}")
         if self.guarded and self.target_latency is not None:
             raise ConfigError("a fidelity bound searches the FLOPs target itself; it cannot be combined with "
-                              "--target-latency yet")
+                              "target_latency yet")
         if self.guarded and self.ratio is not None:
-            raise ConfigError("a fidelity bound searches the FLOPs target itself; use it with --target-flops "
-                              "(the most pruning allowed) or alone, not with --ratio")
+            raise ConfigError("a fidelity bound searches the FLOPs target itself; use it with target_flops "
+                              "(the most pruning allowed) or alone, not with ratio")
         if not (0.0 < self.holdout < 1.0):
             raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.round_to is not None and self.round_to < 1:
-            raise ConfigError(f"--round-to must be a positive integer, got {self.round_to}")
+            raise ConfigError(f"round_to must be a positive integer, got {self.round_to}")
         from .repair import parse_methods
         from .shapes import parse_shapes
 
@@ -83,14 +86,20 @@ class PruneConfig:
         object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in dims)) for n, dims in (given or ())))
 
         object.__setattr__(self, "repair", parse_methods(self.repair))
+        if self.guarded and not self.calib:
+            raise ConfigError("a fidelity bound (max_error, min_cosine, min_agreement) needs calib data: its "
+                              "held-out part judges the bound")
+        if self.criterion == "activation" and not self.calib:
+            raise ConfigError("criterion 'activation' needs calibration data: give calib (an .npz, a .py loader "
+                              "or a folder of images)")
         if self.repair and not self.calib:
-            raise ConfigError("--repair needs calibration data: pass --calib data.npz (or a .py loader)")
+            raise ConfigError("repair needs calibration data: give calib (an .npz, a .py loader or a folder of images)")
         from .runtime.metrics import METRICS
 
         if self.metric not in METRICS:
-            raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
+            raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
         if self.device not in ("cpu", "cuda", "auto"):
-            raise ConfigError(f"--device must be cpu, cuda or auto, got {self.device}")
+            raise ConfigError(f"device must be cpu, cuda or auto, got {self.device}")
 
     @property
     def calib_data(self):

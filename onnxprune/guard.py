@@ -66,7 +66,7 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
     from .runtime.compare import Reference, compare_models
 
     if not config.calib:
-        raise ConfigError("a fidelity bound (--max-error / --min-cosine / --min-agreement) needs --calib data")
+        raise ConfigError("a fidelity bound (max_error, min_cosine, min_agreement) needs calib data: its held-out part judges the bound")
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onnxprune-guard-"))
         fit, hold, n_hold = split_calibration(model, config.calib_data, config.holdout, Path(tmp))

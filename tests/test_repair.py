@@ -64,7 +64,7 @@ def test_combined_repair_loses_at_most_half(accuracies):
 
 
 def test_repair_needs_calibration_data():
-    with pytest.raises(ConfigError, match="--calib"):
+    with pytest.raises(ConfigError, match="give calib"):
         PruneConfig(ratio=0.3, repair="lsq")
     with pytest.raises(ConfigError, match="repair method"):
         PruneConfig(ratio=0.3, repair="magic", calib=str(CALIB))
@@ -173,7 +173,7 @@ def test_guard_pick_passes_the_final_check(tmp_path):
 def test_guard_needs_data_and_no_ratio():
     with pytest.raises(ConfigError):
         PruneConfig(ratio=0.3, min_cosine=0.9, calib=str(CALIB))
-    with pytest.raises(ConfigError, match="--calib"):
+    with pytest.raises(ConfigError, match="needs calib"):
         prune(onnx.load(DIGITS), min_cosine=0.9)
 
 

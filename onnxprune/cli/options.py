@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 import click
+
+from ..errors import ConfigError
 
 SHAPE_HELP = ("Input shape to use where the model's dims are dynamic: NAME:1x3x224x224, NAME:[1,3,224,224] or "
               "NAME:1,3,224,224 (repeat for several inputs). Default: the --calib data's shapes, else a stated "
@@ -22,3 +27,18 @@ def shape_option(fn):
 
 def preprocess_option(fn):
     return click.option("--preprocess", metavar="SPEC", help=PREPROCESS_HELP)(fn)
+
+
+# Library fields that the CLI spells as flags; a library error names the field, the CLI the flag.
+_FLAGS = ("ratio", "target_flops", "target_params", "target_latency", "max_group_ratio", "max_error", "min_cosine",
+          "min_agreement", "round_to", "repair", "calib", "metric", "device", "criterion", "batch", "threads")
+_FIELD = re.compile(r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])")
+
+
+@contextlib.contextmanager
+def as_flags():
+    """Library errors raised in the block name CLI flags: `ratio must be...` -> `--ratio must be...`."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(_FIELD.sub(lambda m: "--" + m.group(1).replace("_", "-"), str(exc))) from None

@@ -13,7 +13,7 @@ from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
 from ..progress import reporting
 from .output import StderrProgress, human_echo, json_option, json_target, write_json
-from .options import preprocess_option, shape_option
+from .options import as_flags, preprocess_option, shape_option
 
 
 @click.command("prune", context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,13 +59,14 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
               metric, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
-    config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
-                         criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
-                         calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
-                         shapes=tuple(shapes),
-                         repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
-                         metric=metric, target_latency=target_latency, batch=batch, threads=threads,
-                         latency_cache=latency_cache)
+    with as_flags():
+        config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
+                             criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
+                             calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
+                             shapes=tuple(shapes),
+                             repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
+                             metric=metric, target_latency=target_latency, batch=batch, threads=threads,
+                             latency_cache=latency_cache)
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)

@@ -15,7 +15,7 @@ from . import criterion
 @criterion("activation")
 def activation(analysis: Analysis, data=None, device: str = "cpu") -> dict[int, float]:
     if data is None:
-        raise ConfigError("criterion 'activation' needs calibration data: pass --calib data.npz (or a .py loader)")
+        raise ConfigError("criterion 'activation' needs calibration data: give calib (an .npz, a .py loader or a folder of images)")
     from ..runtime.activations import mean_abs_per_position, run_probe
 
     # Tensors inside If/Loop/Scan bodies cannot be probed: their readers score by weights alone.

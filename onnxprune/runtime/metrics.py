@@ -237,7 +237,7 @@ def batch_axis(a: np.ndarray, batch: int, declared: tuple | None) -> int:
 def choose_metric(a: np.ndarray, batch: int, wanted: str = "auto", declared: tuple | None = None) -> Metric:
     """The metric for an output, from the original model's first batch of it `a`."""
     if wanted not in METRICS:
-        raise ConfigError(f"--metric must be one of {', '.join(METRICS)}, got '{wanted}'")
+        raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got '{wanted}'")
     floating = np.issubdtype(a.dtype, np.floating)
     if wanted == "cosine" or not floating:
         return Cosine()
