@@ -43,7 +43,7 @@ from .options import as_flags, preprocess_option, shape_option
 @click.option("--metric", type=click.Choice(["auto", "top1", "boxes", "ctc", "cosine"]), default="auto", show_default=True,
               help="Fidelity metric: top-1 for [N, K] scores, box F1 for detection heads, CTC character accuracy "
                    "for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per output.")
-@click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv.")
+@click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv or ConvTranspose.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @preprocess_option
 @shape_option

@@ -23,7 +23,7 @@ def _remove_where(field, drop) -> int:
 
 
 class FoldBatchNorm(Pass):
-    """Conv -> BatchNormalization becomes one Conv with scaled filters and a bias."""
+    """Conv (or ConvTranspose) -> BatchNormalization becomes one conv with scaled filters and a bias."""
 
     name = "fold-bn"
 
@@ -34,7 +34,7 @@ class FoldBatchNorm(Pass):
             if bn.op_type != "BatchNormalization" or any(o for o in bn.output[1:]):
                 continue
             conv = g.producer.get(bn.input[0])
-            if conv is None or conv.op_type != "Conv" or conv.output[0] in g.graph_outputs:
+            if conv is None or conv.op_type not in ("Conv", "ConvTranspose") or conv.output[0] in g.graph_outputs:
                 continue
             if len(g.users(conv.output[0])) != 1 or not all(g.is_constant(i) for i in list(conv.input[1:]) + list(bn.input[1:5]) if i):
                 continue
@@ -47,8 +47,11 @@ class FoldBatchNorm(Pass):
             gamma, beta, mean, var = (g.const_value(i).astype(np.float64) for i in bn.input[1:5])
             scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))
             w = g.const_value(w_name)
-            b = g.const_value(b_name).astype(np.float64) if b_name else np.zeros(w.shape[0])
-            g.replace_const(w_name, (w * scale.reshape(-1, *[1] * (w.ndim - 1))).astype(w.dtype))
+            scaled, out_channels = _scale_output_channels(conv, w, scale)
+            if out_channels != len(scale):
+                continue
+            b = g.const_value(b_name).astype(np.float64) if b_name else np.zeros(out_channels)
+            g.replace_const(w_name, scaled.astype(w.dtype))
             new_b = ((b - mean) * scale + beta).astype(w.dtype)
             if b_name:
                 g.replace_const(b_name, new_b)
@@ -63,6 +66,23 @@ class FoldBatchNorm(Pass):
         remove_unused(state.model)
         state.graph = ModelGraph(state.model, shapes=state.graph.input_shapes if state.graph else None)
         return PassResult(True, {"folded": folded})
+
+
+def _scale_output_channels(conv: onnx.NodeProto, w: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, int]:
+    """Filters times a per-output-channel scale, and the output channel count. Conv weights are
+    [C_out, C_in/group, k...]; ConvTranspose weights are [C_in, C_out/group, k...], output channel
+    g * C_out/group + j being column j of group g's rows."""
+    if conv.op_type == "Conv":
+        if len(scale) != w.shape[0]:
+            return w, w.shape[0]
+        return w * scale.reshape(-1, *[1] * (w.ndim - 1)), w.shape[0]
+    groups = attr(conv, "group", 1)
+    per_group = w.shape[1]
+    if w.shape[0] % groups or len(scale) != groups * per_group:
+        return w, groups * per_group
+    blocks = w.reshape(groups, w.shape[0] // groups, per_group, *w.shape[2:])
+    factors = scale.reshape(groups, 1, per_group, *[1] * (w.ndim - 2))
+    return (blocks * factors).reshape(w.shape), groups * per_group
 
 
 def remove_unused(model: onnx.ModelProto) -> int:
