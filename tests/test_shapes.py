@@ -222,3 +222,33 @@ def test_calibration_data_gives_the_shapes(tmp_path):
     result = prune(load("detector_dynamic_hw"), calib=str(tmp_path / "calib.npz"))
     assert result.report.input_shapes == "images:1x3x32x48"
     assert result.report.shapes_source == "calibration data"
+
+
+def test_reshape_target_built_from_a_dynamic_batch_stays_run_time():
+    """Reshape(x, Concat(Shape(x)[0:1], [C], [-1])): static only at the resolved shapes, so the
+    channel entry is rewritten in its constant piece and the batch entry stays computed."""
+    rng = np.random.default_rng(0)
+    init = [onnx.numpy_helper.from_array(a, n) for n, a in [
+        ("w", (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)),
+        ("c", np.array([8], np.int64)), ("m1", np.array([-1], np.int64)),
+        ("s", np.array([0], np.int64)), ("e", np.array([1], np.int64)),
+        ("proj", (rng.standard_normal((8, 4)) * 0.3).astype(np.float32))]]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["y"], ["r"]),
+             helper.make_node("Shape", ["r"], ["sh"]),
+             helper.make_node("Slice", ["sh", "s", "e"], ["n"]),
+             helper.make_node("Concat", ["n", "c", "m1"], ["target"], axis=0),
+             helper.make_node("Reshape", ["r", "target"], ["flat"]),
+             helper.make_node("Transpose", ["flat"], ["t"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["t", "proj"], ["out"])]
+    model = helper.make_model(helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", None, 4])], init),
+        opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    shapes = resolve_shapes(model, {"x": (1, 3, 8, 12)})
+    info = check_oracle(model, inputs=feeds_for(model, shapes, batch=3), shapes=shapes)
+    assert info["prunable"] == 1 and info["removed"] >= 1
+    result = prune(model, ratio=0.5, shapes={"x": (1, 3, 8, 12)})
+    assert not any(t.name.endswith("_frozen") for t in result.model.graph.initializer)
+    assert compare_models(model, result.model, shapes={"x": (2, 3, 5, 7)}, atol=np.inf).samples == 8

@@ -114,6 +114,8 @@ def reshape(node, ctx):
     if tc is None:
         return
     target = ctx.const(node.input[1])
+    if target is not None and not ctx.is_const(node.input[1]) and ctx.graph.model_value(node.input[1]) is None:
+        target = None  # static only at the resolved input shapes: never frozen, read entry by entry
     in_shape, out_shape = ctx.shape(node.input[0]), ctx.shape(node.output[0])
     partial = None
     if target is None:
