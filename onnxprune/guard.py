@@ -25,21 +25,37 @@ def split_calibration(model: onnx.ModelProto, path, holdout: float, folder: Path
 
     specs = input_specs(model)
     dataset = load_data(path, specs)
+    # Samples lie along each input's batch axis; a model without one gets whole feeds stacked
+    # along a new axis 0 (the form Dataset reads back as whole feeds).
+    axes = {s.name: s.batch_axis if s.batched else None for s in specs}
+    stacked = not dataset.batched
     parts: dict[str, list[np.ndarray]] = {}
     for item in dataset.batches(64):
         for k, v in item.feeds.items():
-            parts.setdefault(k, []).append(v)
+            if axes[k] is None and not stacked:
+                parts[k] = [v]  # fed whole with every batch (a scalar sample rate)
+            else:
+                parts.setdefault(k, []).append(v[None] if stacked else v)
         if item.labels is not None:
             parts.setdefault(LABELS, []).append(item.labels)
-    arrays = {k: np.concatenate(v) for k, v in parts.items()}
-    n = len(next(iter(arrays.values())))
+    along = {k: (0 if stacked or k == LABELS else axes.get(k)) for k in parts}
+    arrays = {k: (np.concatenate(v, axis=along[k]) if along[k] is not None else v[0]) for k, v in parts.items()}
+    n = next(arrays[k].shape[a] for k, a in along.items() if a is not None)
     n_hold = int(round(n * holdout))
     if n_hold < 1 or n - n_hold < 1:
         raise DataError(f"{path}: {n} calibration samples cannot be split into fit and held-out parts; "
                         f"give at least a few dozen")
+
+    def cut(k, v, start, stop):
+        if along[k] is None:
+            return v
+        index = [slice(None)] * v.ndim
+        index[along[k]] = slice(start, stop)
+        return v[tuple(index)]
+
     fit, hold = folder / "fit.npz", folder / "holdout.npz"
-    np.savez(fit, **{k: v[: n - n_hold] for k, v in arrays.items()})
-    np.savez(hold, **{k: v[n - n_hold:] for k, v in arrays.items()})
+    np.savez(fit, **{k: cut(k, v, 0, n - n_hold) for k, v in arrays.items()})
+    np.savez(hold, **{k: cut(k, v, n - n_hold, n) for k, v in arrays.items()})
     return str(fit), str(hold), n_hold
 
 

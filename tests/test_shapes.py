@@ -252,3 +252,21 @@ def test_reshape_target_built_from_a_dynamic_batch_stays_run_time():
     result = prune(model, ratio=0.5, shapes={"x": (1, 3, 8, 12)})
     assert not any(t.name.endswith("_frozen") for t in result.model.graph.initializer)
     assert compare_models(model, result.model, shapes={"x": (2, 3, 5, 7)}, atol=np.inf).samples == 8
+
+
+def test_calibration_split_follows_the_batch_axis(tmp_path):
+    from onnxprune.guard import split_calibration
+
+    model = load("stateful_vad")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((8, 64)).astype(np.float32),
+             state=rng.standard_normal((2, 8, 128)).astype(np.float32), sr=np.array(16000, np.int64))
+    fit, hold, n_hold = split_calibration(model, tmp_path / "calib.npz", 0.25, tmp_path)
+    with np.load(fit) as f, np.load(hold) as h:
+        assert f["state"].shape == (2, 6, 128) and h["state"].shape == (2, 2, 128) and n_hold == 2
+        assert h["x"].shape == (2, 64) and h["sr"].shape == ()
+    static = load("two_inputs_static")
+    np.savez(tmp_path / "stacked.npz", image=rng.standard_normal((4, 1, 3, 8, 8)).astype(np.float32),
+             features=rng.standard_normal((4, 4, 10)).astype(np.float32))
+    fit, hold, n_hold = split_calibration(static, tmp_path / "stacked.npz", 0.25, tmp_path)
+    assert n_hold == 1 and compare_models(static, static, data=fit).batches == 3
