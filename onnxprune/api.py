@@ -185,7 +185,11 @@ def resolve_input_shapes(model: onnx.ModelProto, config: PruneConfig) -> Resolve
         from .runtime.data import input_specs, load_data
 
         sample = load_data(config.calib_data, input_specs(model)).first_sample()
-    return resolve_shapes(model, given, sample)
+    from .runtime.compare import RunsAt
+
+    with RunsAt(model) as accept:
+        return resolve_shapes(model, given, sample, accept=accept)
+
 
 
 def _select_pass(config: PruneConfig, timer=None) -> Pass:

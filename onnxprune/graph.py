@@ -18,6 +18,7 @@ from .errors import ModelLoadError
 from .io import weightless_copy
 from .shapes import ResolvedShapes
 
+STATIC_ROUNDS = 8  # rounds of shape inference, each fed the shape computations the last one made static
 Shape = tuple  # entries: int for static dims, str or None for dynamic ones
 
 
@@ -551,8 +552,12 @@ class ModelGraph:
         if self.input_shapes is not None:
             self.input_shapes.fix_inputs(skeleton)
         self._read_shapes(self._infer(skeleton))
-        frozen = self._static_inputs()
-        if frozen:
+        done: set[str] = set()
+        for _ in range(STATIC_ROUNDS):  # a value made static can make later shapes static: PyTorch's F.pad
+            frozen = {k: v for k, v in self._static_inputs().items() if k not in done}
+            if not frozen:
+                break
+            done.update(frozen)
             for n in skeleton.graph.node:
                 for i, name in enumerate(n.input):
                     if name in frozen:
@@ -703,7 +708,7 @@ def _pick_from_shape(graph: "ModelGraph", node: onnx.NodeProto) -> np.ndarray | 
 def _evaluate_shape_op(graph: "ModelGraph", node: onnx.NodeProto, name: str, depth: int) -> np.ndarray | None:
     """numpy evaluation of the shape-computation ops, when all their inputs are static."""
     op = node.op_type
-    if op not in SHAPE_OPS or len(node.output) != 1:
+    if (op not in SHAPE_OPS and op not in _EVALUATED_SHAPE_OPS) or len(node.output) != 1:
         return None
     if op == "Shape":
         shape = graph.shape(node.input[0])
@@ -766,4 +771,36 @@ def _evaluate_shape_op(graph: "ModelGraph", node: onnx.NodeProto, name: str, dep
         for a, st, en, sp in zip(axes, ins[1].reshape(-1).tolist(), ins[2].reshape(-1).tolist(), steps):
             index[int(a)] = slice(int(st), int(en), int(sp))
         return data[tuple(index)]
+    if op in _EVALUATED_SHAPE_OPS:
+        return _reference_run(graph, node, ins)
     return None
+
+
+# Shape computations past the common ones, evaluated by onnx's reference evaluator when their
+# inputs are static: PyTorch's F.pad export builds its pads with ConstantOfShape, Reshape,
+# Transpose and a reversing Slice; Range, Max, Where... appear in other exporters' size logic.
+_EVALUATED_SHAPE_OPS = {"ConstantOfShape", "Reshape", "Transpose", "Range", "Max", "Min", "Floor", "Ceil", "Equal",
+                        "Where", "Not", "Less", "Greater", "Expand", "Abs", "Mod", "Sqrt", "Size"}
+
+
+def _reference_run(graph: "ModelGraph", node: onnx.NodeProto, ins: list) -> np.ndarray | None:
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{k}" if i else "" for k, i in enumerate(node.input)]
+    feeds = {n: v for n, v in zip(names, ins) if n}
+    probe_node = onnx.NodeProto()
+    probe_node.CopyFrom(node)
+    del probe_node.input[:]
+    probe_node.input.extend(names)
+    del probe_node.output[:]
+    probe_node.output.append("out")
+    inputs = [onnx.helper.make_tensor_value_info(k, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+              for k, v in feeds.items()]
+    probe = onnx.helper.make_model(onnx.helper.make_graph([probe_node], "shape", inputs,
+                                                          [onnx.helper.make_empty_tensor_value_info("out")]),
+                                   opset_imports=list(graph.model.opset_import))
+    try:
+        out = ReferenceEvaluator(probe).run(None, feeds)[0]
+    except Exception:  # noqa: BLE001 - what the evaluator cannot run stays unknown
+        return None
+    return np.asarray(out) if isinstance(out, np.ndarray) and out.size <= 64 else None

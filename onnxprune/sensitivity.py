@@ -18,6 +18,7 @@ from .importance import get_criterion
 from .passes.untie import untie_shared
 from .shapes import resolve_shapes
 from .runtime.data import input_specs, load_data, random_data, resolve_batch
+from .runtime.compare import RunsAt
 from .runtime.sessions import create_session
 
 
@@ -77,7 +78,8 @@ def sensitivity(model: onnx.ModelProto, data=None, ratios=(0.25, 0.5, 0.75), cri
                 shapes: dict[str, tuple[int, ...]] | None = None) -> SensitivityResult:
     specs = input_specs(model)
     sample = load_data(data, specs).first_sample() if data is not None and set((s.name for s in specs)) - set(shapes or {}) else None
-    resolved = resolve_shapes(model, shapes, sample)
+    with RunsAt(model) as accept:
+        resolved = resolve_shapes(model, shapes, sample, accept=accept)
     untie_shared(model)
     analysis = analyze(ModelGraph(model, shapes=resolved.per_sample()))
     scores = get_criterion(criterion)(analysis, data)

@@ -24,7 +24,7 @@ agree on dim 0 (one input always does). Otherwise there is no batch axis and dat
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -225,10 +225,12 @@ def _example(declared: Mapping[str, tuple[Dim, ...] | None], dims: Mapping[str, 
 def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tuple[int, ...]] | None = None,
                    sample: Mapping[str, np.ndarray] | None = None, *,
                    declared: Mapping[str, tuple[Dim, ...] | None] | None = None,
-                   resizes: bool | None = None, axes: Mapping[str, int | None] | None = None) -> ResolvedShapes:
+                   resizes: bool | None = None, axes: Mapping[str, int | None] | None = None,
+                   accept: Callable[[ResolvedShapes], bool] | None = None) -> ResolvedShapes:
     """Concrete dims for every tensor input of `model` (or of `declared`, with `resizes` saying
     whether the model resizes feature maps): from `given` (--shape), else `sample` (the first
-    calibration sample, arrays keyed by input name), else a stated guess."""
+    calibration sample, arrays keyed by input name), else a stated guess: the first candidate that
+    `accept` (e.g. "ONNX Runtime runs the model at these shapes") takes."""
     if declared is None:
         declared = declared_inputs(model)
     if resizes is None:
@@ -262,7 +264,30 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
         for d, v in zip(decl or (), dims):
             if isinstance(d, str):
                 symbols.setdefault(d, v)
-    # 3: guesses for the rest.
+    # 3: guesses for the rest, the first candidate that `accept` takes.
+    primary = GUESS_DETECTION if resizes else GUESS_IMAGE
+    candidates = list(dict.fromkeys([((primary, primary), GUESS_SEQUENCE), *_FALLBACKS]))
+    first_error = None
+    for k, (hw, seq) in enumerate(candidates):
+        result = _guess(declared, axes, dict(out), dict(symbols), set(sources), list(notes), hw, seq)
+        if accept is None or "guessed" not in result.source or accept(result):
+            return result
+        first_error = first_error or result
+        if k + 1 >= MAX_TRIES:
+            break
+    raise DataError(f"the model does not run at the guessed input shapes ({first_error.describe()}, nor at "
+                    f"{min(len(candidates), MAX_TRIES) - 1} other guesses); give the shape to use with --shape, "
+                    f"e.g. {' '.join('--shape ' + i.text() for i in first_error.inputs)}, or pass --calib data")
+
+
+# Other image sizes (H, W) and sequence lengths tried when the first guess does not run: square
+# sizes, then the wide strips text recognizers take.
+_FALLBACKS = [((224, 224), 128), ((48, 320), 512), ((32, 320), 64), ((320, 320), 256), ((640, 640), 16000),
+              ((64, 256), 32)]
+MAX_TRIES = 6
+
+
+def _guess(declared, axes, out, symbols, sources, notes, hw: tuple[int, int], seq: int) -> ResolvedShapes:
     guessed = []
     for name, decl in declared.items():
         if name in out:
@@ -277,13 +302,12 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
             dims[axes[name]] = 1
         elif dims and dims[0] is None:
             dims[0] = 1  # a dynamic leading dim is a batch in all but name (tf2onnx: unk__330, unk__331)
-        said = _guess_spatial(decl, dims, GUESS_DETECTION if resizes else GUESS_IMAGE)
+        said = _guess_spatial(decl, dims, hw)
         open_dims = [i for i, d in enumerate(dims) if d is None]
         if len(open_dims) == 1:
-            dims[open_dims[0]] = GUESS_SEQUENCE
-            said = said or f"dim {open_dims[0]} ({decl[open_dims[0]] or '?'}) = {GUESS_SEQUENCE}"
+            dims[open_dims[0]] = seq
+            said = said or f"dim {open_dims[0]} ({decl[open_dims[0]] or '?'}) = {seq}"
         elif open_dims:
-            out[name] = dims
             raise DataError(f"input '{name}' has dynamic dims {[decl[i] or '?' for i in open_dims]} that cannot be "
                             f"guessed; give the shape to use, e.g. {_example({name: decl}, {name: dims})} "
                             "(numbers for N), or pass --calib data")
@@ -310,15 +334,15 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
     return replace(result, notes=tuple(notes))
 
 
-def _guess_spatial(decl, dims, size: int) -> str | None:
+def _guess_spatial(decl, dims, size: tuple[int, int]) -> str | None:
     """Image-like rank-4 inputs: the dynamic H and W of [N,C,H,W] or [N,H,W,C] with C in {1,3,4}."""
     if len(decl) != 4:
         return None
     for c_axis, hw in ((1, (2, 3)), (3, (1, 2))):
         if decl[c_axis] in IMAGE_CHANNELS and any(dims[a] is None for a in hw):
-            for a in hw:
+            for a, v in zip(hw, size):
                 if dims[a] is None:
-                    dims[a] = size
+                    dims[a] = v
             return None
     return None
 

@@ -270,3 +270,19 @@ def test_calibration_split_follows_the_batch_axis(tmp_path):
              features=rng.standard_normal((4, 4, 10)).astype(np.float32))
     fit, hold, n_hold = split_calibration(static, tmp_path / "stacked.npz", 0.25, tmp_path)
     assert n_hold == 1 and compare_models(static, static, data=fit).batches == 3
+
+
+def test_a_guess_the_model_does_not_run_at_is_replaced():
+    """A recognizer that needs H = 32 fails at 224 x 224; the guess moves on to a size it runs at."""
+    from onnxprune.api import resolve_input_shapes
+    from onnxprune.config import PruneConfig
+
+    w = onnx.numpy_helper.from_array(np.ones((32, 4), np.float32), "w")
+    model = helper.make_model(helper.make_graph(
+        [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 1, 3, 2]), helper.make_node("MatMul", ["t", "w"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w]), opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    shapes = resolve_input_shapes(model, PruneConfig())
+    assert shapes["x"] == (1, 1, 32, 320) and shapes.source == "guessed"
+    assert resolve_shapes(model)["x"] == (1, 1, 224, 224)  # without the check: the first guess

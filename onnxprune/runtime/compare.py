@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from ..errors import ConfigError, DataError, ValidationFailedError
+from ..errors import ConfigError, DataError, OnnxPruneError, ValidationFailedError
 from ..shapes import RESIZING_OPS, ResolvedShapes, resolve_shapes
 from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
@@ -497,5 +497,36 @@ def resolve_model_shapes(model, given, specs) -> ResolvedShapes:
         resizes = any(n.op_type in RESIZING_OPS for n in proto.graph.node)
     except Exception:  # a model too large for one protobuf: no hint, the plain guess
         resizes = False
-    return resolve_shapes(given=given, declared={s.name: s.shape for s in specs}, resizes=resizes,
-                          axes={s.name: s.batch_axis if s.batched else None for s in specs})
+    with RunsAt(model) as accept:
+        return resolve_shapes(given=given, declared={s.name: s.shape for s in specs}, resizes=resizes,
+                              axes={s.name: s.batch_axis if s.batched else None for s in specs}, accept=accept)
+
+
+class RunsAt:
+    """Whether ONNX Runtime runs the model on random inputs of some shapes: how a guess is
+    checked before anything rests on it (a text recognizer may reject square images)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.session = None
+
+    def __call__(self, shapes: ResolvedShapes) -> bool:
+        try:
+            if self.session is None:
+                self.session = create_session(self.model, "cpu")
+            size = shapes.batch_size() or 1
+            feeds = next(random_data(self.session.inputs, shapes, None).batches(size)).feeds
+        except OnnxPruneError:
+            return True  # ORT cannot load it or random data cannot feed it: later steps say why
+        try:
+            self.session.run(feeds)
+        except Exception:  # ORT's own exception classes: the model does not run at these shapes
+            return False
+        return True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.session is not None:
+            self.session.close()
