@@ -14,7 +14,14 @@ EXIT_INTERRUPTED = 130
 
 
 class OnnxPruneError(Exception):
-    """Base of all user-facing errors; the message says what is wrong and what to do."""
+    """Base of all user-facing errors; the message says what is wrong and what to do.
+
+    The message is kept to one line: line breaks in it (a file name with a newline, a message
+    quoted from another library) are shown escaped."""
+
+    def __init__(self, message: str = "", *args):
+        message = str(message).replace("\r", "\\r").replace("\n", "\\n")
+        super().__init__(message, *args)
 
     exit_code = EXIT_ERROR
 

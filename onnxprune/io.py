@@ -8,8 +8,11 @@ the model would not fit in a single protobuf (2 GB).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import onnx
@@ -25,12 +28,15 @@ EXTERNAL_THRESHOLD = 1024
 def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     """Read a model and its external data; raise ModelLoadError with a one-line reason."""
     p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"{p}: no such file")
-    if p.is_dir():
-        raise ModelLoadError(f"{p}: is a folder, expected an .onnx file")
-    if p.stat().st_size == 0:
-        raise ModelLoadError(f"{p}: file is empty")
+    try:
+        if not p.exists():
+            raise ModelLoadError(f"{p}: no such file")
+        if p.is_dir():
+            raise ModelLoadError(f"{p}: is a folder, expected an .onnx file")
+        if p.stat().st_size == 0:
+            raise ModelLoadError(f"{p}: file is empty")
+    except OSError as exc:  # a name too long, no permission to look...
+        raise ModelLoadError(f"{p}: cannot read ({exc.strerror or exc})") from None
     # The checker runs first, on the file (it reads it itself): its copy of the model is freed
     # before ours is parsed, so the two never sit in memory together.
     checked: Exception | None = None
@@ -137,14 +143,21 @@ def check_model(model: onnx.ModelProto | str, where: str = "model") -> None:
 def resolve_output(input_path: str | os.PathLike | None, output_path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Validate an output path before any work is done, so a bad path fails fast."""
     out = Path(output_path)
-    if out.exists() and out.is_dir():
-        raise ModelSaveError(f"{out}: is a folder; give a file path for the output model")
-    if not out.parent.exists():
-        raise ModelSaveError(f"{out}: the folder '{out.parent}' does not exist")
-    if input_path is not None and not overwrite:
-        inp = Path(input_path)
-        if inp.exists() and (out.resolve() == inp.resolve() or (out.exists() and os.path.samefile(out, inp))):
-            raise ModelSaveError(f"{out}: is the input model; choose another output path (the input is never overwritten)")
+    try:
+        if out.exists() and out.is_dir():
+            raise ModelSaveError(f"{out}: is a folder; give a file path for the output model")
+        if not out.parent.exists():
+            raise ModelSaveError(f"{out}: the folder '{out.parent}' does not exist")
+        if not out.parent.is_dir():
+            raise ModelSaveError(f"{out}: '{out.parent}' is not a folder")
+        if not os.access(out.parent, os.W_OK | os.X_OK):
+            raise ModelSaveError(f"{out}: the folder '{out.parent}' is not writable")
+        if input_path is not None and not overwrite:
+            inp = Path(input_path)
+            if inp.exists() and (out.resolve() == inp.resolve() or (out.exists() and os.path.samefile(out, inp))):
+                raise ModelSaveError(f"{out}: is the input model; choose another output path (the input is never overwritten)")
+    except OSError as exc:  # a name too long, a loop of links...
+        raise ModelSaveError(f"{out}: cannot write there ({exc.strerror or exc})") from None
     return out
 
 
@@ -153,31 +166,63 @@ def save_model(model: onnx.ModelProto, output_path: str | os.PathLike, input_pat
     """Write atomically: nothing appears at output_path unless the whole model was written.
 
     `before_commit(tmp_path)` runs on the fully written temp file (validation); if it raises, the
-    output is not created."""
+    output is not created. The temp folder is removed on every way out, SIGTERM included."""
     out = resolve_output(input_path, output_path, overwrite)
     large = approximate_size(model) >= PROTOBUF_LIMIT
-    tmpdir = tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent)
-    try:
-        tmp_model = Path(tmpdir) / out.name
-        if large:
-            data_name = out.name + ".data"
-            onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data_name, size_threshold=EXTERNAL_THRESHOLD)
-            # save_model with external data rewrites the tensors in place; bring the data back.
-            _load_external(model, tmp_model)
-        else:
-            with open(tmp_model, "wb") as f:
-                write_serialized(model, f)
-        if before_commit is not None:
-            before_commit(tmp_model)
-        if large:
-            os.replace(Path(tmpdir) / data_name, out.parent / data_name)
-        os.replace(tmp_model, out)
-    except OSError as exc:
-        raise ModelSaveError(f"{out}: cannot write ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    # The temp folder's name is chosen first and made inside the try: an interrupt arriving just
+    # after it is made (as with mkdtemp, before its name is returned) still removes it.
+    tmpdir = out.parent / f".{out.name}.{os.getpid()}{secrets.token_hex(4)}"
+    with _cleanup_on_terminate():
+        try:
+            os.mkdir(tmpdir, 0o700)
+            tmp_model = Path(tmpdir) / out.name
+            if large:
+                data_name = out.name + ".data"
+                onnx.save_model(model, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
+                                location=data_name, size_threshold=EXTERNAL_THRESHOLD)
+                # save_model with external data rewrites the tensors in place; bring the data back.
+                _load_external(model, tmp_model)
+            else:
+                with open(tmp_model, "wb") as f:
+                    write_serialized(model, f)
+            if before_commit is not None:
+                before_commit(tmp_model)
+            if large:
+                os.replace(Path(tmpdir) / data_name, out.parent / data_name)
+            os.replace(tmp_model, out)
+        except OSError as exc:
+            raise ModelSaveError(f"{out}: cannot write ({exc.strerror or exc})") from None
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived while a temp file was open: unwinds like KeyboardInterrupt, so it is cleaned up."""
+
+
+@contextmanager
+def _cleanup_on_terminate():
+    """While the body runs, SIGTERM unwinds the stack (its `finally` blocks remove temp files) and
+    then terminates the process as SIGTERM would have: the exit status is the signal's, as before."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is signal.SIG_IGN:
+        yield
+        return
+    previous = signal.SIG_DFL if previous is None else previous
+
+    def unwind(signum, frame):
+        raise _Terminated(signum)
+
+    signal.signal(signal.SIGTERM, unwind)
+    try:
+        yield
+    except _Terminated:
+        signal.signal(signal.SIGTERM, previous)
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _varint(n: int) -> bytes:

@@ -12,7 +12,7 @@ from ..errors import ValidationFailedError
 from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
 from ..progress import reporting
-from .output import StderrProgress, human_echo, json_option, json_target, write_json
+from .output import STDOUT, StderrProgress, human_echo, json_option, json_target, write_json
 from .options import as_flags, preprocess_option, shape_option
 
 
@@ -71,34 +71,49 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)
     comparison = None
+    json_written = False
+
+    def body() -> dict:
+        return {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
+                "validation": comparison.to_dict() if comparison is not None else None}
+
     with StderrProgress(enabled=not quiet) as progress:
         progress("loading")
         model = load_model(input_path)
         result = prune(model, config, progress=progress)
 
         def check(tmp_path):
-            nonlocal comparison
-            if not validate:
-                return
-            progress("validating")
-            with reporting(progress):
-                comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
-            if not comparison:
-                raise ValidationFailedError(
-                    f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
-            if not comparison.checked:
-                comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give "
-                                        "--atol, or a fidelity guard: --min-agreement, --min-cosine or --max-error")
+            nonlocal comparison, json_written
+            if validate:
+                progress("validating")
+                with reporting(progress):
+                    comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
+                if not comparison:
+                    raise ValidationFailedError(
+                        f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
+                if not comparison.checked:
+                    comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give "
+                                            "--atol, or a fidelity guard: --min-agreement, --min-cosine or --max-error")
+            if json_to not in (None, STDOUT):
+                # Written before the model is moved into place: a JSON file that cannot be written
+                # stops the run with nothing written.
+                write_json(json_to, "prune", body())
+                json_written = True
 
         progress("writing")
-        save_model(result.model, output_path, input_path, overwrite, before_commit=check)
+        try:
+            save_model(result.model, output_path, input_path, overwrite, before_commit=check)
+        except BaseException:
+            if json_written:
+                Path(json_to).unlink(missing_ok=True)
+            raise
     if not quiet:
         echo(format_summary(result.report, input_path, output_path))
         if comparison is not None:
             echo("")
             echo(comparison.format_table())
-    write_json(json_to, "prune", {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
-                                  "validation": comparison.to_dict() if comparison is not None else None})
+    if json_to == STDOUT:
+        write_json(json_to, "prune", body())
 
 
 def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
