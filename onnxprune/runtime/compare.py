@@ -180,6 +180,11 @@ class _Accumulator:
 
     def update(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, atol: float | None, rtol: float,
                batch: int = 1) -> None:
+        if not (_numeric(a) and _numeric(b)):
+            # Sequences, optionals, maps, strings: no figures, but they must be equal.
+            if not _equal(a, b):
+                self.out.failure = self.out.failure or "values differ (a non-numeric output, compared for equality)"
+            return
         with np.errstate(all="ignore"):  # inf - inf and friends are handled explicitly below
             self._update(a, b, labels, atol, rtol)
             if a.shape == b.shape and a.size:
@@ -206,7 +211,10 @@ class _Accumulator:
         self.abs_sum += float(diff.sum())
         self.ref_sum += float(ref[np.isfinite(ref)].sum())
         if atol is not None:
-            o.out_of_tolerance = (o.out_of_tolerance or 0) + int((diff > atol + rtol * ref).sum())
+            # NaN and Inf are values that must match: where the reference is not finite the
+            # tolerance is atol alone, so any difference there (diff is inf) is out of tolerance.
+            tol = np.where(np.isfinite(ref), atol + rtol * ref, atol)
+            o.out_of_tolerance = (o.out_of_tolerance or 0) + int((diff > tol).sum())
         self._cosine(a64, b64)
         if a.ndim == 2 and a.shape[1] >= 2 and np.issubdtype(a.dtype, np.floating):
             self._classes(a64, b64, labels)
@@ -217,6 +225,8 @@ class _Accumulator:
         if a.size == 0:
             return  # a 0-sized output: nothing to compare, and no sample to count
         rows = a.shape[0] if a.ndim >= 2 else 1
+        if a.size == 0:
+            return
         finite = np.isfinite(a) & np.isfinite(b)
         a = np.where(finite, a, 0.0).reshape(rows, -1)
         b = np.where(finite, b, 0.0).reshape(rows, -1)
@@ -272,6 +282,34 @@ class _Accumulator:
         return o
 
 
+def _nbytes(x) -> int:
+    """Bytes held by a run output: a tensor, or a sequence / optional / map of them."""
+    if isinstance(x, np.ndarray):
+        return x.nbytes
+    if isinstance(x, (list, tuple)):
+        return sum(_nbytes(v) for v in x)
+    if isinstance(x, dict):
+        return sum(_nbytes(v) for v in x.values())
+    return 0
+
+
+def _numeric(x) -> bool:
+    return isinstance(x, np.ndarray) and x.dtype.kind in "biufc"
+
+
+def _equal(a, b) -> bool:
+    """Structural equality of run outputs; NaN equals NaN."""
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        if a.shape != b.shape or a.dtype.kind != b.dtype.kind:
+            return False
+        return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
 def _dims(shape) -> str:
     return "[" + ",".join(map(str, shape)) + "]"
 
@@ -319,7 +357,7 @@ class Reference:
             held_bytes, self.complete = 0, True
             for item in self.dataset.batches(self.size, drop_last=self.drop_last):
                 out = _run(session, item.feeds, name, DataError, self.hint)
-                held_bytes += sum(v.nbytes for v in (*item.feeds.values(), *out.values()))
+                held_bytes += sum(_nbytes(v) for v in (*item.feeds.values(), *out.values()))
                 if held_bytes > HOLD_BYTES:
                     self.complete = False
                     break

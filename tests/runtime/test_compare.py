@@ -162,6 +162,19 @@ def test_nan_in_the_pruned_output_fails():
     assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["outputs"][0]["max_abs_error"] is None
 
 
+@pytest.mark.parametrize("ref, got, passes", [
+    ([np.nan, 1, 1], [0, 1, 1], False),         # NaN in the original became finite
+    ([np.inf, 1, 1], [1e30, 1, 1], False),      # Inf in the original became finite
+    ([np.inf, 1, 1], [-np.inf, 1, 1], False),   # the sign of an Inf changed
+    ([np.inf, 1, 1], [np.nan, 1, 1], False),
+    ([np.nan, -np.inf, 1], [np.nan, -np.inf, 1], True),  # matching NaN and Inf positions agree
+])
+def test_non_finite_reference_values_must_match(ref, got, passes):
+    """|b - a| <= atol + rtol*|a| is never false where a is NaN or Inf: those positions must match."""
+    result = compare_models(_scaled(ref, 3), _scaled(got, 3), atol=1e-4, rtol=1e-3)
+    assert bool(result) is passes, result.verdict()
+
+
 def test_a_pruned_model_that_fails_at_run_time_is_a_validation_failure():
     vi = helper.make_tensor_value_info
     shape = numpy_helper.from_array(np.array([-1, 7], np.int64), "shape")
@@ -235,3 +248,15 @@ def test_accumulated_figures_do_not_depend_on_how_samples_are_split(n, cuts, see
     assert y.cosine == pytest.approx(x.cosine) and y.worst_cosine == pytest.approx(x.worst_cosine)
     assert (y.top1_agreement, y.top5_agreement, y.accuracy_a, y.accuracy_b) == \
            (x.top1_agreement, x.top5_agreement, x.accuracy_a, x.accuracy_b)
+
+
+def test_sequence_and_empty_outputs_are_compared_without_an_internal_error():
+    vi = helper.make_tensor_value_info
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)
+    split = make_model([helper.make_node("SplitToSequence", ["x"], ["s"], axis=1)],
+                       [vi("x", TensorProto.FLOAT, ["N", 3])], [seq])
+    assert compare_models(split, split)
+    empty = numpy_helper.from_array(np.array([0, 3], np.int64), "shape")
+    zero = make_model([helper.make_node("Slice", ["x", "z", "z"], ["y"])], [vi("x", TensorProto.FLOAT, ["N", 3])],
+                      [vi("y", TensorProto.FLOAT, [0, 3])], [numpy_helper.from_array(np.array([0], np.int64), "z")])
+    assert compare_models(zero, zero)
