@@ -12,6 +12,7 @@ import onnx
 from ..graph import ModelGraph
 from ..graph import attr as attr_value
 from .channels import FIXED, MAX_POSITIONS, ROLE_IN, ChannelGroup, Member, TensorChannels, UnionFind
+from .finite import nonfinite_tensors
 from .rules import rule_for
 
 
@@ -47,10 +48,15 @@ class Analyzer:
         self.balances: list[tuple[np.ndarray, int]] = []
         self.zero_states: dict[str, np.ndarray] = {}  # run-time zero initial states -> the hidden units they follow
         self.node: onnx.NodeProto | None = None
+        self._nonfinite: set[str] | None = None
+        self._looked_at: set[str] = set()  # inputs whose channels the current rule read
 
     # -- reading ----------------------------------------------------------------------------
     def channels(self, name: str) -> TensorChannels | None:
-        return self.tensors.get(name) if name else None
+        if not name:
+            return None
+        self._looked_at.add(name)
+        return self.tensors.get(name)
 
     def shape(self, name: str):
         return self.graph.shape(name)
@@ -67,6 +73,12 @@ class Analyzer:
 
     def is_const(self, name: str) -> bool:
         return bool(name) and self.graph.is_constant(name)
+
+    def may_be_nonfinite(self, name: str) -> bool:
+        """Can this tensor hold NaN or Inf for finite inputs? (see analysis/finite.py)"""
+        if self._nonfinite is None:
+            self._nonfinite = nonfinite_tensors(self.graph)
+        return name in self._nonfinite
 
     @property
     def label(self) -> str:
@@ -97,6 +109,7 @@ class Analyzer:
             # of this tensor is wrong and the channels cannot be followed.
             self.block(tc.atoms, f"{self.label}: shape of '{name}' is not known statically")
             return
+        tc.values = values_in_dtype(tc.values, self.graph.dtypes.get(name))
         self.tensors[name] = tc
 
     def unify(self, a: np.ndarray, b: np.ndarray, why: str = "") -> None:
@@ -228,7 +241,14 @@ class Analyzer:
         if rule is None:
             self.block_node_inputs(node, f"{self.label}: op {node.op_type} has no channel rule")
         else:
+            self._looked_at = set()
             rule(node, self)
+            for i, name in enumerate(node.input):
+                # An input whose channels the rule never looked at is not followed (a computed
+                # Conv weight, a Pad value...): its channels cannot be removed.
+                if name and name in self.tensors and name not in self._looked_at:
+                    self.block(self.tensors[name].atoms, f"{self.label}: channels reach input {i} of {node.op_type}, "
+                                                         "which its rule does not follow")
         for body in self.graph.bodies.get(id(node), ()):
             for inner in self.graph.topological_nodes(body.node):
                 self._visit(inner)
@@ -250,6 +270,33 @@ class Analyzer:
                 if not all(self._only_frozen_uses(o, moved, depth + 1) for o in user.output if o):
                     return False
         return True
+
+
+_FLOATS = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64,
+           onnx.TensorProto.FLOAT16: np.float16}
+_INTS = {t: onnx.helper.tensor_dtype_to_np_dtype(t) for t in (
+    onnx.TensorProto.INT8, onnx.TensorProto.INT16, onnx.TensorProto.INT32, onnx.TensorProto.INT64,
+    onnx.TensorProto.UINT8, onnx.TensorProto.UINT16, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64)}
+
+
+def values_in_dtype(values: np.ndarray, elem_type: int | None) -> np.ndarray:
+    """Known channel values as the tensor's element type holds them (rules compute in float64):
+    rounded to float16/32, integers only where integral and in range, bools only 0 or 1, and for
+    other types only 0. Anything else becomes unknown (NaN), so a tracked value is never wrong."""
+    known = ~np.isnan(values)
+    if not known.any():
+        return values
+    if elem_type in _FLOATS:
+        with np.errstate(all="ignore"):
+            return values.astype(_FLOATS[elem_type]).astype(np.float64)
+    if elem_type in _INTS:
+        info = np.iinfo(_INTS[elem_type])
+        ok = known & (np.mod(values, 1) == 0) & (values >= float(info.min)) & (values <= float(info.max))
+    elif elem_type == onnx.TensorProto.BOOL:
+        ok = (values == 0) | (values == 1)
+    else:
+        ok = values == 0
+    return np.where(ok, values, np.nan)
 
 
 def _follow_entry(graph, node, input_index: int, position: int | None):
@@ -289,6 +336,7 @@ class Analysis:
 
     def __init__(self, az: Analyzer):
         self.graph = az.graph
+        self._az = az
         self.tensors = az.tensors
         self.members = list(az.members.values())
         self.fixups = az.fixups
@@ -362,6 +410,10 @@ class Analysis:
                         removed.discard(c)
                     changed = True
         return changed
+
+    def may_be_nonfinite(self, name: str | None) -> bool:
+        """Can this tensor hold NaN or Inf for finite inputs? Unknown tensors (None) may."""
+        return name is None or self._az.may_be_nonfinite(name)
 
     def prunable_groups(self) -> list[ChannelGroup]:
         """Groups a lossy run may cut (exact-mode candidates are `exact_groups()`)."""

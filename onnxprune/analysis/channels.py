@@ -45,6 +45,20 @@ class UnionFind:
         return np.array([self.find(a) for a in range(len(self.parent))], dtype=np.int64)
 
 
+def per_channel_values(const: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """Value per channel of a constant if it is constant over every other axis, else NaN."""
+    if const is None or const.dtype.kind not in "fiub":
+        return np.full(n, np.nan)
+    c = const.astype(np.float64)
+    if axis < 0 or c.ndim == 0:
+        return np.full(n, float(c.reshape(-1)[0]) if c.size == 1 else np.nan)
+    moved = np.moveaxis(c, axis, 0).reshape(c.shape[axis], -1)
+    if moved.shape[1] and not np.all(moved == moved[:, :1]):
+        return np.full(n, np.nan)
+    col = moved[:, 0] if moved.shape[1] else np.full(moved.shape[0], np.nan)
+    return np.broadcast_to(col, (n,)).copy() if len(col) in (1, n) else np.full(n, np.nan)
+
+
 @dataclass
 class TensorChannels:
     """Which atom each position along `axis` of a tensor carries, and its value where known.

@@ -45,6 +45,8 @@ class FoldBatchNorm(Pass):
             if any(g.resolve(n) != n or len(g.users(n)) != 1 for n in (w_name, b_name) if n):
                 continue  # shared weights: folding would change the other user
             gamma, beta, mean, var = (g.const_value(i).astype(np.float64) for i in bn.input[1:5])
+            if any(p.ndim != 1 for p in (gamma, beta, mean, var)):
+                continue  # opset < 9 with spatial=0: one value per position, not per channel
             scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))
             w = g.const_value(w_name)
             scaled, out_channels = _scale_output_channels(conv, w, scale)

@@ -18,7 +18,10 @@ def exact_removable(analysis: Analysis) -> set[int]:
         moved = m.slices(w)
         zero_column = ~np.any(moved != 0, axis=1)
         values = m.values if m.values is not None else np.full(len(m.atoms), np.nan)
-        read = ~((values == 0) | zero_column)
+        # A zero column ignores only a finite channel: 0 * Inf is NaN. Unknown values (NaN) are
+        # finite unless the tensor may carry NaN/Inf (analysis/finite.py).
+        finite = np.isfinite(values) | (np.isnan(values) & (not analysis.may_be_nonfinite(m.tensor)))
+        read = ~((values == 0) | (zero_column & finite))
         candidates -= set(analysis.channel_of(m.atoms)[read].tolist())
     return restore_nonempty(analysis, candidates)
 

@@ -18,8 +18,11 @@ def _opt(node, i):
     return node.input[i] if len(node.input) > i and node.input[i] else None
 
 
-def _source_values(w: np.ndarray, out_axis: int, bias: np.ndarray | None) -> np.ndarray:
-    """Output channels whose filters are all zero are constant: their bias (or 0)."""
+def _source_values(w: np.ndarray, out_axis: int, bias: np.ndarray | None, nonfinite_input: bool = False) -> np.ndarray:
+    """Output channels whose filters are all zero are constant: their bias (or 0). Not when the
+    input may hold NaN/Inf: 0 * Inf is NaN."""
+    if nonfinite_input:
+        return np.full(w.shape[out_axis], np.nan)
     moved = np.moveaxis(w, out_axis, 0).reshape(w.shape[out_axis], -1)
     zero = ~np.any(moved != 0, axis=1)
     b = np.zeros(len(zero)) if bias is None else bias.astype(np.float64).reshape(-1)
@@ -97,7 +100,7 @@ def conv(node, ctx):
     y = node.output[0]
     cout = wv.shape[0]
     out_atoms = ctx.new_atoms(cout)
-    values = _source_values(wv, 0, bv)
+    values = _source_values(wv, 0, bv, ctx.may_be_nonfinite(node.input[0]))
     if groups == 1:
         _plain(node, ctx, tc, w, b, out_atoms, values, in_axis=1, out_axis=0)
         return
@@ -156,7 +159,8 @@ def conv_transpose(node, ctx):
     cout = wv.shape[1] * groups
     out_atoms = ctx.new_atoms(cout)
     if groups == 1:
-        _plain(node, ctx, tc, w, b, out_atoms, _source_values(wv, 1, bv), in_axis=0, out_axis=1)
+        _plain(node, ctx, tc, w, b, out_atoms, _source_values(wv, 1, bv, ctx.may_be_nonfinite(node.input[0])),
+               in_axis=0, out_axis=1)
         return
     values = np.full(cout, np.nan)
     if tc is None:

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from ...graph import attr, scalar
-from ..channels import ROLE_CHANNEL, TensorChannels
+from ..channels import ROLE_CHANNEL, TensorChannels, per_channel_values
 from . import register
 
 
@@ -17,8 +18,10 @@ def _sigmoid(v):
 def _unary_values(node, ctx):
     """numpy function giving the op's output for a constant input, or None if not tracked."""
     op = node.op_type
-    if op in ("Identity", "Dropout", "Cast"):
+    if op in ("Identity", "Dropout"):
         return lambda v: v
+    if op == "Cast":
+        return _cast_values(attr(node, "to"))
     if op == "Relu":
         return lambda v: np.maximum(v, 0.0)
     if op == "LeakyRelu":
@@ -53,6 +56,37 @@ def _unary_values(node, ctx):
         a = attr(node, "alpha", 1.0)
         return lambda v: np.where(v >= 0, v, a * (np.exp(np.minimum(v, 0)) - 1))
     return None
+
+
+# A value this close (relative) to an integer may sit on either side of it at run time: the
+# rules track values in float64, the model computes in its own precision and order.
+_CAST_MARGIN = 1e-5
+
+
+def _cast_values(to):
+    """Cast of known values, exact or unknown: float targets keep the value (the analyzer rounds
+    it to the tensor's type), bool is v != 0, integers truncate toward zero, unless the value is
+    close enough to an integer (or to 0, for bool) that rounding upstream could move it across."""
+
+    def cast(v):
+        known = ~np.isnan(v)
+        if to == onnx.TensorProto.BOOL:
+            clear = (v == 0) | (np.abs(v) > _CAST_MARGIN)
+            return np.where(known & clear, (v != 0).astype(np.float64), np.nan)
+        if to in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+            return v
+        try:
+            is_int = np.issubdtype(onnx.helper.tensor_dtype_to_np_dtype(to), np.integer)
+        except (KeyError, ValueError, TypeError):
+            is_int = False
+        if not is_int:
+            return np.where(v == 0, 0.0, np.nan)  # bfloat16, float8, strings...: only 0 is sure
+        frac = np.abs(v) - np.floor(np.abs(v))
+        margin = _CAST_MARGIN * np.maximum(1.0, np.abs(v))
+        clear = (np.abs(v) < 1 - margin) | ((frac > margin) & (frac < 1 - margin))
+        return np.where(known & np.isfinite(v) & clear, np.trunc(v), np.nan)
+
+    return cast
 
 
 UNARY = (
@@ -91,8 +125,15 @@ _BINARY_VALUES = {
 
 
 def _mul_values(a, b):
+    """x * 0 is 0 for any finite x, known or not (NaN: unknown, finite)."""
     out = a * b
-    return np.where((a == 0) | (b == 0), 0.0, out)
+    return np.where(((a == 0) & ~np.isinf(b)) | ((b == 0) & ~np.isinf(a)), 0.0, out)
+
+
+def _mul_values_nonfinite(a, b):
+    """The same when an input may hold NaN/Inf: x * 0 is 0 only for a known finite x."""
+    out = a * b
+    return np.where(((a == 0) & np.isfinite(b)) | ((b == 0) & np.isfinite(a)), 0.0, out)
 
 
 def broadcast_channels(node, ctx, inputs, output, values_fn=None):
@@ -135,14 +176,14 @@ def broadcast_channels(node, ctx, inputs, output, values_fn=None):
         if axis < 0 or shape[axis] == 1:
             const = ctx.const(name)
             values[i] = np.full(n, float(const.reshape(-1)[0])) if const is not None and const.size == 1 else (
-                _per_channel(const, axis, n) if const is not None else np.full(n, np.nan))
+                per_channel_values(const, axis, n) if const is not None else np.full(n, np.nan))
             continue
         if shape[axis] != n or not ctx.is_const(name):
             ctx.block(ref.atoms, f"{ctx.label}: input '{name}' has {shape[axis]} entries on the channel axis and carries no channels")
             return
         const = ctx.const(name)
         ctx.param(name, axis, ref.atoms, ROLE_CHANNEL)
-        values[i] = _per_channel(const, axis, n)
+        values[i] = per_channel_values(const, axis, n)
     if values_fn is None:
         out_values = None
     else:
@@ -154,20 +195,6 @@ def broadcast_channels(node, ctx, inputs, output, values_fn=None):
     ctx.set(output, TensorChannels(out_axis, ref.atoms, out_values))
 
 
-def _per_channel(const: np.ndarray, axis: int, n: int) -> np.ndarray:
-    """Value per channel of a constant if it is constant over every other axis, else NaN."""
-    if const is None or const.dtype.kind not in "fiub":
-        return np.full(n, np.nan)
-    c = const.astype(np.float64)
-    if axis < 0 or c.ndim == 0:
-        return np.full(n, float(c.reshape(-1)[0]) if c.size == 1 else np.nan)
-    moved = np.moveaxis(c, axis, 0).reshape(c.shape[axis], -1)
-    if moved.shape[1] and not np.all(moved == moved[:, :1]):
-        return np.full(n, np.nan)
-    col = moved[:, 0] if moved.shape[1] else np.full(moved.shape[0], np.nan)
-    return np.broadcast_to(col, (n,)).copy() if len(col) in (1, n) else np.full(n, np.nan)
-
-
 @register("Add", "Sub", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Equal", "Less", "LessOrEqual", "Greater",
           "GreaterOrEqual", "And", "Or", "Xor", "Mod", "BitShift", "BitwiseAnd", "BitwiseOr", "BitwiseXor")
 def binary(node, ctx):
@@ -176,7 +203,8 @@ def binary(node, ctx):
 
 @register("Mul")
 def mul(node, ctx):
-    broadcast_channels(node, ctx, list(node.input), node.output[0], _mul_values)
+    nonfinite = any(ctx.may_be_nonfinite(i) for i in node.input if i)
+    broadcast_channels(node, ctx, list(node.input), node.output[0], _mul_values_nonfinite if nonfinite else _mul_values)
 
 
 @register("PRelu")

@@ -58,7 +58,8 @@ def gemm(node, ctx):
         else:
             cv = ctx.const(c)
             cvals = np.full(n, float(cv.reshape(-1)[0]) * beta if cv is not None and cv.size == 1 else np.nan)
-    values = np.where(_zero_columns(bv, n_axis_b), cvals, np.nan)
+    ignored = _zero_columns(bv, n_axis_b) & (not ctx.may_be_nonfinite(a))  # 0 * Inf is NaN
+    values = np.where(ignored, cvals, np.nan)
     ctx.set(y, TensorChannels(1, atoms, values))
 
 
@@ -95,5 +96,5 @@ def matmul(node, ctx):
     n = bv.shape[-1]
     atoms = ctx.new_atoms(n)
     ctx.param(b, rb - 1, atoms, ROLE_OUT)
-    values = np.where(_zero_columns(bv, rb - 1), 0.0, np.nan)
+    values = np.where(_zero_columns(bv, rb - 1) & (not ctx.may_be_nonfinite(a)), 0.0, np.nan)
     ctx.set(y, TensorChannels(ry - 1, atoms, values))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph import attr
-from ..channels import ROLE_CHANNEL, TensorChannels
+from ..channels import ROLE_CHANNEL, TensorChannels, per_channel_values
 from . import register
 
 
@@ -23,7 +23,9 @@ def batch_norm(node, ctx):
     for name in node.input[1:5]:
         if not ctx.param(name, 0, tc.atoms, ROLE_CHANNEL):
             return
-    gamma, beta, mean, var = (ctx.const(n).astype(np.float64) for n in node.input[1:5])
+    # Opset < 9 with spatial=0 holds one value per position ([C, H, W]): a channel's value is
+    # known only where its parameters are constant over the other axes.
+    gamma, beta, mean, var = (per_channel_values(ctx.const(n), 0, len(tc.atoms)) for n in node.input[1:5])
     eps = attr(node, "epsilon", 1e-5)
     with np.errstate(all="ignore"):
         values = (tc.values - mean) / np.sqrt(var + eps) * gamma + beta
@@ -40,9 +42,10 @@ def instance_norm(node, ctx):
         return
     if not (ctx.param(node.input[1], 0, tc.atoms, ROLE_CHANNEL) and ctx.param(node.input[2], 0, tc.atoms, ROLE_CHANNEL)):
         return
-    # A channel constant over its spatial axes normalizes to 0, leaving its bias.
+    # A zero channel normalizes to 0 (mean and variance exactly 0), leaving its bias. Another
+    # constant c gives c - mean(c), a rounding error that x / sqrt(eps) magnifies: unknown.
     beta = ctx.const(node.input[2]).astype(np.float64)
-    values = np.where(np.isnan(tc.values), np.nan, beta)
+    values = np.where((tc.values == 0) & (attr(node, "epsilon", 1e-5) > 0), beta, np.nan)
     ctx.set(node.output[0], TensorChannels(1, tc.atoms, values))
 
 

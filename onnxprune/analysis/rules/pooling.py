@@ -33,16 +33,16 @@ def _spatial(node, ctx, values_fn=None, extra_outputs_ok=False):
     return tc
 
 
-@register("MaxPool", "GlobalMaxPool", "GlobalAveragePool", "MaxRoiPool")
+@register("MaxPool", "GlobalMaxPool", "MaxRoiPool")
 def keeps_constants(node, ctx):
     _spatial(node, ctx)
 
 
-@register("AveragePool")
+@register("AveragePool", "GlobalAveragePool")
 def average_pool(node, ctx):
-    padded = attr(node, "count_include_pad", 0) and (any(attr(node, "pads", [])) or
-                                                     attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID"))
-    _spatial(node, ctx, _zero_only if padded else None)
+    """The mean of a constant c is c only up to rounding (sum, then divide), and padding mixes in
+    zeros: only a zero channel stays exactly zero."""
+    _spatial(node, ctx, _zero_only)
 
 
 @register("LpPool", "GlobalLpPool")
@@ -80,8 +80,9 @@ def _resize_like(node, ctx, scales_name, sizes_name):
             if scales is None or scales.size == 0 or float(scales[pos]) != 1.0:
                 ctx.block(tc.atoms, f"{ctx.label}: scales of the channel axis are not a constant 1")
                 return
+    # Nearest copies values; interpolation gives a constant back only up to rounding.
     mode = attr(node, "mode", b"nearest")
-    _spatial(node, ctx, None if mode in (b"nearest", b"linear", b"bilinear") else _zero_only)
+    _spatial(node, ctx, None if mode == b"nearest" else _zero_only)
 
 
 @register("Resize")

@@ -8,7 +8,8 @@ from ...graph import attr
 from ..channels import TensorChannels
 from . import register
 
-_KEEPS_CONSTANTS = {"ReduceMean", "ReduceMax", "ReduceMin"}
+_KEEPS_CONSTANTS = {"ReduceMax", "ReduceMin"}  # a mean is exact only up to rounding
+_STATISTICS = {"ReduceMean", "ReduceMax", "ReduceMin"}  # over the channels: a statistic of the kept ones
 REDUCE = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
           "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
 
@@ -33,7 +34,7 @@ def reduce(node, ctx):
         axes = list(range(rank))
     axes = sorted(int(a) % rank for a in axes)
     if tc.axis in axes:
-        if node.op_type in _KEEPS_CONSTANTS and attr(node, "keepdims", 1):
+        if node.op_type in _STATISTICS and attr(node, "keepdims", 1):
             # A statistic over the channels (a LayerNorm written as ReduceMean/Sub/Pow/Sqrt/Div):
             # it is taken over the kept channels, so the output changes but the graph stays valid.
             ctx.lossy_only(tc.atoms, f"{ctx.label}: {node.op_type} over the channel axis (a statistic of the "

@@ -8,7 +8,7 @@ from math import prod
 
 import numpy as np
 
-from ...graph import attr
+from ...graph import attr, set_attr
 from ..channels import MAX_POSITIONS, TensorChannels
 from . import register
 
@@ -47,11 +47,28 @@ def squeeze(node, ctx):
         ctx.block(tc.atoms, f"{ctx.label}: squeeze axes are computed at run time")
         return
     if not axes:
+        if any(not isinstance(d, int) for d in shape):
+            ctx.block(tc.atoms, f"{ctx.label}: squeezes every axis of size 1 and the input's dims are not static")
+            return
         axes = [i for i, d in enumerate(shape) if d == 1]
+        # Without axes Squeeze removes every dim of size 1: a group cut down to one channel would
+        # lose its axis too. The rewrite writes the axes it squeezes now.
+        ctx.fixup(lambda rw, node=node, axes=axes, atoms=tc.atoms: _explicit_squeeze_axes(rw, node, axes, atoms))
     if tc.axis in axes:
         ctx.block(tc.atoms, f"{ctx.label}: squeezes the channel axis")
         return
     ctx.set(node.output[0], tc.with_axis(tc.axis - sum(a < tc.axis for a in axes)))
+
+
+def _explicit_squeeze_axes(rw, node, axes, atoms) -> None:
+    if len(rw.kept(atoms)) == len(atoms):
+        return
+    if rw.graph.opset < 13:
+        set_attr(node, "axes", [int(a) for a in axes])
+        return
+    while len(node.input) < 2:
+        node.input.append("")
+    node.input[1] = rw.graph.add_initializer(np.asarray(axes, dtype=np.int64), f"{node.name or 'squeeze'}_axes")
 
 
 @register("Unsqueeze")
