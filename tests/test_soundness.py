@@ -172,3 +172,15 @@ def test_channels_reaching_an_input_the_rule_does_not_follow_are_blocked():
     source = next(gr for gr in groups if "Conv(w)" in gr.sources)
     assert not source.prunable and any("input 1 of ConvTranspose" in r for r in source.reasons)
     assert _exact(m) == 0
+
+
+def test_batchnorm_with_zero_scale_and_shift_is_a_zero_channel():
+    """gamma = beta = 0 (a mask-pruned BN): the channel is 0 for any finite input, and goes."""
+    bn = {"g": np.array([1, 0, 1], np.float32), "b": np.array([0.1, 0, 0.2], np.float32),
+          "m": np.array([0.5, 0.3, 0], np.float32), "v": np.array([1, 2, 1], np.float32)}
+    m = _conv_pair(np.ones((3, 2, 1, 1)), np.ones((2, 3, 1, 1)), middle=[("BatchNormalization", ["g", "b", "m", "v"], {})],
+                   middle_inits=bn)
+    assert _exact(m) == 1
+    w1 = _w1_with_inf()  # ... but not when the channel may be Inf: Inf * 0 is NaN
+    assert _exact(_conv_pair(w1, np.ones((2, 3, 1, 1)), middle=[("BatchNormalization", ["g", "b", "m", "v"], {})],
+                             middle_inits=bn)) == 0

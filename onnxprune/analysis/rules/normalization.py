@@ -29,6 +29,9 @@ def batch_norm(node, ctx):
     eps = attr(node, "epsilon", 1e-5)
     with np.errstate(all="ignore"):
         values = (tc.values - mean) / np.sqrt(var + eps) * gamma + beta
+        # gamma = 0 scales any finite input to 0: the channel is its beta (mask-pruned BNs).
+        if not ctx.may_be_nonfinite(node.input[0]):
+            values = np.where((gamma == 0) & np.isfinite(mean) & (var + eps > 0), beta, values)
     ctx.set(node.output[0], TensorChannels(1, tc.atoms, values))
 
 
