@@ -64,8 +64,9 @@ class _T:
 
 
 class _Gen:
-    def __init__(self, seed: int, max_blocks: int) -> None:
+    def __init__(self, seed: int, max_blocks: int, fuzz: bool = False) -> None:
         self.seed = seed
+        self.fuzz = fuzz
         self.r = random.Random(seed)
         self.rng = np.random.default_rng(seed)
         self.max_blocks = max(1, int(max_blocks))
@@ -380,6 +381,90 @@ class _Gen:
             return self.op("LRN", [x.name], x.shape, size=self.r.choice((3, 5)))
         return self.op("Softmax", [x.name], x.shape, axis=1)
 
+    # -- fuzz-only blocks (fuzz=True) -------------------------------------
+    def b_cast(self, x: _T) -> _T:
+        """Cast away and back: to an integer type or bool (values change) or float16."""
+        to = self.r.choice((TensorProto.INT32, TensorProto.INT64, TensorProto.BOOL, TensorProto.FLOAT16,
+                            TensorProto.UINT8, TensorProto.INT8))
+        mid = self.op("Cast", [x.name], x.shape, "cast_to", to=to)
+        return self.op("Cast", [mid.name], x.shape, "cast_back", to=TensorProto.FLOAT)
+
+    def b_squeeze(self, x: _T) -> _T:
+        """Unsqueeze a new axis and squeeze it again, or pool to 1x1 and squeeze the spatial axes
+        (without axes when the batch is static: every dim of size 1 goes)."""
+        c, h, w = x.shape
+        if self.r.random() < 0.5:
+            name = self.fresh("unsqueeze")
+            self.node("Unsqueeze", [x.name, self.iconst(f"{name}.axes", [2])], name)
+            back = self.fresh("squeeze")
+            self.node("Squeeze", [name, self.iconst(f"{back}.axes", [2])], back)
+            return _T(back, x.shape)
+        pooled = self.op("GlobalMaxPool", [x.name], (c, 1, 1))
+        sq = self.fresh("squeeze")
+        if self.static_batch and c >= 2 and self.r.random() < 0.5:
+            self.node("Squeeze", [pooled.name], sq)  # [1, C, 1, 1] -> [C]
+            un = self.fresh("unsqueeze")
+            self.node("Unsqueeze", [sq, self.iconst(f"{un}.axes", [0, 2, 3])], un)
+        else:
+            self.node("Squeeze", [pooled.name, self.iconst(f"{sq}.axes", [2, 3])], sq)
+            un = self.fresh("unsqueeze")
+            self.node("Unsqueeze", [sq, self.iconst(f"{un}.axes", [2, 3])], un)
+        return _T(un, (c, 1, 1))
+
+    def b_reshape(self, x: _T) -> _T:
+        """Fold H*W into one axis and unfold it again."""
+        c, h, w = x.shape
+        name = self.fresh("reshape")
+        self.node("Reshape", [x.name, self.iconst(f"{name}.shape", [0, c, h * w])], name)
+        if self.r.random() < 0.5:
+            mid = self.op("Relu", [name], x.shape)
+            name = mid.name
+        back = self.fresh("reshape_back")
+        self.node("Reshape", [name, self.iconst(f"{back}.shape", [0, c, h, w])], back)
+        return _T(back, x.shape)
+
+    def b_zero_mul(self, x: _T) -> _T:
+        """Mul by a per-channel constant with zeros: the zeroed channels are constant 0."""
+        scale = self.rng.uniform(0.5, 1.5, (x.c, 1, 1)).astype(np.float32)
+        scale[self.rng.random(x.c) < 0.4] = 0.0
+        name = self.fresh("zero_mul")
+        self.node("Mul", [x.name, self.fconst(f"{name}.scale", scale)], name)
+        return _T(name, x.shape)
+
+    FUZZ_BLOCKS: dict[str, float] = {"cast": 1.2, "squeeze": 1, "reshape": 0.8, "zero_mul": 1}
+
+    def damage(self) -> None:
+        """Zero some channels (filters, input columns, BN scale and shift) and, in some models,
+        put Inf or NaN into a weight: what exact mode must see through without changing outputs."""
+        for t in self.inits:
+            arr = numpy_helper.to_array(t)
+            if arr.dtype != np.float32 or arr.ndim < 1 or arr.size < 2:
+                continue
+            changed = False
+            if t.name.endswith(".weight") and arr.ndim >= 2 and self.r.random() < 0.4:
+                axis = self.r.choice((0, 1))
+                if arr.shape[axis] > 1:
+                    k = self.r.randrange(arr.shape[axis])
+                    index = [slice(None)] * arr.ndim
+                    index[axis] = k
+                    arr = arr.copy()
+                    arr[tuple(index)] = 0.0
+                    changed = True
+            if t.name.endswith(".bias") and self.r.random() < 0.2:
+                arr = arr.copy()
+                arr[self.r.randrange(arr.shape[0])] = 0.0
+                changed = True
+            if changed:
+                t.CopyFrom(numpy_helper.from_array(arr, t.name))
+        if self.r.random() < 0.25:
+            weights = [t for t in self.inits if t.name.endswith(".weight") and t.data_type == TensorProto.FLOAT]
+            if weights:
+                t = self.r.choice(weights)
+                arr = numpy_helper.to_array(t).copy()
+                arr.reshape(-1)[self.r.randrange(arr.size)] = self.r.choice((np.inf, -np.inf, np.nan))
+                t.CopyFrom(numpy_helper.from_array(arr, t.name))
+                self.used.append("nonfinite")
+
     # -- model ----------------------------------------------------------
     BLOCKS: dict[str, float] = {
         "conv": 3, "dwconv": 1.5, "gconv": 1, "convtranspose": 1, "batchnorm": 1.5,
@@ -425,11 +510,13 @@ class _Gen:
     def build(self) -> onnx.ModelProto:
         c = self.r.randint(1, 4)
         hw = self.r.randint(4, 8)
+        self.static_batch = self.fuzz and self.r.random() < 0.5
         x = _T("input", (c, hw, hw))
         n_blocks = self.r.randint(1, self.max_blocks)
         unknown_at = self.r.randrange(n_blocks) if self.unknown else -1
         aux_at = self.r.randrange(n_blocks) if (n_blocks > 1 and self.r.random() < 0.3) else -1
-        names, weights = zip(*self.BLOCKS.items())
+        blocks = {**self.BLOCKS, **(self.FUZZ_BLOCKS if self.fuzz else {})}
+        names, weights = zip(*blocks.items())
         aux: _T | None = None
         for i in range(n_blocks):
             kind = self.r.choices(names, weights)[0]
@@ -450,6 +537,8 @@ class _Gen:
             self.used.append("head")
         else:
             out, out_shape = x, ["N", *x.shape]
+        if self.fuzz:
+            self.damage()
         # The final tensor (produced by the last node, so nothing consumes it)
         # is renamed "output".
         final = self.nodes[-1]
@@ -461,7 +550,15 @@ class _Gen:
             outputs.append(helper.make_tensor_value_info(aux.name, TensorProto.FLOAT,
                                                          ["N", *aux.shape]))
             self.used.append("aux_output")
-        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, hw, hw])
+        batch = 1 if self.static_batch else "N"
+        outputs = [o for o in outputs]
+        for o in outputs:
+            o.type.tensor_type.shape.dim[0].Clear()
+            if self.static_batch:
+                o.type.tensor_type.shape.dim[0].dim_value = 1
+            else:
+                o.type.tensor_type.shape.dim[0].dim_param = "N"
+        inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, c, hw, hw])
         graph = helper.make_graph(self.nodes, f"randgraph_{self.seed}", [inp], outputs,
                                   initializer=self.inits)
         m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
@@ -471,13 +568,17 @@ class _Gen:
         return m
 
 
-def random_model(seed: int, max_blocks: int = 6) -> onnx.ModelProto:
+def random_model(seed: int, max_blocks: int = 6, fuzz: bool = False) -> onnx.ModelProto:
     """A random, valid CNN-like model, deterministic in ``seed``.
 
     ``max_blocks``: the number of random blocks is drawn from 1..max_blocks
     (a block is one or a few nodes).
+    ``fuzz``: also Cast round trips, Squeeze/Unsqueeze (without axes when the batch is a
+    static 1, in half the models), Reshape, Mul by constants with zeros; some filters, input
+    columns and biases zeroed; in a quarter of the models one weight is Inf or NaN (the outputs
+    may then be non-finite). The default models are unchanged by this option.
     """
-    return _Gen(int(seed), max_blocks).build()
+    return _Gen(int(seed), max_blocks, fuzz).build()
 
 
 def random_input(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
