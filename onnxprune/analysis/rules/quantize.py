@@ -61,7 +61,10 @@ def quantize_linear(node, ctx):
         values = np.where(tc.values == 0, 0.0, np.nan) if np.all(zp == 0) else np.full(len(tc), np.nan)
     else:
         with np.errstate(all="ignore"):
-            values = np.clip(np.rint(tc.values / scale) + zp, lo, hi)
+            q = tc.values / scale
+            # Halfway between two integers, the model's own rounding (float32) may go either way.
+            tie = np.abs(np.abs(q - np.floor(q)) - 0.5) < 1e-5 * np.maximum(1.0, np.abs(q))
+            values = np.where(tie, np.nan, np.clip(np.rint(q) + zp, lo, hi))
     ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms, values))
 
 
