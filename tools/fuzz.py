@@ -55,6 +55,7 @@ class Outcome:
     name: str
     kind: str
     detail: str = ""
+    validation: str = ""  # (a): RAN or CLEAN, what the library's validation did
 
 
 @dataclass
@@ -69,12 +70,15 @@ class Report:
         return [o for o in self.outcomes if o.kind in (INTERNAL, MISMATCH)]
 
     def table(self) -> str:
-        head = ["class", "models run", "pruned", "clean errors", "internal errors", "mismatches", "skipped", "seconds"]
+        head = ["class", "models run", "pruned", "clean errors", "internal errors", "mismatches", "skipped",
+                "validation ran / clean error", "seconds"]
         rows = [head]
         for cls in dict.fromkeys(o.cls for o in self.outcomes):
             c = self.counts(cls)
+            v = Counter(o.validation for o in self.outcomes if o.cls == cls)
             rows.append([cls, str(sum(c.values())), str(c[PRUNED]), str(c[CLEAN]), str(c[INTERNAL]),
-                         str(c[MISMATCH]), str(c[SKIPPED]), f"{self.seconds.get(cls, 0.0):.1f}"])
+                         str(c[MISMATCH]), str(c[SKIPPED]), f"{v[RAN]} / {v[CLEAN]}" if v[RAN] + v[CLEAN] else "-",
+                         f"{self.seconds.get(cls, 0.0):.1f}"])
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
         lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -149,14 +153,16 @@ def check_exact(cls: str, name: str, model: onnx.ModelProto, feeds: dict | None,
     changed = pruned != original
     if identical and changed:
         return Outcome(cls, name, MISMATCH, f"{result.report.channels_removed} channels removed from a node test")
+    validation = ""
     if validate:
         from onnxprune.runtime import compare_models
 
         try:
             with warnings_quiet():
                 compare_models(model, result.model, n_batches=1)
+            validation = RAN
         except OnnxPruneError:
-            pass
+            validation = CLEAN
         except Exception as exc:  # noqa: BLE001
             return Outcome(cls, name, INTERNAL, "validation: " + _internal(exc))
     kind = PRUNED if result.report.channels_removed else RAN
@@ -173,7 +179,7 @@ def check_exact(cls: str, name: str, model: onnx.ModelProto, feeds: dict | None,
             why = same_values(w, g)
             if why:
                 return Outcome(cls, name, MISMATCH, f"output {o.name}: {why}")
-    return Outcome(cls, name, kind)
+    return Outcome(cls, name, kind, validation=validation)
 
 
 @contextlib.contextmanager
