@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..analysis.sparsity import format_sparsity, weight_sparsity
 from ..api import analyze_model
 from ..report import format_groups
 from .output import human_echo, json_option, json_target, write_json
@@ -30,7 +31,8 @@ from ..runtime.sessions import DEVICES
 @click.option("--latency-cache", metavar="DIR", help="Folder of latency tables (default ~/.cache/onnxprune/latency; 'off').")
 def analyze_cmd(input_path, verbose, json_path, calib, preprocess, shapes, latency, batch, device, threads, fold_bn,
                 latency_cache):
-    """Print the channel groups of IN.onnx: size, sources, prunable or blocked and why."""
+    """Print the channel groups of IN.onnx (size, sources, prunable or blocked and why) and the
+    weight sparsity of each layer (exact zeros, near-zero weights, all-zero output channels)."""
     json_to = json_target(json_path, inputs=(input_path,))
     if latency:
         from ..api import latency_table
@@ -50,7 +52,10 @@ def analyze_cmd(input_path, verbose, json_path, calib, preprocess, shapes, laten
     echo(f"input shapes: {analysis.shapes.describe()} ({analysis.shapes.source})")
     for note in analysis.shapes.notes:
         echo(f"note: {note}")
-    write_json(json_to, "analyze", {"input": str(input_path), "input_shapes": {
+    sparsity = weight_sparsity(analysis.graph)
+    echo("")
+    echo(format_sparsity(sparsity))
+    write_json(json_to, "analyze", {"input": str(input_path), "sparsity": [x.to_dict() for x in sparsity], "input_shapes": {
         "shapes": analysis.shapes.describe(), "source": analysis.shapes.source}, "groups": [{
         "id": g.id, "channels": g.size, "prunable": g.prunable, "reasons": g.reasons, "lossy_only": g.inexact, "sources": g.sources,
         "members": [{"param": m.param, "axis": m.axis, "role": m.role, "node": m.node} for m in g.members],
