@@ -20,6 +20,7 @@ from .passes.select import SelectExact
 from .passes.untie import RetieShared, untie_shared
 from .shapes import ResolvedShapes, declared_inputs, resolve_shapes
 from .progress import Progress, reporting
+from .progress import report as report_progress
 
 
 @dataclass
@@ -140,6 +141,7 @@ class PruneReport:
     input_shapes: str = ""          # the shapes FLOPs are counted at, e.g. "x:1x3x640x640"
     shapes_source: str = "model"    # model, --shape, calibration data, guessed
     latency: dict | None = None
+    quantize: dict | None = None  # what --quantize did (mode, per-channel, op counts)
 
     @property
     def channels_removed(self) -> int:
@@ -159,6 +161,7 @@ class PruneReport:
             "guard": self.guard,
             "input_shapes": {"shapes": self.input_shapes, "source": self.shapes_source},
             "latency": self.latency,
+            "quantize": self.quantize,
         }
 
 
@@ -167,6 +170,7 @@ class PruneResult:
     model: onnx.ModelProto
     report: PruneReport
     shapes: ResolvedShapes | None = None  # the input shapes every step used; validation reuses them
+    float_model: onnx.ModelProto | None = None  # with --quantize: the pruned model before quantization
     source: str | None = None             # the input file, when prune() was given a path
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -237,6 +241,8 @@ def _prune(model, config: PruneConfig, timer=None) -> PruneResult:
         model = load_model(model)
     else:
         check_tensors(model)
+    if config.quantize:
+        return _prune_then_quantize(model, config)
     if config.guarded:
         from .guard import guarded_prune
 
@@ -273,6 +279,35 @@ def _prune(model, config: PruneConfig, timer=None) -> PruneResult:
         latency=state.info.get("latency"),
     )
     return PruneResult(model, report, shapes)
+
+
+def _prune_then_quantize(model: onnx.ModelProto, config: PruneConfig) -> PruneResult:
+    """Prune (and repair, guard) in float, then quantize the result with the same calibration data."""
+    import dataclasses
+    import time
+
+    from .quantize import check_quantizable, quantize_model
+
+    check_quantizable(model, config.quantize)  # before a long pruning run
+    result = _prune(model, dataclasses.replace(config, quantize=None))
+    pruned = onnx.ModelProto()
+    pruned.CopyFrom(result.model)
+    report_progress("quantize")
+    start = time.perf_counter()
+    to_quantize = result.model
+    if config.quantize == "int8":
+        # BatchNormalization left between QDQ pairs runs in float: fold it into the convs first.
+        to_quantize = onnx.ModelProto()
+        to_quantize.CopyFrom(result.model)
+        fold = FoldBatchNorm().run(PruneState(model=to_quantize, config=config, graph=ModelGraph(to_quantize)))
+        if fold.modified:
+            result.report.notes.append(f"folded {fold.details['folded']} BatchNormalization into convs before "
+                                       "quantizing")
+    quantized, info = quantize_model(to_quantize, config.quantize, config.calib_data)
+    info["seconds"] = round(time.perf_counter() - start, 4)
+    result.report.notes.extend(info.pop("notes"))
+    result.report.quantize = info
+    return PruneResult(quantized, result.report, result.shapes, float_model=pruned)
 
 
 def analyze_model(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,

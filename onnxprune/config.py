@@ -38,6 +38,7 @@ class PruneConfig:
     device: str = "cpu"
     atol: float = 1e-4
     seed: int = 0
+    quantize: str | None = None           # after pruning and repair: "int8" (static QDQ) or "dynamic"
 
     def __post_init__(self):
         if self.ratio is not None and not (0.0 <= self.ratio < 1.0):
@@ -98,6 +99,14 @@ class PruneConfig:
 
         if self.metric not in METRICS:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got '{self.metric}'")
+        if self.quantize is not None:
+            from .quantize import MODES
+
+            if self.quantize not in MODES:
+                raise ConfigError(f"--quantize must be one of {', '.join(MODES)}, got {self.quantize}")
+            if self.quantize == "int8" and not self.calib:
+                raise ConfigError("--quantize int8 calibrates activation ranges from data: pass --calib "
+                                  "(or use --quantize dynamic, which needs none)")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {self.device}")
 

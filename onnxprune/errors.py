@@ -54,3 +54,7 @@ class ValidationFailedError(OnnxPruneError):
     """The pruned model does not match the original within the given bounds, or does not run."""
 
     exit_code = EXIT_FAILED
+
+
+class QuantizationError(OnnxPruneError):
+    """onnxruntime.quantization could not quantize the model (--quantize)."""

@@ -69,6 +69,12 @@ def format_summary(report, input_path=None, output_path=None) -> str:
     if blocked:
         reasons = Counter(_reason_kind(r) for g in blocked for r in g.reasons[:1])
         lines.append("  blocked     " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(6)))
+    q = getattr(report, "quantize", None)
+    if q:
+        detail = "per-channel" if q.get("per_channel") else "per-tensor"
+        calib = f", {q['calibration_samples']} calibration samples" if q.get("calibration_samples") else ""
+        ops = ", ".join(f"{n} {op}" for op, n in q.get("ops", {}).items())
+        lines.append(f"  quantized   {q['mode']} ({q['format']}, {detail} int8 weights{calib}): {ops or 'nothing'}")
     if report.mode == "exact" and report.prunable_flops_share:
         lines.append(f"  note        {report.prunable_flops_share * 100:.0f}% of the FLOPs are in prunable layers; "
                      f"--ratio or --target-flops prunes them (lossy)")

@@ -44,6 +44,10 @@ from .options import as_flags, preprocess_option, shape_option
               help="Fidelity metric: top-1 for [N, K] scores, box F1 for detection heads, CTC character accuracy "
                    "for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per output.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv or ConvTranspose.")
+@click.option("--quantize", type=click.Choice(["int8", "dynamic"]),
+              help="After pruning and repair, quantize with onnxruntime.quantization: int8 = static QDQ, "
+                   "per-channel int8 weights, activations calibrated on --calib; dynamic = int8 weights of "
+                   "MatMul/LSTM/Attention, no calibration. Fidelity is reported per step.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @preprocess_option
 @shape_option
@@ -56,7 +60,7 @@ from .options import as_flags, preprocess_option, shape_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, target_latency, batch, threads,
               latency_cache, criterion, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
-              metric, fold_bn, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
+              metric, fold_bn, quantize, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     with as_flags():
@@ -66,25 +70,48 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
                              shapes=tuple(shapes),
                              repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
                              metric=metric, target_latency=target_latency, batch=batch, threads=threads,
-                             latency_cache=latency_cache)
+                             latency_cache=latency_cache, quantize=quantize)
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)
-    comparison = None
+    comparison = pruned_comparison = None
     json_written = False
 
     def body() -> dict:
-        return {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
-                "validation": comparison.to_dict() if comparison is not None else None}
+        out = {"input": str(input_path), "output": str(output_path), **result.report.to_dict(),
+               "validation": comparison.to_dict() if comparison is not None else None}
+        if config.quantize:
+            out["validation_pruned_float"] = pruned_comparison.to_dict() if pruned_comparison is not None else None
+        return out
 
     with StderrProgress(enabled=not quiet) as progress:
         progress("loading")
         model = load_model(input_path)
         result = prune(model, config, progress=progress)
 
+        def validate_quantized(tmp_path):
+            # Each step against the float original: the pruned float model under the usual rules,
+            # the quantized one (what is written) against the fidelity bounds only, if any.
+            nonlocal comparison, pruned_comparison
+            pruned_comparison = _validate(input_path, result.float_model, config, atol, result.shapes)
+            if not pruned_comparison:
+                raise ValidationFailedError(f"the pruned float model does not match the original "
+                                            f"({pruned_comparison.verdict()}); nothing was written")
+            comparison = _validate_quantized(input_path, tmp_path, config, result.shapes)
+            if not comparison:
+                raise ValidationFailedError(f"the quantized model does not meet the bounds "
+                                            f"({comparison.verdict()}); nothing was written")
+            if not comparison.checked:
+                comparison.hints.append("figures only; for a verdict on the quantized model give a fidelity "
+                                        "bound: --min-agreement, --min-cosine or --max-error")
+
         def check(tmp_path):
             nonlocal comparison, json_written
-            if validate:
+            if validate and config.quantize:
+                progress("validating")
+                with reporting(progress):
+                    validate_quantized(tmp_path)
+            elif validate:
                 progress("validating")
                 with reporting(progress):
                     comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
@@ -109,14 +136,21 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
             raise
     if not quiet:
         echo(format_summary(result.report, input_path, output_path))
-        if comparison is not None:
+        if pruned_comparison is not None:
             echo("")
+            echo("step 1: pruned (float) against the original")
+            echo(pruned_comparison.format_table())
+            echo("")
+            echo(f"step 2: quantized ({config.quantize}, written) against the float original")
+        elif comparison is not None:
+            echo("")
+        if comparison is not None:
             echo(comparison.format_table())
     if json_to == STDOUT:
         write_json(json_to, "prune", body())
 
 
-def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
+def _validate(original, pruned, config: PruneConfig, atol, shapes=None, names=("original", "pruned")):
     """Random inputs are one batch of one sample unless --calib gives data: validation checks the
     rewrite and must cost less than the pruning (docs/BENCHMARKS.md); `check` measures at length.
     A written file identical to the input (nothing removed) runs once, not twice. Without data the
@@ -128,7 +162,7 @@ def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
 
     compare_models = partial(compare_models, original, pruned, device=config.device, shapes=shapes,
                              metric=config.metric, n_batches=VALIDATION_BATCHES, optimize=config.calib is not None,
-                             default_batch=VALIDATION_BATCH if config.calib is None else DEFAULT_BATCH)
+                             default_batch=VALIDATION_BATCH if config.calib is None else DEFAULT_BATCH, names=names)
     if config.guarded:
         # The final check runs on the held-out samples the guard searched with, so its pick passes it.
         import tempfile
@@ -150,3 +184,15 @@ def _validate(original, pruned, config: PruneConfig, atol, shapes=None):
 # Random validation inputs: one batch of one sample (the model's own batch where it is fixed).
 VALIDATION_BATCH = 1
 VALIDATION_BATCHES = 1
+
+
+def _validate_quantized(original, quantized, config: PruneConfig, shapes=None):
+    """The written quantized model against the float original: the guard's bounds if any, else figures."""
+    from ..runtime import compare_models
+
+    names = ("original", "quantized")
+    if config.guarded:
+        return _validate(original, quantized, config, None, shapes, names=names)
+    return compare_models(original, quantized, data=config.calib_data, device=config.device, bounds=False,
+                          shapes=shapes, metric=config.metric, names=names, n_batches=VALIDATION_BATCHES,
+                          default_batch=VALIDATION_BATCH, optimize=config.calib is not None)

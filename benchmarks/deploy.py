@@ -1,0 +1,249 @@
+"""Prune -> repair -> quantize in one command, against the float original and against quantize-only.
+
+For each model, with real calibration images (scikit-image's sample images, `pip install
+"onnxprune[bench]"`; the shipped digits model uses models/digits_calib.npz):
+
+    onnxprune IN q_only.onnx   --calib calib.npz --quantize int8                                 (quantize only)
+    onnxprune IN pruned.onnx   --calib calib.npz --target-flops 0.7 --repair all                 (float step)
+    onnxprune IN pruned_q.onnx --calib calib.npz --target-flops 0.7 --repair all --quantize int8 (the one command)
+    onnxprune q_only.onnx q_only_r03.onnx --ratio 0.3                       (a QDQ export pruned as it is)
+
+then: file sizes; ONNX Runtime CPU latency at batch 1 and 8 of all five in ONE interleaved run
+(runtime/bench protocol, spinning off); fidelity of each against the float original on HELD-OUT
+data (other images than the calibration ones; digits: models/digits_eval.npz, with labels); and,
+on the QDQ model with 25% of its channels masked to zero (integers at their zero point), exact mode
+must remove exactly those channels and the exactness oracle must hold.
+
+    python benchmarks/deploy.py [--models digits,resnet50,orinet_orientation,malviz_resnet18]
+                                [--calib-n 64] [--eval-n 64] [--runs 20] [--threads 1] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np
+import onnx
+import onnxruntime
+
+from benchmarks._ortbench import bench, csv, git_state, log
+from onnxprune.runtime import compare_models
+
+REAL = Path.home() / ".cache" / "onnxprune-realmodels" / "models"
+MODELS = ["digits", "resnet50", "orinet_orientation", "malviz_resnet18"]
+IMAGENET = (np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225]))
+CALIB_IMAGES = ["astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "camera",
+                "coins", "page", "cell"]
+EVAL_IMAGES = ["stereo_motorcycle", "colorwheel", "retina", "text", "moon", "brick", "grass", "gravel", "clock"]
+
+
+def _image(name: str) -> np.ndarray:
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    if isinstance(img, tuple):
+        img = img[0]
+    img = np.asarray(img, dtype=np.float64)
+    if img.max() > 1.5:
+        img = img / 255.0
+    if img.ndim == 2:
+        img = np.stack([img] * 3, axis=-1)
+    return img[..., :3]
+
+
+def crops(names: list[str], n: int, size: int, seed: int) -> np.ndarray:
+    """n random square crops (25-100% of the shorter side) of the named images, resized, ImageNet-normalised, NCHW."""
+    from skimage.transform import resize
+
+    rng = np.random.default_rng(seed)
+    images = [_image(k) for k in names]
+    out = np.empty((n, 3, size, size), dtype=np.float32)
+    for i in range(n):
+        img = images[i % len(images)]
+        h, w = img.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.25, 1.0))
+        y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        patch = resize(img[y:y + side, x:x + side], (size, size), anti_aliasing=True)
+        if rng.random() < 0.5:
+            patch = patch[:, ::-1]
+        out[i] = ((patch - IMAGENET[0]) / IMAGENET[1]).transpose(2, 0, 1)
+    return out
+
+
+def prepare(name: str, work: Path, calib_n: int, eval_n: int) -> tuple[Path, Path, Path]:
+    """The original model file and its calibration / held-out data."""
+    work.mkdir(parents=True, exist_ok=True)
+    if name == "digits":
+        return ROOT / "models" / "digits_cnn.onnx", ROOT / "models" / "digits_calib.npz", ROOT / "models" / "digits_eval.npz"
+    if name == "resnet50":
+        from tools.zoo import build
+
+        original = work / "resnet50.onnx"
+        if not original.exists():
+            onnx.save(build("resnet50"), original)
+        size, input_name = 224, "input"
+    else:
+        original = REAL / f"{name}.onnx"
+        size, input_name = (320, "x") if name == "orinet_orientation" else (224, "input")
+    m = onnx.load(str(original), load_external_data=False)
+    input_name = m.graph.input[0].name
+    calib, held = work / "calib.npz", work / "eval.npz"
+    if not calib.exists():
+        np.savez(calib, **{input_name: crops(CALIB_IMAGES, calib_n, size, seed=0)})
+        np.savez(held, **{input_name: crops(EVAL_IMAGES, eval_n, size, seed=1)})
+    return original, calib, held
+
+
+def cli(*args) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "onnxprune", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode != 0:
+        raise SystemExit(f"onnxprune {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr}{proc.stdout}")
+    return time.perf_counter() - t0, proc.stdout
+
+
+def size(path: Path) -> int:
+    data = path.with_name(path.name + ".data")
+    return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
+
+def fidelity(original: Path, candidate: Path, held: Path) -> dict:
+    c = compare_models(str(original), str(candidate), data=str(held), bounds=False, threads=2)
+    o = c.outputs[0]
+    return {"top1_agreement": o.top1_agreement, "cosine": o.cosine, "accuracy": o.accuracy_b,
+            "accuracy_original": o.accuracy_a, "samples": c.samples}
+
+
+def qdq_exact(q_only: Path, work: Path) -> dict:
+    """Mask 25% of the prunable channels of the QDQ model; exact mode must remove them and the oracle hold."""
+    from onnxprune.analysis import analyze
+    from onnxprune.passes.untie import untie_shared
+    from tests.mask import mask_channels, pick_channels
+    from tests.oracle import check_oracle
+
+    model = onnx.load(str(q_only))
+    untie_shared(model)
+    analysis = analyze(model)
+    chosen = pick_channels(analysis, np.random.default_rng(0), 0.25)
+    mask_channels(analysis, chosen)
+    masked = work / "q_only_masked.onnx"
+    onnx.save(analysis.graph.model, masked)
+    out = work / "q_only_masked_exact.onnx"
+    seconds, text = cli(masked, out, "--json", work / "exact.json", "-q")  # validated: atol 1e-4 + rtol 1e-3
+    report = json.loads((work / "exact.json").read_text())
+    stats = check_oracle(onnx.load(str(masked)),
+                         choose=lambda a: {c for g in a.prunable_groups() for c in g.channels if c in chosen})
+    same_ops = Counter(n.op_type for n in onnx.load(str(out)).graph.node) == \
+        Counter(n.op_type for n in onnx.load(str(masked)).graph.node)
+    return {"masked_channels": len(chosen), "removed_by_exact_mode": report["channels_removed"],
+            "oracle_removed": stats["removed"], "oracle_holds": True, "validation": report["validation"]["verdict"],
+            "still_qdq": same_ops, "params": report["params"]}
+
+
+def run_model(name: str, args, work: Path) -> dict:
+    original, calib, held = prepare(name, work, args.calib_n, args.eval_n)
+    files = {"original": original, "q_only": work / "q_only.onnx", "pruned": work / "pruned.onnx",
+             "pruned_q": work / "pruned_q.onnx", "q_only_r03": work / "q_only_r03.onnx"}
+    prune = ["--target-flops", args.target_flops, "--repair", "all"]
+    commands = {
+        "q_only": [original, files["q_only"], "--calib", calib, "--quantize", "int8"],
+        "pruned": [original, files["pruned"], "--calib", calib, *prune],
+        "pruned_q": [original, files["pruned_q"], "--calib", calib, *prune, "--quantize", "int8"],
+        "q_only_r03": [files["q_only"], files["q_only_r03"], "--ratio", "0.3"],
+    }
+    row = {"model": name, "commands": {}, "seconds": {}, "reports": {}}
+    for key, cmd in commands.items():
+        log(f"{name}: onnxprune {' '.join(str(c) for c in cmd)}")
+        seconds, _ = cli(*cmd, "--json", work / f"{key}.json", "-q")
+        row["commands"][key] = "onnxprune " + " ".join(str(c) for c in cmd)
+        row["seconds"][key] = round(seconds, 1)
+        rep = json.loads((work / f"{key}.json").read_text())
+        row["reports"][key] = {"flops": rep["flops"], "params": rep["params"], "quantize": rep.get("quantize"),
+                               "notes": rep.get("notes")}
+    row["size"] = {k: size(p) for k, p in files.items()}
+    ops = {k: Counter(n.op_type for n in onnx.load(str(p), load_external_data=False).graph.node) for k, p in files.items()}
+    row["r03_stays_qdq"] = {"QuantizeLinear": [ops["q_only"]["QuantizeLinear"], ops["q_only_r03"]["QuantizeLinear"]],
+                            "DequantizeLinear": [ops["q_only"]["DequantizeLinear"], ops["q_only_r03"]["DequantizeLinear"]],
+                            "same_ops": ops["q_only"] == ops["q_only_r03"]}
+    log(f"{name}: held-out fidelity")
+    row["fidelity"] = {k: fidelity(original, files[k], held) for k in ("pruned", "pruned_q", "q_only")}
+    row["fidelity"]["q_only_r03"] = fidelity(original, files["q_only_r03"], held)
+    log(f"{name}: latency (interleaved, threads={args.threads})")
+    models = [onnx.load(str(p)) for p in files.values()]
+    result = bench(models, list(files), args.batches, threads=args.threads, warmup=args.warmup, runs=args.runs)
+    row["latency_ms"] = {f"{s.model}@b{s.batch}": round(s.median_ms, 3) for s in result.stats}
+    row["latency_p10_p90_ms"] = {f"{s.model}@b{s.batch}": [round(s.p10_ms, 3), round(s.p90_ms, 3)] for s in result.stats}
+    log(f"{name}: exact mode on the QDQ model with masked channels")
+    row["qdq_exact"] = qdq_exact(files["q_only"], work)
+    return row
+
+
+def table(rows: list[dict], batches) -> str:
+    lines = []
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(f"\n{r['model']}")
+        lines.append(f"  {'variant':<12} {'size':>9} {'FLOPs':>8}  " + "  ".join(f"{'b' + str(b) + ' ms':>9}" for b in batches)
+                     + "  " + "  ".join(f"{'vs orig b' + str(b):>11}" for b in batches) + "  top-1 agr   cosine")
+        for key in ("original", "q_only", "pruned", "pruned_q", "q_only_r03"):
+            fid = r["fidelity"].get(key, {"top1_agreement": 1.0, "cosine": 1.0})
+            rep = r["reports"].get(key)
+            flops = rep["flops"]["after"] / rep["flops"]["before"] if rep else 1.0
+            if key == "q_only_r03":
+                base = r["reports"]["q_only"]["flops"]["before"]
+                flops = rep["flops"]["after"] / base
+            lines.append(f"  {key:<12} {r['size'][key] / 1e6:>8.2f}M {flops:>7.0%}  "
+                         + "  ".join(f"{lat[f'{key}@b{b}']:>9.2f}" for b in batches) + "  "
+                         + "  ".join(f"{lat[f'original@b{b}'] / lat[f'{key}@b{b}']:>10.2f}x" for b in batches)
+                         + f"  {fid['top1_agreement'] if fid['top1_agreement'] is not None else float('nan'):>8.1%}"
+                         + f"  {fid['cosine']:.4f}")
+        lines.append("  " + ", ".join(f"pruned_q vs q_only b{b}: {lat[f'q_only@b{b}'] / lat[f'pruned_q@b{b}']:.2f}x"
+                                      for b in batches)
+                     + "; " + ", ".join(f"q_only_r03 vs q_only b{b}: {lat[f'q_only@b{b}'] / lat[f'q_only_r03@b{b}']:.2f}x"
+                                        for b in batches))
+        e = r["qdq_exact"]
+        lines.append(f"  QDQ exact mode: {e['masked_channels']} masked, {e['removed_by_exact_mode']} removed, "
+                     f"validation {e['validation']}, oracle holds, still QDQ: {e['still_qdq']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", type=csv(str), default=MODELS)
+    ap.add_argument("--target-flops", default="0.7")
+    ap.add_argument("--calib-n", type=int, default=64)
+    ap.add_argument("--eval-n", type=int, default=64)
+    ap.add_argument("--batches", type=csv(int), default=[1, 8])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/onnxprune-deploy"))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args(argv)
+    rows = [run_model(name, args, args.work / name) for name in args.models]
+    print(table(rows, args.batches))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+            "versions": {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
+            "code": git_state(), "args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

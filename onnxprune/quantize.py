@@ -1,0 +1,145 @@
+"""INT8 quantization after pruning, through onnxruntime.quantization, with the same calibration data.
+
+`int8`: static quantization in QDQ format (QuantizeLinear/DequantizeLinear around float ops, which
+ONNX Runtime, TensorRT and OpenVINO all read), int8 weights per output channel, uint8 activations
+calibrated (MinMax) on the --calib data. `dynamic`: int8 weights, activations quantized at run time
+(MatMul/LSTM/Attention-heavy models; no calibration). The model's opset and IR version are kept:
+per-channel weights need opset 13 (DequantizeLinear's `axis`), so opsets 10-12 get per-tensor
+weights, and below 10 there is no QuantizeLinear at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import onnx
+
+from .errors import ConfigError, OnnxPruneError, QuantizationError, RuntimeUnavailableError
+
+MODES = ("int8", "dynamic")
+# Ops `--quantize dynamic` converts: integer MatMul/LSTM/Attention are what pays off on CPU;
+# ConvInteger is usually slower than the float conv in ONNX Runtime, so convs stay float.
+DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "EmbedLayerNormalization", "Gather"]
+PER_CHANNEL_OPSET = 13
+MIN_OPSET = 10
+
+
+def _opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def check_quantizable(model: onnx.ModelProto, mode: str) -> list[str]:
+    """Refuse what cannot be quantized without changing the model's opset; notes for the rest."""
+    opset = _opset(model)
+    if opset < MIN_OPSET:
+        raise ConfigError(f"--quantize {mode}: the model's opset {opset} has no QuantizeLinear (needs opset >= "
+                          f"{MIN_OPSET}, >= {PER_CHANNEL_OPSET} for per-channel weights); onnxprune keeps the opset: "
+                          f"convert the model first (onnx.version_converter.convert_version(model, {PER_CHANNEL_OPSET}))")
+    ops = {n.op_type for n in model.graph.node}
+    already = ops & {"QuantizeLinear", "DequantizeLinear", "ConvInteger", "MatMulInteger", "QLinearConv",
+                     "QLinearMatMul", "DynamicQuantizeLinear"}
+    if already:
+        raise ConfigError(f"--quantize {mode}: the model is already quantized ({', '.join(sorted(already))}); "
+                          "prune it without --quantize, it stays quantized")
+    float_inputs = [i for i in model.graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16]
+    if float_inputs or any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        raise ConfigError(f"--quantize {mode}: the model is float16; onnxruntime.quantization quantizes float32 "
+                          "models")
+    notes = []
+    if mode == "int8" and opset < PER_CHANNEL_OPSET:
+        notes.append(f"opset {opset} < {PER_CHANNEL_OPSET}: weights quantized per tensor (per-channel "
+                     f"DequantizeLinear needs opset {PER_CHANNEL_OPSET}; the opset is kept)")
+    return notes
+
+
+class _Reader:
+    """onnxruntime.quantization's CalibrationDataReader over one of our Datasets."""
+
+    def __init__(self, dataset, batch: int):
+        self.dataset, self.batch = dataset, batch
+        self.samples = 0
+        self._it = None
+
+    def get_next(self):
+        if self._it is None:
+            self._it = iter(self.dataset.batches(self.batch))
+        item = next(self._it, None)
+        if item is None:
+            return None
+        self.samples += item.size
+        return dict(item.feeds)
+
+    def rewind(self):
+        self._it = None
+        self.samples = 0
+
+
+def _calibration_reader(model: onnx.ModelProto, data):
+    from .runtime.data import Dataset, input_specs, load_data, resolve_batch
+
+    specs = input_specs(model)
+    dataset = data if isinstance(data, Dataset) else load_data(data, specs)
+    return _Reader(dataset, resolve_batch(specs, None))
+
+
+def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.ModelProto, dict]:
+    """The quantized model and what was done (mode, per_channel, quantized op counts, notes)."""
+    if mode not in MODES:
+        raise ConfigError(f"--quantize must be one of {', '.join(MODES)}, got {mode}")
+    try:
+        from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, \
+            quantize_static
+    except ImportError as exc:
+        raise RuntimeUnavailableError(f"--quantize needs onnxruntime (pip install 'onnxprune[cpu]'): {exc}") from None
+    notes = check_quantizable(model, mode)
+    opset, ir_version = _opset(model), model.ir_version
+    per_channel = mode == "int8" and opset >= PER_CHANNEL_OPSET
+    info = {"mode": mode, "format": "QDQ" if mode == "int8" else "integer ops (dynamic)",
+            "per_channel": per_channel, "weights": "int8", "activations": "uint8" if mode == "int8" else "dynamic"}
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # the quantizer logs advice on every run
+    try:
+        with tempfile.TemporaryDirectory(prefix="onnxprune-quant-") as tmp:
+            src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
+            onnx.save(model, src)
+            if mode == "int8":
+                if calib is None:
+                    raise ConfigError("--quantize int8 calibrates activation ranges: pass --calib data "
+                                      "(or --quantize dynamic, which needs none)")
+                reader = _calibration_reader(model, calib)
+
+                class Reader(CalibrationDataReader):
+                    get_next = staticmethod(reader.get_next)
+                    rewind = staticmethod(reader.rewind)
+
+                quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                info["calibration_samples"] = reader.samples
+            else:
+                quantize_dynamic(str(src), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=False,
+                                 weight_type=QuantType.QInt8)
+            quantized = onnx.load(str(dst))
+    except OnnxPruneError:
+        raise
+    except (ValueError, RuntimeError, KeyError, TypeError, AttributeError, IndexError, onnx.onnx_cpp2py_export.
+            checker.ValidationError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise QuantizationError(f"onnxruntime.quantization failed ({mode}): {type(exc).__name__}: {first}") from None
+    finally:
+        quiet.setLevel(level)
+    if _opset(quantized) != opset:
+        raise QuantizationError(f"onnxruntime.quantization changed the opset from {opset} to {_opset(quantized)}; "
+                                "nothing was written (onnxprune keeps the model's opset)")
+    quantized.ir_version = ir_version
+    ops = Counter(n.op_type for n in quantized.graph.node)
+    info["ops"] = {k: ops[k] for k in ("QuantizeLinear", "DequantizeLinear", "MatMulInteger", "ConvInteger",
+                                       "DynamicQuantizeLinear", "DynamicQuantizeLSTM") if ops[k]}
+    if not info["ops"]:
+        notes.append(f"--quantize {mode}: onnxruntime.quantization found nothing to quantize in this model")
+    info["notes"] = notes
+    return quantized, info
