@@ -295,7 +295,7 @@ def _prune_then_quantize(model: onnx.ModelProto, config: PruneConfig) -> PruneRe
     report_progress("quantize")
     start = time.perf_counter()
     to_quantize = result.model
-    if config.quantize == "int8":
+    if config.quantize != "dynamic":
         # BatchNormalization left between QDQ pairs runs in float: fold it into the convs first.
         to_quantize = onnx.ModelProto()
         to_quantize.CopyFrom(result.model)

@@ -38,7 +38,7 @@ class PruneConfig:
     device: str = "cpu"
     atol: float = 1e-4
     seed: int = 0
-    quantize: str | None = None           # after pruning and repair: "int8" (static QDQ) or "dynamic"
+    quantize: str | None = None           # after pruning and repair: "int8", "int8-symmetric" (static QDQ), "dynamic"
 
     def __post_init__(self):
         if self.ratio is not None and not (0.0 <= self.ratio < 1.0):
@@ -104,8 +104,8 @@ class PruneConfig:
 
             if self.quantize not in MODES:
                 raise ConfigError(f"--quantize must be one of {', '.join(MODES)}, got {self.quantize}")
-            if self.quantize == "int8" and not self.calib:
-                raise ConfigError("--quantize int8 calibrates activation ranges from data: pass --calib "
+            if self.quantize != "dynamic" and not self.calib:
+                raise ConfigError(f"--quantize {self.quantize} calibrates activation ranges from data: pass --calib "
                                   "(or use --quantize dynamic, which needs none)")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ConfigError(f"device must be cpu, cuda or auto, got {self.device}")

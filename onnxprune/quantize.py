@@ -1,8 +1,9 @@
 """INT8 quantization after pruning, through onnxruntime.quantization, with the same calibration data.
 
 `int8`: static quantization in QDQ format (QuantizeLinear/DequantizeLinear around float ops, which
-ONNX Runtime, TensorRT and OpenVINO all read), int8 weights per output channel, uint8 activations
-calibrated (MinMax) on the --calib data. `dynamic`: int8 weights, activations quantized at run time
+ONNX Runtime and OpenVINO read), int8 weights per output channel, uint8 activations calibrated
+(MinMax) on the --calib data. `int8-symmetric`: the same with int8 activations and every zero point
+0, the only QDQ form TensorRT accepts. `dynamic`: int8 weights, activations quantized at run time
 (MatMul/LSTM/Attention-heavy models; no calibration). The model's opset and IR version are kept:
 per-channel weights need opset 13 (DequantizeLinear's `axis`), so opsets 10-12 get per-tensor
 weights, and below 10 there is no QuantizeLinear at all.
@@ -19,7 +20,7 @@ import onnx
 
 from .errors import ConfigError, OnnxPruneError, QuantizationError, RuntimeUnavailableError
 
-MODES = ("int8", "dynamic")
+MODES = ("int8", "int8-symmetric", "dynamic")
 # Ops `--quantize dynamic` converts: integer MatMul/LSTM/Attention are what pays off on CPU;
 # ConvInteger is usually slower than the float conv in ONNX Runtime, so convs stay float.
 DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "EmbedLayerNormalization", "Gather"]
@@ -49,7 +50,7 @@ def check_quantizable(model: onnx.ModelProto, mode: str) -> list[str]:
         raise ConfigError(f"--quantize {mode}: the model is float16; onnxruntime.quantization quantizes float32 "
                           "models")
     notes = []
-    if mode == "int8" and opset < PER_CHANNEL_OPSET:
+    if mode != "dynamic" and opset < PER_CHANNEL_OPSET:
         notes.append(f"opset {opset} < {PER_CHANNEL_OPSET}: weights quantized per tensor (per-channel "
                      f"DequantizeLinear needs opset {PER_CHANNEL_OPSET}; the opset is kept)")
     return notes
@@ -96,9 +97,11 @@ def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.
         raise RuntimeUnavailableError(f"--quantize needs onnxruntime (pip install 'onnxprune[cpu]'): {exc}") from None
     notes = check_quantizable(model, mode)
     opset, ir_version = _opset(model), model.ir_version
-    per_channel = mode == "int8" and opset >= PER_CHANNEL_OPSET
-    info = {"mode": mode, "format": "QDQ" if mode == "int8" else "integer ops (dynamic)",
-            "per_channel": per_channel, "weights": "int8", "activations": "uint8" if mode == "int8" else "dynamic"}
+    static = mode != "dynamic"
+    symmetric = mode == "int8-symmetric"
+    per_channel = static and opset >= PER_CHANNEL_OPSET
+    info = {"mode": mode, "format": "QDQ" if static else "integer ops (dynamic)", "per_channel": per_channel,
+            "weights": "int8", "activations": ("int8 symmetric" if symmetric else "uint8") if static else "dynamic"}
     quiet = logging.getLogger()
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the quantizer logs advice on every run
@@ -106,9 +109,9 @@ def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.
         with tempfile.TemporaryDirectory(prefix="onnxprune-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
             onnx.save(model, src)
-            if mode == "int8":
+            if static:
                 if calib is None:
-                    raise ConfigError("--quantize int8 calibrates activation ranges: pass --calib data "
+                    raise ConfigError(f"--quantize {mode} calibrates activation ranges: pass --calib data "
                                       "(or --quantize dynamic, which needs none)")
                 reader = _calibration_reader(model, calib)
 
@@ -117,8 +120,9 @@ def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.
                     rewind = staticmethod(reader.rewind)
 
                 quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                                weight_type=QuantType.QInt8,
+                                extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
                 info["calibration_samples"] = reader.samples
             else:
                 quantize_dynamic(str(src), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=False,

@@ -166,3 +166,14 @@ def test_cli_int8_without_calib_is_one_line(tmp_path):
     res = CliRunner().invoke(main, [str(RESNET), str(tmp_path / "q.onnx"), "--quantize", "int8"])
     assert res.exit_code == 1
     assert res.output.strip().count("\n") == 0 and "--calib" in res.output
+
+
+def test_int8_symmetric_has_zero_zero_points(tmp_path):
+    """The TensorRT form: int8 activations and weights, every zero point 0."""
+    calib = _calib(tmp_path, RESNET)
+    q = onnxprune.prune(onnx.load(RESNET), calib=str(calib), quantize="int8-symmetric").model
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    zps = [inits[n.input[2]] for n in q.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")
+           and len(n.input) > 2 and n.input[2] in inits]
+    assert zps and all(z.dtype in (np.int8, np.int32) and not z.any() for z in zps)
+    assert _per_channel_weights(q) >= 5

@@ -44,10 +44,11 @@ from .options import as_flags, preprocess_option, shape_option
               help="Fidelity metric: top-1 for [N, K] scores, box F1 for detection heads, CTC character accuracy "
                    "for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per output.")
 @click.option("--fold-bn", is_flag=True, help="Fold BatchNormalization into the preceding Conv or ConvTranspose.")
-@click.option("--quantize", type=click.Choice(["int8", "dynamic"]),
+@click.option("--quantize", type=click.Choice(["int8", "int8-symmetric", "dynamic"]),
               help="After pruning and repair, quantize with onnxruntime.quantization: int8 = static QDQ, "
-                   "per-channel int8 weights, activations calibrated on --calib; dynamic = int8 weights of "
-                   "MatMul/LSTM/Attention, no calibration. Fidelity is reported per step.")
+                   "per-channel int8 weights, uint8 activations calibrated on --calib; int8-symmetric = int8 "
+                   "activations, zero points 0 (TensorRT); dynamic = int8 weights of MatMul/LSTM/Attention, "
+                   "no calibration. Fidelity is reported per step.")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration data: .npz keyed by input name, or a .py data loader.")
 @preprocess_option
 @shape_option
