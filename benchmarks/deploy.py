@@ -16,6 +16,7 @@ must remove exactly those channels and the exactness oracle must hold.
 
     python benchmarks/deploy.py [--models digits,resnet50,orinet_orientation,malviz_resnet18]
                                 [--calib-n 64] [--eval-n 64] [--runs 20] [--threads 1] [--json out.json]
+                                [--reuse]   # keep the onnxprune outputs of an earlier run, measure again
 """
 
 from __future__ import annotations
@@ -145,12 +146,16 @@ def qdq_exact(q_only: Path, work: Path) -> dict:
     out = work / "q_only_masked_exact.onnx"
     seconds, text = cli(masked, out, "--json", work / "exact.json", "-q")  # validated: atol 1e-4 + rtol 1e-3
     report = json.loads((work / "exact.json").read_text())
-    stats = check_oracle(onnx.load(str(masked)),
-                         choose=lambda a: {c for g in a.prunable_groups() for c in g.channels if c in chosen})
+    try:
+        stats = check_oracle(onnx.load(str(masked)),
+                             choose=lambda a: {c for g in a.prunable_groups() for c in g.channels if c in chosen})
+        oracle = True
+    except AssertionError as exc:  # a value on a QuantizeLinear rounding boundary can flip by one step
+        stats, oracle = {"removed": None}, " ".join(str(exc).split())[:300]
     same_ops = Counter(n.op_type for n in onnx.load(str(out)).graph.node) == \
         Counter(n.op_type for n in onnx.load(str(masked)).graph.node)
     return {"masked_channels": len(chosen), "removed_by_exact_mode": report["channels_removed"],
-            "oracle_removed": stats["removed"], "oracle_holds": True, "validation": report["validation"]["verdict"],
+            "oracle_removed": stats["removed"], "oracle_holds": oracle, "validation": report["validation"]["verdict"],
             "still_qdq": same_ops, "params": report["params"]}
 
 
@@ -167,10 +172,14 @@ def run_model(name: str, args, work: Path) -> dict:
     }
     row = {"model": name, "commands": {}, "seconds": {}, "reports": {}}
     for key, cmd in commands.items():
-        log(f"{name}: onnxprune {' '.join(str(c) for c in cmd)}")
-        seconds, _ = cli(*cmd, "--json", work / f"{key}.json", "-q")
         row["commands"][key] = "onnxprune " + " ".join(str(c) for c in cmd)
-        row["seconds"][key] = round(seconds, 1)
+        if args.reuse and files[key].exists() and (work / f"{key}.json").exists():
+            log(f"{name}: reusing {files[key]}")
+            row["seconds"][key] = None
+        else:
+            log(f"{name}: onnxprune {' '.join(str(c) for c in cmd)}")
+            seconds, _ = cli(*cmd, "--json", work / f"{key}.json", "-q")
+            row["seconds"][key] = round(seconds, 1)
         rep = json.loads((work / f"{key}.json").read_text())
         row["reports"][key] = {"flops": rep["flops"], "params": rep["params"], "quantize": rep.get("quantize"),
                                "notes": rep.get("notes")}
@@ -217,7 +226,7 @@ def table(rows: list[dict], batches) -> str:
                                         for b in batches))
         e = r["qdq_exact"]
         lines.append(f"  QDQ exact mode: {e['masked_channels']} masked, {e['removed_by_exact_mode']} removed, "
-                     f"validation {e['validation']}, oracle holds, still QDQ: {e['still_qdq']}")
+                     f"validation {e['validation']}, oracle holds: {e['oracle_holds']}, still QDQ: {e['still_qdq']}")
     return "\n".join(lines)
 
 
@@ -233,6 +242,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work", type=Path, default=Path("/tmp/onnxprune-deploy"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reuse", action="store_true", help="keep onnxprune outputs (and their reports) of an earlier "
+                                                          "run in --work; time and check them again")
     args = ap.parse_args(argv)
     rows = [run_model(name, args, args.work / name) for name in args.models]
     print(table(rows, args.batches))
