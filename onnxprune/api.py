@@ -83,15 +83,32 @@ class RepairConsumers(Pass):
         return PassResult(info.get("layers", 0) > 0, info)
 
 
+class MeasureBN(Pass):
+    """Before anything is rewritten: the input statistics of the BNs pruning will shift (repair/batchnorm.py)."""
+
+    name = "measure-bn"
+
+    def run(self, state) -> PassResult:
+        from .repair.batchnorm import pruning_reference
+
+        if not state.removed:
+            return PassResult(False)
+        state.info["bn_reference"] = pruning_reference(state.analysis, state.removed, state.config.calib_data,
+                                                       device=_runtime_device(state.config))
+        return PassResult(False, {"batchnorms": len(state.info["bn_reference"])})
+
+
 class RecalibrateBN(Pass):
     name = "repair-bn"
 
     def run(self, state) -> PassResult:
         from .repair.batchnorm import recalibrate_bn
 
-        if not state.removed:
-            return PassResult(False)
-        n = recalibrate_bn(state.model, state.config.calib_data, device=_runtime_device(state.config))
+        reference = state.info.pop("bn_reference", None)
+        if not state.removed or not reference:
+            return PassResult(False, {"batchnorms": 0})
+        n = recalibrate_bn(state.model, state.config.calib_data, device=_runtime_device(state.config),
+                           reference=reference)
         return PassResult(n > 0, {"batchnorms": n})
 
 
@@ -213,6 +230,8 @@ def build_pipeline(config: PruneConfig, timer=None) -> list[Pass]:
     if config.fold_bn:
         passes.append(FoldBatchNorm())
     passes += [Analyze(), _select_pass(config, timer)]
+    if config.lossy and "bn" in config.repair:
+        passes.append(MeasureBN())
     if config.lossy and {"bias", "lsq"} & set(config.repair):
         passes.append(RepairConsumers())
     passes.append(PruneChannels())
@@ -278,6 +297,9 @@ def _prune(model, config: PruneConfig, timer=None) -> PruneResult:
         input_shapes=shapes.per_sample().describe(), shapes_source=shapes.source,
         latency=state.info.get("latency"),
     )
+    if config.repair_default and state.removed:
+        report.notes.insert(0, "repaired by default because --calib was given (bias, lsq, bn, each kept per layer only "
+                               "where it helps on held-out samples); --repair none turns it off")
     return PruneResult(model, report, shapes)
 
 

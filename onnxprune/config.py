@@ -28,7 +28,8 @@ class PruneConfig:
     calib: str | None = None
     preprocess: str | None = None         # for a folder of images as --calib
     shapes: tuple = ()                    # --shape: (name, dims) pairs, or given as "x:1x3x224x224" / a dict
-    repair: tuple[str, ...] = field(default_factory=tuple)  # bias, lsq, bn
+    repair: tuple[str, ...] | str | None = None  # bias, lsq, bn, all, none; None: all for a lossy run with calib
+    repair_default: bool = False          # set when repair came from that default (the summary says so)
     max_error: float | None = None        # fidelity guard bounds, checked on held-out samples
     min_cosine: float | None = None
     min_agreement: float | None = None
@@ -86,7 +87,12 @@ class PruneConfig:
             given = tuple(parse_shapes(given).items())
         object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in dims)) for n, dims in (given or ())))
 
-        object.__setattr__(self, "repair", parse_methods(self.repair))
+        if self.repair is None:
+            default = self.lossy and self.calib is not None
+            object.__setattr__(self, "repair_default", default)
+            object.__setattr__(self, "repair", parse_methods("all" if default else None))
+        else:
+            object.__setattr__(self, "repair", parse_methods(self.repair))
         if self.guarded and not self.calib:
             raise ConfigError("a fidelity bound (max_error, min_cosine, min_agreement) needs calib data: its "
                               "held-out part judges the bound")

@@ -35,8 +35,9 @@ from .options import as_flags, preprocess_option, shape_option
 @click.option("--keep", multiple=True, metavar="PATTERN", help="Never prune groups with a node matching this glob.")
 @click.option("--max-group-ratio", type=float, default=0.9, show_default=True,
               help="Never remove more than this share of one group.")
-@click.option("--repair", default="", metavar="METHODS",
-              help="Repair after lossy pruning, from --calib data: bias, lsq, bn (comma-separated) or all.")
+@click.option("--repair", default=None, metavar="METHODS",
+              help="Repair after lossy pruning, from --calib data: bias, lsq, bn (comma-separated), all or none "
+                   "[default: all when --calib is given]; each kept per layer only where it helps on held-out data.")
 @click.option("--max-error", type=float, help="Fidelity guard: most pruning whose max abs output error stays below this.")
 @click.option("--min-cosine", type=float, help="Fidelity guard: most pruning whose output cosine similarity stays above this.")
 @click.option("--min-agreement", type=float, help="Fidelity guard: most pruning whose agreement (--metric) stays above this.")
