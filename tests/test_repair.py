@@ -123,12 +123,66 @@ def test_bias_compensation_is_exact_for_constant_channels(tmp_path):
     assert pruned.graph.initializer and any(t.name.endswith("bias") for t in pruned.graph.initializer)
 
 
-def test_too_few_samples_fall_back_with_a_note(tmp_path):
+def test_too_few_samples_say_which_layers_and_why(tmp_path):
     few = tmp_path / "few.npz"
-    np.savez(few, input=np.load(CALIB)["input"][:2])
+    np.savez(few, input=np.load(CALIB)["input"][:4])
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(few), repair="lsq", validate=False)
     notes = " ".join(result.report.notes)
     assert "calibration samples" in notes
+    # the 1x1 conv after the 2x2 map sees 4 positions x 4 samples: fewer rows than unknowns, named with figures
+    assert "fewer calibration rows than unknowns in 1 layer(s) (/dwsep/pw/pw.0/Conv (64 rows, 81 unknowns" in notes
+
+
+def _repair_details(result) -> dict:
+    return next(r.result.details for r in result.report.passes if r.name == "repair-consumers")
+
+
+def test_each_layer_keeps_a_repair_only_where_it_helps_on_held_out_rows():
+    result = prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="all", validate=False)
+    layers = _repair_details(result)["per_layer"]
+    assert layers and all(entry["held_out_error_ratio"] <= 1.0 for entry in layers)
+    assert any(entry["repair"] == "lsq" for entry in layers)
+    assert any(n.startswith("repair per layer, chosen on held-out calibration rows") for n in result.report.notes)
+
+
+def test_repair_all_is_never_below_no_repair_at_ten_percent():
+    none = prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="none", validate=False).model
+    full = prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="all", validate=False).model
+    assert fidelity(full)[1] >= fidelity(none)[1]
+
+
+def test_calibration_data_repairs_by_default_and_says_so():
+    result = prune(onnx.load(DIGITS), target_flops=0.7, calib=str(CALIB), validate=False)
+    assert result.report.notes[0].startswith("repaired by default because --calib was given")
+    assert {r.name for r in result.report.passes} >= {"repair-consumers", "repair-bn"}
+    off = prune(onnx.load(DIGITS), target_flops=0.7, calib=str(CALIB), repair="none", validate=False)
+    assert not any(r.name.startswith("repair") for r in off.report.passes)
+    assert not any("by default" in n for n in off.report.notes)
+
+
+def test_bn_correction_touches_only_batchnorms_downstream_of_pruning():
+    """Nothing upstream of the pruned channels moves; with nothing pruned at all, no BN moves (replacing
+    the statistics outright changed an unpruned trained classifier's answers)."""
+    from onnxprune.repair.batchnorm import batchnorms, pruning_reference, recalibrate_bn
+
+    model = onnx.load(DIGITS)
+    analysis = analyze(copy(model))
+    assert pruning_reference(analysis, set(), str(CALIB)) == {}
+    middle = next(g for g in analysis.prunable_groups() if g.sources == ["/layer2/conv1/Conv"])
+    removed = set(middle.channels[: len(middle.channels) // 2])
+    reference = pruning_reference(analysis, removed, str(CALIB))
+    bns = batchnorms(analysis.graph.model)
+    assert 0 < len(reference) < len(bns)
+    pruned = analysis.graph.model
+    before = {n.output[0]: onnx.numpy_helper.to_array(next(t for t in pruned.graph.initializer if t.name == n.input[3]))
+              for n in bns}
+    drop_channels(analyze(pruned), removed)
+    assert recalibrate_bn(pruned, str(CALIB), reference=reference) > 0
+    after = {n.output[0]: onnx.numpy_helper.to_array(next(t for t in pruned.graph.initializer if t.name == n.input[3]))
+             for n in batchnorms(pruned)}
+    for name, mean in before.items():
+        if name not in reference:
+            np.testing.assert_array_equal(after[name], mean)
 
 
 def test_nan_in_calibration_data(tmp_path):

@@ -135,7 +135,7 @@ def recalibrate_bn(model: onnx.ModelProto, data, device: str = "cpu", max_sample
     bns = batchnorms(model, graph)
     if reference is not None:
         bns = [n for n in bns if n.output[0] in reference
-               and len(reference[n.output[0]][0]) == graph.const_shape(n.input[3])[0]]
+               and len(reference[n.output[0]][0]) == graph.const_shape(n.input[3])[0] > 0]
     if not bns:
         return 0
     if reference is None:

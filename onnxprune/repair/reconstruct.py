@@ -107,9 +107,9 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
         else:
             errors = {(kind, rel): _error(gr.held_out, _fit(kind, rel, t, keep, gr.fit), t) for kind, rel in candidates}
             kind, rel = min(errors, key=lambda c: (errors[c], c[0] != "none"))
-        if kind == "lsq" and gr.rows_fit + gr.rows_held_out < int(keep.sum()) + 1:
+        if "lsq" in methods and gr.rows_fit + gr.rows_held_out < int(keep.sum()) + 1:
             underdetermined.append(f"{layer.member.node} ({gr.rows_fit + gr.rows_held_out} rows, "
-                                   f"{int(keep.sum()) + 1} unknowns)")
+                                   f"{int(keep.sum()) + 1} unknowns: {kind})")
         chosen[kind] += 1
         base = errors.get(("none", None))
         if base:
@@ -132,8 +132,8 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
              + (f"; held-out reconstruction error {np.median(gains):.2f}x that of no repair (median)" if gains else "")]
     if underdetermined:
         notes.append(f"least squares with fewer calibration rows than unknowns in {len(underdetermined)} layer(s) "
-                     f"({', '.join(underdetermined[:3])}{', ...' if len(underdetermined) > 3 else ''}): fitted with "
-                     f"a ridge towards the original weights, its strength chosen on held-out rows; more samples help")
+                     f"({', '.join(underdetermined[:3])}{', ...' if len(underdetermined) > 3 else ''}): a ridge fit "
+                     f"towards the original weights, its strength (or no lsq) chosen on held-out rows; more samples help")
     return {"layers": sum(v for k, v in chosen.items() if k != "none"), "samples": seen, "notes": notes,
             "chosen": chosen, "per_layer": per_layer}
 
