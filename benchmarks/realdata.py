@@ -176,8 +176,8 @@ def nchw(x: np.ndarray, mean=None, std=None, scale: float = 255.0) -> np.ndarray
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
-def build(model: str, n: int, seed: int, calib: bool) -> dict[str, np.ndarray]:
-    """Inputs for one corpus model: n samples, calibration or held-out."""
+def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> dict[str, np.ndarray]:
+    """Inputs for one corpus model: n samples, calibration or held-out (detector images det_size square)."""
     rng = np.random.default_rng(seed)
     images = sample_images(CALIB_IMAGES if calib else HELD_OUT_IMAGES)
     if model == "orinet_orientation":
@@ -187,8 +187,8 @@ def build(model: str, n: int, seed: int, calib: bool) -> dict[str, np.ndarray]:
             pages.append(np.rot90(page, k=int(rng.integers(0, 4))))
         return {"x": nchw(np.stack(pages), IMAGENET_MEAN, IMAGENET_STD)}
     if model == "isbn_yolo26n":
-        backs = random_crops(images, n, (320, 320), seed)
-        return {"images": nchw(np.stack([render_book_back(rng, b, 320) for b in backs]))}
+        backs = random_crops(images, n, (det_size, det_size), seed)
+        return {"images": nchw(np.stack([render_book_back(rng, b, det_size) for b in backs]))}
     if model in ("ppocrv6_tiny_rec", "en_ppocrv4_rec"):
         lines = np.stack([render_line(text_line(rng), 48, 320, rng) for _ in range(n)])
         return {"x": nchw(lines, 0.5, 0.5)}

@@ -297,6 +297,9 @@ def _prune(model, config: PruneConfig, timer=None) -> PruneResult:
         input_shapes=shapes.per_sample().describe(), shapes_source=shapes.source,
         latency=state.info.get("latency"),
     )
+    if config.lossy and config.calib is not None and config.criterion == "recon" and state.removed:
+        report.notes.insert(0, "channels chosen by how much of the next layer's output they carry on the "
+                               "calibration data (--criterion recon, the default with --calib)")
     if config.repair_default and state.removed:
         report.notes.insert(0, "repaired by default because --calib was given (bias, lsq, bn, each kept per layer only "
                                "where it helps on held-out samples); --repair none turns it off")

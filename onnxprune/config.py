@@ -21,7 +21,7 @@ class PruneConfig:
     threads: int | None = None            # ONNX Runtime intra-op threads for latency (None: its default)
     latency_rounds: int = 2               # measure the pruned model and correct this many times
     latency_cache: str | None = None      # folder of latency tables (None: ~/.cache/onnxprune/latency; "off")
-    criterion: str = "l1"
+    criterion: str | None = None          # None: recon for a lossy run with calib, else l1
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group
@@ -87,6 +87,8 @@ class PruneConfig:
             given = tuple(parse_shapes(given).items())
         object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in dims)) for n, dims in (given or ())))
 
+        if self.criterion is None:
+            object.__setattr__(self, "criterion", "recon" if self.lossy and self.calib is not None else "l1")
         if self.repair is None:
             default = self.lossy and self.calib is not None
             object.__setattr__(self, "repair_default", default)

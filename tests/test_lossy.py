@@ -19,7 +19,7 @@ from tools.zoo import ZOO
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 EVAL = REPO / "models" / "digits_eval.npz"
-CRITERIA = ["l1", "l2", "bn-gamma", "lamp", "activation"]
+CRITERIA = ["l1", "l2", "bn-gamma", "lamp", "activation", "recon"]
 
 
 def selected(config: PruneConfig):
@@ -126,6 +126,33 @@ def test_unknown_criterion():
 def test_activation_needs_calibration_data():
     with pytest.raises(ConfigError, match="give calib"):
         prune(onnx.load(DIGITS), ratio=0.3, criterion="activation")
+
+
+def test_recon_needs_calibration_data_and_sees_the_data():
+    with pytest.raises(ConfigError, match="--calib"):
+        prune(onnx.load(DIGITS), ratio=0.3, criterion="recon")
+    kept = {}
+    for criterion in ("l1", "recon"):
+        pruned = prune(onnx.load(DIGITS), target_flops=0.7, criterion=criterion, calib=str(EVAL), repair="none",
+                       validate=False).model
+        from onnxprune.runtime import compare_models
+
+        kept[criterion] = compare_models(onnx.load(DIGITS), pruned, data=str(EVAL), bounds=False).outputs[0].agreement
+    assert kept["recon"] > kept["l1"] + 0.5, kept  # measured 92.5% vs 15.3% top-1 agreement, no repair
+
+
+def test_recon_scores_a_constant_channel_lowest(tmp_path):
+    """A channel that never varies carries nothing bias compensation cannot restore."""
+    from onnxprune.importance import get_criterion
+    from tests.test_repair import _constant_channel_model
+
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(1).standard_normal((16, 3, 6, 6)).astype(np.float32))
+    analysis = analyze(_constant_channel_model())
+    scores = get_criterion("recon")(analysis, str(data))
+    group = next(g for g in analysis.prunable_groups() if g.size == 4)
+    ranked = sorted(group.channels, key=lambda c: scores[c])
+    assert scores[ranked[0]] == pytest.approx(0.0, abs=1e-9) and scores[ranked[1]] > 1e-3
 
 
 def test_calibration_data_must_match(tmp_path):

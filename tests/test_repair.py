@@ -126,7 +126,7 @@ def test_bias_compensation_is_exact_for_constant_channels(tmp_path):
 def test_too_few_samples_say_which_layers_and_why(tmp_path):
     few = tmp_path / "few.npz"
     np.savez(few, input=np.load(CALIB)["input"][:4])
-    result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(few), repair="lsq", validate=False)
+    result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(few), criterion="l1", repair="lsq", validate=False)
     notes = " ".join(result.report.notes)
     assert "calibration samples" in notes
     # the 1x1 conv after the 2x2 map sees 4 positions x 4 samples: fewer rows than unknowns, named with figures

@@ -28,8 +28,9 @@ from .options import as_flags, preprocess_option, shape_option
 @click.option("--threads", type=int, help="ONNX Runtime intra-op threads for --target-latency (default: its own choice).")
 @click.option("--latency-cache", metavar="DIR",
               help="Folder of latency tables (default ~/.cache/onnxprune/latency; 'off' to measure afresh).")
-@click.option("--criterion", default="l1", show_default=True,
-              help="Channel importance: l1, l2, bn-gamma, lamp, activation (needs --calib).")
+@click.option("--criterion", default=None,
+              help="Channel importance: l1, l2, bn-gamma, lamp, activation, recon (the last two need --calib) "
+                   "[default: recon with --calib, else l1].")
 @click.option("--round-to", type=int, help="Round kept channel counts to a multiple of this (default: suits the device; "
               "with --target-latency, chosen from the measured latency table).")
 @click.option("--keep", multiple=True, metavar="PATTERN", help="Never prune groups with a node matching this glob.")

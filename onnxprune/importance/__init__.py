@@ -27,4 +27,4 @@ def get_criterion(name: str) -> Callable:
     return CRITERIA[name]
 
 
-from . import activation, bn_gamma, lamp, magnitude  # noqa: E402,F401
+from . import activation, bn_gamma, lamp, magnitude, reconstruction  # noqa: E402,F401

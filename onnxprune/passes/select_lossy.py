@@ -133,7 +133,7 @@ def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> in
 def channel_scores(analysis: Analysis, cfg) -> dict[int, float]:
     """Each channel's importance under cfg.criterion."""
     crit = get_criterion(cfg.criterion)
-    if cfg.criterion == "activation":
+    if cfg.criterion in ("activation", "recon"):
         return crit(analysis, cfg.calib_data, device="cpu" if cfg.device == "auto" else cfg.device)
     return crit(analysis, cfg.calib_data)
 
