@@ -109,7 +109,8 @@ def render(args) -> str:
              "held-out set disjoint from the calibration set, against the original model, with the output's own "
              "metric (docs/VALIDATION.md). `--target-flops F` keeps at most F of the FLOPs; the share reached is "
              "in brackets. No training or fine-tuning. Seconds: wall time of `prune` including repair, on a "
-             "2-core machine shared with other jobs (figures of time are rough).", "",
+             "2-core machine shared with other jobs (figures of time are rough). A `-` is a configuration "
+             "not measured (the run had not reached it).", "",
              "Repair methods: `none` (magnitude only, `--repair none`), `bias`, `lsq`, `bn`, `all` (the best of "
              "bias / lsq / nothing per layer on held-out calibration rows, plus the BN shift correction; the "
              "default when `--calib` is given).", ""]
@@ -117,6 +118,14 @@ def render(args) -> str:
     for r in rows:
         by_model.setdefault(r["model"], []).append(r)
     lines += _targets(by_model)
+    if args.cost and Path(args.cost).exists():
+        c = json.loads(Path(args.cost).read_text().splitlines()[-1])
+        lines += ["## Repair cost", "",
+                  f"`python benchmarks/fidelity_real.py --repair-cost`: {c['model']} at {c['size']}x{c['size']}, "
+                  f"{c['samples']} calibration samples, `--target-flops 0.7` with the defaults (criterion recon, "
+                  f"repair all; {c['flops_kept']:.1%} of the FLOPs kept): {c['cpu_s']} CPU-seconds for the whole prune "
+                  f"(time.process_time, ONNX Runtime's threads included), {c['wall_s']} s wall on the shared machine; "
+                  f"per pass (wall): " + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items()) + ".", ""]
     for model, rs in by_model.items():
         metric = LABEL.get(rs[0]["metric"], rs[0]["metric"])
         samples = rs[0]["samples"]
@@ -202,6 +211,7 @@ def main():
     ap.add_argument("--results", default="fidelity.json")
     ap.add_argument("--render", help="write the markdown tables here instead of measuring")
     ap.add_argument("--repair-cost", action="store_true", help="time the default repair on the detector at 416x416")
+    ap.add_argument("--cost", help="with --render: the JSON line --repair-cost printed, for the cost section")
     ap.add_argument("--models", type=lambda s: s.split(","), default=MODELS)
     ap.add_argument("--keeps", type=lambda s: [float(x) for x in s.split(",")], default=list(KEEPS))
     ap.add_argument("--repairs", type=lambda s: s.split(","), default=list(REPAIRS))
