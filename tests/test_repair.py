@@ -195,7 +195,7 @@ def test_nan_in_calibration_data(tmp_path):
 
 
 def test_fidelity_guard_meets_its_bound_on_held_out_samples():
-    result = prune(onnx.load(DIGITS), calib=str(CALIB), repair="lsq", min_cosine=0.95)
+    result = prune(onnx.load(DIGITS), calib=str(CALIB), criterion="l1", repair="lsq", min_cosine=0.95)
     guard = result.report.guard
     assert guard["check"]["passed"]
     assert all(o["cosine"] >= 0.95 for o in guard["check"]["outputs"])
@@ -218,7 +218,7 @@ def test_guard_pick_passes_the_final_check(tmp_path):
 
     out = tmp_path / "g.onnx"
     r = CliRunner().invoke(main, [str(DIGITS), str(out), "--calib", str(CALIB), "--min-agreement", "0.97",
-                                  "--metric", "top1"])
+                                  "--criterion", "l1", "--repair", "lsq", "--metric", "top1"])
     assert r.exit_code == 0, r.output
     assert "fidelity guard tried --target-flops" in r.output and "top-1 agreement" in r.output
     assert "on 64 samples" in r.output and r.output.rstrip().endswith("PASSED")
