@@ -1,5 +1,7 @@
 """The exactness oracle as a test helper: prune random channels of every prunable group and check
-that the pruned model computes what the original computes with those channels' consumers zeroed."""
+that the pruned model computes what the original computes with those channels' consumers zeroed,
+and that every pruned parameter holds exactly the original's entries of the channels that stay
+(found from the channel of each position, not through the rewrite's own kept_positions)."""
 
 from __future__ import annotations
 
@@ -55,6 +57,25 @@ def copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return m
 
 
+def check_kept_slices(analysis, pruned_graph, removed: set[int]) -> None:
+    """Each member parameter of the pruned model equals the original with, on every channel axis,
+    exactly the positions whose channel was removed taken out (so the neighbour of a chosen
+    channel going instead of it fails here even where zeroing and slicing agree)."""
+    gone = np.array(sorted(removed), dtype=np.int64)
+    axes: dict[str, dict[int, np.ndarray]] = {}
+    for m in analysis.members:
+        channels = analysis.channel_of(m.atoms)
+        axes.setdefault(m.param, {})[m.axis] = np.nonzero(~np.isin(channels, gone))[0]
+    for name, kept in axes.items():
+        want = analysis.graph.const_value(name)
+        for axis, index in sorted(kept.items()):
+            want = np.take(want, index, axis=axis)
+        got = pruned_graph.const_value(name)
+        assert got is not None, f"parameter {name} is gone from the pruned model"
+        assert got.shape == want.shape, f"{name}: shape {got.shape}, the kept channels give {want.shape}"
+        assert np.array_equal(got, want, equal_nan=True), f"{name}: not the original's entries of the kept channels"
+
+
 def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3, choose=None,
                  inputs: dict | None = None, shapes=None) -> dict:
     """Prune random channels (or those `choose(analysis)` picks); assert validity and exactness.
@@ -69,6 +90,7 @@ def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4
     pruned = copy(model)
     pruned_analysis = analyze(graph(pruned))
     drop_channels(pruned_analysis, removed)
+    check_kept_slices(analysis, pruned_analysis.graph, removed)
     retie_shared(pruned, ties)
     onnx.checker.check_model(pruned, full_check=True)
     assert pruned.ir_version == model.ir_version

@@ -5,6 +5,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from onnxprune.analysis import analyze
 from tests.oracle import check_oracle
 
 
@@ -77,6 +78,15 @@ def concat_split_slice():
     return g.model(head(g, y, 4))
 
 
+def concat_with_plain_input():
+    """The graph input (no channels) concatenated on both sides of a conv's channels: its
+    positions are fixed, the conv's channels move by an offset and stay prunable."""
+    g = G()
+    a = g.op("Relu", [g.conv("x", 3, 6)])
+    cat = g.op("Concat", ["x", a, "x"], axis=1)  # 3 fixed + 6 + 3 fixed
+    return g.model(head(g, g.op("Relu", [g.conv(cat, 12, 5)]), 5))
+
+
 def depthwise_grouped():
     g = G()
     a = g.op("Relu", [g.conv("x", 3, 8)])
@@ -140,7 +150,7 @@ def unknown_ops():
     return g.model(head(g, d, 7))
 
 
-MODELS = {f.__name__: f for f in (resnet_block, concat_split_slice, depthwise_grouped, flatten_gemm_matmul,
+MODELS = {f.__name__: f for f in (resnet_block, concat_split_slice, concat_with_plain_input, depthwise_grouped, flatten_gemm_matmul,
                                   nhwc_transpose, se_block_and_per_channel, convtranspose_decoder, unknown_ops)}
 
 
@@ -150,6 +160,25 @@ def test_oracle_holds(name, seed):
     info = check_oracle(MODELS[name](), seed=seed)
     assert info["prunable"] >= 1
     assert info["removed"] >= 1
+
+
+@pytest.mark.parametrize("name", ["concat_split_slice", "concat_with_plain_input", "depthwise_grouped"])
+def test_oracle_holds_for_every_single_channel(name):
+    """Index maps (Concat offsets, Split sizes, Slice bounds, conv groups) are off by one only for
+    some positions: remove each channel on its own, and every pair of neighbours."""
+    model = MODELS[name]()
+    groups = [g.channels for g in analyze(model).prunable_groups()]
+    choices = [{c} for chans in groups for c in chans]
+    choices += [{a, b} for chans in groups for a, b in zip(chans, chans[1:]) if len(chans) > 2]
+    assert choices
+    for chosen in choices:
+        check_oracle(model, choose=lambda analysis, chosen=chosen: set(chosen))
+
+
+def test_concat_keeps_inputs_without_channels_fixed():
+    info = check_oracle(concat_with_plain_input(), seed=0)
+    sizes = sorted(g.size for g in info["analysis"].prunable_groups())
+    assert sizes == [5, 6], sizes  # the conv before the concat and the one after it
 
 
 def test_unknown_ops_block_their_groups_only():
