@@ -64,3 +64,26 @@ def test_mask_pruned_channels_are_removed_exactly(path, seed):
     assert result.report.flops_after < result.report.flops_before
     onnx.checker.check_model(result.model, full_check=True)
     _outputs_equal(masked, result.model, masked)
+
+
+def test_fold_bn_uses_epsilon():
+    """Running variances near epsilon, so that a fold without it is far off (the trained fixtures'
+    variances are near 1, where epsilon is below the tolerance)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    c = 6
+    p = {"w": rng.standard_normal((c, 3, 3, 3)).astype(np.float32), "g": rng.uniform(0.5, 1.5, c).astype(np.float32),
+         "b": rng.standard_normal(c).astype(np.float32), "m": rng.standard_normal(c).astype(np.float32) * 0.1,
+         "v": rng.uniform(1e-5, 1e-3, c).astype(np.float32), "w2": rng.standard_normal((4, c, 1, 1)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y0"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["y0", "g", "b", "m", "v"], ["y1"], name="bn", epsilon=1e-3),
+             helper.make_node("Relu", ["y1"], ["y2"]),
+             helper.make_node("Conv", ["y2", "w2"], ["y"], name="conv2")]
+    graph = helper.make_graph(nodes, "bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
+                              [numpy_helper.from_array(v, k) for k, v in p.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    folded = prune(copy(model), fold_bn=True).model
+    assert "BatchNormalization" not in {n.op_type for n in folded.graph.node}
+    _outputs_equal(model, folded, model, atol=1e-4)
