@@ -89,6 +89,14 @@ def check_tensors(model: onnx.ModelProto, where: str = "model") -> None:
                                      f"{list(t.dims)}, expected {expected}; the file is damaged")
 
 
+def check_proto(model: onnx.ModelProto, where: str = "model") -> None:
+    """What load_model checks, for a model given in memory: the ONNX checker (where the model fits
+    in one protobuf) and the stored tensors. The library then rejects what the CLI rejects."""
+    if model.ByteSize() <= PROTOBUF_LIMIT:
+        check_model(model, where)
+    check_tensors(model, where)
+
+
 def _load_external(model: onnx.ModelProto, path: Path) -> None:
     from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor, uses_external_data
 
