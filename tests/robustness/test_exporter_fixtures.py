@@ -11,6 +11,7 @@ Tests marked xfail(strict=True) describe the right behaviour of something that d
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -97,11 +98,30 @@ def test_exact_mode_leaves_dense_models_unchanged_and_valid(name):
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_blocked_groups_say_why(name):
-    analysis = onnxprune.analyze(load(name))
-    for g in analysis.groups:
-        assert g.prunable == (not g.reasons)
+    """Every reason points at something the user can find in the model: the node that blocks
+    (its name first), the graph output reached, or the shared parameter."""
+    from onnxprune.analysis.analyzer import node_label
+
+    model = load(name)
+    analysis = onnxprune.analyze(copy(model))
+    labels = {node_label(n) for n in model.graph.node}
+    outputs = {o.name for o in model.graph.output}
+    params = {t.name for t in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
+                                                          for o in n.output}
+    blocked = [g for g in analysis.groups if not g.prunable]
+    for g in blocked:
+        assert g.reasons
         for r in g.reasons:
-            assert isinstance(r, str) and r.strip()
+            if r == "a single channel":
+                assert g.size == 1, (g.size, r)
+            elif r.startswith("reaches graph output"):
+                assert re.fullmatch(r"reaches graph output '(.+)'", r).group(1) in outputs, r
+            elif r.startswith("parameter '"):
+                assert re.match(r"parameter '(.+?)' is also used by", r).group(1) in params, r
+            else:
+                assert r.split(": ", 1)[0] in labels, r
+    for g in analysis.prunable_groups():
+        assert g.size >= 2 and not g.reasons
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -150,9 +170,10 @@ def test_tf2onnx_keras(name):
     assert stage.prunable and stage.size == 8 and len(stage.sources) == 3
     assert "functional_1/conv3_1/BiasAdd" in stage.sources
     # Keras Flatten reads the shape of the NHWC tensor (Shape -> Gather/Slice -> Concat -> Reshape):
-    # blocked with a reason naming that chain, unless the analysis follows it (the oracle checks that).
+    # the analysis follows that chain (the Reshape target is rewritten), so the last conv is prunable
+    # (the oracle checks the rewrite).
     last = group_with(analysis, "functional_1/conv4_1/BiasAdd")
-    assert last.prunable or any(k in r for r in last.reasons for k in ("Shape", "Reshape")), last.reasons
+    assert last.prunable, last.reasons
     assert group_with(analysis, "functional_1/dense1_1/MatMul").prunable
 
 
@@ -499,12 +520,11 @@ def test_cli_dynamic_hw_with_shape(tmp_path):
 def test_cli_dynamic_hw_fails_cleanly_without_shape(tmp_path):
     """Without --shape: one clear line that says what to pass, and nothing written."""
     r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx")])
-    assert r.exit_code in (0, 1)
-    if r.exit_code == 1:
-        err = r.stderr.strip()
-        assert len(err.splitlines()) == 1 and err.startswith("onnxprune: error:")
-        assert "dynamic" in err
-        assert list(tmp_path.iterdir()) == []
+    assert r.exit_code == 1, r.output
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("onnxprune: error:"), err
+    assert "dynamic" in err and "--shape" in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_cli_dynamic_hw_no_validate(tmp_path):
