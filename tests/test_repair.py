@@ -58,6 +58,18 @@ def test_lsq_bn_and_all_beat_magnitude_only(accuracies):
         assert accuracies[method] > accuracies[""] + 0.3, accuracies
 
 
+def test_repair_figures_against_the_original(results):
+    """Floors against the original model (accuracy 1.0, cosine 1.0 to itself), not against this code's
+    own no-repair run: a worse selection (the highest-scored channels removed) lowers that run too and
+    made the relative tests easier. Measured at 6980741 (accuracy, cosine): none 0.236 / 0.282, bias
+    0.347 / 0.505, bn 0.936 / 0.909, lsq 1.0 / 0.988, all 1.0 / 0.992; with the L1 ranking inverted:
+    none 0.100 / 0.098, bias 0.100 / 0.232, bn 0.814 / 0.787."""
+    assert accuracy(onnx.load(DIGITS)) == 1.0
+    floors = {"": (0.2, 0.2), "bias": (0.25, 0.4), "bn": (0.88, 0.85), "lsq": (0.97, 0.97), "all": (0.97, 0.97)}
+    for method, (acc, cos) in floors.items():
+        assert results[method][0] >= acc and results[method][1] >= cos, (method, results[method])
+
+
 def test_combined_repair_loses_at_most_half(accuracies):
     base = accuracy(onnx.load(DIGITS))
     assert base - accuracies["all"] <= 0.5 * (base - accuracies[""]), accuracies
@@ -200,6 +212,13 @@ def test_fidelity_guard_meets_its_bound_on_held_out_samples():
     assert guard["check"]["passed"]
     assert all(o["cosine"] >= 0.95 for o in guard["check"]["outputs"])
     assert guard["held_out_samples"] == 64
+    # Measured again here, not read from the guard's report: the held-out part is the last quarter.
+    held_out = np.load(CALIB)["input"][-64:]
+    (a,) = run(onnx.load(DIGITS), {"input": held_out})
+    (b,) = run(result.model, {"input": held_out})
+    cosines = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert cosines.mean() >= 0.95, cosines.mean()
+    assert abs(cosines.mean() - guard["check"]["outputs"][0]["cosine"]) < 1e-4
     assert result.report.flops_after < result.report.flops_before
     assert any("fidelity guard chose" in n for n in result.report.notes)
     tries = guard["tries"]
