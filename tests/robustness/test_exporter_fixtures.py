@@ -104,10 +104,15 @@ def test_blocked_groups_say_why(name):
 
     model = load(name)
     analysis = onnxprune.analyze(copy(model))
-    labels = {node_label(n) for n in model.graph.node}
+    graphs = [model.graph]
+    for g in graphs:  # subgraphs (If/Loop bodies) too
+        graphs += [a.g for n in g.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH]
+    nodes = [n for g in graphs for n in g.node]
+    labels = {node_label(n) for n in nodes}
     outputs = {o.name for o in model.graph.output}
-    params = {t.name for t in model.graph.initializer} | {o for n in model.graph.node if n.op_type == "Constant"
-                                                          for o in n.output}
+    tensors = {o for n in nodes for o in n.output} | {o.name for g in graphs for o in g.output}
+    params = {t.name for g in graphs for t in g.initializer} | {o for n in nodes if n.op_type == "Constant"
+                                                                for o in n.output}
     blocked = [g for g in analysis.groups if not g.prunable]
     for g in blocked:
         assert g.reasons
@@ -116,6 +121,8 @@ def test_blocked_groups_say_why(name):
                 assert g.size == 1, (g.size, r)
             elif r.startswith("reaches graph output"):
                 assert re.fullmatch(r"reaches graph output '(.+)'", r).group(1) in outputs, r
+            elif r.startswith("reaches '"):
+                assert re.match(r"reaches '(.+?)', an output of a subgraph", r).group(1) in tensors, r
             elif r.startswith("parameter '"):
                 assert re.match(r"parameter '(.+?)' is also used by", r).group(1) in params, r
             else:
