@@ -1,0 +1,281 @@
+"""Mutation score of the test suite: deliberate bugs in the analysis rules, the passes and the
+importance criteria, one at a time, each run against a fast subset of the tests.
+
+    python benchmarks/mutation.py                       # curated + automatic mutants, current tests
+    python benchmarks/mutation.py --tests-at 6980741    # the same mutants against older tests/
+    python benchmarks/mutation.py --code-at 6980741     # mutants of the code at that revision
+    python benchmarks/mutation.py --only curated        # the curated table only
+    python benchmarks/mutation.py --list                # print the mutants, run nothing
+
+Every mutant is applied in a temporary copy of the tree (the working tree is never touched) and
+runs the test subset of its area (SUBSETS); it is *killed* when a test fails, *survives* when all
+pass; a run past --timeout is reported apart and left out of the score.
+Curated mutants are the bug kinds of issue 18 (a parameter not sliced, an index off by one, a
+ranking inverted...); automatic ones swap a comparison or arithmetic operator, or change an integer
+constant by one, at sites drawn with a fixed seed from the same files. The score is killed / total.
+Not part of the test suite (it runs the subset once per mutant: minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The fast test subset a mutant runs, by the area of the file it changes; -x stops at the first
+# failure, so killed mutants are quick. The cheapest, most telling files go first.
+ORACLE_TESTS = ["tests/analysis/test_oracle_handmade.py", "tests/test_oracle_real.py",
+                "tests/robustness/test_exporter_fixtures.py", "tests/test_oracle_zoo.py"]
+SUBSETS = {
+    "onnxprune/importance/": ["tests/test_selection.py", "tests/test_lossy.py"],
+    "onnxprune/passes/select_lossy.py": ["tests/test_selection.py", "tests/test_lossy.py"],
+    "onnxprune/passes/normalize.py": ["tests/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
+    "onnxprune/passes/select.py": ["tests/test_exact_mode.py", *ORACLE_TESTS],
+    "onnxprune/": ORACLE_TESTS,   # rules, analyzer, the rewrite
+}
+
+
+def subset_for(path: str) -> list[str]:
+    return next(tests for prefix, tests in SUBSETS.items() if path.startswith(prefix))
+
+
+AUTO_FILES = [
+    *[f"onnxprune/analysis/rules/{n}.py" for n in ("concat_split", "conv", "elementwise", "linear", "normalization",
+                                                  "pooling", "reduce", "reshape")],
+    "onnxprune/analysis/analyzer.py",
+    "onnxprune/passes/prune_channels.py",
+    "onnxprune/passes/select.py",
+    "onnxprune/passes/select_lossy.py",
+    "onnxprune/passes/normalize.py",
+    *[f"onnxprune/importance/{n}.py" for n in ("activation", "bn_gamma", "lamp", "magnitude")],
+]
+
+
+@dataclass
+class Mutant:
+    id: str
+    kind: str
+    file: str
+    old: str           # text replaced (must occur exactly once), or "" for an AST mutant
+    new: str
+    line: int = 0
+    source: str = field(default="", repr=False)  # whole mutated file for AST mutants
+
+
+# The table of issue 18, each row as one or two concrete mutants.
+CURATED = [
+    Mutant("conv-bias-not-sliced", "Conv bias not sliced", "onnxprune/analysis/rules/conv.py",
+           "    if b:\n        ctx.param(b, 0, out_atoms, ROLE_OUT)\n",
+           "    if b and False:\n        ctx.param(b, 0, out_atoms, ROLE_OUT)\n"),
+    Mutant("bn-var-not-pruned", "BN running_var not pruned", "onnxprune/analysis/rules/normalization.py",
+           "    for name in node.input[1:5]:\n", "    for name in node.input[1:4]:\n"),
+    Mutant("gemm-columns-skipped", "Gemm input columns skipped", "onnxprune/analysis/rules/linear.py",
+           "            ctx.param(b, k_axis_b, tc.atoms, ROLE_IN, values=tc.values, tensor=a)\n",
+           "            pass\n"),
+    Mutant("depthwise-group-count", "depthwise group count", "onnxprune/analysis/rules/conv.py",
+           'set_attr(node, "group", int(len(rw.kept(out_atoms)) // cout_g))',
+           'set_attr(node, "group", int(len(out_atoms) // cout_g))'),
+    Mutant("slice-start-off-by-one", "Slice start off by one", "onnxprune/analysis/rules/concat_split.py",
+           "new_start = int(np.sum(kept < start))", "new_start = int(np.sum(kept <= start))"),
+    Mutant("split-sizes-off-by-one", "Split sizes off by one", "onnxprune/analysis/rules/concat_split.py",
+           "parts = [tc.atoms[offsets[k]:offsets[k + 1]] for k in range(len(sizes))]",
+           "parts = [tc.atoms[offsets[k] + 1:offsets[k + 1] + 1] for k in range(len(sizes))]"),
+    Mutant("concat-const-atoms-short", "Concat constant-input atoms one short",
+           "onnxprune/analysis/rules/concat_split.py",
+           "atoms.append(np.full(shape[axis], FIXED))", "atoms.append(np.full(shape[axis] - 1, FIXED))"),
+    Mutant("l1-ranking-inverted", "L1 ranking inverted", "onnxprune/importance/magnitude.py",
+           "    return _score(analysis, 1)\n", "    return {c: -v for c, v in _score(analysis, 1).items()}\n"),
+    Mutant("lowest-takes-highest", "L1 ranking inverted (selection side)", "onnxprune/passes/select_lossy.py",
+           "    return order[:n]\n", "    return order[len(order) - n:]\n"),
+    Mutant("kept-positions-shifted", "kept_positions shifted by one", "onnxprune/analysis/analyzer.py",
+           "        return np.nonzero(~drop)[0]\n", "        return np.nonzero(~np.roll(drop, 1))[0]\n"),
+    Mutant("bn-fold-no-epsilon", "BN fold without epsilon", "onnxprune/passes/normalize.py",
+           'scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))', "scale = gamma / np.sqrt(var)"),
+]
+
+_COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
+                 ast.NotEq: ast.Eq}
+_BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.FloorDiv, ast.FloorDiv: ast.Mult}
+
+
+def _sites(tree: ast.AST):
+    """Mutation sites in a deterministic order: (index, line, description)."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for k, op in enumerate(node.ops):
+                if type(op) in _COMPARE_SWAP:
+                    out.append((node, ("cmp", k), node.lineno,
+                                f"{type(op).__name__} -> {_COMPARE_SWAP[type(op)].__name__}"))
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAP:
+            out.append((node, ("bin",), node.lineno, f"{type(node.op).__name__} -> {_BINOP_SWAP[type(node.op)].__name__}"))
+        elif (isinstance(node, ast.Constant) and type(node.value) is int and 0 <= node.value <= 8
+              and hasattr(node, "lineno")):
+            out.append((node, ("int",), node.lineno, f"{node.value} -> {node.value + 1}"))
+    return out
+
+
+def _skip_line(text: str) -> bool:
+    """Lines whose mutants only change messages or registration: not behaviour."""
+    s = text.strip()
+    return s.startswith(("raise ", "@register", "@criterion", "return f\"", "f\"")) or "ctx.block(" in s \
+        or "f\"{" in s or s.startswith("reason")
+
+
+def auto_mutants(root: Path, count: int, seed: int) -> list[Mutant]:
+    pool = []
+    for rel in AUTO_FILES:
+        text = (root / rel).read_text()
+        lines = text.splitlines()
+        n_sites = len(_sites(ast.parse(text)))
+        for i in range(n_sites):
+            tree = ast.parse(text)
+            node, how, line, desc = _sites(tree)[i]
+            if _skip_line(lines[line - 1]):
+                continue
+            if how[0] == "cmp":
+                node.ops[how[1]] = _COMPARE_SWAP[type(node.ops[how[1]])]()
+            elif how[0] == "bin":
+                node.op = _BINOP_SWAP[type(node.op)]()
+            else:
+                node.value = node.value + 1
+            pool.append(Mutant(f"{Path(rel).stem}:{line}:{node.col_offset}:{desc}", "automatic", rel, "", "", line,
+                               ast.unparse(tree) + "\n"))
+    random.Random(seed).shuffle(pool)
+    return sorted(pool[:count], key=lambda m: (m.file, m.line, m.id))
+
+
+def _from_git(rev: str, path: str, root: Path) -> None:
+    shutil.rmtree(root / path, ignore_errors=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, path], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+
+
+def make_copy(tests_at: str | None, code_at: str | None) -> Path:
+    tmp = Path(tempfile.mkdtemp(prefix="onnxprune-mutation-"))
+    ignore = shutil.ignore_patterns(".git", ".hypothesis", "__pycache__", ".pytest_cache", "*.egg-info")
+    for name in ("onnxprune", "tests", "tools", "models", "pyproject.toml"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, tmp / name, ignore=ignore)
+        elif src.exists():
+            shutil.copy2(src, tmp / name)
+    if code_at:
+        for path in ("onnxprune", "tools", "models"):
+            _from_git(code_at, path, tmp)
+    if tests_at:
+        _from_git(tests_at, "tests", tmp)
+    return tmp
+
+
+def run_subset(root: Path, subset: list[str], timeout: float) -> tuple[str, float, str]:
+    tests = [t for t in subset if (root / t.split("::")[0]).exists()]  # paths or pytest node ids
+    env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "--hypothesis-seed=0", *tests]
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return "timeout", time.monotonic() - t0, ""
+    tail = (p.stdout.strip().splitlines() or [""])[-1]
+    failed = next((ln.split(" ")[1] for ln in p.stdout.splitlines() if ln.startswith("FAILED ")), "")
+    # 1: a test failed; 2: collection failed (the mutant breaks an import): both kill the mutant.
+    status = "survived" if p.returncode == 0 else ("killed" if p.returncode in (1, 2) else f"error{p.returncode}")
+    if p.returncode not in (0, 1):
+        failed = (p.stdout + p.stderr).strip().splitlines()[-1:] or [""]
+        failed = failed[0]
+    return status, time.monotonic() - t0, failed or tail
+
+
+def apply(root: Path, m: Mutant) -> str:
+    path = root / m.file
+    original = path.read_text()
+    if m.source:
+        path.write_text(m.source)
+    else:
+        if original.count(m.old) != 1:
+            raise SystemExit(f"mutant {m.id}: the text to replace occurs {original.count(m.old)} times in {m.file}")
+        m.line = original[:original.index(m.old)].count("\n") + 1
+        path.write_text(original.replace(m.old, m.new))
+    return original
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tests-at", help="take tests/ from this git revision (the score of older tests)")
+    ap.add_argument("--code-at", help="take onnxprune/, tools/ and models/ from this git revision (the same mutants "
+                    "for runs made while the code moves on)")
+    ap.add_argument("--only", choices=["curated", "auto", "all"], default="all")
+    ap.add_argument("--auto", type=int, default=30, help="number of automatic mutants (default 30)")
+    ap.add_argument("--seed", type=int, default=0, help="seed drawing the automatic mutants")
+    ap.add_argument("--timeout", type=float, default=900,
+                    help="seconds per mutant; a run past it is reported as 'timeout', apart from the score")
+    ap.add_argument("--json", help="also write every result to this file")
+    ap.add_argument("--list", action="store_true", help="print the mutants and exit")
+    ap.add_argument("--mutant", action="append", help="run only mutants whose id contains this (repeatable)")
+    ap.add_argument("--tests", nargs="+", help="run these test paths instead of the default subset")
+    args = ap.parse_args()
+
+    root = make_copy(args.tests_at, args.code_at)
+    results = []
+    try:
+        mutants = []
+        if args.only in ("curated", "all"):
+            mutants += CURATED
+        if args.only in ("auto", "all"):
+            mutants += auto_mutants(root, args.auto, args.seed)
+        if args.mutant:
+            mutants = [m for m in mutants if any(k in m.id for k in args.mutant)]
+        if args.list:
+            for m in mutants:
+                print(f"{m.id:60s} {m.kind:40s} {' '.join(args.tests or subset_for(m.file))}")
+            return 0
+        everything = args.tests or sorted({t for m in mutants for t in subset_for(m.file)})
+        status, secs, why = run_subset(root, everything, args.timeout)
+        print(f"# unmutated subsets: {status} in {secs:.0f} s ({root})", flush=True)
+        if status != "survived":
+            print(f"# the tests fail without any mutant ({why}): fix that first", file=sys.stderr)
+            return 2
+        for m in mutants:
+            original = apply(root, m)
+            try:
+                status, secs, why = run_subset(root, args.tests or subset_for(m.file), args.timeout)
+            finally:
+                (root / m.file).write_text(original)
+            results.append({"id": m.id, "kind": m.kind, "file": m.file, "line": m.line, "status": status,
+                            "seconds": round(secs, 1), "first_failure": why})
+            print(f"{status:9s} {secs:5.0f} s  {m.id}  [{why}]", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    def score(rows):
+        killed = sum(r["status"] == "killed" for r in rows)
+        judged = sum(r["status"] in ("killed", "survived") for r in rows)
+        other = len(rows) - judged
+        return f"{killed}/{judged} killed ({100 * killed / max(judged, 1):.0f}%)" + (f", {other} timeout/error" if other else "")
+
+    cur = [r for r in results if r["kind"] != "automatic"]
+    auto = [r for r in results if r["kind"] == "automatic"]
+    print(f"\ncurated: {score(cur)}   automatic: {score(auto)}   all: {score(results)}")
+    print(f"code at {args.code_at or 'working tree'}, tests at {args.tests_at or 'working tree'}; machine: "
+          f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"tests_at": args.tests_at, "code_at": args.code_at,
+                                               "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
