@@ -8,11 +8,15 @@ before / after, from the report).
     python tools/fixture_table.py           # rewrite docs/FIXTURES.md
     python tools/fixture_table.py --check   # exit 1 if the analysis columns of docs/FIXTURES.md are stale
     python tools/fixture_table.py --stdout  # print instead of writing
+    python tools/fixture_table.py --no-speed  # rewrite without the timing column (on a loaded machine)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import platform
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -99,6 +103,11 @@ def speedups(original: onnx.ModelProto, pruned: onnx.ModelProto) -> str:
     return " / ".join(f"{result.get('pruned', b).speedup:.2f}x" for b in (1, 8))
 
 
+def _commit() -> str:
+    return subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip() or "unknown"
+
+
 def render() -> str:
     import numpy
     import onnxruntime
@@ -146,6 +155,11 @@ def render() -> str:
         f"Versions: onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}, "
         f"onnxprune {onnxprune.__version__}.",
         "",
+        f"Figures: `python tools/fixture_table.py` at onnxprune {_commit()}, machine: {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, {platform.system()} {platform.release()}. The analysis and FLOPs columns are "
+        "seeded (`--check` compares them exactly); the ORT speedup column is timing: it varies by CPU and load "
+        "and is not expected to reproduce" + ("." if SPEED else "; this run left it out (`--no-speed`)."),
+        "",
     ]
     return "\n".join(lines)
 
@@ -154,18 +168,25 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if docs/FIXTURES.md differs")
     ap.add_argument("--stdout", action="store_true", help="print the table instead of writing it")
+    ap.add_argument("--no-speed", action="store_true", help="leave the ORT speedup column out (a loaded machine)")
     args = ap.parse_args(argv)
     global SPEED
-    SPEED = not args.check  # timings differ run to run; --check compares the rest
+    SPEED = not (args.check or args.no_speed)  # timings differ run to run; --check compares the rest
     text = render()
     if args.stdout:
         print(text)
         return 0
     if args.check:
         current = DOC.read_text() if DOC.exists() else ""
-        strip = lambda t: [line.rsplit("|", 2)[0] if line.startswith("| `") else line for line in t.splitlines()]
-        if strip(current) != strip(text):
-            print(f"{DOC.relative_to(REPO)} is out of date: run python tools/fixture_table.py", file=sys.stderr)
+        strip = lambda t: [line.rsplit("|", 2)[0] if line.startswith("| `") else line for line in t.splitlines()
+                           if not line.startswith("Figures:")]
+        old, new = strip(current), strip(text)
+        if old != new:
+            import difflib
+
+            changed = [d for d in difflib.unified_diff(old, new, "docs (was)", "now", n=0, lineterm="")]
+            print(f"{DOC.relative_to(REPO)} is out of date: run python tools/fixture_table.py; figures that changed:\n"
+                  + "\n".join(changed), file=sys.stderr)
             return 1
         return 0
     DOC.write_text(text)
