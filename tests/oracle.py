@@ -62,14 +62,15 @@ def check_kept_slices(analysis, pruned_graph, removed: set[int]) -> None:
     exactly the positions whose channel was removed taken out (so the neighbour of a chosen
     channel going instead of it fails here even where zeroing and slicing agree)."""
     gone = np.array(sorted(removed), dtype=np.int64)
-    axes: dict[str, dict[int, np.ndarray]] = {}
+    axes: dict[str, dict[int, tuple]] = {}
     for m in analysis.members:
         channels = analysis.channel_of(m.atoms)
-        axes.setdefault(m.param, {})[m.axis] = np.nonzero(~np.isin(channels, gone))[0]
+        axes.setdefault(m.param, {})[m.axis] = (m, np.nonzero(~np.isin(channels, gone))[0])
     for name, kept in axes.items():
         want = analysis.graph.const_value(name)
-        for axis, index in sorted(kept.items()):
-            want = np.take(want, index, axis=axis)
+        for axis, (m, index) in sorted(kept.items(), key=lambda kv: kv[0]):
+            # A grouped conv's input axis: each row block keeps its own group's positions.
+            want = np.take(want, index, axis=axis) if m.groups == 1 else m.take(want, index)
         got = pruned_graph.const_value(name)
         assert got is not None, f"parameter {name} is gone from the pruned model"
         assert got.shape == want.shape, f"{name}: shape {got.shape}, the kept channels give {want.shape}"

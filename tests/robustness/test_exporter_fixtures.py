@@ -524,14 +524,14 @@ def test_cli_dynamic_hw_with_shape(tmp_path):
     assert (tmp_path / "out.onnx").exists()
 
 
-def test_cli_dynamic_hw_fails_cleanly_without_shape(tmp_path):
-    """Without --shape: one clear line that says what to pass, and nothing written."""
-    r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx")])
-    assert r.exit_code == 1, r.output
-    err = r.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith("onnxprune: error:"), err
-    assert "dynamic" in err and "--shape" in err, err
-    assert list(tmp_path.iterdir()) == []
+def test_cli_dynamic_hw_without_shape_states_its_guess(tmp_path):
+    """Without --shape the dynamic H/W are guessed (1f6dfd5), the guess is stated with what to pass,
+    and exact mode writes the dense model back unchanged."""
+    src = FIX / "dynamic_hw_cnn.onnx"
+    r = CliRunner().invoke(main, [str(src), str(tmp_path / "out.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "guessed" in r.stdout and "--shape" in r.stdout, r.stdout
+    assert (tmp_path / "out.onnx").read_bytes() == src.read_bytes()
 
 
 def test_cli_dynamic_hw_no_validate(tmp_path):
