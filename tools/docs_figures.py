@@ -42,6 +42,8 @@ PAGES = {
                              why_not="about an hour on 2 cores; re-run with the commands on the page"),
     "docs/TORCHVISION.md": Page("python tools/torchvision_sweep.py", "seeded", why_not="needs torch and torchvision"),
     "docs/REPAIR.md": Page("python benchmarks/repair.py", "seeded+timing", why_not="8-15 min per model"),
+    "docs/LATENCY.md": Page("python benchmarks/latency_target.py", "seeded+timing",
+                            why_not="measured latency: varies by CPU and load"),
     "docs/BENCHMARKS.md": Page("python benchmarks/{prune_scale,alignment,speedup,vs_torch_pruning,graph_scale}.py",
                                "timing", why_not="timing figures: they vary by CPU and load"),
 }
