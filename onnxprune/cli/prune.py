@@ -90,7 +90,7 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
     with StderrProgress(enabled=not quiet) as progress:
         progress("loading")
         model = load_model(input_path)
-        result = prune(model, config, progress=progress, checked=True)
+        result = prune(model, config, progress=progress)
 
         def validate_quantized(tmp_path):
             # Each step against the float original: the pruned float model under the usual rules,
