@@ -458,7 +458,7 @@ def lib_params():
 # anything) shows only when ONNX Runtime runs them, which prune() leaves to validation (the CLI
 # validates and rejects them). Every other model of PROTOS is an OnnxPruneError from each call.
 LIB_RESULTS = {"shape_inference_mismatch", "conv_group_zero", "unknown_domain_op", "empty_graph_passthrough",
-               "empty_graph_nothing", "zero_output_channels", "zero_input_dim", "zero_batch",
+               "empty_graph_nothing", "zero_output_channels", "zero_batch",
                "initializer_is_graph_input", "all_initializers_are_inputs", "weight_is_only_a_graph_input",
                "shape_gather_out_of_range"}
 
