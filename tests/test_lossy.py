@@ -98,7 +98,8 @@ def assert_lowest_scored(analysis, removed, criterion):
 @pytest.mark.parametrize("target", [{"ratio": 0.5}, {"target_flops": 0.5}, {"target_params": 0.6}])
 def test_oracle_holds_for_scored_selection(criterion, target):
     cfg = PruneConfig(criterion=criterion, calib=str(EVAL), round_to=1, **target)
-    info = check_oracle(onnx.load(DIGITS), choose=selected(cfg, check_lowest=True))
+    # recon (data-driven) has no independent recomputation here yet: its removal is checked by the oracle only.
+    info = check_oracle(onnx.load(DIGITS), choose=selected(cfg, check_lowest=criterion != "recon"))
     assert info["removed"] > 0
 
 
