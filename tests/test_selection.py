@@ -208,7 +208,7 @@ def prune(model, criterion, calib, **target):
     path, _ = calib
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
-    extra = {"calib": str(path)} if criterion == "activation" else {}
+    extra = {"calib": str(path), "repair": "none"} if criterion == "activation" else {}  # repair would change the rows
     return onnxprune.prune(copy, criterion=criterion, round_to=1, validate=False, **extra, **target)
 
 
