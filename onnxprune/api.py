@@ -335,17 +335,24 @@ def _prune_then_quantize(model: onnx.ModelProto, config: PruneConfig) -> PruneRe
     return PruneResult(quantized, result.report, result.shapes, float_model=pruned)
 
 
-def analyze_model(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,
-                  **options) -> Analysis:
-    """Channel groups of a model, after the same normalization and at the same input shapes as
-    prune() (options: PruneConfig fields, e.g. shapes, calib)."""
-    config = config or PruneConfig(**options)
+def _untied_at_shapes(model, config: PruneConfig) -> tuple[onnx.ModelProto, ResolvedShapes]:
+    """The model loaded (or its tensors checked), its input shapes resolved and shared constants untied,
+    as prune() prepares it before the analysis."""
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     else:
         check_tensors(model)
     shapes = resolve_input_shapes(model, config)
     untie_shared(model)
+    return model, shapes
+
+
+def analyze_model(model: onnx.ModelProto | str | os.PathLike, config: PruneConfig | None = None,
+                  **options) -> Analysis:
+    """Channel groups of a model, after the same normalization and at the same input shapes as
+    prune() (options: PruneConfig fields, e.g. shapes, calib)."""
+    config = config or PruneConfig(**options)
+    model, shapes = _untied_at_shapes(model, config)
     analysis = analyze(ModelGraph(model, shapes=shapes.per_sample()))
     analysis.shapes = shapes
     return analysis
@@ -360,12 +367,7 @@ def latency_table(model: onnx.ModelProto | str | os.PathLike, config: PruneConfi
     from .passes.select_latency import latency_device, make_timer
 
     config = config or PruneConfig(**options)
-    if not isinstance(model, onnx.ModelProto):
-        model = load_model(model)
-    else:
-        check_tensors(model)
-    shapes = resolve_input_shapes(model, config)
-    untie_shared(model)
+    model, shapes = _untied_at_shapes(model, config)
     state = PruneState(model=model, config=config, graph=ModelGraph(model, shapes=shapes.per_sample()), shapes=shapes)
     if config.fold_bn:
         FoldBatchNorm().run(state)
