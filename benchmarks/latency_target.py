@@ -19,7 +19,7 @@ latency-targeted model, the FLOPs-targeted model at the same measured latency (F
 timed FLOPs targets), top-1 agreement and cosine of both against the original.
 
     python benchmarks/latency_target.py [--models resnet50,mobilenet_v2,densenet121,efficientnet_b0]
-        [--batches 1,8] [--shares 0.7,0.5] [--threads 1] [--runs 15] [--fidelity digits,malviz_resnet18]
+        [--batches 1,8] [--shares 0.7,0.5] [--threads 1] [--device cpu|cuda] [--runs 15] [--fidelity digits,malviz_resnet18]
         [--json out.json]
 
 efficientnet_b0 is torchvision's, exported by tools/torchvision_sweep.py (needs torch and
@@ -99,15 +99,16 @@ def at_latency(points: list[tuple[float, float]], latency: float) -> float | Non
     return None
 
 
-def speed(name: str, model: onnx.ModelProto, batch: int, targets, threads: int, runs: int, shapes=None) -> dict:
-    timer = OrtTimer("cpu", threads)
-    out = {"model": name, "batch": batch, "threads": threads, "targets": []}
+def speed(name: str, model: onnx.ModelProto, batch: int, targets, threads: int, runs: int, shapes=None,
+          device: str = "cpu") -> dict:
+    timer = OrtTimer(device, threads)
+    out = {"model": name, "batch": batch, "threads": threads, "device": device, "targets": []}
     with tempfile.TemporaryDirectory(prefix="onnxprune-lat-") as cache:
         variants, labels = [model], ["original"]
         lat_results = []
         for share in targets:
             t0 = time.perf_counter()
-            r = onnxprune.prune(copy(model), target_latency=share, batch=batch, threads=threads, latency_cache=cache,
+            r = onnxprune.prune(copy(model), target_latency=share, batch=batch, threads=threads, latency_cache=cache, device=device,
                                 shapes=tuple((shapes or {}).items()))
             lat = r.report.latency
             log(f"{name} b{batch} R={share}: {time.perf_counter() - t0:.0f} s, table {lat['table']['seconds']:.0f} s "
@@ -160,7 +161,7 @@ def fidelity(name: str, model: onnx.ModelProto, data, batch: int, share: float, 
     repair = repair or {}
     timer = OrtTimer("cpu", threads)
     with tempfile.TemporaryDirectory(prefix="onnxprune-lat-") as cache:
-        lat = onnxprune.prune(copy(model), target_latency=share, batch=batch, threads=threads, latency_cache=cache,
+        lat = onnxprune.prune(copy(model), target_latency=share, batch=batch, threads=threads, latency_cache=cache, device=device,
                               shapes=tuple((shapes or {}).items()), **repair)
     f0 = flops_share(lat)
     cands = [onnxprune.prune(copy(model), target_flops=round(f0 * k, 4), round_to=lat.report.latency["round_to"],
@@ -204,6 +205,8 @@ def main() -> int:
     ap.add_argument("--batches", type=csv(int), default=[1, 8])
     ap.add_argument("--shares", type=csv(float), default=[0.7, 0.5])
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="ONNX Runtime device the latency is measured on (cuda needs onnxruntime-gpu)")
     ap.add_argument("--runs", type=int, default=15, help="interleaved timing rounds (default 15)")
     ap.add_argument("--fidelity", type=csv(str), default=[],
                     help="digits and/or real model names from ~/.cache/onnxprune-realmodels/models")
@@ -219,12 +222,13 @@ def main() -> int:
         select_latency.EFFICIENCY_POWER = args.efficiency_power
     import onnxprune.passes.select_latency as select_latency
 
-    results = {"git": git_state(), "ort_threads": args.threads, "efficiency_power": select_latency.EFFICIENCY_POWER,
+    results = {"git": git_state(), "ort_threads": args.threads, "device": args.device, "efficiency_power": select_latency.EFFICIENCY_POWER,
                "speed": [], "fidelity": []}
     for name in args.models:
         model = load(name)
         for batch in args.batches:
-            results["speed"].append(speed(name, model, batch, args.shares, args.threads, args.runs))
+            results["speed"].append(speed(name, model, batch, args.shares, args.threads, args.runs,
+                                           device=args.device))
             _print_speed(results["speed"][-1])
             if args.json:
                 args.json.write_text(json.dumps(results, indent=2))
