@@ -15,6 +15,7 @@ import onnx
 
 from .config import PruneConfig
 from .errors import TargetUnreachableError
+from .progress import report
 
 TOLERANCE = 0.03  # a measured share within 3% (relative) of the asked one needs no correction
 WHOLE_RUNS = 10  # interleaved runs per chunk; OrtTimer.compare adds chunks while its figure is noisy
@@ -38,6 +39,7 @@ def latency_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn, timer, 
             if best is None:
                 raise
             break
+        report("timing the pruned model", len(rounds), config.latency_rounds + 1)
         base_s, pruned_s, measured = timer.compare(model, result.model, shapes=shapes, runs=WHOLE_RUNS)
         info = result.report.latency
         cached = cached and info["table"]["cached"]

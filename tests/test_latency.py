@@ -121,6 +121,26 @@ def test_correction_rounds_fix_a_missed_measurement(tmp_path):
     assert "measured" in summary and "predicted" in summary and f"{len(lat['rounds'])} round(s)" in summary
 
 
+def test_progress_hears_the_table_build_and_each_round(tmp_path):
+    """The layer timing and each whole-model measurement are progress steps (the CLI's bars): a
+    table build on a real runtime takes minutes and must not look hung."""
+    heard = []
+    model = small()
+    timer = FakeTimer(whole_overhead=0.4 * FakeTimer().latency(model))
+    result = run(model, tmp_path, timer, target_latency=0.6, latency_rounds=2,
+                 progress=lambda step, done, total: heard.append((step, done, total)))
+    layers = [(d, t) for s, d, t in heard if s == "timing layers"]
+    assert layers and layers[-1][0] == layers[-1][1] > 1
+    assert [d for d, _ in layers] == sorted(d for d, _ in layers)
+    rounds = [(d, t) for s, d, t in heard if s == "timing the pruned model"]
+    assert [d for d, _ in rounds] == list(range(len(result.report.latency["rounds"])))
+    assert all(t == 3 for _, t in rounds)
+    heard.clear()
+    run(model, tmp_path, timer, target_latency=0.6, latency_rounds=0,
+        progress=lambda step, done, total: heard.append((step, done, total)))
+    assert not any(s == "timing layers" for s, _, _ in heard)  # the cached table is read, nothing timed
+
+
 def test_no_correction_when_the_first_round_hits(tmp_path):
     result = run(small(), tmp_path, FakeTimer(), target_latency=0.6, latency_rounds=2)
     assert len(result.report.latency["rounds"]) == 1

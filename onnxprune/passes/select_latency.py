@@ -18,6 +18,7 @@ import heapq
 from ..analysis import Analysis
 from ..errors import TargetUnreachableError
 from ..latency.table import LatencyModel, SideCount, load_or_build
+from ..progress import report
 from .base import Pass, PassResult
 from .select import restore_nonempty
 from .select_lossy import CostModel, channel_scores, eligible_groups, group_units
@@ -187,7 +188,8 @@ class SelectLatency(Pass):
         timer = self.timer or make_timer(cfg)
         shapes = latency_input_shapes(state)
         table, cached = load_or_build(analysis, state.model, timer, device, cfg.threads, cfg.batch, shapes,
-                                      cfg.latency_cache, use_cache=cfg.latency_cache != "off")
+                                      cfg.latency_cache, use_cache=cfg.latency_cache != "off",
+                                      progress=lambda done, total: report("timing layers", done, total))
         lat = LatencyModel(analysis, table)
         round_to = cfg.round_to if cfg.round_to is not None else table.round_to
         groups = eligible_groups(analysis, cfg.keep)
