@@ -39,8 +39,12 @@ def test_cuda_session_matches_cpu(cuda, images):
     assert gpu.provider == CUDA and gpu.fallback is None
     on_gpu = gpu.run({"input": images})["logits"]
     on_cpu = create_session(model).run({"input": images})["logits"]
-    # Loose enough for TF32 convolutions, which onnxruntime enables on recent GPUs.
-    np.testing.assert_allclose(on_gpu, on_cpu, atol=5e-3, rtol=5e-3)
+    # TF32 convolutions (onnxruntime enables them on Ampere and later) round inputs to 10 mantissa bits:
+    # errors scale with the output's magnitude, so a near-zero logit can differ by 10% of itself. On
+    # an H200 (onnxruntime-gpu 1.31.1) the largest difference was 7e-3 at logits of magnitude 14.
+    scale = float(np.abs(on_cpu).max())
+    np.testing.assert_allclose(on_gpu, on_cpu, atol=2e-3 * scale, rtol=0)
+    assert (on_gpu.argmax(axis=1) == on_cpu.argmax(axis=1)).all()
 
 
 @pytest.mark.cuda
