@@ -18,6 +18,7 @@ from .errors import TargetUnreachableError
 from .progress import report
 
 TOLERANCE = 0.03  # a measured share within 3% (relative) of the asked one needs no correction
+MISS_NOTE = 0.05  # a measured share further than 5% (relative) from the asked one is reported as missed
 WHOLE_RUNS = 10  # interleaved runs per chunk; OrtTimer.compare adds chunks while its figure is noisy
 
 
@@ -59,5 +60,13 @@ def latency_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn, timer, 
             break
         budget = new_budget
     best.report.latency.update(asked_share=asked, rounds=rounds)
+    got = best.report.latency["measured_share"]
+    if abs(got / asked - 1.0) > MISS_NOTE:
+        best.report.notes.append(
+            f"--target-latency {asked:g} missed: the closest pruned model measured {got:.1%} of the original's "
+            f"latency after {len(rounds)} round(s) (predicted {best.report.latency['predicted_share']:.1%}). "
+            + ("Latency on this target does not fall with the channels removed (launch- or memory-bound at "
+               f"batch {config.batch}: a larger --batch, or --target-flops)" if got > asked else
+               "The runtime gained more than the latency table predicted (fusions or layouts changed)"))
     best.report.latency["table"] = dict(best.report.latency["table"], cached=cached)  # measured by this run?
     return best
