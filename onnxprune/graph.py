@@ -388,9 +388,31 @@ class ModelGraph:
         shapes: what may be frozen into the written model, which keeps its dynamic dims."""
         if self.input_shapes is None or self.is_constant(name):
             return self.value(name)
+        return self.declared().value(name)
+
+    def declared(self) -> "ModelGraph":
+        """This model with the dims it declares (no resolved input shapes): what a constant written
+        into the model may depend on."""
+        if self.input_shapes is None:
+            return self
         if self._declared is None:
             self._declared = ModelGraph(self.model)
-        return self._declared.value(name)
+        return self._declared
+
+    def dims(self, name: str):
+        """The inferred shape, with dims shape inference left open filled in where the tensor is a
+        Reshape output whose target entry is a known positive int (targets computed at run time)."""
+        shape = self.shape(name)
+        node = self.producer.get(name)
+        if node is None or node.op_type != "Reshape" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+            return shape
+        if shape is not None and all(isinstance(d, int) for d in shape):
+            return shape
+        target = self.partial_value(node.input[1])
+        if target is None or (shape is not None and len(shape) != len(target)):
+            return shape
+        base = list(shape) if shape is not None else [None] * len(target)
+        return tuple(t if not isinstance(b, int) and isinstance(t, int) and t > 0 else b for b, t in zip(base, target))
 
     def partial_value(self, name: str, _depth: int = 0) -> list | None:
         """A 1-D integer shape computation as a list whose entries are ints, dim symbols (str) or
@@ -403,7 +425,7 @@ class ModelGraph:
             return None
         op = node.op_type
         if op == "Shape":
-            shape = self.shape(node.input[0])
+            shape = self.dims(node.input[0])
             if shape is None:
                 return None
             start, end = slice(attr(node, "start", 0), attr(node, "end", len(shape))).indices(len(shape))[:2]
@@ -427,6 +449,15 @@ class ModelGraph:
                 return None
             step = int(b[3].reshape(-1)[0]) if b[3] is not None else 1
             return data[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
+        if op in _PARTIAL_ARITHMETIC and len(node.input) == 2 and self.dtypes.get(name) in _INT64_32:
+            # head_dim = Shape(x)[2] / heads: entries known on both sides are computed, others unknown
+            a, b = (self.partial_value(i, _depth + 1) for i in node.input)
+            if a is None or b is None or (len(a) != len(b) and 1 not in (len(a), len(b))):
+                return None
+            n = max(len(a), len(b))
+            a, b = (p * n if len(p) == 1 else p for p in (a, b))
+            return [_PARTIAL_ARITHMETIC[op](x, y) if isinstance(x, int) and isinstance(y, int) else None
+                    for x, y in zip(a, b)]
         return None
 
     def partial_source(self, name: str, index: int, _depth: int = 0):
@@ -677,6 +708,18 @@ def _foldable(node: onnx.NodeProto) -> bool:
             and not any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute))
 
 
+def _int_div(x: int, y: int) -> int | None:
+    """ONNX integer Div truncates toward zero."""
+    if y == 0:
+        return None
+    q = abs(x) // abs(y)
+    return q if (x >= 0) == (y >= 0) else -q
+
+
+_INT64_32 = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
+_PARTIAL_ARITHMETIC = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y, "Mul": lambda x, y: x * y,
+                       "Div": _int_div}
+
 SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Add", "Sub", "Mul", "Div", "Cast", "Slice",
              "Identity", "Neg", "Constant"}
 
@@ -686,7 +729,7 @@ def _pick_from_shape(graph: "ModelGraph", node: onnx.NodeProto) -> np.ndarray | 
     src = graph.producer.get(node.input[0])
     if src is None or src.op_type != "Shape":
         return None
-    shape = graph.shape(src.input[0])
+    shape = graph.dims(src.input[0])
     if shape is None:
         return None
     start, end = slice(attr(src, "start", 0), attr(src, "end", len(shape))).indices(len(shape))[:2]
@@ -711,7 +754,7 @@ def _evaluate_shape_op(graph: "ModelGraph", node: onnx.NodeProto, name: str, dep
     if (op not in SHAPE_OPS and op not in _EVALUATED_SHAPE_OPS) or len(node.output) != 1:
         return None
     if op == "Shape":
-        shape = graph.shape(node.input[0])
+        shape = graph.dims(node.input[0])
         if shape is None:
             return None
         start, end = slice(attr(node, "start", 0), attr(node, "end", len(shape))).indices(len(shape))[:2]

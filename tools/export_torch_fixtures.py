@@ -361,6 +361,43 @@ class MLPTiny(nn.Module):
         return self.net(x)
 
 
+class ViTBlock(nn.Module):
+    """torchvision's EncoderBlock: pre-norm nn.MultiheadAttention (batch_first) and a GELU MLP."""
+
+    def __init__(self, dim, heads, mlp):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(dim, eps=1e-6)
+        self.self_attention = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
+
+    def forward(self, x):
+        y = self.ln_1(x)
+        y, _ = self.self_attention(y, y, y, need_weights=False)
+        x = x + y
+        return x + self.mlp(self.ln_2(x))
+
+
+class ViTTiny(nn.Module):
+    """torchvision's VisionTransformer in small (patch 8 on 32x32, 2 blocks, 4 heads of 8): the
+    packed in-projection, heads merged into the batch axis, and run-time Reshape targets."""
+
+    def __init__(self, dim=32, heads=4, mlp=64, layers=2):
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, dim, 8, 8)
+        self.class_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        self.pos_embedding = nn.Parameter(torch.randn(1, 17, dim) * 0.02)
+        self.layers = nn.Sequential(*[ViTBlock(dim, heads, mlp) for _ in range(layers)])
+        self.ln = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, 10)
+
+    def forward(self, x):
+        n = x.shape[0]
+        x = self.conv_proj(x).reshape(n, self.conv_proj.out_channels, -1).permute(0, 2, 1)
+        x = torch.cat([self.class_token.expand(n, -1, -1), x], dim=1) + self.pos_embedding
+        return self.head(self.ln(self.layers(x))[:, 0])
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -409,6 +446,13 @@ FIXTURES = {
         {},
     ),
     "torch_mlp_tiny": (MLPTiny, (1, 8, 8), "torchscript", "MLP (Flatten + 3 Linear with ReLU)", {}),
+    "torch_vit_tiny": (
+        ViTTiny,
+        (3, 32, 32),
+        "torchscript",
+        "ViT (torchvision's VisionTransformer in small: nn.MultiheadAttention with 4 heads of 8, GELU MLP)",
+        {},
+    ),
     "torch_resnet_tiny_dynamo": (
         ResNetTiny,
         (3, 32, 32),

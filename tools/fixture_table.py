@@ -41,6 +41,7 @@ TORCH = {
     "torch_yolo_tiny": "YOLOv8-style (C2f chunk as Slice, SPPF, Upsample, Detect)",
     "torch_unet_tiny": "UNet (ConvTranspose, skip concats)",
     "torch_mlp_tiny": "MLP (Flatten + 3 Gemm)",
+    "torch_vit_tiny": "ViT (nn.MultiheadAttention: packed in-projection, heads merged into the batch axis)",
     "torch_resnet_tiny_dynamo": "ResNet, BN folded by onnxscript",
     "torch_mobilenet_tiny_dynamo": "MobileNetV2 (ReduceMean + Reshape head)",
 }

@@ -37,6 +37,7 @@ class Analyzer:
         self.atom_space: list[int] = []
         self.spaces: list[str] = []
         self.tensors: dict[str, TensorChannels] = {}
+        self.tiled: dict[str, TensorChannels] = {}  # tiled channels (TensorChannels.tiled): analysis only
         self.members: dict[tuple[str, int], Member] = {}
         self.param_users: dict[str, set[str]] = defaultdict(set)
         self.param_aliases: dict[str, set[str]] = defaultdict(set)
@@ -53,10 +54,21 @@ class Analyzer:
 
     # -- reading ----------------------------------------------------------------------------
     def channels(self, name: str) -> TensorChannels | None:
+        if not name or name in self.tiled:
+            return None  # a rule that does not ask for tiled channels leaves them unread: blocked
+        self._looked_at.add(name)
+        return self.tensors.get(name)
+
+    def tiled_channels(self, name: str) -> TensorChannels | None:
+        """Channels of a tensor, tiled ones included (for rules that handle `TensorChannels.tiled`)."""
         if not name:
             return None
         self._looked_at.add(name)
-        return self.tensors.get(name)
+        return self._carried(name)
+
+    def _carried(self, name: str) -> TensorChannels | None:
+        tc = self.tensors.get(name)
+        return tc if tc is not None else self.tiled.get(name)
 
     def shape(self, name: str):
         return self.graph.shape(name)
@@ -94,6 +106,14 @@ class Analyzer:
 
     def set(self, name: str, tc: TensorChannels | None) -> None:
         if tc is None or not name:
+            return
+        if tc.tiled:
+            shape = self.graph.shape(name)
+            n = shape[tc.axis] if shape is not None and tc.axis < len(shape) else None
+            if (isinstance(n, int) and n % len(tc.atoms) == 0 and n > 0) or (shape is not None and isinstance(n, str)):
+                self.tiled[name] = tc  # a symbolic dim: the run-time factor is unknown here
+            else:
+                self.block(tc.atoms, f"{self.label}: shape of '{name}' is not a multiple of its tiled channels")
             return
         if len(tc.atoms) > MAX_POSITIONS:
             self.block(tc.atoms, f"{self.label}: '{name}' has {len(tc.atoms)} positions on its channel axis")
@@ -138,7 +158,7 @@ class Analyzer:
     def block_node_inputs(self, node: onnx.NodeProto, reason: str) -> None:
         names = list(node.input) + sorted(self.graph.implicit_inputs.get(id(node), ()))
         for name in names:
-            tc = self.channels(name)
+            tc = self.tiled_channels(name)
             if tc is not None:
                 self.block(tc.atoms, reason)
 
@@ -178,11 +198,13 @@ class Analyzer:
         part that keeps any (a grouped conv thinned group by group)."""
         self.balances.append((np.asarray(atoms, dtype=np.int64), groups))
 
-    def fixup(self, apply: Callable, frozen_inputs=()) -> None:
+    def fixup(self, apply: Callable, frozen_inputs=(), checked: bool = False) -> None:
         """Register a rewrite step; `frozen_inputs` are input indices it always writes as constants,
-        so run-time shape computations feeding them may read channel counts."""
+        so run-time shape computations feeding them may read channel counts. `checked`: the rule
+        has made sure the constant it writes keeps the model's dynamic dims (a Reshape target
+        written with -1 / 0 for them)."""
         node = self.node
-        for i in frozen_inputs:
+        for i in () if checked else frozen_inputs:
             name = node.input[i] if i < len(node.input) else ""
             if name and not self.is_const(name) and self.graph.model_value(name) is None:
                 # Computed from input dims the model leaves dynamic: freezing it would fix them.
@@ -209,14 +231,14 @@ class Analyzer:
             self._visit(node)
         self.node = None
         for name in sorted(self.graph.body_outputs):
-            tc = self.channels(name)
+            tc = self._carried(name)
             if tc is not None:
                 self.block(tc.atoms, f"reaches '{name}', an output of a subgraph")
         for node, atoms, label, position in self.shape_reads:
             if not self._only_frozen_uses(node.output[0], position):
                 self.block(atoms, f"{label}: the channel count is read by a Shape op")
         for name in self.graph.graph_outputs:
-            tc = self.channels(name)
+            tc = self._carried(name)
             if tc is not None:
                 self.block(tc.atoms, f"reaches graph output '{name}'")
         for name, users in self.param_users.items():
@@ -246,8 +268,8 @@ class Analyzer:
             for i, name in enumerate(node.input):
                 # An input whose channels the rule never looked at is not followed (a computed
                 # Conv weight, a Pad value...): its channels cannot be removed.
-                if name and name in self.tensors and name not in self._looked_at:
-                    self.block(self.tensors[name].atoms, f"{self.label}: channels reach input {i} of {node.op_type}, "
+                if name and self._carried(name) is not None and name not in self._looked_at:
+                    self.block(self._carried(name).atoms, f"{self.label}: channels reach input {i} of {node.op_type}, "
                                                          "which its rule does not follow")
         for body in self.graph.bodies.get(id(node), ()):
             for inner in self.graph.topological_nodes(body.node):
@@ -318,7 +340,10 @@ def _follow_entry(graph, node, input_index: int, position: int | None):
         if b[0] is None or b[1] is None or (len(node.input) > 3 and node.input[3] and b[2] is None):
             return None
         step = int(b[3].reshape(-1)[0]) if b[3] is not None else 1
-        taken = list(range(position + 1))[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
+        length = graph.shape(node.input[0])
+        if not length or not isinstance(length[0], int) or length[0] <= position:
+            return None  # negative bounds count from the end: the entry count must be known
+        taken = list(range(length[0]))[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
         return taken.index(position) if position in taken else "gone"
     if op == "Concat" and attr_value(node, "axis", 0) == 0:
         offset = 0
@@ -338,6 +363,7 @@ class Analysis:
         self.graph = az.graph
         self._az = az
         self.tensors = az.tensors
+        self.tiled = az.tiled  # heads merged into another axis: only value_info shapes need them
         self.members = list(az.members.values())
         self.fixups = az.fixups
         n = len(az.uf.parent)

@@ -65,11 +65,17 @@ class TensorChannels:
 
     `values[p]` is the constant value of position p over every other axis (NaN: not constant).
     Exact mode uses it to find channels that are zero wherever they are read.
+
+    `tiled`: the axis holds a run-time factor times len(atoms) positions and position i carries
+    atoms[i % len(atoms)] (attention heads merged into the batch axis, `view(L, N * heads, hd)`).
+    Only rules that ask for tiled tensors see them (`Analyzer.tiled_channels`); any other reader
+    blocks them, and the passes never see them.
     """
 
     axis: int
     atoms: np.ndarray
     values: np.ndarray | None = None
+    tiled: bool = False
 
     def __post_init__(self):
         self.atoms = np.asarray(self.atoms, dtype=np.int64)
@@ -82,10 +88,10 @@ class TensorChannels:
         return len(self.atoms)
 
     def take(self, index) -> "TensorChannels":
-        return TensorChannels(self.axis, self.atoms[index], self.values[index])
+        return TensorChannels(self.axis, self.atoms[index], self.values[index], self.tiled)
 
     def with_axis(self, axis: int) -> "TensorChannels":
-        return TensorChannels(axis, self.atoms, self.values)
+        return TensorChannels(axis, self.atoms, self.values, self.tiled)
 
 
 ROLE_OUT = "out"          # the producing side of a channel: filters, their bias

@@ -10,6 +10,7 @@ inputs whose computation stays in range.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from ..graph import ModelGraph
 from ..graph import attr as attr_value
@@ -29,6 +30,9 @@ FINITE_OPS = frozenset((
     "Hardmax", "ArgMax", "ArgMin", "Constant", "ConstantOfShape", "Range", "QuantizeLinear",
     "DequantizeLinear", "DepthToSpace", "SpaceToDepth", "TopK", "NonZero", "OneHot", "Trilu", "CumSum",
 ))
+_NO_NAN = frozenset((onnx.TensorProto.INT64, onnx.TensorProto.INT32, onnx.TensorProto.INT16, onnx.TensorProto.INT8,
+                     onnx.TensorProto.UINT64, onnx.TensorProto.UINT32, onnx.TensorProto.UINT16,
+                     onnx.TensorProto.UINT8, onnx.TensorProto.BOOL))
 # Finite only when a constant epsilon is positive (x / sqrt(var + eps)).
 _EPSILON_OPS = frozenset(("InstanceNormalization", "LayerNormalization", "GroupNormalization",
                           "MeanVarianceNormalization", "LRN", "LpNormalization"))
@@ -58,7 +62,8 @@ def _visit(graph: ModelGraph, node, tainted: set[str]) -> None:
     else:
         inputs = [i for i in node.input if i] + sorted(graph.implicit_inputs.get(id(node), ()))
         if any(i in tainted for i in inputs) or not _keeps_finite(graph, node):
-            tainted.update(o for o in node.output if o)
+            # Integer and bool tensors hold no NaN or Inf (shape computations: Mod, Div of dims).
+            tainted.update(o for o in node.output if o and graph.dtypes.get(o) not in _NO_NAN)
     for body in graph.bodies.get(id(node), ()):
         tainted.update(i.name for i in body.input)  # loop-carried values: not followed
         for inner in graph.topological_nodes(body.node):
@@ -71,6 +76,8 @@ def _keeps_finite(graph: ModelGraph, node) -> bool:
     op = node.op_type
     if op in FINITE_OPS:
         return op != "ConstantOfShape" or _all_finite(graph, node)
+    if op in ("Div", "Sqrt", "Pow", "Reciprocal") and _static_finite(graph, node):
+        return True  # a shape computation the model fixes: attention's 1 / sqrt(sqrt(head_dim))
     if op in _EPSILON_OPS:
         return op in ("LRN", "LpNormalization") or attr_value(node, "epsilon", 1e-5) > 0
     if op == "BatchNormalization":
@@ -92,4 +99,13 @@ def _all_finite(graph: ModelGraph, node) -> bool:
 
             v = numpy_helper.to_array(a.t)
             return v.dtype.kind not in "fc" or bool(np.all(np.isfinite(v)))
+    return True
+
+
+def _static_finite(graph: ModelGraph, node) -> bool:
+    """Every output has one finite value whatever the input sizes (static in the model itself)."""
+    for o in node.output:
+        v = graph.model_value(o) if o else None
+        if v is None or (v.dtype.kind in "fc" and not np.all(np.isfinite(v))):
+            return False
     return True

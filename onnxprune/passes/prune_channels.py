@@ -30,7 +30,8 @@ class Rewriter:
         name = node.input[index]
         if not self.graph.is_constant(name):  # a shape computed at run time: freeze it
             old = self.graph.value(name)
-            node.input[index] = self.graph.add_initializer(np.asarray(value).astype(old.dtype), f"{name}_frozen")
+            dtype = old.dtype if old is not None else np.int64  # a Reshape target with dynamic dims
+            node.input[index] = self.graph.add_initializer(np.asarray(value).astype(dtype), f"{name}_frozen")
             return
         old = self.graph.const_value(name)
         value = np.asarray(value).astype(old.dtype)
@@ -80,7 +81,15 @@ def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
                 vi.type.tensor_type.shape.dim.add().dim_value = d
     for vi in infos + outputs:
         tc = analysis.tensors.get(vi.name)
-        if tc is None or not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        if tc is None:
+            tc = analysis.tiled.get(vi.name)
+            if tc is not None and vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+                dims = vi.type.tensor_type.shape.dim
+                if tc.axis < len(dims) and dims[tc.axis].HasField("dim_value"):
+                    # A static tiled axis holds its factor times the channels.
+                    dims[tc.axis].dim_value = dims[tc.axis].dim_value // len(tc.atoms) * len(rw.kept(tc.atoms))
+            continue
+        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
             continue
         dims = vi.type.tensor_type.shape.dim
         if tc.axis < len(dims):

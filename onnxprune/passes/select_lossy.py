@@ -9,7 +9,7 @@ from math import prod
 
 import numpy as np
 
-from ..analysis import ROLE_IN, Analysis
+from ..analysis import ROLE_IN, ROLE_OUT, Analysis
 from ..analysis.analyzer import node_label
 from ..cost import node_flops
 from ..errors import TargetUnreachableError
@@ -42,7 +42,10 @@ class CostModel:
             w = graph.resolve(n.input[1])
             ins = [m for m in ms if m.role == ROLE_IN and m.param == w]
             outs = [m for m in ms if m.role != ROLE_IN and m.param == w]
-            if not ins and not outs:
+            carried = analysis.tensors.get(n.output[0]) if n.op_type == "MatMul" and not ins and not outs else None
+            if carried is not None:
+                self.nodes.append((f, None, carried.atoms))  # activation x activation per head (batch axis)
+            elif not ins and not outs:
                 self.fixed_flops += f
             else:
                 self.nodes.append((f, ins[0].atoms if ins else None, outs[0].atoms if outs else None))
@@ -114,6 +117,15 @@ def group_step(size: int, round_to: int) -> int:
     return step
 
 
+def channel_round_to(g, round_to: int, analysis: Analysis | None) -> int:
+    """round_to for a group whose every channel is already a block of at least round_to positions in
+    each parameter that makes it (an attention head: head_dim columns of q, k and v) is 1."""
+    if analysis is None or round_to <= 1:
+        return round_to
+    widths = [len(m.atoms) / len(set(analysis.channel_of(m.atoms).tolist())) for m in g.members if m.role == ROLE_OUT]
+    return 1 if widths and min(widths) >= round_to else round_to
+
+
 def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> int:
     """How many channels of a group of `size` to remove when `wanted` are asked for: at most
     max_ratio of the group, at least one channel kept, the kept count a multiple of round_to
@@ -152,7 +164,7 @@ def group_units(g, scores, max_ratio: float, round_to: int, analysis: Analysis |
     vals = np.array([scores.get(c, 0.0) for c in order])
     scale = float(np.mean(vals)) or 1.0
     min_kept = max(1, g.size - removal_count(g.size, g.size, max_ratio, 1))
-    step = group_step(g.size, round_to)
+    step = group_step(g.size, channel_round_to(g, round_to, analysis))
     units = []
     kept, start, running = g.size, 0, 0.0
     while True:
@@ -272,7 +284,7 @@ class SelectLossy(Pass):
                     n = removal_count(len(part), int(np.floor(len(part) * wanted + 1e-9)), max_ratio, 1)
                     removed |= set(sorted(part, key=lambda c: (scores.get(c, 0.0), c))[:n])
                 continue
-            n = removal_count(g.size, per_group.get(g.id, 0), max_ratio, round_to)
+            n = removal_count(g.size, per_group.get(g.id, 0), max_ratio, channel_round_to(g, round_to, analysis))
             removed |= set(_lowest(g, scores, n))
         return restore_nonempty(analysis, removed, scores)
 

@@ -170,3 +170,25 @@ def slice_(node, ctx):
                 rw.set_const_input(node, idx, rw.graph.value(node.input[idx]))
 
     ctx.fixup(rebound, frozen_inputs=(1, 2, 3, 4))
+
+
+@register("Gather")
+def gather(node, ctx):
+    """Gather along another axis than the channels (q, k, v picked from a packed projection): every
+    channel position is taken whole, the channel axis is renumbered. On the channel axis: blocked."""
+    tc = ctx.channels(node.input[0])
+    if ctx.channels(node.input[1]) is not None:
+        ctx.block_node_inputs(node, f"{ctx.label}: channels reach Gather's indices")
+        return
+    if tc is None:
+        return
+    rank, idx_rank = ctx.rank(node.input[0]), ctx.rank(node.input[1])
+    axis = attr(node, "axis", 0) % rank if rank else None
+    if axis is None or idx_rank is None:
+        ctx.block(tc.atoms, f"{ctx.label}: ranks unknown")
+        return
+    if axis == tc.axis:
+        ctx.block(tc.atoms, f"{ctx.label}: Gather along the channel axis")
+        return
+    out_axis = tc.axis if tc.axis < axis else tc.axis - 1 + idx_rank
+    ctx.set(node.output[0], TensorChannels(out_axis, tc.atoms, tc.values))

@@ -67,6 +67,8 @@ def gemm(node, ctx):
 def matmul(node, ctx):
     a, b, y = node.input[0], node.input[1], node.output[0]
     ta, tb = ctx.channels(a), ctx.channels(b)
+    if (ta is not None or tb is not None) and not ctx.is_const(b) and _batch_channels(node, ctx, ta, tb):
+        return
     if tb is not None or (ta is not None and not ctx.is_const(b)):
         ctx.block_node_inputs(node, ctx.graph.dequantize_refused.get(b)
                               or f"{ctx.label}: MatMul of two activations mixes channels")
@@ -98,3 +100,39 @@ def matmul(node, ctx):
     ctx.param(b, rb - 1, atoms, ROLE_OUT)
     values = np.where(_zero_columns(bv, rb - 1) & (not ctx.may_be_nonfinite(a)), 0.0, np.nan)
     ctx.set(y, TensorChannels(ry - 1, atoms, values))
+
+
+def _batch_channels(node, ctx, ta, tb) -> bool:
+    """MatMul of two activations whose channels sit on a batch axis (attention heads: [N, heads, L,
+    L] x [N, heads, L, head_dim]): each channel's slice is multiplied on its own, so the channels
+    pass through. The other input carries the same channels there, or broadcasts over that axis."""
+    ins, y = node.input[:2], node.output[0]
+    ry = ctx.rank(y)
+    if ry is None:
+        return False
+    axes = set()
+    for name, tc in zip(ins, (ta, tb)):
+        if tc is None:
+            continue
+        r = ctx.rank(name)
+        if r is None or r < 3 or tc.axis >= r - 2:
+            return False
+        axes.add(tc.axis + ry - r)
+    if len(axes) != 1:
+        return False
+    out_axis = axes.pop()
+    carrying = [tc for tc in (ta, tb) if tc is not None]
+    if len(carrying) == 2:
+        if len(ta.atoms) != len(tb.atoms):
+            return False
+        ctx.unify(ta.atoms, tb.atoms)
+    else:
+        other = ins[1] if ta is not None else ins[0]
+        shape = ctx.shape(other)
+        if shape is None:
+            return False
+        axis = out_axis - (ry - len(shape))
+        if axis >= 0 and shape[axis] != 1:
+            return False
+    ctx.set(y, TensorChannels(out_axis, carrying[0].atoms))
+    return True

@@ -15,7 +15,7 @@ from . import register
 
 @register("Transpose")
 def transpose(node, ctx):
-    tc = ctx.channels(node.input[0])
+    tc = ctx.tiled_channels(node.input[0])
     if tc is None:
         return
     rank = ctx.rank(node.input[0])
@@ -124,11 +124,14 @@ def flatten(node, ctx):
 
 @register("Reshape")
 def reshape(node, ctx):
-    tc = ctx.channels(node.input[0])
-    if ctx.channels(node.input[1]) is not None:
+    tc = ctx.tiled_channels(node.input[0])
+    if ctx.tiled_channels(node.input[1]) is not None:
         ctx.block_node_inputs(node, f"{ctx.label}: channels reach a Reshape target")
         return
     if tc is None:
+        return
+    if tc.tiled:
+        _untile(node, ctx, tc)
         return
     target = ctx.const(node.input[1])
     if target is not None and not ctx.is_const(node.input[1]) and ctx.graph.model_value(node.input[1]) is None:
@@ -165,12 +168,138 @@ def reshape(node, ctx):
                         return
                     if target is not None:
                         _reshape_fixup(ctx, node, target, o, atoms)
-                    elif partial[o] != -1 and not _piece_fixup(ctx, node, o, atoms):
+                    elif partial[o] != -1 and not _piece_fixup(ctx, node, o, atoms) and not _frozen_target_fixup(
+                            ctx, node, {o: (atoms, 1)}):
                         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
                         return
                     ctx.set(node.output[0], TensorChannels(o, atoms, values))
                     return
-    ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+    if not _split_heads(node, ctx, tc, in_shape, out_shape):
+        ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+# -- attention: packed projections and heads ------------------------------------------------------
+#
+# nn.MultiheadAttention as TorchScript writes it: the packed in-projection [L, N, 3E] is reshaped to
+# [L, N, 3, E] and q, k, v are picked by Gather; each is reshaped to [L, N * heads, head_dim]
+# (heads merged into the batch axis), transposed, reshaped to [N, heads, L, head_dim], multiplied
+# batch-wise, and [L, N, heads, head_dim] is folded back to [L * N, E] for the out-projection. A
+# channel is then a whole head: its head_dim positions in q, k and v and its rows of the
+# out-projection. Every target is computed at run time from Shape ops; the rewrite writes it as a
+# constant with -1 (or 0, a copied dim) for the dynamic dims (`_freeze_plan`).
+
+
+def _freeze_plan(ctx, node) -> list | None:
+    """The Reshape target as a constant that keeps the model's dynamic dims: entries static in the
+    model as they are, an entry equal to the same input dim 0 (copy), at most one other -> -1.
+    None when that cannot be told."""
+    declared = ctx.graph.declared()
+    plan = declared.partial_value(node.input[1])
+    in_dims = declared.shape(node.input[0])
+    if plan is None:
+        return None
+    allowzero = attr(node, "allowzero", 0)
+    out, free = [], []
+    for i, e in enumerate(plan):
+        if isinstance(e, int) and e >= -1:
+            out.append(e)  # 0 keeps its meaning: the attribute stays
+            if e == -1:
+                free.append(i)
+        elif (isinstance(e, str) and not allowzero and in_dims is not None and i < len(in_dims)
+              and in_dims[i] == e):
+            out.append(0)
+        else:
+            out.append(-1)
+            free.append(i)
+    return out if len(free) <= 1 else None
+
+
+def _frozen_target_fixup(ctx, node, counts: dict) -> bool:
+    """Write the target as a constant (`_freeze_plan`) with entry o = kept positions of atoms * factor
+    for each o: (atoms, factor) of `counts`; False when the plan is unknown or an entry to rewrite
+    is not static in the model."""
+    plan = _freeze_plan(ctx, node)
+    out_shape = ctx.shape(node.output[0])
+    if plan is None or out_shape is None or len(plan) != len(out_shape):
+        return False
+    for o, (atoms, factor) in counts.items():
+        if plan[o] is None or plan[o] <= 0 or plan[o] != out_shape[o] or plan[o] != len(atoms) * factor:
+            return False
+
+    def freeze(rw, node=node, plan=plan, counts=counts):
+        new = np.asarray(plan, dtype=np.int64)
+        for o, (atoms, factor) in counts.items():
+            new[o] = len(rw.kept(atoms)) * factor
+        rw.set_const_input(node, 1, new)
+
+    ctx.fixup(freeze, frozen_inputs=(1,), checked=True)
+    return True
+
+
+def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
+    """The channel axis (last) split in two: [.., C] -> [.., k, C/k] (a packed projection: position j
+    of each of the k parts is one channel) or [.., A, C] -> [.., A * heads, head_dim] (heads merged
+    into the axis before: a whole head is one channel, tiled A times). False if neither."""
+    c, r_in, r_out = tc.axis, len(in_shape), len(out_shape)
+    n = len(tc.atoms)
+    m = out_shape[-1] if r_out >= 2 else None
+    if c != r_in - 1 or not isinstance(m, int) or m < 1 or n % m:
+        return False
+    plan = _freeze_plan(ctx, node)
+    if plan is None or len(plan) != r_out or plan[-1] != m:
+        return False
+    k = out_shape[-2]
+    if r_out == r_in + 1 and k == n // m and list(out_shape[:-2]) == list(in_shape[:-1]) and plan[-2] == k:
+        # Packed: the trailing C positions keep their order whatever the leading dims become.
+        parts = tc.atoms.reshape(k, m)
+        for i in range(1, k):
+            ctx.unify(parts[0], parts[i], f"{ctx.label}: packed projection parts differ in size")
+        vals = tc.values.reshape(k, m)
+        values = np.where(np.all(vals == vals[:1], axis=0), vals[0], np.nan)
+        if not _frozen_target_fixup(ctx, node, {r_out - 1: (parts[0], 1)}):
+            return False
+        ctx.set(node.output[0], TensorChannels(r_out - 1, parts[0], values))
+        return True
+    if r_out != r_in or r_in < 2 or list(out_shape[:-2]) != list(in_shape[:-2]):
+        return False
+    heads, a = n // m, in_shape[-2]
+    if isinstance(a, int) and isinstance(k, int) and k != a * heads:
+        return False
+    # Leading entries copy the input's (0) or equal its static dims, so the merged axis is
+    # A * heads at every batch size, and position x carries head x % heads.
+    declared_in = ctx.graph.declared().shape(node.input[0])
+    if declared_in is None or len(declared_in) != r_in:
+        declared_in = (None,) * r_in  # not inferred in the model: its resolved dims are trusted
+    for i in range(r_out - 2):
+        if plan[i] != 0 and (plan[i] != in_shape[i] or isinstance(declared_in[i], str)):
+            return False
+    if plan[-2] != -1 and (not isinstance(a, int) or plan[-2] != a * heads or isinstance(declared_in[-2], str)):
+        return False
+    blocks = tc.atoms.reshape(heads, m)
+    for d in range(1, m):
+        ctx.unify(blocks[:, 0], blocks[:, d], f"{ctx.label}: head blocks differ in size")
+    vals = tc.values.reshape(heads, m)
+    values = np.where(np.all(vals == vals[:, :1], axis=1), vals[:, 0], np.nan)
+    counted = {r_out - 2: (blocks[:, 0], a)} if plan[-2] != -1 else {}  # a static merged axis: A * kept heads
+    if not _frozen_target_fixup(ctx, node, counted):
+        return False
+    ctx.set(node.output[0], TensorChannels(r_out - 2, blocks[:, 0], values, tiled=True))
+    return True
+
+
+def _untile(node, ctx, tc) -> None:
+    """[.., A * heads, ..] -> [.., A, heads, ..]: tiled heads become a plain channel axis again."""
+    in_shape, out_shape = ctx.shape(node.input[0]), ctx.shape(node.output[0])
+    a, heads = tc.axis, len(tc.atoms)
+    plan = _freeze_plan(ctx, node)
+    ok = (in_shape is not None and out_shape is not None and plan is not None and len(out_shape) == len(in_shape) + 1
+          and all(isinstance(d, int) for d in in_shape[a + 1:]) and list(out_shape[a + 2:]) == list(in_shape[a + 1:])
+          and list(plan[a + 2:]) == list(in_shape[a + 1:]) and out_shape[a + 1] == heads
+          and list(out_shape[:a]) == list(in_shape[:a]) and all(e == 0 for e in plan[:a]))
+    if not ok or not _frozen_target_fixup(ctx, node, {a + 1: (tc.atoms, 1)}):
+        ctx.block(tc.atoms, f"{ctx.label}: Reshape of heads merged into another axis is not [.., A, heads, ..]")
+        return
+    ctx.set(node.output[0], TensorChannels(a + 1, tc.atoms, tc.values))
 
 
 def _resolve_target(target: list, in_shape) -> tuple | None:
@@ -226,7 +355,7 @@ def _reshape_fixup(ctx, node, target, o, atoms):
 
 @register("Shape")
 def shape_op(node, ctx):
-    tc = ctx.channels(node.input[0])
+    tc = ctx.tiled_channels(node.input[0])
     if tc is None:
         return
     rank = ctx.rank(node.input[0])
