@@ -40,6 +40,7 @@ class Analyzer:
         self.tiled: dict[str, TensorChannels] = {}  # tiled channels (TensorChannels.tiled): analysis only
         self.members: dict[tuple[str, int], Member] = {}
         self.param_users: dict[str, set[str]] = defaultdict(set)
+        self.axis_users: dict[tuple[str, int], set[str]] = defaultdict(set)
         self.param_aliases: dict[str, set[str]] = defaultdict(set)
         self.blocked: dict[int, str] = {}
         self.inexact: dict[int, str] = {}
@@ -180,6 +181,7 @@ class Analyzer:
             return False
         self.param_users[name].add(self.label)
         key = (name, axis)
+        self.axis_users[key].add(self.label)
         old = self.members.get(key)
         if old is None:
             self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values, tensor,
@@ -241,6 +243,12 @@ class Analyzer:
             tc = self._carried(name)
             if tc is not None:
                 self.block(tc.atoms, f"reaches graph output '{name}'")
+        for (name, axis), m in self.members.items():
+            # A node that reads the parameter without following this axis (a Gemm whose input
+            # carries no channels, sharing the weight through Identity) would see it shrink.
+            others = sorted(self.param_users[name] - self.axis_users[(name, axis)])
+            if others:
+                self.block(m.atoms, f"parameter '{name}' is read by {others[0]}, which does not follow its axis {axis}")
         for name, users in self.param_users.items():
             aliases = self.param_aliases.get(name, set())
             readers = [n for a in (name, *aliases) for n in self.graph.users(a)
