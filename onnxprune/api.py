@@ -12,7 +12,7 @@ from .analysis import Analysis, analyze
 from .config import PruneConfig
 from .cost import count_flops, count_params
 from .graph import ModelGraph
-from .io import check_tensors, load_model, save_model
+from .io import check_proto, load_model, save_model
 from .passes.base import Pass, PassManager, PassRecord, PassResult
 from .passes.normalize import FoldBatchNorm, remove_unused
 from .passes.prune_channels import PruneChannels
@@ -259,7 +259,7 @@ def _prune(model, config: PruneConfig, timer=None) -> PruneResult:
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     else:
-        check_tensors(model)
+        check_proto(model)
     if config.quantize:
         return _prune_then_quantize(model, config)
     if config.guarded:
@@ -341,7 +341,7 @@ def _untied_at_shapes(model, config: PruneConfig) -> tuple[onnx.ModelProto, Reso
     if not isinstance(model, onnx.ModelProto):
         model = load_model(model)
     else:
-        check_tensors(model)
+        check_proto(model)
     shapes = resolve_input_shapes(model, config)
     untie_shared(model)
     return model, shapes

@@ -90,11 +90,18 @@ def check_tensors(model: onnx.ModelProto, where: str = "model") -> None:
 
 
 def check_proto(model: onnx.ModelProto, where: str = "model") -> None:
-    """What load_model checks, for a model given in memory: the ONNX checker (where the model fits
-    in one protobuf) and the stored tensors. The library then rejects what the CLI rejects."""
-    if model.ByteSize() <= PROTOBUF_LIMIT:
-        check_model(model, where)
+    """What the library checks of a model given in memory: its stored tensors, and that every graph
+    output has a producer (exact mode would otherwise remove every node as unused). Not the whole
+    ONNX checker, which load_model runs: it also rejects models ONNX Runtime takes (value_info
+    without a shape, for one)."""
     check_tensors(model, where)
+    graph = model.graph
+    made = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {
+        t.name for t in graph.sparse_initializer} | {o for n in graph.node for o in n.output if o}
+    for out in graph.output:
+        if out.name not in made:
+            raise ModelLoadError(f"{where}: graph output '{out.name}' is produced by no node, input or "
+                                 f"initializer; the model is incomplete (the ONNX checker rejects it too)")
 
 
 def _load_external(model: onnx.ModelProto, path: Path) -> None:

@@ -26,6 +26,7 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
+from onnxprune.errors import ModelLoadError
 from onnxprune.cli import main
 from tests.oracle import copy, feeds, run
 from tools.make_fixtures import Net, _vi, opset_cnn, small_cnn
@@ -443,10 +444,7 @@ def test_initializer_that_is_a_graph_input_is_not_a_constant():
 
 
 # ------------------------------------------------------------------------------ library
-LIB_BUGS: dict[str, str] = {  # name -> what goes wrong
-    "dangling_graph_output": "exact mode of a ModelProto whose graph output nothing produces removes every "
-                             "node (params 2730 -> 0): the library does not run the checker that the CLI runs",
-}
+LIB_BUGS: dict[str, str] = {}  # name -> what goes wrong; empty: every case is handled
 
 
 def lib_params():
@@ -464,8 +462,9 @@ LIB_RESULTS = {"shape_inference_mismatch", "conv_group_zero", "unknown_domain_op
 
 
 # Models that fail the ONNX checker: load_model (the CLI) rejects them, the library, given a
-# ModelProto, does not run the checker (a known gap) and removes nothing from them in exact mode.
-LIB_UNCHECKED = {"unsorted_nodes", "dangling_graph_output", "ir_version_99"}
+# ModelProto, does not run the whole checker and removes nothing from them in exact mode. (A graph
+# output that nothing produces is rejected by the library too: exact mode removed every node of it.)
+LIB_UNCHECKED = {"unsorted_nodes", "ir_version_99"}
 
 
 @pytest.mark.parametrize("name", lib_params())
@@ -498,6 +497,13 @@ def test_library_raises_only_onnxprune_errors(name):
     assert [(o.domain, o.version) for o in half.model.opset_import] == [(o.domain, o.version) for o in model.opset_import]
     assert half.report.params_after <= half.report.params_before
     assert (half.report.params_after < half.report.params_before) == any(g.prunable for g in analysis.groups)
+
+
+def test_library_names_a_graph_output_nothing_produces():
+    """Exact mode of this ModelProto used to remove every node (params 2730 -> 0) as unused."""
+    for call in (onnxprune.analyze, onnxprune.prune, lambda m: onnxprune.prune(m, ratio=0.5)):
+        with pytest.raises(ModelLoadError, match="graph output 'nothing_makes_this' is produced by no node"):
+            call(PROTOS["dangling_graph_output"]())
 
 
 @pytest.mark.parametrize("name", ["cycle", "duplicate_output_names"])
