@@ -32,11 +32,20 @@ def restore_nonempty(analysis: Analysis, removed: set[int], score: dict[int, flo
     if not removed:
         return removed
     lists = [tc.atoms for tc in analysis.tensors.values()] + [m.atoms for m in analysis.members]
+    lists = [np.asarray(atoms, dtype=np.int64) for atoms in lists if len(atoms)]
+    if not lists:
+        return removed
+    every = np.concatenate(lists)
+    which = np.repeat(np.arange(len(lists)), [len(atoms) for atoms in lists])
     changed = True
     while changed:
         changed = analysis.balance(removed, score)
-        for atoms in lists:
-            if len(atoms) and len(analysis.kept_positions(atoms, removed)) == 0:
+        # Lists left empty, found for all at once; giving a channel back only empties none, so each
+        # is checked again in turn below (an earlier one's channel may have refilled it).
+        kept = np.bincount(which[analysis.kept_positions(every, removed)], minlength=len(lists))
+        for i in np.nonzero(kept == 0)[0].tolist():
+            atoms = lists[i]
+            if len(analysis.kept_positions(atoms, removed)) == 0:
                 chans = [c for c in dict.fromkeys(analysis.channel_of(atoms).tolist()) if c in removed]
                 best = max(chans, key=lambda c: (score or {}).get(c, 0.0)) if score else chans[0]
                 removed.discard(best)
