@@ -152,17 +152,23 @@ def _repair_details(result) -> dict:
     return next(r.result.details for r in result.report.passes if r.name == "repair-consumers")
 
 
-def test_each_layer_keeps_a_repair_only_where_it_helps_on_held_out_rows():
-    result = prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="all", validate=False)
+@pytest.fixture(scope="module")
+def repaired_at_ten_percent():
+    """One run shared by the two tests that need it (the same prune, computed once)."""
+    return prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="all", validate=False)
+
+
+def test_each_layer_keeps_a_repair_only_where_it_helps_on_held_out_rows(repaired_at_ten_percent):
+    result = repaired_at_ten_percent
     layers = _repair_details(result)["per_layer"]
     assert layers and all(entry["held_out_error_ratio"] <= 1.0 for entry in layers)
     assert any(entry["repair"] == "lsq" for entry in layers)
     assert any(n.startswith("repair per layer, chosen on held-out calibration rows") for n in result.report.notes)
 
 
-def test_repair_all_is_never_below_no_repair_at_ten_percent():
+def test_repair_all_is_never_below_no_repair_at_ten_percent(repaired_at_ten_percent):
     none = prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="none", validate=False).model
-    full = prune(onnx.load(DIGITS), target_flops=0.9, calib=str(CALIB), repair="all", validate=False).model
+    full = repaired_at_ten_percent.model
     assert fidelity(full)[1] >= fidelity(none)[1]
 
 
