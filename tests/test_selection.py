@@ -291,3 +291,21 @@ def test_flops_target_follows_the_global_ranking(criterion, target, calib):
             if best_kept < worst_removed:
                 swapped = {**kept, h: kept[h] + 1, g: kept[g] - 1}
                 assert flops(swapped) > budget, (criterion, g, best_kept, h, worst_removed, kept)
+
+
+def test_lamp_scores_an_all_zero_group_zero():
+    """LAMP divides by the sum of the group's scores not smaller: for a group whose weights are all
+    zero that is 0 / 0, which must score 0 (a NaN sorts above every score and drops out of the
+    global ranking), while the other groups keep theirs."""
+    from onnxprune.importance import get_criterion
+
+    model = build(0)
+    for t in model.graph.initializer:
+        if t.name in ("WD", "BD", "WF"):
+            t.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(t)), t.name))
+    analysis = onnxprune.analyze(model)
+    got = get_criterion("lamp")(analysis)
+    by_size = {g.size: [got[c] for c in g.channels] for g in analysis.prunable_groups()}
+    assert by_size[SIZES["d"]] == [0.0] * SIZES["d"]
+    for g in ("res", "b"):  # each group's top channel scores s / s = 1, the others less
+        assert max(by_size[SIZES[g]]) == 1.0 and all(0.0 < v <= 1.0 for v in by_size[SIZES[g]])

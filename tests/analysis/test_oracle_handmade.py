@@ -116,6 +116,17 @@ def nhwc_transpose():
     return g.model(g.op("Gemm", [r, g.w(4, 5 * 64), g.w(4)], transB=1))
 
 
+def transpose_without_perm():
+    """A Transpose without perm reverses the axes: (N, C, H, W) -> (W, H, C, N), channels on axis 2,
+    where a (C, 1) constant scales them (broadcast from the right); a second one turns it back."""
+    g = G()
+    a = g.op("Relu", [g.conv("x", 3, 6)])
+    t = g.op("Transpose", [a])
+    m = g.op("Mul", [t, g.const(np.linspace(0.5, 1.5, 6, dtype=np.float32).reshape(6, 1))])
+    back = g.op("Transpose", [m])
+    return g.model(head(g, g.conv(back, 6, 4), 4))
+
+
 def se_block_and_per_channel():
     g = G()
     a = g.op("Relu", [g.conv("x", 3, 8)])
@@ -151,7 +162,7 @@ def unknown_ops():
 
 
 MODELS = {f.__name__: f for f in (resnet_block, concat_split_slice, concat_with_plain_input, depthwise_grouped, flatten_gemm_matmul,
-                                  nhwc_transpose, se_block_and_per_channel, convtranspose_decoder, unknown_ops)}
+                                  nhwc_transpose, transpose_without_perm, se_block_and_per_channel, convtranspose_decoder, unknown_ops)}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -179,6 +190,16 @@ def test_concat_keeps_inputs_without_channels_fixed():
     info = check_oracle(concat_with_plain_input(), seed=0)
     sizes = sorted(g.size for g in info["analysis"].prunable_groups())
     assert sizes == [5, 6], sizes  # the conv before the concat and the one after it
+
+
+def test_transpose_without_perm_reverses_the_axes():
+    """The channels of the first conv pass both Transposes and scale with the Mul constant, sliced
+    along its first axis; a wrong channel axis after the first Transpose blocked them instead."""
+    model = transpose_without_perm()
+    scale = next(n.input[1] for n in model.graph.node if n.op_type == "Mul")
+    info = check_oracle(model, choose=lambda analysis: {g.channels[0] for g in analysis.prunable_groups()})
+    group = next(g for g in info["analysis"].prunable_groups() if any(m.param == scale for m in g.members))
+    assert group.size == 6 and [m.axis for m in group.members if m.param == scale] == [0]
 
 
 def test_unknown_ops_block_their_groups_only():
