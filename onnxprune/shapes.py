@@ -276,8 +276,9 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
         if k + 1 >= MAX_TRIES:
             break
     raise DataError(f"the model does not run at the guessed input shapes ({first_error.describe()}, nor at "
-                    f"{min(len(candidates), MAX_TRIES) - 1} other guesses); give the shape to use with --shape, "
-                    f"e.g. {' '.join('--shape ' + i.text() for i in first_error.inputs)}, or pass --calib data")
+                    f"{min(len(candidates), MAX_TRIES) - 1} other guesses); give the shape to use with --shape (shapes= "
+                    f"from Python), e.g. {' '.join('--shape ' + i.text() for i in first_error.inputs)}, or pass --calib "
+                    f"data (calib=)")
 
 
 # Other image sizes (H, W) and sequence lengths tried when the first guess does not run: square
@@ -293,7 +294,8 @@ def _guess(declared, axes, out, symbols, sources, notes, hw: tuple[int, int], se
         if name in out:
             continue
         if decl is None:
-            raise DataError(f"input '{name}' has no shape in the model; give one with --shape {name}:DIMS")
+            raise DataError(f"input '{name}' has no shape in the model; give one with --shape {name}:DIMS "
+                            "(shapes= from Python)")
         dims = [d if is_fixed(d) else None for d in decl]
         for i, d in enumerate(decl):
             if dims[i] is None and isinstance(d, str) and d in symbols:
@@ -310,7 +312,7 @@ def _guess(declared, axes, out, symbols, sources, notes, hw: tuple[int, int], se
         elif open_dims:
             raise DataError(f"input '{name}' has dynamic dims {[decl[i] or '?' for i in open_dims]} that cannot be "
                             f"guessed; give the shape to use, e.g. {_example({name: decl}, {name: dims})} "
-                            "(numbers for N), or pass --calib data")
+                            "(numbers for N; shapes= from Python), or pass --calib data (calib=)")
         for i, d in enumerate(decl):
             if isinstance(d, str):
                 symbols.setdefault(d, dims[i])
@@ -330,7 +332,7 @@ def _guess(declared, axes, out, symbols, sources, notes, hw: tuple[int, int], se
     result = ResolvedShapes(inputs, source, ())
     if guessed:
         notes.insert(0, f"input shapes guessed: {', '.join(result.get(n).text() for n in guessed)}; "
-                        "pass --shape (or --calib data) to use others")
+                        "pass --shape or --calib data (shapes=, calib= from Python) to use others")
     return replace(result, notes=tuple(notes))
 
 

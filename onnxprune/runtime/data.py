@@ -72,7 +72,7 @@ def with_batch_axes(specs: list[InputSpec]) -> list[InputSpec]:
     return [replace(s, batch_axis=axes[s.name]) for s in specs]
 
 
-_NON_TENSOR = "random data cannot make it; pass --calib data that holds it"
+_NON_TENSOR = "random data cannot make it; pass --calib data that holds it (calib= from Python)"
 
 
 def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
@@ -117,7 +117,7 @@ def resolve_batch(specs: list[InputSpec], batch: int | None, shapes: Mapping[str
     if fixed:
         name, size = next(iter(fixed.items()))
         if batch is not None and batch != size:
-            raise DataError(f"input '{name}' has a fixed batch of {size}; use batch size {size} (--batch {size})")
+            raise DataError(f"input '{name}' has a fixed batch of {size}; use batch size {size} (--batch {size}, batch= from Python)")
         return size
     if batch is not None:
         return batch
