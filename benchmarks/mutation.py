@@ -104,6 +104,14 @@ CURATED = [
            "        return np.nonzero(~drop)[0]\n", "        return np.nonzero(~np.roll(drop, 1))[0]\n"),
     Mutant("bn-fold-no-epsilon", "BN fold without epsilon", "onnxprune/passes/normalize.py",
            'scale = gamma / np.sqrt(var + attr(bn, "epsilon", 1e-5))', "scale = gamma / np.sqrt(var)"),
+    # Automatic mutants that survived the first runs (docs/MUTATION.md), kept as named ones so that
+    # they run against the code of any revision, not only the one their line numbers came from.
+    Mutant("transpose-default-perm", "Transpose without perm: axes not reversed (auto reshape:22)",
+           "onnxprune/analysis/rules/reshape.py", "list(range(rank))[::-1])", "list(range(rank))[::-2])"),
+    Mutant("lamp-zero-group", "LAMP 0/0 for an all-zero group (auto lamp:24)", "onnxprune/importance/lamp.py",
+           "if tail[rank] > 0 else 0.0", "if tail[rank] >= 0 else 0.0"),
+    Mutant("conv-zero-filter", "zero filters not found (auto conv:24)", "onnxprune/analysis/rules/conv.py",
+           "zero = ~np.any(moved != 0, axis=1)", "zero = ~np.any(moved != 1, axis=1)"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
