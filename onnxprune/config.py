@@ -22,6 +22,8 @@ class PruneConfig:
     latency_rounds: int = 2               # measure the pruned model and correct this many times
     latency_cache: str | None = None      # folder of latency tables (None: ~/.cache/onnxprune/latency; "off")
     criterion: str | None = None          # None: recon for a lossy run with calib, else l1
+    allocation: str = "score"             # global targets: "score" ranks channel scores; "sensitivity" weighs
+                                          # each group by its measured output damage (needs calib)
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group
@@ -98,6 +100,11 @@ class PruneConfig:
         if self.guarded and not self.calib:
             raise ConfigError("a fidelity bound (max_error, min_cosine, min_agreement) needs calib data: its "
                               "held-out part judges the bound")
+        if self.allocation not in ("score", "sensitivity"):
+            raise ConfigError(f"allocation must be score or sensitivity, got '{self.allocation}'")
+        if self.allocation == "sensitivity" and not self.calib:
+            raise ConfigError("allocation 'sensitivity' measures each layer's effect on the outputs: give calib "
+                              "(an .npz, a .py loader or a folder of images)")
         if self.criterion == "activation" and not self.calib:
             raise ConfigError("criterion 'activation' needs calibration data: give calib (an .npz, a .py loader "
                               "or a folder of images)")

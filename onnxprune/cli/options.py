@@ -31,7 +31,7 @@ def preprocess_option(fn):
 
 # Library fields that the CLI spells as flags; a library error names the field, the CLI the flag.
 _FLAGS = ("ratio", "target_flops", "target_params", "target_latency", "max_group_ratio", "max_error", "min_cosine",
-          "min_agreement", "round_to", "repair", "calib", "metric", "device", "criterion", "batch", "threads")
+          "min_agreement", "round_to", "repair", "calib", "metric", "device", "criterion", "allocation", "batch", "threads")
 _FIELD = re.compile(r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])")
 
 

@@ -31,6 +31,9 @@ from .options import as_flags, preprocess_option, shape_option
 @click.option("--criterion", default=None,
               help="Channel importance: l1, l2, bn-gamma, lamp, activation, recon (the last two need --calib) "
                    "[default: recon with --calib, else l1].")
+@click.option("--allocation", type=click.Choice(["score", "sensitivity"]), default="score", show_default=True,
+              help="How --target-flops/--target-params spread the cut over layers: by channel scores, or by each "
+                   "layer's measured effect on the outputs (needs --calib; slower: a few model runs per layer).")
 @click.option("--round-to", type=int, help="Round kept channel counts to a multiple of this (default: suits the device; "
               "with --target-latency, chosen from the measured latency table).")
 @click.option("--keep", multiple=True, metavar="PATTERN", help="Never prune groups with a node matching this glob.")
@@ -62,13 +65,13 @@ from .options import as_flags, preprocess_option, shape_option
 @click.option("--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors.")
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, target_latency, batch, threads,
-              latency_cache, criterion, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
+              latency_cache, criterion, allocation, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
               metric, fold_bn, quantize, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     with as_flags():
         config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
-                             criterion=criterion, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
+                             criterion=criterion, allocation=allocation, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
                              calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
                              shapes=tuple(shapes),
                              repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
