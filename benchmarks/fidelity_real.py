@@ -2,8 +2,13 @@
 the tables of docs/ACCURACY.md.
 
     pip install ".[bench]" && ../shared/realmodels/fetch.sh
-    python benchmarks/fidelity_real.py --results fidelity.json          # measure (appends, resumable)
-    python benchmarks/fidelity_real.py --results fidelity.json --render docs/ACCURACY.md
+    python benchmarks/fidelity_real.py                    # measure: appends to benchmarks/fidelity.json (resumable)
+    python benchmarks/fidelity_real.py --one '["isbn_yolo26n", 0.7, "recon", "all", "score"]' >> benchmarks/fidelity.json
+    python benchmarks/fidelity_real.py --repair-cost >> benchmarks/fidelity_cost.json
+    python benchmarks/fidelity_real.py --render docs/ACCURACY.md
+
+The measured rows are kept in benchmarks/fidelity.json (one JSON line per configuration; the last
+row of a configuration wins), so a later run measures only what is missing.
 
 Models: the shipped digits classifier (models/, calibration = digits_calib.npz, held out =
 digits_eval.npz) and trained models of the corpus (/work/shared/realmodels, $ONNXPRUNE_REALMODELS
@@ -11,13 +16,16 @@ or ~/.cache/onnxprune-realmodels/models) with inputs from benchmarks/realdata.py
 samples and rendered text; calibration and held-out sets from disjoint sources; detector inputs
 320x320). Each configuration is
 
-    onnxprune.prune(model, target_flops=F, criterion=C, calib=CALIB, repair=R, validate=False)
+    onnxprune.prune(model, target_flops=F, criterion=C, calib=CALIB, repair=R, allocation=A, validate=False)
     onnxprune.runtime.compare_models(original, pruned, data=HELD_OUT, bounds=False)
 
 and the figure is the output's own metric (runtime/metrics.py): top-1 agreement for classifiers,
 box F1 (same class, IoU 0.5) for the detector, CTC character accuracy for the recognizers, all
 against the original model. Seconds are the wall time of prune (repair included) on whatever
-machine ran it.
+machine ran it. Criteria l1, l2, lamp and recon are each measured with no repair and with the
+default repair (all); allocation `sensitivity` (--allocation) with recon and repair all. `--jobs N`
+runs N configurations at once, each in its own process (for a many-core machine; the wall times
+then include contention).
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,6 +48,9 @@ MODELS = ["digits_cnn", "orinet_orientation", "isbn_yolo26n", "ppocrv6_tiny_rec"
 KEEPS = (0.9, 0.7, 0.5)
 REPAIRS = ("none", "bias", "lsq", "bn", "all")
 CRITERIA = ("l1", "recon", "l2", "lamp")
+ALLOCATIONS = ("score", "sensitivity")
+COST = {"isbn_yolo26n": 6, "captcha_crnn": 3, "en_ppocrv4_rec": 3, "orinet_orientation": 2, "ppocrv6_tiny_rec": 1,
+        "digits_cnn": 0.3}  # rough relative cost of one configuration, to start the long ones first
 
 
 def data_paths(model: str, workdir: Path, calib: int, holdout: int) -> tuple[Path, Path, Path]:
@@ -55,45 +68,68 @@ def data_paths(model: str, workdir: Path, calib: int, holdout: int) -> tuple[Pat
     return CORPUS / f"{model}.onnx", c, e
 
 
-def measure(model: str, keep: float, criterion: str, repair: str, paths) -> dict:
+def measure(model: str, keep: float, criterion: str, repair: str, paths, allocation: str = "score") -> dict:
     import onnx
 
     from onnxprune import prune
     from onnxprune.runtime import compare_models
 
     path, calib, held_out = paths
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = prune(onnx.load(path), target_flops=keep, criterion=criterion, calib=str(calib), repair=repair,
-                   validate=False)
-    seconds = time.perf_counter() - t0
+                   allocation=allocation, validate=False)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     check = compare_models(str(path), result.model, data=str(held_out), bounds=False)
     out = next((o for o in check.outputs if o.metric != "cosine"), check.outputs[0])
     r = result.report
-    return {"model": model, "keep": keep, "criterion": criterion, "repair": repair, "metric": out.metric,
-            "figure": out.agreement, "cosine": out.cosine, "flops_kept": r.flops_after / r.flops_before,
-            "seconds": round(seconds, 1), "samples": check.samples, "notes": r.notes}
+    return {"model": model, "keep": keep, "criterion": criterion, "repair": repair, "allocation": allocation,
+            "metric": out.metric, "figure": out.agreement, "cosine": out.cosine,
+            "flops_kept": r.flops_after / r.flops_before, "seconds": round(seconds, 1), "cpu_s": round(cpu, 1),
+            "samples": check.samples, "notes": r.notes}
+
+
+def _key(row: dict) -> tuple:
+    return row["model"], row["keep"], row["criterion"], row["repair"], row.get("allocation", "score")
 
 
 def run(args) -> None:
-    done = set()
     results_path = Path(args.results)
+    done = set()
     if results_path.exists():
-        for line in results_path.read_text().splitlines():
-            row = json.loads(line)
-            done.add((row["model"], row["keep"], row["criterion"], row["repair"]))
+        done = {_key(json.loads(line)) for line in results_path.read_text().splitlines()}
     configs = []
     for criterion in args.criteria:  # l1 with every repair; other criteria without repair and with the default
         repairs = args.repairs if criterion == "l1" else [r for r in ("none", "all") if r in args.repairs]
-        configs += [(keep, criterion, r) for r in repairs for keep in args.keeps]
+        configs += [(keep, criterion, r, "score") for r in repairs for keep in args.keeps]
+    if "sensitivity" in args.allocations and "recon" in args.criteria and "all" in args.repairs:
+        configs += [(keep, "recon", "all", "sensitivity") for keep in args.keeps]
+    todo = []
     for model in args.models:
-        paths = data_paths(model, Path(args.workdir), args.calib, args.holdout)
-        for keep, criterion, repair in configs:
-            if (model, keep, criterion, repair) in done:
+        data_paths(model, Path(args.workdir), args.calib, args.holdout)  # built once, before any job
+        todo += [(model, *c) for c in configs if (model, *c) not in done]
+    todo.sort(key=lambda c: -COST.get(c[0], 1) * (3 if c[3] != "none" else 1) * (3 if c[4] != "score" else 1))
+
+    def one(cell):
+        model, keep, criterion, repair, allocation = cell
+        if args.jobs <= 1:
+            return measure(model, keep, criterion, repair, data_paths(model, Path(args.workdir), args.calib,
+                                                                     args.holdout), allocation)
+        cmd = [sys.executable, __file__, "--one", json.dumps(cell), "--workdir", args.workdir,
+               "--calib", str(args.calib), "--holdout", str(args.holdout)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            print(f"{cell} failed: {p.stderr.strip().splitlines()[-1:]}", flush=True)
+            return None
+        return json.loads(p.stdout.strip().splitlines()[-1])
+
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        for row in pool.map(one, todo) if args.jobs > 1 else map(one, todo):
+            if row is None:
                 continue
-            row = measure(model, keep, criterion, repair, paths)
             with results_path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            print(f"{model} keep {keep} {criterion} repair {repair}: {row['metric']} {row['figure']:.4f} "
+            print(f"{row['model']} keep {row['keep']} {row['criterion']} repair {row['repair']} "
+                  f"allocation {row['allocation']}: {row['metric']} {row['figure']:.4f} "
                   f"({row['flops_kept']:.1%} FLOPs, {row['seconds']} s)", flush=True)
 
 
@@ -104,27 +140,35 @@ LABEL = {"top1": "top-1 agreement", "boxes": "box F1 (same class, IoU 0.5)", "ct
 def render(args) -> str:
     rows = [json.loads(line) for line in Path(args.results).read_text().splitlines()]
     lines = ["# Fidelity after pruning trained models", "",
-             "Generated by `python benchmarks/fidelity_real.py --results fidelity.json --render docs/ACCURACY.md` "
-             "(measure first with `--results fidelity.json`; see its docstring). Every figure is measured on a "
+             "Generated by `python benchmarks/fidelity_real.py --render docs/ACCURACY.md` from the rows measured "
+             "into benchmarks/fidelity.json (see the script's docstring). Every figure is measured on a "
              "held-out set disjoint from the calibration set, against the original model, with the output's own "
              "metric (docs/VALIDATION.md). `--target-flops F` keeps at most F of the FLOPs; the share reached is "
-             "in brackets. No training or fine-tuning. Seconds: wall time of `prune` including repair, on a "
-             "2-core machine shared with other jobs (figures of time are rough). A `-` is a configuration "
-             "not measured (the run had not reached it).", "",
+             "in brackets. No training or fine-tuning. Seconds: wall time of `prune` including repair, on the "
+             "machine below (figures of time are rough). A `-` is a configuration not measured.", "",
+             f"Figures: `python benchmarks/fidelity_real.py` on {args.machine}.", "",
              "Repair methods: `none` (magnitude only, `--repair none`), `bias`, `lsq`, `bn`, `all` (the best of "
              "bias / lsq / nothing per layer on held-out calibration rows, plus the BN shift correction; the "
-             "default when `--calib` is given).", ""]
+             "default when `--calib` is given).", "",
+             "Allocation (how a FLOPs budget is spread over the layers): by channel scores (the default), or "
+             "`--allocation sensitivity`: each channel group alone loses 25%, 50% and 75% of its channels on 16 "
+             "calibration samples (with the removed inputs' means put into the consumers' biases when the run "
+             "repairs), and the cut takes every group to about the same output damage (relative squared error "
+             "of the outputs).", ""]
     by_model: dict[str, list[dict]] = {}
     for r in rows:
         by_model.setdefault(r["model"], []).append(r)
     lines += _targets(by_model)
+    lines += _comparison(by_model)
     if args.cost and Path(args.cost).exists():
         c = json.loads(Path(args.cost).read_text().splitlines()[-1])
         lines += ["## Repair cost", "",
                   f"`python benchmarks/fidelity_real.py --repair-cost`: {c['model']} at {c['size']}x{c['size']}, "
                   f"{c['samples']} calibration samples, `--target-flops 0.7` with the defaults (criterion recon, "
                   f"repair all; {c['flops_kept']:.1%} of the FLOPs kept): {c['cpu_s']} CPU-seconds for the whole prune "
-                  f"(time.process_time, ONNX Runtime's threads included), {c['wall_s']} s wall on the shared machine; "
+                  f"(time.process_time, ONNX Runtime's threads included), {c['wall_s']} s wall on "
+                  f"{c.get('cores', 2)} cores shared with other jobs (load average {c.get('load', ['?'])[0]} at the "
+                  f"start, {c.get('load', ['?', '?'])[-1]} at the end; target: at most 60 s wall on 2 cores); "
                   f"per pass (wall): " + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items()) + ".", ""]
     for model, rs in by_model.items():
         metric = LABEL.get(rs[0]["metric"], rs[0]["metric"])
@@ -136,13 +180,15 @@ def render(args) -> str:
                   "|---|---|" + "---|" * len(keeps)]
         criteria = sorted({r["criterion"] for r in rs}, key=lambda c: (c != "l1", c))
         for criterion in criteria:
-            for repair in REPAIRS:
-                cells = []
-                for k in keeps:
-                    hit = [r for r in rs if r["keep"] == k and r["criterion"] == criterion and r["repair"] == repair]
-                    cells.append(_cell(hit[0]) if hit else "-")
-                if any(c != "-" for c in cells):
-                    lines.append(f"| {criterion} | {repair} | " + " | ".join(cells) + " |")
+            for allocation in ALLOCATIONS:
+                for repair in REPAIRS:
+                    cells = []
+                    for k in keeps:
+                        hit = [r for r in rs if _key(r)[1:] == (k, criterion, repair, allocation)]
+                        cells.append(_cell(hit[-1]) if hit else "-")
+                    name = criterion if allocation == "score" else f"{criterion}, --allocation {allocation}"
+                    if any(c != "-" for c in cells):
+                        lines.append(f"| {name} | {repair} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -153,8 +199,8 @@ TARGET = {"top1": 0.95, "boxes": 0.90, "ctc": 0.95}
 def _targets(by_model: dict[str, list[dict]]) -> list[str]:
     """The issue's three targets, met or missed, from the l1 rows."""
     def fig(rs, keep, repair, criterion="recon"):
-        hit = [r for r in rs if r["keep"] == keep and r["criterion"] == criterion and r["repair"] == repair]
-        return hit[0]["figure"] if hit and hit[0]["figure"] is not None else None
+        hit = [r for r in rs if _key(r)[1:] == (keep, criterion, repair, "score")]
+        return hit[-1]["figure"] if hit and hit[-1]["figure"] is not None else None
 
     lines = ["## Targets", "",
              "With ~100 calibration samples, the defaults with --calib (criterion recon, repair all): at 30% "
@@ -178,6 +224,27 @@ def _targets(by_model: dict[str, list[dict]]) -> list[str]:
     return lines + [""]
 
 
+def _comparison(by_model: dict[str, list[dict]]) -> list[str]:
+    """Criteria side by side with the default repair, and sensitivity allocation next to them."""
+    cols = [("l1", "score"), ("l2", "score"), ("lamp", "score"), ("recon", "score"), ("recon", "sensitivity")]
+    lines = ["## Criteria and allocation compared", "",
+             "Same runs as the tables below, all with the default repair (`all`): channel scores l1, l2, lamp "
+             "and recon (--criterion), and recon with `--allocation sensitivity`. Best figure per row in bold.", "",
+             "| model | FLOPs kept | l1 | l2 | lamp | recon (default) | recon + sensitivity |",
+             "|---|---|---|---|---|---|---|"]
+    for model, rs in by_model.items():
+        for keep in sorted({r["keep"] for r in rs}, reverse=True):
+            figs = []
+            for criterion, allocation in cols:
+                hit = [r for r in rs if _key(r)[1:] == (keep, criterion, "all", allocation)]
+                figs.append(hit[-1]["figure"] if hit else None)
+            best = max((f for f in figs if f is not None), default=None)
+            cells = ["-" if f is None else (f"**{f:.1%}**" if f == best else f"{f:.1%}") for f in figs]
+            if any(f is not None for f in figs):
+                lines.append(f"| {model} | {keep:.0%} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def _cell(r: dict) -> str:
     fig = "n/a" if r["figure"] is None else f"{r['figure']:.1%}"
     return f"{fig} [{r['flops_kept']:.0%}, {r['seconds']:.0f} s]"
@@ -197,30 +264,42 @@ def repair_cost(args) -> None:
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
         np.savez(calib, **realdata.build("isbn_yolo26n", args.calib, 1, calib=True, det_size=416))
     model = onnx.load(CORPUS / "isbn_yolo26n.onnx")
+    load = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     result = prune(model, target_flops=0.7, calib=str(calib), validate=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     passes = {r.name: round(r.seconds, 1) for r in result.report.passes}
     print(json.dumps({"model": "isbn_yolo26n", "size": 416, "samples": args.calib, "wall_s": round(wall, 1),
-                      "cpu_s": round(cpu, 1), "passes_s": passes,
+                      "cpu_s": round(cpu, 1), "passes_s": passes, "load": [round(load, 1), round(os.getloadavg()[0], 1)],
+                      "cores": os.cpu_count(),
                       "flops_kept": result.report.flops_after / result.report.flops_before}))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--results", default="fidelity.json")
+    ap.add_argument("--results", default=str(REPO / "benchmarks/fidelity.json"))
     ap.add_argument("--render", help="write the markdown tables here instead of measuring")
     ap.add_argument("--repair-cost", action="store_true", help="time the default repair on the detector at 416x416")
-    ap.add_argument("--cost", help="with --render: the JSON line --repair-cost printed, for the cost section")
+    ap.add_argument("--machine", default="a 2-core machine shared with other jobs",
+                    help="with --render: where the figures were measured, for the page")
+    ap.add_argument("--cost", default=str(REPO / "benchmarks/fidelity_cost.json"),
+                    help="with --render: the JSON lines --repair-cost printed, for the cost section")
     ap.add_argument("--models", type=lambda s: s.split(","), default=MODELS)
     ap.add_argument("--keeps", type=lambda s: [float(x) for x in s.split(",")], default=list(KEEPS))
     ap.add_argument("--repairs", type=lambda s: s.split(","), default=list(REPAIRS))
     ap.add_argument("--criteria", type=lambda s: s.split(","), default=list(CRITERIA))
+    ap.add_argument("--allocations", type=lambda s: s.split(","), default=list(ALLOCATIONS))
+    ap.add_argument("--jobs", type=int, default=1, help="configurations measured at once, each in its own process")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # one configuration as JSON, its row printed (--jobs)
     ap.add_argument("--calib", type=int, default=96)
     ap.add_argument("--holdout", type=int, default=64)
     ap.add_argument("--workdir", default=str(Path.home() / ".cache/onnxprune-fidelity"))
     args = ap.parse_args()
-    if args.repair_cost:
+    if args.one:
+        model, keep, criterion, repair, allocation = json.loads(args.one)
+        print(json.dumps(measure(model, keep, criterion, repair,
+                                 data_paths(model, Path(args.workdir), args.calib, args.holdout), allocation)))
+    elif args.repair_cost:
         repair_cost(args)
     elif args.render:
         Path(args.render).write_text(render(args) + "\n")
