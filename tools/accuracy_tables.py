@@ -10,6 +10,7 @@ images); accuracy is measured on models/digits_eval.npz (360 held-out images).""
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,8 @@ def main():
           "training images); accuracy on models/digits_eval.npz (360 held-out images). No training "
           "or fine-tuning anywhere. `--target-flops F` keeps at most F of the FLOPs; the kept share "
           "actually reached is given in brackets. Default alignment (--round-to 16 on CPU).\n")
+    print(f"Figures: `python tools/accuracy_tables.py` (seeded: accuracies reproduce; seconds are wall time on "
+          f"{os.cpu_count()} cores shared with other jobs, rough).\n")
     base = evaluate(ratio=0.0)[1]
     print(f"Original accuracy: {base:.2%}\n")
     print("## Criteria (magnitude-only, no repair)\n")
