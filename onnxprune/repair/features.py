@@ -81,26 +81,37 @@ class Consumer:
 
 def _conv_patches(x: np.ndarray, node, kernel, rng: np.random.Generator, max_rows: int) -> np.ndarray:
     """Input patches of a conv as rows (C, *kernel flattened), at most max_rows of them drawn at
-    random output positions; only the drawn patches are gathered."""
+    random output positions; only the drawn patches are gathered. This runs per layer and batch of
+    every calibration pass, so the padded input and its window view are built by hand (np.pad and
+    sliding_window_view cost more than the copy on small maps), channels last when patches are
+    drawn (each patch is then a few contiguous runs)."""
     kernel = [int(k) for k in kernel]
     nd = len(kernel)
     strides = attr(node, "strides", [1] * nd)
     dil = attr(node, "dilations", [1] * nd)
     pads = attr(node, "pads", [0] * (2 * nd))
-    x = np.pad(x, [(0, 0), (0, 0)] + [(pads[i], pads[i + nd]) for i in range(nd)])
-    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dil)]
-    win = np.lib.stride_tricks.sliding_window_view(x, eff, axis=tuple(range(2, 2 + nd)))
-    # win: (N, C, *out_full, *eff); take strides on output dims and dilation on window dims
-    idx = (slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides) + tuple(
-        slice(None, None, d) for d in dil)
-    win = win[idx]
-    n, c = win.shape[:2]
-    out_dims = win.shape[2:2 + nd]
+    n, c, size = x.shape[0], x.shape[1], x.shape[2:]
+    padded = [size[i] + pads[i] + pads[i + nd] for i in range(nd)]
+    out_dims = [(padded[i] - (kernel[i] - 1) * dil[i] - 1) // strides[i] + 1 for i in range(nd)]
+    inner = tuple(slice(pads[i], pads[i] + size[i]) for i in range(nd))
     total = n * int(np.prod(out_dims))
-    picks = rng.choice(total, size=max_rows, replace=False) if total > max_rows else np.arange(total)
-    pos = np.unravel_index(picks, (n, *out_dims))
-    gathered = win[(pos[0], slice(None), *pos[1:])]  # (rows, C, *kernel)
-    return gathered.reshape(len(picks), -1)
+    if total <= max_rows:  # every position, in (sample, *position) order
+        xp = np.zeros((n, c, *padded), dtype=x.dtype)
+        xp[(slice(None), slice(None)) + inner] = x
+        st = xp.strides[2:]
+        win = np.lib.stride_tricks.as_strided(  # (N, C, *positions, *kernel offsets), a view
+            xp, (n, c, *out_dims, *kernel), xp.strides[:2] + tuple(st[i] * strides[i] for i in range(nd))
+            + tuple(st[i] * dil[i] for i in range(nd)), writeable=False)
+        return win.transpose(0, *range(2, 2 + nd), 1, *range(2 + nd, 2 + 2 * nd)).reshape(total, -1)
+    xp = np.zeros((n, *padded, c), dtype=x.dtype)
+    xp[(slice(None),) + inner] = np.moveaxis(x, 1, -1)
+    st = xp.strides[1:-1]
+    win = np.lib.stride_tricks.as_strided(  # (N, *positions, *kernel offsets, C), a view
+        xp, (n, *out_dims, *kernel, c), (xp.strides[0],) + tuple(st[i] * strides[i] for i in range(nd))
+        + tuple(st[i] * dil[i] for i in range(nd)) + (xp.strides[-1],), writeable=False)
+    picks = rng.choice(total, size=max_rows, replace=False)
+    gathered = win[np.unravel_index(picks, (n, *out_dims))]  # (rows, *kernel, C)
+    return gathered.transpose(0, nd + 1, *range(1, nd + 1)).reshape(max_rows, -1)
 
 
 def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -> list[Consumer]:
