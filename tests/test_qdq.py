@@ -4,6 +4,7 @@ together with their per-channel scales and zero points, and the graph stays QDQ.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -12,12 +13,15 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from click.testing import CliRunner
+
 import onnxprune
+from onnxprune.cli import main
 from onnxprune.analysis import analyze
 from onnxprune.graph import ModelGraph
 from onnxprune.passes.untie import untie_shared
 from tests.mask import mask_channels, pick_channels
-from tests.oracle import check_oracle, copy, feeds, run
+from tests.oracle import assert_outputs_match, check_oracle, copy, feeds, run, without_activation_qdq
 
 QDQ_CNN = Path(__file__).resolve().parent / "fixtures" / "exporters" / "qdq_cnn.onnx"
 
@@ -143,6 +147,36 @@ def test_qdq_exact_mode_removes_dead_channels():
         np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
     check_oracle(masked, choose=lambda a: {c for g in a.prunable_groups() for c in g.channels if c in chosen}
                  or set())
+
+
+@pytest.mark.parametrize("group", [0, 1, 2])
+def test_one_step_allowance_does_not_hide_a_wrong_slice(group):
+    """The neighbours of the zeroed channels pruned instead: the QDQ output is many quantization steps
+    off (the one-step allowance does not cover it) and the float view fails the strict tolerance."""
+    from onnxprune.analysis.oracle import zeroed_reference
+    from onnxprune.passes.prune_channels import drop_channels
+
+    model = onnx.load(QDQ_CNN)
+    untie_shared(model)
+    analysis = analyze(copy(model))
+    g = analysis.prunable_groups()[group]
+    reference = zeroed_reference(model, analysis, {g.channels[0]})
+    wrong = copy(model)
+    drop_channels(analyze(wrong), {g.channels[1]})
+    inputs = feeds(model)
+    with pytest.raises(AssertionError, match="quantization steps apart"):
+        assert_outputs_match(model, run(reference, inputs), run(wrong, inputs), 1e-4, 1e-3)
+    with pytest.raises(AssertionError, match="Not equal to tolerance"):
+        assert_outputs_match(without_activation_qdq(model), run(without_activation_qdq(reference), inputs),
+                             run(without_activation_qdq(wrong), inputs), 1e-4, 1e-3)
+
+
+def test_cli_exact_mode_on_qdq_allows_one_step(tmp_path):
+    js = tmp_path / "r.json"
+    res = CliRunner().invoke(main, [str(QDQ_CNN), str(tmp_path / "out.onnx"), "--json", str(js)])
+    assert res.exit_code == 0, res.output
+    thresholds = json.loads(js.read_text())["validation"]["thresholds"]
+    assert thresholds["atol"] == 1e-4 and thresholds["quant_step"] == {"output": pytest.approx(0.016933374)}
 
 
 @pytest.mark.parametrize("per_channel", [True, False])

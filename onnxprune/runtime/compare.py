@@ -18,6 +18,7 @@ from ..errors import ConfigError, DataError, OnnxPruneError, ValidationFailedErr
 from ..shapes import RESIZING_OPS, ResolvedShapes, resolve_shapes
 from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
+from .quantstep import output_quant_steps, split_by_step, step_failure
 from .sessions import create_session, explain_ort_error
 
 DEFAULT_ATOL = 1e-4
@@ -42,6 +43,8 @@ class OutputComparison:
     cosine: float = 1.0
     worst_cosine: float = 1.0
     out_of_tolerance: int | None = None
+    quant_step: float | None = None    # the one-step allowance of a QDQ output (runtime/quantstep.py)
+    one_step_values: int | None = None  # values that used it
     top1_agreement: float | None = None
     top5_agreement: float | None = None
     accuracy_a: float | None = None
@@ -179,20 +182,20 @@ class _Accumulator:
         self.top5_seen = False
 
     def update(self, a: np.ndarray, b: np.ndarray, labels: np.ndarray | None, atol: float | None, rtol: float,
-               batch: int = 1) -> None:
+               batch: int = 1, step: float | None = None) -> None:
         if not (_numeric(a) and _numeric(b)):
             # Sequences, optionals, maps, strings: no figures, but they must be equal.
             if not _equal(a, b):
                 self.out.failure = self.out.failure or "values differ (a non-numeric output, compared for equality)"
             return
         with np.errstate(all="ignore"):  # inf - inf and friends are handled explicitly below
-            self._update(a, b, labels, atol, rtol)
+            self._update(a, b, labels, atol, rtol, step)
             if a.shape == b.shape and a.size:
                 if self.metric is None:
                     self.metric = choose_metric(a, batch, self.wanted, self.declared)
                 self.metric.update(a, b)
 
-    def _update(self, a, b, labels, atol, rtol) -> None:
+    def _update(self, a, b, labels, atol, rtol, step=None) -> None:
         o = self.out
         if o.shape_a is None:
             o.shape_a, o.shape_b = a.shape, b.shape
@@ -214,7 +217,10 @@ class _Accumulator:
             # NaN and Inf are values that must match: where the reference is not finite the
             # tolerance is atol alone, so any difference there (diff is inf) is out of tolerance.
             tol = np.where(np.isfinite(ref), atol + rtol * ref, atol)
-            o.out_of_tolerance = (o.out_of_tolerance or 0) + int((diff > tol).sum())
+            over, one_step = split_by_step(diff, tol, step)
+            o.out_of_tolerance = (o.out_of_tolerance or 0) + over
+            if step is not None:
+                o.quant_step, o.one_step_values = step, (o.one_step_values or 0) + one_step
         self._cosine(a64, b64)
         if a.ndim == 2 and a.shape[1] >= 2 and np.issubdtype(a.dtype, np.floating):
             self._classes(a64, b64, labels)
@@ -272,13 +278,17 @@ class _Accumulator:
         misses = []
         if atol is not None and o.out_of_tolerance:
             tol = f"atol {atol:g}" + (f" + rtol {rtol:g}*|ref|" if rtol else "")
+            if o.quant_step is not None:
+                tol += f" + one quantization step {o.quant_step:.4g}"
             misses.append(f"max abs error {_num(o.max_abs_error)} > {tol} "
                           f"({o.out_of_tolerance} of {o.values} values out of tolerance)")
+        if atol is not None and o.one_step_values:
+            misses.append(step_failure(o.one_step_values, o.values))
         if min_cosine is not None and not o.cosine >= min_cosine:
             misses.append(f"cosine {o.cosine:.6f} < min_cosine {min_cosine:g}")
         if min_agreement is not None and self.bounded(o) and not o.agreement >= min_agreement:
             misses.append(f"{LABELS[o.metric]} {_pct(o.agreement)} < min_agreement {_pct(min_agreement)}")
-        o.failure = ", ".join(misses) or None
+        o.failure = ", ".join(m for m in misses if m) or None
         return o
 
 
@@ -398,7 +408,8 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
                    seed: int = 0,
                    n_batches: int = 4, threads: int | None = None,
                    names: tuple[str, str] = ("original", "pruned"), bounds: bool = True,
-                   metric: str = "auto", default_batch: int = DEFAULT_BATCH, optimize: bool = True) -> ComparisonResult:
+                   metric: str = "auto", default_batch: int = DEFAULT_BATCH, optimize: bool = True,
+                   quant_step: bool = False) -> ComparisonResult:
     """Compare `model_b` against the reference `model_a` (protos or paths, or a Reference computed
     earlier, which then fixes data, shapes, batch and device) on `data` (a Dataset, an .npz / .py
     path, or None for `n_batches` random batches).
@@ -410,9 +421,12 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
     auto: chosen per output from its shape and values).
     The reference runs first and its session closes before the candidate's opens; a candidate file
     byte-identical to the reference is not run again. optimize=False runs both graphs as written
-    (create_session): cheaper for one or two batches."""
+    (create_session): cheaper for one or two batches.
+    quant_step=True (with atol): an output of `model_a` that a per-tensor DequantizeLinear produces may
+    differ by one step of its scale on a minority of its values, a rounding flip (runtime/quantstep.py)."""
     atol, min_cosine, min_agreement, default_bound = _bounds(atol, rtol, min_cosine, min_agreement, bounds)
     own = not isinstance(model_a, Reference)
+    steps = output_quant_steps(model_a) if quant_step and own and atol is not None else {}
     ref = Reference(model_a, data, device, shapes, batch, seed, n_batches, threads, names[0], default_batch,
                     optimize) if own else model_a
     same = own and identical_files(model_a, model_b)  # one run shows both: no second session
@@ -436,7 +450,7 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
             for item, out_a in ref.pairs():
                 out_b = out_a if same else _run(sess_b, item.feeds, names[1], ValidationFailedError)
                 for name, acc in accs.items():
-                    acc.update(out_a[name], out_b[name], item.labels, atol, rtol, item.size)
+                    acc.update(out_a[name], out_b[name], item.labels, atol, rtol, item.size, steps.get(name))
                 samples += item.size
                 batches += 1
                 labels_seen = labels_seen or item.labels is not None
@@ -457,12 +471,18 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
         warnings.append("labels given, but no output is classifier-shaped ([N, K]); accuracy not computed")
     thresholds = {"atol": atol, "rtol": rtol if atol is not None else None,
                   "min_cosine": min_cosine, "min_agreement": min_agreement}
+    if steps:
+        thresholds["quant_step"] = steps  # per output: the one-step allowance of QDQ outputs
     result = ComparisonResult(outputs, tuple(names), ref.dataset.source, samples, batches, size, ref.provider,
                               thresholds, warnings)
     if same:
         result.hints.append(f"{names[1]} is byte-identical to {names[0]}: it ran once, its outputs are the same")
     if default_bound and not result:
         result.hints.append(LOSSY_HINT)
+    for o in outputs:
+        if o.one_step_values and not o.failure:
+            result.hints.append(f"{o.one_step_values} of {o.values} values of '{o.name}' are one quantization step "
+                                f"({o.quant_step:.4g}) apart: rounding flips of a QDQ output, allowed (docs/DEPLOY.md)")
     return result
 
 
