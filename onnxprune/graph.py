@@ -263,6 +263,21 @@ class ModelGraph:
         info = np.iinfo(q_dtype)
         return np.clip(q, info.min, info.max).astype(q_dtype)
 
+    def as_stored(self, name: str, value: np.ndarray) -> tuple[np.ndarray, int]:
+        """What replace_const(name, value) would store, read back: a QDQ weight's values rounded to
+        its own integers (scale and zero point unchanged) and dequantized, with how many of them
+        saturated at the integer range; any other constant's values as they are, and 0."""
+        w = self.dequantized.get(name)
+        if w is None:
+            return value, 0
+        q = self._quantize(w, value)
+        scale, zp = self._quant_params(w, value.ndim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            unclipped = np.rint(value.astype(np.float64) / scale.astype(np.float64)) + zp
+        info = np.iinfo(q.dtype)
+        saturated = int(((unclipped < info.min) | (unclipped > info.max)).sum())
+        return self._dequantize(w, q).astype(value.dtype), saturated
+
     def resolve(self, name: str) -> str:
         """The stored constant a name stands for (itself unless it is an Identity of a constant)."""
         return self.alias.get(name, name)

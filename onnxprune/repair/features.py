@@ -35,7 +35,7 @@ class Consumer:
             return w if attr(self.node, "transB", 0) else w.T
         return w.T
 
-    def set_weight_matrix(self, graph: ModelGraph, wm: np.ndarray) -> None:
+    def _weight_tensor(self, graph: ModelGraph, wm: np.ndarray) -> np.ndarray:
         old = graph.const_value(self.node.input[1])
         if self.kind == "conv":
             new = wm.reshape(old.shape)
@@ -43,7 +43,35 @@ class Consumer:
             new = wm if attr(self.node, "transB", 0) else wm.T
         else:
             new = wm.T
-        graph.replace_const(self.node.input[1], new.astype(old.dtype))
+        return new.astype(old.dtype)
+
+    def set_weight_matrix(self, graph: ModelGraph, wm: np.ndarray) -> None:
+        graph.replace_const(self.node.input[1], self._weight_tensor(graph, wm))
+
+    @property
+    def bias_name(self) -> str | None:
+        return self.node.input[2] if len(self.node.input) > 2 and self.node.input[2] else None
+
+    def quantized(self, graph: ModelGraph) -> bool:
+        """Whether its weight or bias is stored as integers behind DequantizeLinear (a QDQ layer)."""
+        return any(graph.is_dequantized(n) for n in (self.node.input[1], self.bias_name) if n)
+
+    def as_stored(self, graph: ModelGraph, wm: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Weight matrix and bias as the model will store them (a QDQ weight or bias rounded to its own
+        integers, graph.as_stored), and how many values saturated at the integer range."""
+        w_stored, w_sat = graph.as_stored(self.node.input[1], self._weight_tensor(graph, wm))
+        if self.kind == "conv":
+            wm = w_stored.reshape(w_stored.shape[0], -1)
+        elif self.kind == "gemm":
+            wm = w_stored if attr(self.node, "transB", 0) else w_stored.T
+        else:
+            wm = w_stored.T
+        b_sat = 0
+        if self.bias_name is not None:
+            old = graph.const_value(self.bias_name)
+            b_stored, b_sat = graph.as_stored(self.bias_name, b.reshape(old.shape).astype(old.dtype))
+            b = b_stored.reshape(-1)
+        return wm.astype(np.float64), b.astype(np.float64), w_sat + b_sat
 
     def bias(self, graph: ModelGraph) -> np.ndarray:
         n_out = self.weight_matrix(graph).shape[0]

@@ -12,6 +12,12 @@ E||[x,1] M - [x,1] T||^2 = tr((M - T)^T G (M - T)). Candidates:
 Each is fitted on the fit rows and scored on the held-out rows (repair/gram.py); the best one (and
 the best lam) is refitted on all rows. A layer with fewer rows than features still gets a ridge
 fit, its lam chosen the same way, and the report names it.
+
+A QDQ layer (weights stored as integers behind DequantizeLinear) is repaired the same way on its
+dequantized weights, and each candidate is scored as it will be stored: rounded to the weight's own
+integers with its scale and zero point unchanged (saturating where a refit outgrows the range), so a
+refit that rounding or saturation spoils loses to no repair. The graph stays QDQ and the activation
+scales stay valid: every candidate aims at the layer's original output, which they were calibrated on.
 """
 
 from __future__ import annotations
@@ -95,17 +101,20 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     underdetermined = []
     per_layer = []
     candidates = _candidates(methods)
+    quantized = {"layers": 0, "saturated": 0}
     for k, (layer, gr) in enumerate(zip(layers, grams)):
         report("repair: refitting layers", k, len(layers))
         w = layer.weight_matrix(graph)          # (out, F)
         b = layer.bias(graph)                   # (out,)
         keep = _kept_features(analysis, layer, removed)
         t = np.concatenate([w.T, b[None, :]], axis=0)  # (F+1, out)
+        stored = _as_stored(graph, layer) if layer.quantized(graph) else (lambda m: m)
         if gr.rows_held_out == 0:               # too few samples to hold any out: fit and trust
             kind, rel = candidates[-1]
             errors = {}
         else:
-            errors = {(kind, rel): _error(gr.held_out, _fit(kind, rel, t, keep, gr.fit), t) for kind, rel in candidates}
+            errors = {(kind, rel): _error(gr.held_out, stored(_fit(kind, rel, t, keep, gr.fit)), t)
+                      for kind, rel in candidates}
             kind, rel = min(errors, key=lambda c: (errors[c], c[0] != "none"))
         if "lsq" in methods and gr.rows_fit + gr.rows_held_out < int(keep.sum()) + 1:
             underdetermined.append(f"{layer.member.node} ({gr.rows_fit + gr.rows_held_out} rows, "
@@ -119,6 +128,9 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
         if kind == "none":
             continue
         m = _fit(kind, rel, t, keep, gr.total)
+        if layer.quantized(graph):
+            quantized["layers"] += 1
+            quantized["saturated"] += layer.as_stored(graph, m[:-1].T, m[-1])[2]
         new_w = w.copy()
         new_w[:, keep] = m[:-1][keep].T
         if kind == "lsq":
@@ -130,12 +142,26 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     notes = [f"repair per layer, chosen on held-out calibration rows: "
              + ", ".join(f"{v} {k}" for k, v in chosen.items() if v)
              + (f"; held-out reconstruction error {np.median(gains):.2f}x that of no repair (median)" if gains else "")]
+    if quantized["layers"]:
+        notes.append(f"{quantized['layers']} QDQ layer(s) repaired: refits rounded to each weight's own integers "
+                     f"(scales and zero points unchanged) and scored as stored"
+                     + (f"; {quantized['saturated']} value(s) saturated at the integer range" if quantized["saturated"]
+                        else ""))
     if underdetermined:
         notes.append(f"least squares with fewer calibration rows than unknowns in {len(underdetermined)} layer(s) "
                      f"({', '.join(underdetermined[:3])}{', ...' if len(underdetermined) > 3 else ''}): a ridge fit "
                      f"towards the original weights, its strength (or no lsq) chosen on held-out rows; more samples help")
     return {"layers": sum(v for k, v in chosen.items() if k != "none"), "samples": seen, "notes": notes,
-            "chosen": chosen, "per_layer": per_layer}
+            "chosen": chosen, "per_layer": per_layer, "quantized_layers": quantized["layers"],
+            "saturated": quantized["saturated"]}
+
+
+def _as_stored(graph, layer: Consumer):
+    """Candidate [W^T; b] as the QDQ layer will store it."""
+    def stored(m: np.ndarray) -> np.ndarray:
+        wm, b, _ = layer.as_stored(graph, m[:-1].T, m[-1])
+        return np.concatenate([wm.T, b[None, :]], axis=0)
+    return stored
 
 
 def _follow_new_bias(analysis: Analysis, layer: Consumer, name: str) -> None:
