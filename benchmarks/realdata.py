@@ -1,6 +1,6 @@
 """Real inputs for the trained models of the corpus (/work/shared/realmodels), built only from data
-that ships in packages: scikit-image's sample images, and text rendered with Pillow's
-bundled font. No download.
+that ships in packages: scikit-image's sample images, text rendered with Pillow's bundled font, and
+(malviz_resnet18, a classifier of executables' byte plots) the machine's own binaries. No download.
 
 Calibration and held-out sets are disjoint by construction: they come from different source images
 and from text drawn with different random seeds, so no held-out sample is a crop of a calibration
@@ -176,6 +176,40 @@ def nchw(x: np.ndarray, mean=None, std=None, scale: float = 255.0) -> np.ndarray
     return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
 
 
+BINARY_DIRS = ["/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"]
+
+
+def binaries(calib: bool, n: int) -> list[Path]:
+    """Executables and shared libraries of this machine (64 KB to 16 MB), sorted by name and split
+    by alternation: calibration takes the even ones, held-out the odd ones."""
+    import os
+
+    files = []
+    for d in BINARY_DIRS:
+        if os.path.isdir(d):
+            files += [p for p in sorted(Path(d).iterdir())
+                      if p.is_file() and not p.is_symlink() and 64 * 1024 <= p.stat().st_size <= 16 * 2**20]
+    chosen = files[0 if calib else 1::2]
+    if len(chosen) < n:
+        raise SystemExit(f"only {len(chosen)} binaries found under {BINARY_DIRS}, {n} asked")
+    return chosen[:n]
+
+
+def byte_plot(path: Path, size: int = 224) -> np.ndarray:
+    """malvizv1's input (its scanner.py): the file's bytes as a grayscale image of width a power of
+    two above the square root of the length, RGB, resized to size x size (PIL's default filter),
+    uint8 [size, size, 3]."""
+    import math
+
+    from PIL import Image
+
+    data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    b = 2 ** (int(math.log(int(len(data) ** 0.5), 2)) + 1)
+    a = len(data) // b
+    image = Image.fromarray(data[:a * b].reshape(a, b)).convert("RGB").resize((size, size))
+    return np.asarray(image)
+
+
 def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> dict[str, np.ndarray]:
     """Inputs for one corpus model: n samples, calibration or held-out (detector images det_size square)."""
     rng = np.random.default_rng(seed)
@@ -186,6 +220,8 @@ def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> di
             page = render_page(rng, 320) if i % 4 else random_crops(images, 1, (320, 320), seed + i)[0]
             pages.append(np.rot90(page, k=int(rng.integers(0, 4))))
         return {"x": nchw(np.stack(pages), IMAGENET_MEAN, IMAGENET_STD)}
+    if model == "malviz_resnet18":  # a malware-family classifier of byte plots: real binaries of this machine
+        return {"input": nchw(np.stack([byte_plot(p) for p in binaries(calib, n)]), IMAGENET_MEAN, IMAGENET_STD)}
     if model == "isbn_yolo26n":
         backs = random_crops(images, n, (det_size, det_size), seed)
         return {"images": nchw(np.stack([render_book_back(rng, b, det_size) for b in backs]))}
@@ -199,7 +235,7 @@ def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> di
     raise KeyError(model)
 
 
-MODELS = ["orinet_orientation", "isbn_yolo26n", "ppocrv6_tiny_rec", "en_ppocrv4_rec", "captcha_crnn"]
+MODELS = ["orinet_orientation", "isbn_yolo26n", "ppocrv6_tiny_rec", "en_ppocrv4_rec", "captcha_crnn", "malviz_resnet18"]
 
 
 def main():
