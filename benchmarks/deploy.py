@@ -177,6 +177,22 @@ def qdq_exact(q_only: Path, work: Path) -> dict:
             "still_qdq": same_ops, "params": report["params"]}
 
 
+def page_accuracy(files: dict, held: Path, eval_n: int) -> dict:
+    """orinet_orientation: accuracy of each variant on the held-out text pages, whose orientation is
+    known (benchmarks/realdata.py orientation_labels; the photo crops have none)."""
+    from benchmarks.realdata import orientation_labels
+
+    x = np.load(held)["x"]
+    labels = orientation_labels(eval_n, 2)
+    pages = labels >= 0
+    out = {}
+    for key, path in files.items():
+        sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        pred = np.concatenate([sess.run(None, {"x": x[i:i + 16]})[0] for i in range(0, len(x), 16)]).argmax(1)
+        out[key] = {"accuracy": float((pred[pages] == labels[pages]).mean()), "pages": int(pages.sum())}
+    return out
+
+
 def one_step_flips(masked: Path, exact: Path, inputs: dict) -> dict:
     """Output values of the masked QDQ model and its exact-mode result that differ, run with ONNX
     Runtime's graph optimizations off (Q/DQ around float ops, as the oracle runs them), in steps of the
@@ -233,6 +249,8 @@ def run_model(name: str, args, work: Path) -> dict:
     row["fidelity"] = {k: fidelity(original, files[k], held) for k in ("pruned", "pruned_q", "q_only")}
     row["fidelity"]["q_only_r03"] = fidelity(original, files["q_only_r03"], held)
     row["fidelity"]["q_only_r03_rep"] = fidelity(original, files["q_only_r03_rep"], held)
+    if name == "orinet_orientation":
+        row["page_accuracy"] = page_accuracy(files, held, args.eval_n)
     log(f"{name}: latency (interleaved, threads={args.threads})")
     models = [onnx.load(str(p)) for p in files.values()]
     result = bench(models, list(files), args.batches, threads=args.threads, warmup=args.warmup, runs=args.runs)
@@ -262,6 +280,9 @@ def table(rows: list[dict], batches) -> str:
                          + "  ".join(f"{lat[f'original@b{b}'] / lat[f'{key}@b{b}']:>10.2f}x" for b in batches)
                          + f"  {fid['top1_agreement'] if fid['top1_agreement'] is not None else float('nan'):>8.1%}"
                          + f"  {fid['cosine']:.4f}")
+        if "page_accuracy" in r:
+            lines.append("  accuracy on held-out text pages: " + ", ".join(
+                f"{k} {v['accuracy']:.1%}" for k, v in r["page_accuracy"].items()))
         lines.append("  " + ", ".join(f"pruned_q vs q_only b{b}: {lat[f'q_only@b{b}'] / lat[f'pruned_q@b{b}']:.2f}x"
                                       for b in batches)
                      + "; " + ", ".join(f"q_only_r03 vs q_only b{b}: {lat[f'q_only@b{b}'] / lat[f'q_only_r03@b{b}']:.2f}x"

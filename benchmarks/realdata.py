@@ -235,6 +235,22 @@ def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> di
     raise KeyError(model)
 
 
+def orientation_labels(n: int, seed: int) -> np.ndarray:
+    """The class orinet_orientation should give each of build("orinet_orientation", n, seed, ...)'s
+    samples, found by replaying its random draws: class k means the page is turned 90k degrees
+    clockwise (occular-deskew's orient_onnx.py), np.rot90 turns it counterclockwise, so a page turned
+    by np.rot90(., k) is class (4 - k) % 4; -1 for the photo crops, which have no orientation."""
+    rng = np.random.default_rng(seed)
+    labels = np.full(n, -1, dtype=np.int64)
+    for i in range(n):
+        if i % 4:
+            render_page(rng, 320)
+        k = int(rng.integers(0, 4))
+        if i % 4:
+            labels[i] = (4 - k) % 4
+    return labels
+
+
 MODELS = ["orinet_orientation", "isbn_yolo26n", "ppocrv6_tiny_rec", "en_ppocrv4_rec", "captcha_crnn", "malviz_resnet18"]
 
 
