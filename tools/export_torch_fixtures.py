@@ -398,6 +398,39 @@ class ViTTiny(nn.Module):
         return self.head(self.ln(self.layers(x))[:, 0])
 
 
+class PackedAttention(nn.Module):
+    """timm's ViT / torchvision's Swin attention: qkv.reshape(B, N, 3, heads, hd).permute(2, 0, 3, 1,
+    4), q, k, v = unbind, a per-head bias added to the logits (Swin's relative position bias)."""
+
+    def __init__(self, dim, heads, tokens):
+        super().__init__()
+        self.heads, self.hd = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.bias = nn.Parameter(torch.randn(heads, tokens, tokens) * 0.1)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, self.hd).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = ((q * self.hd ** -0.5) @ k.transpose(-2, -1) + self.bias).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, n, c))
+
+
+class ViTPackedTiny(ViTTiny):
+    """ViTTiny with timm's / Swin's packed attention instead of nn.MultiheadAttention."""
+
+    def __init__(self, dim=32, heads=4, mlp=64, layers=2):
+        super().__init__(dim, heads, mlp, layers)
+        for block in self.layers:
+            block.self_attention = PackedAttention(dim, heads, 17)
+            block.forward = lambda x, block=block: self._block(block, x)
+
+    @staticmethod
+    def _block(block, x):
+        x = x + block.self_attention(block.ln_1(x))
+        return x + block.mlp(block.ln_2(x))
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -451,6 +484,13 @@ FIXTURES = {
         (3, 32, 32),
         "torchscript",
         "ViT (torchvision's VisionTransformer in small: nn.MultiheadAttention with 4 heads of 8, GELU MLP)",
+        {},
+    ),
+    "torch_vit_packed_tiny": (
+        ViTPackedTiny,
+        (3, 32, 32),
+        "torchscript",
+        "ViT with timm's / Swin's attention (qkv reshaped to [B, N, 3, heads, hd], per-head logit bias)",
         {},
     ),
     "torch_resnet_tiny_dynamo": (

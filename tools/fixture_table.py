@@ -42,6 +42,7 @@ TORCH = {
     "torch_unet_tiny": "UNet (ConvTranspose, skip concats)",
     "torch_mlp_tiny": "MLP (Flatten + 3 Gemm)",
     "torch_vit_tiny": "ViT (nn.MultiheadAttention: packed in-projection, heads merged into the batch axis)",
+    "torch_vit_packed_tiny": "ViT with timm's / Swin's attention (qkv as [B, N, 3, heads, hd], per-head logit bias)",
     "torch_resnet_tiny_dynamo": "ResNet, BN folded by onnxscript",
     "torch_mobilenet_tiny_dynamo": "MobileNetV2 (ReduceMean + Reshape head)",
 }

@@ -119,3 +119,42 @@ def test_shape_entry_counted_from_the_end_is_followed():
     conv = next(g for g in analysis.groups if "conv" in g.sources)
     assert not conv.prunable
     assert any("read by a Shape op" in r for r in conv.reasons), conv.reasons
+
+
+# timm's ViT / torchvision's Swin: qkv reshaped to [B, N, 3, heads, hd], q, k, v by Split, a per-head
+# bias [heads, N, N] added to the logits.
+PACKED = Path(__file__).resolve().parents[1] / "fixtures" / "torch_vit_packed_tiny.onnx"
+
+
+def packed_weights(model, layer):
+    nodes = {n.name: n for n in model.graph.node}
+    qkv = nodes[f"/layers/layers.{layer}/self_attention/qkv/MatMul"].input[1]
+    proj = nodes[f"/layers/layers.{layer}/self_attention/proj/MatMul"].input[1]
+    return qkv, proj, f"layers.{layer}.self_attention.bias"
+
+
+def test_packed_heads_are_exact_groups_with_their_logit_bias():
+    model = onnx.load(str(PACKED))
+    analysis = onnxprune.analyze(copy(model))
+    for layer in (0, 1):
+        g = next(g for g in analysis.groups if f"/layers/layers.{layer}/self_attention/qkv/MatMul" in g.sources)
+        assert g.exact and g.size == HEADS, g.reasons
+        qkv, proj, bias = packed_weights(model, layer)
+        params = {(m.param, m.axis, len(m.atoms)) for m in g.members}
+        assert {(qkv, 1, 3 * DIM), (proj, 0, DIM), (bias, 0, HEADS)} <= params
+
+
+def test_packed_heads_oracle_and_ratio():
+    model = onnx.load(str(PACKED))
+    shapes = resolve_input_shapes(model, PruneConfig())
+    info = check_oracle(model, seed=3, shapes=shapes, inputs=feeds(model, batch=3, seed=3))
+    assert info["removed"] >= 1
+    pruned = onnxprune.prune(copy(model), ratio=0.5).model
+    onnx.checker.check_model(pruned, full_check=True)
+    after = stored(pruned)
+    for layer in (0, 1):
+        qkv, proj, bias = packed_weights(model, layer)
+        assert after[qkv].shape == (DIM, 3 * 2 * HEAD_DIM) and after[proj].shape == (2 * HEAD_DIM, DIM)
+        assert after[bias].shape == (2, 17, 17)
+    (y,) = run(pruned, feeds(model, batch=2))
+    assert y.shape == (2, 10) and np.all(np.isfinite(y))

@@ -134,5 +134,12 @@ def _batch_channels(node, ctx, ta, tb) -> bool:
         axis = out_axis - (ry - len(shape))
         if axis >= 0 and shape[axis] != 1:
             return False
-    ctx.set(y, TensorChannels(out_axis, carrying[0].atoms))
+    # A slice that is all zero gives a zero product (when the other factor is finite: 0 * Inf is NaN):
+    # a head whose v is zero outputs zeros whatever its attention.
+    n = len(carrying[0].atoms)
+    zero = np.zeros(n, dtype=bool)
+    for tc, other in ((ta, ins[1]), (tb, ins[0])):
+        if tc is not None and not ctx.may_be_nonfinite(other):
+            zero |= tc.values == 0
+    ctx.set(y, TensorChannels(out_axis, carrying[0].atoms, np.where(zero, 0.0, np.nan)))
     return True

@@ -249,6 +249,8 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
     if plan is None or len(plan) != r_out or plan[-1] != m:
         return False
     k = out_shape[-2]
+    if r_out == r_in + 2 and _packed_heads(node, ctx, tc, in_shape, out_shape, plan):
+        return True
     if r_out == r_in + 1 and k == n // m and list(out_shape[:-2]) == list(in_shape[:-1]) and plan[-2] == k:
         # Packed: the trailing C positions keep their order whatever the leading dims become.
         parts = tc.atoms.reshape(k, m)
@@ -284,6 +286,28 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
     if not _frozen_target_fixup(ctx, node, counted):
         return False
     ctx.set(node.output[0], TensorChannels(r_out - 2, blocks[:, 0], values, tiled=True))
+    return True
+
+
+def _packed_heads(node, ctx, tc, in_shape, out_shape, plan) -> bool:
+    """[.., C] -> [.., parts, heads, head_dim] (timm's ViT, torchvision's Swin: qkv.reshape(B, L, 3,
+    heads, hd)): head h of every part is one channel, on the heads axis."""
+    parts, heads, m = out_shape[-3:]
+    n = len(tc.atoms)
+    if (not all(isinstance(d, int) and d > 0 for d in (parts, heads, m)) or parts * heads * m != n
+            or list(out_shape[:-3]) != list(in_shape[:-1]) or list(plan[-3:]) != [parts, heads, m]):
+        return False
+    blocks = tc.atoms.reshape(parts, heads, m)
+    for i in range(parts):
+        for d in range(m):
+            if i or d:
+                ctx.unify(blocks[0, :, 0], blocks[i, :, d], f"{ctx.label}: head blocks differ in size")
+    vals = tc.values.reshape(parts, heads, m).transpose(1, 0, 2).reshape(heads, -1)
+    values = np.where(np.all(vals == vals[:, :1], axis=1), vals[:, 0], np.nan)
+    r_out = len(out_shape)
+    if not _frozen_target_fixup(ctx, node, {r_out - 2: (blocks[0, :, 0], 1)}):
+        return False
+    ctx.set(node.output[0], TensorChannels(r_out - 2, blocks[0, :, 0], values))
     return True
 
 
