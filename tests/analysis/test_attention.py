@@ -158,3 +158,55 @@ def test_packed_heads_oracle_and_ratio():
         assert after[bias].shape == (2, 17, 17)
     (y,) = run(pruned, feeds(model, batch=2))
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
+
+
+def hf_attention() -> onnx.ModelProto:
+    """Hugging Face's layout: separate q, k, v projections, x.view(B, L, heads, hd).transpose(1, 2),
+    a [B, 1, 1, L] mask added to the logits, the merged heads read by the out-projection."""
+    rng = np.random.default_rng(0)
+    c, heads, hd = 8, 2, 4
+    inits, nodes = [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(op, ins, out, **kw):
+        nodes.append(helper.make_node(op, ins, [out], name=out, **kw))
+        return out
+
+    split = const("split_shape", np.array([0, 0, heads, hd], dtype=np.int64))
+    merge = const("merge_shape", np.array([0, 0, c], dtype=np.int64))
+    proj = {}
+    for p in "qkv":
+        y = node("MatMul", ["x", const(f"w{p}", rng.standard_normal((c, c)).astype(np.float32))], f"{p}_mm")
+        y = node("Add", [y, const(f"b{p}", rng.standard_normal(c).astype(np.float32))], f"{p}_add")
+        y = node("Reshape", [y, split], f"{p}_heads")
+        proj[p] = node("Transpose", [y], f"{p}_t", perm=[0, 2, 3, 1] if p == "k" else [0, 2, 1, 3])
+    logits = node("MatMul", [proj["q"], proj["k"]], "logits")
+    logits = node("Add", [logits, "mask"], "masked")
+    attn = node("Softmax", [logits], "attn", axis=-1)
+    y = node("MatMul", [attn, proj["v"]], "ctx")
+    y = node("Reshape", [node("Transpose", [y], "ctx_t", perm=[0, 2, 1, 3]), merge], "merged")
+    node("MatMul", [y, const("wo", rng.standard_normal((c, c)).astype(np.float32))], "out")
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "L", c]),
+              helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["B", 1, 1, "L"])]
+    graph = helper.make_graph(nodes, "hf", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["B", "L", c])],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def test_hf_layout_heads_are_one_group_over_q_k_v():
+    model = hf_attention()
+    analysis = onnxprune.analyze(copy(model), shapes={"x": (1, 5, 8), "mask": (1, 1, 1, 5)})
+    g = next(g for g in analysis.groups if "q_mm" in g.sources)
+    assert g.exact and g.size == 2 and g.sources == ["q_mm", "k_mm", "v_mm"], (g.sources, g.reasons)
+    rng = np.random.default_rng(1)
+    inputs = {"x": rng.standard_normal((3, 5, 8)).astype(np.float32),
+              "mask": rng.standard_normal((3, 1, 1, 5)).astype(np.float32)}
+    shapes = resolve_input_shapes(model, PruneConfig(shapes={"x": (1, 5, 8), "mask": (1, 1, 1, 5)}))
+    info = check_oracle(model, shapes=shapes, inputs=inputs, choose=lambda a: {next(
+        g for g in a.groups if "q_mm" in g.sources).channels[1]})
+    assert info["removed"] == 1

@@ -252,6 +252,17 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
     if r_out == r_in + 2 and _packed_heads(node, ctx, tc, in_shape, out_shape, plan):
         return True
     if r_out == r_in + 1 and k == n // m and list(out_shape[:-2]) == list(in_shape[:-1]) and plan[-2] == k:
+        if not _indexed_later(ctx.graph, node.output[0], r_out - 2):
+            # [B, L, heads, head_dim] (Hugging Face's view before transpose(1, 2)): a head per channel.
+            blocks = tc.atoms.reshape(k, m)
+            for d in range(1, m):
+                ctx.unify(blocks[:, 0], blocks[:, d], f"{ctx.label}: head blocks differ in size")
+            vals = tc.values.reshape(k, m)
+            values = np.where(np.all(vals == vals[:, :1], axis=1), vals[:, 0], np.nan)
+            if not _frozen_target_fixup(ctx, node, {r_out - 2: (blocks[:, 0], 1)}):
+                return False
+            ctx.set(node.output[0], TensorChannels(r_out - 2, blocks[:, 0], values))
+            return True
         # Packed: the trailing C positions keep their order whatever the leading dims become.
         parts = tc.atoms.reshape(k, m)
         for i in range(1, k):
@@ -287,6 +298,43 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
         return False
     ctx.set(node.output[0], TensorChannels(r_out - 2, blocks[:, 0], values, tiled=True))
     return True
+
+
+def _indexed_later(graph, name: str, axis: int, depth: int = 0, user=None) -> bool:
+    """Is this axis picked apart by Gather or Split further on (q, k, v of a packed projection), seen
+    through Unsqueeze/Squeeze/Transpose? Chooses between the two readings of [.., k, C/k]; both are
+    sound, the other one blocks later."""
+    users = [user] if user is not None else graph.users(name)
+    if depth > 8 or not users:
+        return False
+    if len(users) > 1:
+        return all(_indexed_later(graph, name, axis, depth + 1, u) for u in users)
+    return _indexed_by(graph, name, axis, depth, users[0])
+
+
+def _indexed_by(graph, name: str, axis: int, depth: int, node) -> bool:
+    rank = graph.rank(name)
+    op = node.op_type
+    if op in ("Gather", "Split"):
+        return rank is not None and attr(node, "axis", 0) % rank == axis
+    if op == "Transpose":
+        perm = attr(node, "perm", list(range(rank))[::-1] if rank else None)
+        return perm is not None and _indexed_later(graph, node.output[0], list(perm).index(axis), depth + 1)
+    if op in ("Unsqueeze", "Squeeze"):
+        in_dims, out_rank = graph.shape(name), graph.rank(node.output[0])
+        axes = attr(node, "axes")
+        if axes is None and len(node.input) > 1 and node.input[1]:
+            value = graph.const_value(node.input[1])
+            axes = None if value is None else value.reshape(-1).tolist()
+        if axes is None or out_rank is None or in_dims is None:
+            return False
+        if op == "Unsqueeze":
+            axes = sorted(int(a) % out_rank for a in axes)
+            kept = [i for i in range(out_rank) if i not in axes]
+            return _indexed_later(graph, node.output[0], kept[axis], depth + 1)
+        axes = sorted(int(a) % len(in_dims) for a in axes)
+        return axis not in axes and _indexed_later(graph, node.output[0], axis - sum(a < axis for a in axes), depth + 1)
+    return False
 
 
 def _packed_heads(node, ctx, tc, in_shape, out_shape, plan) -> bool:
