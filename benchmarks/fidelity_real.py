@@ -172,6 +172,9 @@ def render(args) -> str:
     for r in sorted(rows, key=lambda r: MODELS.index(r["model"]) if r["model"] in MODELS else len(MODELS)):
         by_model.setdefault(r["model"], []).append(r)
     lines += _targets(by_model)
+    missing = [m for m in MODELS if m not in by_model]
+    if missing:
+        lines += [f"Not measured in these rows: {', '.join(missing)}.", ""]
     lines += _comparison(by_model)
     if args.cost and Path(args.cost).exists() and Path(args.cost).read_text().strip():
         c = json.loads(Path(args.cost).read_text().splitlines()[-1])
@@ -182,8 +185,8 @@ def render(args) -> str:
                   f"(time.process_time, ONNX Runtime's threads included), {c['wall_s']} s wall on "
                   f"{c.get('cores', 2)} cores shared with other jobs"
                   + (f" (load average {c['load'][0]} at the start, {c['load'][1]} at the end)" if "load" in c else "")
-                  + "; target: at most 60 s wall on 2 cores; "
-                  f"per pass (wall): " + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items()) + ".", ""]
+                  + "; target: at most 60 s wall on 2 cores; " + (f"code {c['code']}; " if "code" in c else "")
+                  + "per pass (wall): " + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items()) + ".", ""]
     for model, rs in by_model.items():
         metric = LABEL.get(rs[0]["metric"], rs[0]["metric"])
         samples = rs[0]["samples"]
@@ -253,6 +256,7 @@ def _comparison(by_model: dict[str, list[dict]]) -> list[str]:
              "and recon (--criterion), and recon with `--allocation sensitivity`. Best figure per row in bold.", "",
              "| model | FLOPs kept | l1 | l2 | lamp | recon (default) | recon + sensitivity |",
              "|---|---|---|---|---|---|---|"]
+    recon_best = compared = sens_better = sens_rows = 0
     for model, rs in by_model.items():
         for keep in sorted({r["keep"] for r in rs}, reverse=True):
             figs = []
@@ -263,6 +267,16 @@ def _comparison(by_model: dict[str, list[dict]]) -> list[str]:
             cells = ["-" if f is None else (f"**{f:.1%}**" if f == best else f"{f:.1%}") for f in figs]
             if any(f is not None for f in figs):
                 lines.append(f"| {model} | {keep:.0%} | " + " | ".join(cells) + " |")
+            others = [f for f in figs[:3] if f is not None]
+            if figs[3] is not None and others:
+                compared += 1
+                recon_best += figs[3] >= max(others)
+            if figs[3] is not None and figs[4] is not None:
+                sens_rows += 1
+                sens_better += figs[4] > figs[3]
+    lines += ["", f"recon is the best score criterion (or tied) in {recon_best} of the {compared} rows where another "
+                  f"criterion was measured too; `--allocation sensitivity` beats the default in {sens_better} of "
+                  f"{sens_rows} rows, so the defaults with --calib stay recon and score allocation."]
     return lines + [""]
 
 
@@ -292,7 +306,7 @@ def repair_cost(args) -> None:
     passes = {r.name: round(r.seconds, 1) for r in result.report.passes}
     print(json.dumps({"model": "isbn_yolo26n", "size": 416, "samples": args.calib, "wall_s": round(wall, 1),
                       "cpu_s": round(cpu, 1), "passes_s": passes, "load": [round(load, 1), round(os.getloadavg()[0], 1)],
-                      "cores": os.cpu_count(),
+                      "cores": os.cpu_count(), "code": code_version(),
                       "flops_kept": result.report.flops_after / result.report.flops_before}))
 
 
