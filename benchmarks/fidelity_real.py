@@ -177,16 +177,20 @@ def render(args) -> str:
         lines += [f"Not measured in these rows: {', '.join(missing)}.", ""]
     lines += _comparison(by_model)
     if args.cost and Path(args.cost).exists() and Path(args.cost).read_text().strip():
-        c = json.loads(Path(args.cost).read_text().splitlines()[-1])
+        costs = [json.loads(line) for line in Path(args.cost).read_text().splitlines() if line.strip()]
+        c = costs[-1]
         lines += ["## Repair cost", "",
                   f"`python benchmarks/fidelity_real.py --repair-cost`: {c['model']} at {c['size']}x{c['size']}, "
                   f"{c['samples']} calibration samples, `--target-flops 0.7` with the defaults (criterion recon, "
-                  f"repair all; {c['flops_kept']:.1%} of the FLOPs kept): {c['cpu_s']} CPU-seconds for the whole prune "
-                  f"(time.process_time, ONNX Runtime's threads included), {c['wall_s']} s wall on "
-                  f"{c.get('cores', 2)} cores shared with other jobs"
-                  + (f" (load average {c['load'][0]} at the start, {c['load'][1]} at the end)" if "load" in c else "")
-                  + "; target: at most 60 s wall on 2 cores; " + (f"code {c['code']}; " if "code" in c else "")
-                  + "per pass (wall): " + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items()) + ".", ""]
+                  f"repair all; {c['flops_kept']:.1%} of the FLOPs kept); CPU-seconds for the whole prune "
+                  "(time.process_time, ONNX Runtime's threads included) and wall seconds on cores shared with "
+                  "other jobs; target: at most 60 s wall on 2 cores. Latest first:", ""]
+        for c in reversed(costs):
+            lines.append(f"- {c['cpu_s']} CPU-s, {c['wall_s']} s wall on {c.get('cores', 2)} cores"
+                         + (f" (load average {c['load'][0]} at the start, {c['load'][1]} at the end)" if "load" in c
+                            else "") + (f", code {c['code']}" if "code" in c else "") + "; per pass (wall): "
+                         + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items() if v) + ".")
+        lines.append("")
     for model, rs in by_model.items():
         metric = LABEL.get(rs[0]["metric"], rs[0]["metric"])
         samples = rs[0]["samples"]
