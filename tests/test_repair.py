@@ -275,3 +275,52 @@ def test_image_folder_calibration_through_prune(tmp_path):
     assert r.exit_code == 0, r.output
     assert "48 images" in r.stdout and out.exists()
     assert accuracy(onnx.load(out)) >= 0.9
+
+
+def _mlp():
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((16, 32)).astype(np.float32)
+    b1 = rng.standard_normal(32).astype(np.float32)
+    w2 = rng.standard_normal((32, 5)).astype(np.float32)
+    b2 = rng.standard_normal(5).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="gemm1"),
+             helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="gemm2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _repaired_gemm2(data, methods):
+    analysis = analyze(copy(_mlp()))
+    group = next(g for g in analysis.prunable_groups() if g.size == 32)
+    details = repair_consumers(analysis, set(sorted(group.channels)[:8]), str(data), methods)
+    init = {t.name: numpy_helper.to_array(t) for t in analysis.graph.model.graph.initializer}
+    return details, init
+
+
+def test_wide_underdetermined_gemm_gets_bias_compensation_and_says_so(tmp_path, monkeypatch):
+    """A Gemm gives one row per sample: wider than LSQ_MAX_UNDERDETERMINED with fewer samples than
+    inputs, its lsq would be a large underdetermined solve per ridge (forty such layers of an unrolled
+    CRNN took 11.7 GB and 13 minutes), so it gets bias compensation and only its means are gathered."""
+    import onnxprune.repair.reconstruct as reconstruct
+
+    monkeypatch.setattr(reconstruct, "LSQ_MAX_UNDERDETERMINED", 8)
+    rng = np.random.default_rng(4)
+    few, many = tmp_path / "few.npz", tmp_path / "many.npz"
+    np.savez(few, x=rng.standard_normal((12, 16)).astype(np.float32))   # 12 samples < 33 unknowns
+    np.savez(many, x=rng.standard_normal((96, 16)).astype(np.float32))
+    details, repaired = _repaired_gemm2(few, ("bias", "lsq"))
+    assert details["chosen"] == {"none": 0, "bias": 1, "lsq": 0}
+    assert any("no least squares in 1 Gemm layer(s) with more than 8 inputs" in n and "gemm2" in n
+               for n in details["notes"])
+    bias_details, bias_only = _repaired_gemm2(few, ("bias",))
+    # --repair bias gathers means only; it scores the error of the mean output, where bias compensation
+    # is exact (before, a cross term of no sign could make "none" win)
+    assert bias_details["chosen"] == {"none": 0, "bias": 1, "lsq": 0}
+    for name in ("w2", "b2"):
+        np.testing.assert_array_equal(repaired[name], bias_only[name])
+    details, _ = _repaired_gemm2(many, ("bias", "lsq"))  # enough samples: scored as before, no note
+    assert not any("no least squares" in n for n in details["notes"])
+    assert details["per_layer"][0]["held_out_error_ratio"] is not None

@@ -27,9 +27,15 @@ import numpy as np
 from ..analysis import ROLE_IN, Analysis, Member
 from ..progress import report
 from .features import Consumer, consumers
-from .gram import gram_matrices
+from ..runtime.data import Dataset, input_specs, load_data
+from .gram import _count_samples, gram_matrices
 
 RIDGES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # lam / (mean diagonal of G_kk)
+# A Gemm gives one row per sample: with more inputs than this and fewer samples than inputs, its
+# least squares is a large underdetermined solve per ridge (an unrolled CRNN's forty 4096-input
+# Gemms held 11.7 GB of Grams and ran 13 minutes on 2 cores), so such a layer gets bias
+# compensation, and only its input means are gathered. The report names them.
+LSQ_MAX_UNDERDETERMINED = 2048
 
 
 def _kept_features(analysis: Analysis, layer: Consumer, removed) -> np.ndarray:
@@ -39,7 +45,12 @@ def _kept_features(analysis: Analysis, layer: Consumer, removed) -> np.ndarray:
 
 
 def _error(g: np.ndarray, m: np.ndarray, t: np.ndarray) -> float:
+    """Reconstruction error tr(D^T G D), D = M - T; from a means-only G (its last row, E[[x, 1]],
+    all that --repair bias gathers) the squared error of the mean output, ||E[[x, 1]] D||^2."""
     d = m - t
+    if g.shape[0] == 1:
+        e = g @ d
+        return float(np.sum(e * e))
     return float(np.sum(d * (g @ d)))
 
 
@@ -93,8 +104,20 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     layers = consumers(analysis, removed)
     if not layers:
         return {"layers": 0}
-    grams, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
-                                means_only="lsq" not in methods)
+    wide = _wide_underdetermined(analysis, layers, data, max_samples) if "lsq" in methods else set()
+    if wide:
+        full = [k for k in range(len(layers)) if k not in wide]
+        grams = [None] * len(layers)
+        seen = 0
+        for ks, means in ((full, False), (sorted(wide), True)):
+            if ks:
+                part, seen = gram_matrices(analysis, [layers[k] for k in ks], data, device=device,
+                                           max_samples=max_samples, means_only=means)
+                for k, g in zip(ks, part):
+                    grams[k] = g
+    else:
+        grams, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
+                                    means_only="lsq" not in methods)
     graph = analysis.graph
     chosen = {"none": 0, "bias": 0, "lsq": 0}
     gains = []
@@ -109,14 +132,17 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
         keep = _kept_features(analysis, layer, removed)
         t = np.concatenate([w.T, b[None, :]], axis=0)  # (F+1, out)
         stored = _as_stored(graph, layer) if layer.quantized(graph) else (lambda m: m)
-        if gr.rows_held_out == 0:               # too few samples to hold any out: fit and trust
+        if k in wide:                           # input means only: bias compensation, not scored
+            kind, rel = ("bias" if "bias" in methods else "none"), None
+            errors = {}
+        elif gr.rows_held_out == 0:             # too few samples to hold any out: fit and trust
             kind, rel = candidates[-1]
             errors = {}
         else:
             errors = {(kind, rel): _error(gr.held_out, stored(_fit(kind, rel, t, keep, gr.fit)), t)
                       for kind, rel in candidates}
             kind, rel = min(errors, key=lambda c: (errors[c], c[0] != "none"))
-        if "lsq" in methods and gr.rows_fit + gr.rows_held_out < int(keep.sum()) + 1:
+        if "lsq" in methods and k not in wide and gr.rows_fit + gr.rows_held_out < int(keep.sum()) + 1:
             underdetermined.append(f"{layer.member.node} ({gr.rows_fit + gr.rows_held_out} rows, "
                                    f"{int(keep.sum()) + 1} unknowns: {kind})")
         chosen[kind] += 1
@@ -151,9 +177,28 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
         notes.append(f"least squares with fewer calibration rows than unknowns in {len(underdetermined)} layer(s) "
                      f"({', '.join(underdetermined[:3])}{', ...' if len(underdetermined) > 3 else ''}): a ridge fit "
                      f"towards the original weights, its strength (or no lsq) chosen on held-out rows; more samples help")
+    if wide:
+        names = [layers[k].member.node for k in sorted(wide)]
+        notes.append(f"no least squares in {len(wide)} Gemm layer(s) with more than {LSQ_MAX_UNDERDETERMINED} "
+                     f"inputs and fewer calibration samples than inputs ({', '.join(names[:3])}"
+                     f"{', ...' if len(names) > 3 else ''}): "
+                     + ("bias compensation instead" if "bias" in methods else "left as pruned")
+                     + "; more samples than inputs bring it back")
     return {"layers": sum(v for k, v in chosen.items() if k != "none"), "samples": seen, "notes": notes,
             "chosen": chosen, "per_layer": per_layer, "quantized_layers": quantized["layers"],
             "saturated": quantized["saturated"]}
+
+
+def _wide_underdetermined(analysis: Analysis, layers: list[Consumer], data, max_samples: int) -> set[int]:
+    """Indices of the Gemm layers too wide for the samples given (LSQ_MAX_UNDERDETERMINED)."""
+    candidates = [k for k, layer in enumerate(layers)
+                  if layer.kind == "gemm" and layer.n_features > LSQ_MAX_UNDERDETERMINED]
+    if not candidates:
+        return set()
+    if not isinstance(data, Dataset):
+        data = load_data(data, input_specs(analysis.graph.model))
+    samples = _count_samples(data, max_samples)
+    return {k for k in candidates if samples < layers[k].n_features + 1}
 
 
 def _as_stored(graph, layer: Consumer):
