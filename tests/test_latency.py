@@ -178,6 +178,25 @@ def test_latency_target_keeps_more_flops_than_flops_target_at_equal_latency(tmp_
     f = prune(copy(model), target_flops=lo, round_to=lat.report.latency["round_to"])
     assert timer.latency(f.model) / timer.latency(model) <= lat_share + 1e-9
     assert lat.report.flops_after > 1.1 * f.report.flops_after
+    assert lat.report.latency["allocation"] == "latency per FLOP"
+
+
+@pytest.mark.parametrize("depthwise_ns", [0.0, 2.0])
+def test_allocation_keeps_at_least_the_score_order_flops(tmp_path, monkeypatch, depthwise_ns):
+    """The latency allocation is compared with taking units in plain score order under the same
+    predicted budget, and the removal that keeps more FLOPs wins: never fewer FLOPs than score order."""
+    import onnxprune.passes.select_latency as select_latency
+
+    model = build("mobilenet_v2", width=0.5, resolution=32, num_classes=10)
+    timer = FakeTimer(depthwise_ns=depthwise_ns, elem_ns=0.0)
+    chosen = run(model, tmp_path, timer, target_latency=0.6, latency_rounds=0)
+    monkeypatch.setattr(select_latency, "EFFICIENCY_POWER", 0.0)
+    score_order = run(model, tmp_path, timer, target_latency=0.6, latency_rounds=0)
+    assert score_order.report.latency["allocation"] == "score order"  # power 0: the one allocation
+    assert chosen.report.flops_after >= score_order.report.flops_after
+    assert chosen.report.latency["predicted_share"] <= 0.6 + 1e-9
+    if chosen.report.latency["allocation"] == "score order":
+        assert chosen.report.flops_after == score_order.report.flops_after
 
 
 @pytest.mark.parametrize("block", [8, 16])

@@ -8,7 +8,9 @@ it removes, relative to the model's average. So memory-bound layers (depthwise c
 convs at high resolution, DenseNet's BN-ReLU on long concats) lose channels first, and FLOPs that
 run fast are kept. The savings are recomputed after each step for the groups whose layers changed,
 because a conv's time depends on both its input and its output counts. Once under budget, units
-are given back (last taken first) while the budget still holds.
+are given back (last taken first) while the budget still holds. The same budget is also met in
+plain score order (the order --target-flops ranks by), and the removal that keeps more FLOPs is
+used: where latency follows FLOPs on the target, the efficiency term only costs model.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ class _Counts:
 
 
 def allocate(analysis: Analysis, groups, scores: dict[int, float], lat: LatencyModel, cost: CostModel,
-             budget_ms: float, max_ratio: float, round_to: int) -> tuple[set[int] | None, float]:
+             budget_ms: float, max_ratio: float, round_to: int, power: float | None = None
+             ) -> tuple[set[int] | None, float]:
     """The removed set and its predicted latency; None when even every unit does not reach the budget."""
     units = {g.id: group_units(g, scores, max_ratio, round_to, analysis) for g in groups}
     units = {g: u for g, u in units.items() if u}
@@ -140,7 +143,7 @@ def allocate(analysis: Analysis, groups, scores: dict[int, float], lat: LatencyM
         if saved <= 0:
             return NO_SAVING + score
         efficiency = saved / gone / ms_per_flop if gone > 0 else 100.0
-        return score / max(efficiency, 1e-3) ** EFFICIENCY_POWER
+        return score / max(efficiency, 1e-3) ** (EFFICIENCY_POWER if power is None else power)
 
     version = dict.fromkeys(units, 0)
     heap = [(evaluate(g), g, 0) for g in units]
@@ -195,8 +198,17 @@ class SelectLatency(Pass):
         groups = eligible_groups(analysis, cfg.keep)
         scores = channel_scores(analysis, cfg)
         budget = cfg.target_latency * lat.full
-        removed, predicted = allocate(analysis, groups, scores, lat, CostModel(analysis), budget,
-                                      cfg.max_group_ratio, round_to)
+        cost = CostModel(analysis)
+        removed, predicted = allocate(analysis, groups, scores, lat, cost, budget, cfg.max_group_ratio, round_to)
+        allocation = "latency per FLOP" if EFFICIENCY_POWER != 0 else "score order"
+        if removed is not None and EFFICIENCY_POWER != 0:
+            # The same budget met in plain score order (what --target-flops ranks by): where latency
+            # follows FLOPs on this target, that order can keep more of the model; keep whichever
+            # removal keeps more FLOPs at the same predicted latency.
+            by_score, predicted_s = allocate(analysis, groups, scores, lat, cost, budget, cfg.max_group_ratio,
+                                             round_to, power=0.0)
+            if by_score is not None and cost.flops(by_score) > cost.flops(removed):
+                removed, predicted, allocation = by_score, predicted_s, "score order"
         if removed is None:
             blocked = len(analysis.groups) - len(analysis.prunable_groups())
             raise TargetUnreachableError(
@@ -207,7 +219,7 @@ class SelectLatency(Pass):
         state.info["latency"] = {
             "predicted_share": predicted / lat.full if lat.full else 1.0,
             "predicted_ms": predicted / lat.full * table.whole_ms if lat.full else table.whole_ms,
-            "model_ms": table.whole_ms, "budget_share": cfg.target_latency,
+            "model_ms": table.whole_ms, "budget_share": cfg.target_latency, "allocation": allocation,
             "round_to": round_to, "round_to_from_table": cfg.round_to is None,
             "device": device, "batch": cfg.batch, "threads": cfg.threads, "clock": getattr(timer, "clock", None),
             "table": {"cached": cached, "seconds": round(table.seconds, 2), "cpu_seconds": round(table.cpu_seconds, 2), "layers": len(table.segments),
