@@ -7,6 +7,7 @@ samples it was not fitted to."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,9 +43,11 @@ class Grams:
 
 
 def gram_matrices(analysis: Analysis, layers: list[Consumer], data, device: str = "cpu",
-                  max_samples: int = 512, seed: int = 0, means_only: bool = False) -> tuple[list[Grams], int]:
-    """Grams for each layer and the number of samples seen. With means_only, each Gram holds only
-    its last row, E[[x, 1]] (all that bias compensation needs), at a fraction of the cost.
+                  max_samples: int = 512, seed: int = 0,
+                  means_only: bool | Collection[int] = False) -> tuple[list[Grams], int]:
+    """Grams for each layer and the number of samples seen. With means_only (True, or the indices of
+    the layers it applies to), a Gram holds only its last row, E[[x, 1]] (all that bias compensation
+    needs), at a fraction of the cost.
 
     A conv contributes several rows (output positions) per sample: enough that the samples given
     reach row_target, so a small calibration set still fits a layer with many inputs."""
@@ -53,12 +56,13 @@ def gram_matrices(analysis: Analysis, layers: list[Consumer], data, device: str 
     if not isinstance(data, Dataset):
         data = load_data(data, input_specs(graph.model))
     samples = _count_samples(data, max_samples)
+    means = [means_only if isinstance(means_only, bool) else k in means_only for k in range(len(layers))]
     out: list[Grams | None] = [None] * len(layers)
     seen = 0
     chunk, size = [], 0
     chunks = []
     for k, layer in enumerate(layers):
-        need = 16 * (layer.n_features + 1) * (1 if means_only else layer.n_features + 1)
+        need = 16 * (layer.n_features + 1) * (1 if means[k] else layer.n_features + 1)
         if chunk and size + need > MEMORY_BUDGET:
             chunks.append(chunk)
             chunk, size = [], 0
@@ -67,7 +71,7 @@ def gram_matrices(analysis: Analysis, layers: list[Consumer], data, device: str 
     if chunk:
         chunks.append(chunk)
     for ks in chunks:
-        acc = {k: [np.zeros((1 if means_only else layers[k].n_features + 1, layers[k].n_features + 1))
+        acc = {k: [np.zeros((1 if means[k] else layers[k].n_features + 1, layers[k].n_features + 1))
                    for _ in range(2)] for k in ks}
         rows_seen = {k: [0, 0] for k in ks}
         names = sorted({layers[k].member.tensor for k in ks})
@@ -86,7 +90,7 @@ def gram_matrices(analysis: Analysis, layers: list[Consumer], data, device: str 
                         continue
                     rows = layers[k].rows(x[mask], rng, per_sample * int(mask.sum()))
                     aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
-                    if means_only:
+                    if means[k]:
                         acc[k][part] += aug.sum(axis=0, keepdims=True)
                     else:
                         a32 = aug.astype(np.float32)

@@ -104,20 +104,11 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     layers = consumers(analysis, removed)
     if not layers:
         return {"layers": 0}
-    wide = _wide_underdetermined(analysis, layers, data, max_samples) if "lsq" in methods else set()
-    if wide:
-        full = [k for k in range(len(layers)) if k not in wide]
-        grams = [None] * len(layers)
-        seen = 0
-        for ks, means in ((full, False), (sorted(wide), True)):
-            if ks:
-                part, seen = gram_matrices(analysis, [layers[k] for k in ks], data, device=device,
-                                           max_samples=max_samples, means_only=means)
-                for k, g in zip(ks, part):
-                    grams[k] = g
-    else:
-        grams, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
-                                    means_only="lsq" not in methods)
+    if not isinstance(data, Dataset):
+        data = load_data(data, input_specs(analysis.graph.model))
+    wide = _wide_underdetermined(layers, data, max_samples) if "lsq" in methods else set()
+    grams, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
+                                means_only=wide if "lsq" in methods else True)
     graph = analysis.graph
     chosen = {"none": 0, "bias": 0, "lsq": 0}
     gains = []
@@ -189,14 +180,12 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
             "saturated": quantized["saturated"]}
 
 
-def _wide_underdetermined(analysis: Analysis, layers: list[Consumer], data, max_samples: int) -> set[int]:
+def _wide_underdetermined(layers: list[Consumer], data: Dataset, max_samples: int) -> set[int]:
     """Indices of the Gemm layers too wide for the samples given (LSQ_MAX_UNDERDETERMINED)."""
     candidates = [k for k, layer in enumerate(layers)
                   if layer.kind == "gemm" and layer.n_features > LSQ_MAX_UNDERDETERMINED]
     if not candidates:
         return set()
-    if not isinstance(data, Dataset):
-        data = load_data(data, input_specs(analysis.graph.model))
     samples = _count_samples(data, max_samples)
     return {k for k in candidates if samples < layers[k].n_features + 1}
 
