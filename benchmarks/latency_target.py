@@ -9,7 +9,8 @@ Speed part, for each model and batch size (1 ORT intra-op thread by default):
      model's FLOPs share and a few below it;
   3. each pruned model timed interleaved with the original (onnxprune.runtime.timing: runs a, b,
      a, b, ...; its share is the median over rounds of its time over the original's time in the
-     same round, so load that comes and goes cancels), one pair at a time as the tool's own check;
+     same round, so load that comes and goes cancels), one pair at a time as the tool's own check,
+     with more rounds (up to 4x --runs) while the share's standard error is above 1%;
   4. achieved share vs asked (target: within +-5%); the FLOPs the FLOPs target keeps at the latency
      target's measured share (interpolated between its two models that bracket it); the latency
      speedup over the FLOPs ratio (1/share) / (FLOPs before / FLOPs after).
@@ -53,6 +54,8 @@ from benchmarks import realdata
 
 REALMODELS = Path.home() / ".cache" / "onnxprune-realmodels" / "models"
 FLOPS_STEPS = (1.1, 1.0, 0.9, 0.8, 0.7)  # FLOPs targets tried, as multiples of the latency model's FLOPs share
+PRECISION = 0.01  # each share is timed in more rounds while its standard error is above 1% ...
+MAX_ROUNDS = 4  # ... up to 4x --runs
 
 
 def copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -96,12 +99,24 @@ def shares(timer: OrtTimer, models: list, shapes, batch: int, runs: int) -> list
     base, out = [], [None]
     for m in models[1:]:
         times = np.asarray(timer.samples([models[0], m], concrete, runs))
-        r = times[1] / times[0]
+        while True:  # more rounds while the median share's standard error is above 1% (at most 4x runs)
+            r = times[1] / times[0]
+            if share_error(r) <= PRECISION or times.shape[1] >= MAX_ROUNDS * runs:
+                break
+            times = np.concatenate([times, np.asarray(timer.samples([models[0], m], concrete, runs))], axis=1)
         base.extend(times[0])
         out.append({"share": float(np.median(r)), "p10": float(np.percentile(r, 10)),
-                    "p90": float(np.percentile(r, 90)), "median_ms": float(np.median(times[1]) * 1000)})
+                    "p90": float(np.percentile(r, 90)), "median_ms": float(np.median(times[1]) * 1000),
+                    "rounds": int(len(r)), "share_error": share_error(r)})
     out[0] = {"share": 1.0, "p10": 1.0, "p90": 1.0, "median_ms": float(np.median(base) * 1000)}
     return out
+
+
+def share_error(ratios) -> float:
+    """Relative standard error of the median of per-round ratios (from their interquartile range, as
+    OrtTimer.compare estimates it)."""
+    q25, q75 = np.percentile(ratios, [25, 75])
+    return float(1.2533 * (q75 - q25) / 1.349 / np.sqrt(len(ratios)) / np.median(ratios))
 
 
 def at_latency(points: list[tuple[float, float]], latency: float) -> float | None:
@@ -182,7 +197,10 @@ def fidelity(name: str, model: onnx.ModelProto, data, batch: int, share: float, 
                              **repair) for k in FLOPS_STEPS]
     measured = shares(timer, [model, lat.model] + [c.model for c in cands], shapes, batch, runs)
     f_equal = at_latency([(m["share"], flops_share(c)) for m, c in zip(measured[2:], cands)], measured[1]["share"])
-    out = {"model": name, "asked": share, "batch": batch, "repair": bool(repair), "latency_share": measured[1]["share"], "flops_kept": f0,
+    info = lat.report.latency
+    out = {"model": name, "asked": share, "batch": batch, "repair": bool(repair), "latency_share": measured[1]["share"],
+           "loop_measured_share": info["measured_share"], "predicted_share": info["predicted_share"],
+           "allocation": info.get("allocation"), "rounds": info["rounds"], "flops_kept": f0,
            "flops_target_flops_at_equal_latency": f_equal}
     if f_equal is None:
         out["note"] = "no FLOPs target bracketed the latency target's measured share"
@@ -224,7 +242,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="ONNX Runtime device the latency is measured on (cuda needs onnxruntime-gpu)")
-    ap.add_argument("--runs", type=int, default=15, help="interleaved timing rounds (default 15)")
+    ap.add_argument("--runs", type=int, default=15, help="interleaved timing rounds per model (default 15; up to 4x more while a share's standard "
+                         "error is above 1%)")
     ap.add_argument("--fidelity", type=csv(str), default=[],
                     help="digits and/or real model names from ~/.cache/onnxprune-realmodels/models")
     ap.add_argument("--repair", action="store_true",

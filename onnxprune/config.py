@@ -21,6 +21,8 @@ class PruneConfig:
     threads: int | None = None            # ONNX Runtime intra-op threads for latency (None: its default)
     latency_rounds: int = 2               # measure the pruned model and correct this many times
     latency_cache: str | None = None      # folder of latency tables (None: ~/.cache/onnxprune/latency; "off")
+    latency_allocation: str = "auto"      # "latency" (per FLOP), "score" (plain score order), or "auto": both,
+                                          # measured, the better kept (latency_target.py)
     criterion: str | None = None          # None: recon for a lossy run with calib, else l1
     allocation: str = "score"             # global targets: "score" ranks channel scores; "sensitivity" weighs
                                           # each group by its measured output damage (needs calib)
@@ -59,6 +61,8 @@ class PruneConfig:
             raise ConfigError(f"batch must be at least 1, got {self.batch}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be at least 1, got {self.threads}")
+        if self.latency_allocation not in ("auto", "latency", "score"):
+            raise ConfigError(f"latency_allocation must be auto, latency or score, got '{self.latency_allocation}'")
         if self.latency_rounds < 0:
             raise ConfigError(f"latency_rounds must be 0 or more, got {self.latency_rounds}")
         if not (0.0 < self.max_group_ratio < 1.0):

@@ -53,6 +53,11 @@ def format_summary(report, input_path=None, output_path=None) -> str:
                          f"{lat['predicted_share']:.1%}; {len(lat['rounds'])} round(s), {where})")
         else:
             lines.append(f"  latency     predicted {lat['predicted_share']:.1%} of {lat['model_ms']:.2f}ms ({where})")
+        choice = lat.get("choice")
+        if choice and len(choice.get("candidates", [])) > 1:
+            figs = ", ".join(f"{c['allocation']} {c['measured_share']:.1%}/{c['flops_kept']:.1%}"
+                             + (f"/cos {c['cosine']:.4f}" if "cosine" in c else "") for c in choice["candidates"])
+            lines.append(f"  allocation  {lat['allocation']} kept, by {choice['by']} (measured share/FLOPs kept: {figs})")
         table = lat["table"]
         source = "read from cache" if table["cached"] else f"measured in {table['seconds']:.1f} s"
         lines.append(f"  latency table {source} ({table['layers']} layers); round_to {lat['round_to']}"

@@ -5,7 +5,9 @@ Cost of a run: per Conv/Gemm/MatMul, multiply-adds with channel counts padded up
 `block` (a blocked layout's steps) times `mac_ns`; per other op, `elem_ns` per output element
 (memory-bound work: depthwise convs also pay it per element, so they cost more per FLOP); plus
 `whole_overhead` seconds for every model with more than `whole_nodes` nodes (what layers timed
-alone do not see, so that the first round of --target-latency misses and must correct)."""
+alone do not see, so that the first round of --target-latency misses and must correct).
+`whole_depthwise_ns` prices depthwise work in such whole models apart from the layers timed alone:
+a latency table that misjudges a kind of layer."""
 
 from __future__ import annotations
 
@@ -22,13 +24,14 @@ class FakeTimer:
     name = "fake"
 
     def __init__(self, block: int = 8, mac_ns: float = 0.001, elem_ns: float = 0.02, depthwise_ns: float = 0.2,
-                 whole_overhead: float = 0.0, whole_nodes: int = 30):
+                 whole_overhead: float = 0.0, whole_nodes: int = 30, whole_depthwise_ns: float | None = None):
         self.block = block
         self.mac_ns = mac_ns
         self.elem_ns = elem_ns
         self.depthwise_ns = depthwise_ns
         self.whole_overhead = whole_overhead
         self.whole_nodes = whole_nodes
+        self.whole_depthwise_ns = depthwise_ns if whole_depthwise_ns is None else whole_depthwise_ns
         self.calls = 0
         self.timed: list[int] = []  # node counts of the models timed
 
@@ -37,6 +40,8 @@ class FakeTimer:
                                                           for d in s.shape])) for s in input_specs(model)}
         graph = fixed_shapes(model, fixed)
         ns = 0.0
+        whole = len(model.graph.node) > self.whole_nodes
+        depthwise_ns = self.whole_depthwise_ns if whole else self.depthwise_ns
         for n in model.graph.node:
             out = graph.static_shape(n.output[0]) if n.output else None
             if out is None:
@@ -48,14 +53,14 @@ class FakeTimer:
                 cout = _pad(out[1], self.block)
                 cin = _pad(w[1] * group, self.block)
                 macs = elems // out[1] * cout * cin // group * math.prod(w[2:])
-                ns += macs * self.mac_ns + elems * (self.depthwise_ns if group > 1 else self.elem_ns)
+                ns += macs * self.mac_ns + elems * (depthwise_ns if group > 1 else self.elem_ns)
             elif n.op_type in ("Gemm", "MatMul"):
                 a = graph.shape(n.input[0])
                 ns += elems * _pad(a[-1], self.block) * self.mac_ns
             else:
                 ns += elems * self.elem_ns
         seconds = ns * 1e-9
-        if len(model.graph.node) > self.whole_nodes:
+        if whole:
             seconds += self.whole_overhead
         return seconds
 

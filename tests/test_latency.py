@@ -134,7 +134,8 @@ def test_progress_hears_the_table_build_and_each_round(tmp_path):
     assert [d for d, _ in layers] == sorted(d for d, _ in layers)
     rounds = [(d, t) for s, d, t in heard if s == "timing the pruned model"]
     assert [d for d, _ in rounds] == list(range(len(result.report.latency["rounds"])))
-    assert all(t == 3 for _, t in rounds)
+    # two allocations (latency per FLOP, score order), each up to 1 + latency_rounds measurements
+    assert all(t == 6 for _, t in rounds) and len(rounds) <= 6
     heard.clear()
     run(model, tmp_path, timer, target_latency=0.6, latency_rounds=0,
         progress=lambda step, done, total: heard.append((step, done, total)))
@@ -143,7 +144,72 @@ def test_progress_hears_the_table_build_and_each_round(tmp_path):
 
 def test_no_correction_when_the_first_round_hits(tmp_path):
     result = run(small(), tmp_path, FakeTimer(), target_latency=0.6, latency_rounds=2)
-    assert len(result.report.latency["rounds"]) == 1
+    rounds = result.report.latency["rounds"]
+    assert [r["allocation"] for r in rounds] in (["latency per FLOP"], ["latency per FLOP", "score order"])
+    assert all(r["budget_share"] == 0.6 for r in rounds)  # one round per allocation, no correction
+
+
+def test_both_allocations_are_measured_and_the_better_kept(tmp_path):
+    """The table prices depthwise convs far above what they cost in the whole model, so the first
+    rounds miss: both allocations go through the rounds on the runtime, and of those that land within
+    3% of the asked share the one keeping more FLOPs per measured share is kept."""
+    model = build("mobilenet_v2", width=0.5, resolution=32, num_classes=10)
+    timer = FakeTimer(depthwise_ns=2.0, whole_depthwise_ns=0.0)
+    result = run(model, tmp_path, timer, target_latency=0.6, latency_rounds=2)
+    lat = result.report.latency
+    assert {r["allocation"] for r in lat["rounds"]} == {"latency per FLOP", "score order"}
+    assert lat["rounds"][0]["measured_share"] > 0.6 * 1.03  # the table misjudged: a correction was needed
+    cands = {c["allocation"]: c for c in lat["choice"]["candidates"]}
+    assert lat["choice"]["by"] == "FLOPs kept per measured share"
+    competed = {k: c["flops_kept"] / c["measured_share"] for k, c in cands.items() if c["competed"]}
+    assert lat["allocation"] == max(competed, key=competed.get)
+    assert abs(lat["measured_share"] / 0.6 - 1) <= 0.03
+    assert timer.latency(result.model) / timer.latency(model) == pytest.approx(lat["measured_share"], rel=1e-3)
+    assert result.report.flops_after / result.report.flops_before == pytest.approx(
+        cands[lat["allocation"]]["flops_kept"], abs=1e-4)
+
+
+def test_choice_prefers_a_hit_over_a_better_ratio():
+    """A candidate within 3% of the asked share beats one with more FLOPs per share that missed by 4%;
+    two hits are ranked by FLOPs per measured share."""
+    from types import SimpleNamespace
+
+    from onnxprune.latency_target import _Candidate, _choose
+
+    def cand(mode, measured, flops):
+        rep = SimpleNamespace(flops_before=100.0, flops_after=flops * 100, groups=[],
+                              latency={"allocation": mode})
+        return _Candidate(mode, 0.5, SimpleNamespace(report=rep), measured, 1.0, measured, abs(measured / 0.5 - 1))
+
+    config = PruneConfig(target_latency=0.5)
+    hit, near = cand("score", 0.505, 0.50), cand("latency", 0.52, 0.60)
+    assert _choose(None, [near, hit], config, None, b"")[0] is hit
+    other = cand("latency", 0.49, 0.52)
+    best, choice = _choose(None, [other, hit], config, None, b"")
+    assert best is other and choice["by"] == "FLOPs kept per measured share"
+
+
+def test_with_calibration_data_the_allocation_with_closer_outputs_is_kept_and_repaired(tmp_path):
+    """With --calib, the candidates are repaired and compared on the calibration data; the kept one has
+    the best mean cosine and is the repaired model, while the rounds measured unrepaired twins."""
+    calib = str(REPO / "models" / "digits_calib.npz")
+    model = onnx.load(str(DIGITS))
+    timer = FakeTimer(depthwise_ns=2.0)
+    result = run(model, tmp_path, timer, target_latency=0.6, latency_rounds=1, calib=calib)
+    lat = result.report.latency
+    cands = lat["choice"]["candidates"]
+    assert lat["choice"]["by"] == "cosine on the calibration data" and len(cands) == 2
+    names = [p.name for p in result.report.passes]
+    assert "repair-consumers" in names  # the kept model is repaired
+    competed = [c for c in cands if c["competed"]]
+    best = max(competed, key=lambda c: c["cosine"])
+    assert lat["allocation"] == best["allocation"]
+    kept = compare_models(model, result.model, data=calib, atol=float("inf"), bounds=False).to_dict()
+    assert np.mean([o["cosine"] for o in kept["outputs"]]) == pytest.approx(best["cosine"], abs=1e-5)
+    unrepaired = run(model, tmp_path, timer, target_latency=0.6, latency_rounds=0, calib=calib, repair="none",
+                     latency_allocation={"latency per FLOP": "latency", "score order": "score"}[lat["allocation"]])
+    worse = compare_models(model, unrepaired.model, data=calib, atol=float("inf"), bounds=False).to_dict()
+    assert np.mean([o["cosine"] for o in worse["outputs"]]) < best["cosine"]  # repair made the difference
     assert not any("missed" in n for n in result.report.notes)
 
 

@@ -9,8 +9,9 @@ convs at high resolution, DenseNet's BN-ReLU on long concats) lose channels firs
 run fast are kept. The savings are recomputed after each step for the groups whose layers changed,
 because a conv's time depends on both its input and its output counts. Once under budget, units
 are given back (last taken first) while the budget still holds. The same budget is also met in
-plain score order (the order --target-flops ranks by), and the removal that keeps more FLOPs is
-used: where latency follows FLOPs on the target, the efficiency term only costs model.
+plain score order (the order --target-flops ranks by): config.latency_allocation picks one
+("latency", "score"), or "auto" leaves the choice to measurement (latency_target.py times both and
+keeps the better); without measurement rounds, auto keeps the removal with more FLOPs.
 """
 
 from __future__ import annotations
@@ -199,15 +200,19 @@ class SelectLatency(Pass):
         scores = channel_scores(analysis, cfg)
         budget = cfg.target_latency * lat.full
         cost = CostModel(analysis)
-        removed, predicted = allocate(analysis, groups, scores, lat, cost, budget, cfg.max_group_ratio, round_to)
-        allocation = "latency per FLOP" if EFFICIENCY_POWER != 0 else "score order"
-        if removed is not None and EFFICIENCY_POWER != 0:
-            # The same budget met in plain score order (what --target-flops ranks by): where latency
-            # follows FLOPs on this target, that order can keep more of the model; keep whichever
-            # removal keeps more FLOPs at the same predicted latency.
-            by_score, predicted_s = allocate(analysis, groups, scores, lat, cost, budget, cfg.max_group_ratio,
-                                             round_to, power=0.0)
-            if by_score is not None and cost.flops(by_score) > cost.flops(removed):
+        mode = cfg.latency_allocation if EFFICIENCY_POWER != 0 else "score"
+        # The same budget met in plain score order (what --target-flops ranks by): where latency
+        # follows FLOPs on this target, that order can keep more of the model.
+        by_score, predicted_s = allocate(analysis, groups, scores, lat, cost, budget, cfg.max_group_ratio,
+                                         round_to, power=0.0)
+        if mode == "score":
+            removed, predicted, allocation = by_score, predicted_s, "score order"
+        else:
+            removed, predicted = allocate(analysis, groups, scores, lat, cost, budget, cfg.max_group_ratio, round_to)
+            allocation = "latency per FLOP"
+            if mode == "auto" and by_score is not None and (removed is None or cost.flops(by_score) > cost.flops(removed)):
+                # Unmeasured choice (latency_rounds 0): the removal that keeps more FLOPs at the same
+                # predicted latency. With measurement rounds, latency_target.py measures both instead.
                 removed, predicted, allocation = by_score, predicted_s, "score order"
         if removed is None:
             blocked = len(analysis.groups) - len(analysis.prunable_groups())
@@ -220,6 +225,7 @@ class SelectLatency(Pass):
             "predicted_share": predicted / lat.full if lat.full else 1.0,
             "predicted_ms": predicted / lat.full * table.whole_ms if lat.full else table.whole_ms,
             "model_ms": table.whole_ms, "budget_share": cfg.target_latency, "allocation": allocation,
+            "allocations_differ": by_score is None or removed != by_score,
             "round_to": round_to, "round_to_from_table": cfg.round_to is None,
             "device": device, "batch": cfg.batch, "threads": cfg.threads, "clock": getattr(timer, "clock", None),
             "table": {"cached": cached, "seconds": round(table.seconds, 2), "cpu_seconds": round(table.cpu_seconds, 2), "layers": len(table.segments),
