@@ -54,6 +54,7 @@ from benchmarks import realdata
 
 REALMODELS = Path.home() / ".cache" / "onnxprune-realmodels" / "models"
 FLOPS_STEPS = (1.1, 1.0, 0.9, 0.8, 0.7)  # FLOPs targets tried, as multiples of the latency model's FLOPs share
+MORE_FLOPS_STEPS = (1.25, 1.4, 1.6)  # tried when every FLOPs target above ran faster than the latency target
 PRECISION = 0.01  # each share is timed in more rounds while its standard error is above 1% ...
 MAX_ROUNDS = 4  # ... up to 4x --runs
 
@@ -197,11 +198,21 @@ def fidelity(name: str, model: onnx.ModelProto, data, batch: int, share: float, 
                              **repair) for k in FLOPS_STEPS]
     measured = shares(timer, [model, lat.model] + [c.model for c in cands], shapes, batch, runs)
     f_equal = at_latency([(m["share"], flops_share(c)) for m, c in zip(measured[2:], cands)], measured[1]["share"])
+    if f_equal is None and all(m["share"] < measured[1]["share"] for m in measured[2:]):
+        # every FLOPs target ran faster than the latency target: try larger ones
+        cands += [onnxprune.prune(copy(model), target_flops=min(1.0, round(f0 * k, 4)), round_to=lat.report.latency["round_to"],
+                                  **repair) for k in MORE_FLOPS_STEPS]
+        measured = measured[:2 + len(FLOPS_STEPS)] + shares(timer, [model] + [c.model for c in cands[len(FLOPS_STEPS):]],
+                                                            shapes, batch, runs)[1:]
+        f_equal = at_latency([(m["share"], flops_share(c)) for m, c in zip(measured[2:], cands)],
+                             measured[1]["share"])
     info = lat.report.latency
     out = {"model": name, "asked": share, "batch": batch, "repair": bool(repair), "latency_share": measured[1]["share"],
            "loop_measured_share": info["measured_share"], "predicted_share": info["predicted_share"],
-           "allocation": info.get("allocation"), "rounds": info["rounds"], "flops_kept": f0,
-           "flops_target_flops_at_equal_latency": f_equal}
+           "allocation": info.get("allocation"), "choice": info.get("choice"), "rounds": info["rounds"], "flops_kept": f0,
+           "flops_target_flops_at_equal_latency": f_equal,
+           "flops_target_points": [{"flops_kept": flops_share(c), "latency_share": m["share"]}
+                                   for m, c in zip(measured[2:], cands)]}
     if f_equal is None:
         out["note"] = "no FLOPs target bracketed the latency target's measured share"
         return out
