@@ -8,9 +8,10 @@ share (one noisy measurement on a busy machine does not throw the budget about).
 Two allocations meet a budget (passes/select_latency.py): latency per FLOP, and plain score order.
 With config.latency_allocation "auto" both go through the rounds (score order only when it selects
 other channels than latency per FLOP), and measurement decides, not the table: of the closest
-model of each, those within TOLERANCE of the asked share (else within MISS_NOTE, else the closest)
-compete; with calibration data the one whose outputs agree best with the original's on it (mean
-cosine) is kept, else the one keeping more FLOPs per measured share. A table that mis-times small
+model of each compete: with calibration data, those within MISS_NOTE of the asked share (else the
+closest), and the one whose outputs agree best with the original's on it (mean cosine) is kept;
+without, those within TOLERANCE (else within MISS_NOTE, else the closest), and the one keeping more
+FLOPs per measured share is kept. A table that mis-times small
 layers then costs a measurement, not the model.
 
 The rounds prune without repair (repair changes weights, never shapes, so it does not change the
@@ -146,8 +147,11 @@ def _fresh(original: bytes) -> onnx.ModelProto:
 
 def _choose(model, closest: list[_Candidate], config: PruneConfig, prune_fn, original: bytes):
     """The kept candidate and the `choice` the report gives (see the module docstring)."""
-    within = ([c for c in closest if c.miss <= TOLERANCE] or [c for c in closest if c.miss <= MISS_NOTE]
-              or [min(closest, key=lambda c: c.miss)])
+    near = [c for c in closest if c.miss <= MISS_NOTE]
+    if config.calib:  # fidelity is measured: every candidate within 5% competes on it
+        within = near or [min(closest, key=lambda c: c.miss)]
+    else:
+        within = [c for c in closest if c.miss <= TOLERANCE] or near or [min(closest, key=lambda c: c.miss)]
     figures = [{"allocation": c.result.report.latency["allocation"], "measured_share": round(c.measured, 4),
                 "flops_kept": round(c.flops_kept, 4), "competed": c in within} for c in closest]
     if len(within) == 1:

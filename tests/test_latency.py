@@ -394,3 +394,31 @@ def test_cuda_device_reaches_the_runtime(tmp_path):
     assert result.report.latency["device"] == "cuda"
     key = json.loads(next(tmp_path.glob("*.json")).read_text())["key"]
     assert key["device"] == "cuda"
+
+
+def test_with_calibration_data_candidates_within_5pct_compete_on_fidelity(tmp_path):
+    """Measured fidelity outranks landing closer: with --calib a candidate 4% off the asked share
+    competes (and wins on cosine here); without, the one within 3% is kept."""
+    import dataclasses
+
+    from onnxprune.latency_target import _Candidate, _choose
+
+    calib = str(REPO / "models" / "digits_calib.npz")
+    model = onnx.load(str(DIGITS))
+    config = PruneConfig(target_latency=0.6, calib=calib, latency_cache=str(tmp_path), latency_rounds=0)
+
+    def prune_fn(m, c):
+        return prune(m, c, timer=FakeTimer(depthwise_ns=2.0))
+
+    cands = []
+    for mode, measured in (("latency", 0.6), ("score", 0.6 * 1.04)):
+        r = prune_fn(copy(model), dataclasses.replace(config, latency_allocation=mode, repair="none",
+                                                      repair_default=False))
+        cands.append(_Candidate(mode, 0.6, r, measured, 1.0, measured, abs(measured / 0.6 - 1)))
+    best, choice = _choose(model, cands, config, prune_fn, model.SerializeToString())
+    assert choice["by"] == "cosine on the calibration data"
+    assert all(c["competed"] for c in choice["candidates"]) and all(c.repaired for c in cands)
+    cos = {c["allocation"]: c["cosine"] for c in choice["candidates"]}
+    assert best.result.report.latency["allocation"] == max(cos, key=cos.get)
+    best, choice = _choose(model, cands, PruneConfig(target_latency=0.6), prune_fn, b"")
+    assert best.mode == "latency" and choice["by"] == "measured share"
