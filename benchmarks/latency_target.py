@@ -48,7 +48,7 @@ import onnx
 
 import onnxprune
 from benchmarks._ortbench import csv, git_state, log
-from onnxprune.runtime.timing import OrtTimer
+from onnxprune.runtime.timing import OrtTimer, median_error
 
 from benchmarks import realdata
 
@@ -102,22 +102,15 @@ def shares(timer: OrtTimer, models: list, shapes, batch: int, runs: int) -> list
         times = np.asarray(timer.samples([models[0], m], concrete, runs))
         while True:  # more rounds while the median share's standard error is above 1% (at most 4x runs)
             r = times[1] / times[0]
-            if share_error(r) <= PRECISION or times.shape[1] >= MAX_ROUNDS * runs:
+            if median_error(r) <= PRECISION or times.shape[1] >= MAX_ROUNDS * runs:
                 break
             times = np.concatenate([times, np.asarray(timer.samples([models[0], m], concrete, runs))], axis=1)
         base.extend(times[0])
         out.append({"share": float(np.median(r)), "p10": float(np.percentile(r, 10)),
                     "p90": float(np.percentile(r, 90)), "median_ms": float(np.median(times[1]) * 1000),
-                    "rounds": int(len(r)), "share_error": share_error(r)})
+                    "rounds": int(len(r)), "share_error": median_error(r)})
     out[0] = {"share": 1.0, "p10": 1.0, "p90": 1.0, "median_ms": float(np.median(base) * 1000)}
     return out
-
-
-def share_error(ratios) -> float:
-    """Relative standard error of the median of per-round ratios (from their interquartile range, as
-    OrtTimer.compare estimates it)."""
-    q25, q75 = np.percentile(ratios, [25, 75])
-    return float(1.2533 * (q75 - q25) / 1.349 / np.sqrt(len(ratios)) / np.median(ratios))
 
 
 def at_latency(points: list[tuple[float, float]], latency: float) -> float | None:

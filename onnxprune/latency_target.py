@@ -7,12 +7,12 @@ share (one noisy measurement on a busy machine does not throw the budget about).
 
 Two allocations meet a budget (passes/select_latency.py): latency per FLOP, and plain score order.
 With config.latency_allocation "auto" both go through the rounds (score order only when it selects
-other channels than latency per FLOP), and measurement decides, not the table: of the closest
-model of each compete: with calibration data, those within MISS_NOTE of the asked share (else the
-closest), and the one whose outputs agree best with the original's on it (mean cosine) is kept;
-without, those within TOLERANCE (else within MISS_NOTE, else the closest), and the one keeping more
-FLOPs per measured share is kept. A table that mis-times small
-layers then costs a measurement, not the model.
+other channels than latency per FLOP), and measurement decides, not the table. Each allocation's
+model closest to the asked share is a candidate. With calibration data, the candidates within
+MISS_NOTE of the asked share (else the closest) compete and the one whose outputs agree best with
+the original's on it (mean cosine) is kept; without, those within TOLERANCE (else within MISS_NOTE,
+else the closest) compete and the one keeping more FLOPs per measured share is kept. A table that
+mis-times small layers then costs a measurement, not the model.
 
 The rounds prune without repair (repair changes weights, never shapes, so it does not change the
 latency); the candidates that compete on fidelity, and the one kept, are pruned again with the
@@ -165,9 +165,8 @@ def _choose(model, closest: list[_Candidate], config: PruneConfig, prune_fn, ori
             for i, c in enumerate(within):
                 if config.repair:
                     _repair(c, config, prune_fn, original)
-                cmp = compare_models(reference, c.result.model, atol=float("inf"), bounds=False)
-                cos = [o.get("cosine") for o in cmp.to_dict().get("outputs", []) if o.get("cosine") is not None]
-                fidelity = float(np.mean(cos)) if cos else float("nan")
+                outputs = compare_models(reference, c.result.model, atol=float("inf"), bounds=False).outputs
+                fidelity = float(np.mean([o.cosine for o in outputs])) if outputs else float("nan")
                 figures[closest.index(c)]["cosine"] = round(fidelity, 6)
                 scored.append((fidelity if np.isfinite(fidelity) else -np.inf, c.flops_kept / c.measured, i))
                 report("comparing the allocations on the calibration data", i + 1, len(within))

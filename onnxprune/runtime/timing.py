@@ -102,13 +102,18 @@ class OrtTimer:
                         s.inference.run(None, f)
                         times.append(_clock() - start)
                 ratios = np.asarray(b) / np.asarray(a)
-                q25, q75 = np.percentile(ratios, [25, 75])
-                error = 1.2533 * (q75 - q25) / 1.349 / np.sqrt(len(ratios)) / np.median(ratios)
-                if error <= precision or len(ratios) >= max_runs:
+                if median_error(ratios) <= precision or len(ratios) >= max_runs:
                     return float(np.median(a)), float(np.median(b)), float(np.median(ratios))
         finally:
             for s in sessions:
                 s.close()
+
+
+def median_error(ratios) -> float:
+    """Relative standard error of the median of per-round ratios, from their interquartile range
+    (robust to the bursts of load a shared machine adds)."""
+    q25, q75 = np.percentile(ratios, [25, 75])
+    return float(1.2533 * (q75 - q25) / 1.349 / np.sqrt(len(ratios)) / np.median(ratios))
 
 
 def _random_feeds(model: onnx.ModelProto, shapes, seed: int) -> dict[str, np.ndarray]:
