@@ -431,6 +431,41 @@ class ViTPackedTiny(ViTTiny):
         return x + block.mlp(block.ln_2(x))
 
 
+class BidirectionalLSTM(nn.Module):
+    """crnn.pytorch's BidirectionalLSTM: nn.LSTM (batch_first=False) -> view(T * b, h) -> Linear."""
+
+    def __init__(self, n_in, hidden, n_out):
+        super().__init__()
+        self.rnn = nn.LSTM(n_in, hidden, bidirectional=True)
+        self.embedding = nn.Linear(hidden * 2, n_out)
+
+    def forward(self, x):
+        recurrent, _ = self.rnn(x)
+        t, b, h = recurrent.size()
+        return self.embedding(recurrent.view(t * b, h)).view(t, b, -1)
+
+
+class CRNNTiny(nn.Module):
+    """A CTC text recognizer as PyTorch users write it: conv features over width, sequence first
+    ([T, N, C], nn.LSTM's default), a BidirectionalLSTM whose [T * N, 2H] rows go into a Linear,
+    then an nn.LSTM whose [T, N, 2H] output goes straight into the classifier Linear."""
+
+    def __init__(self, classes=12):
+        super().__init__()
+        self.cnn = nn.Sequential(
+            nn.Conv2d(1, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2, 2),
+            nn.Conv2d(16, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d((2, 1), (2, 1)),
+            nn.Conv2d(32, 32, (4, 1)), nn.ReLU())
+        self.rnn1 = BidirectionalLSTM(32, 16, 24)
+        self.rnn2 = nn.LSTM(24, 16, bidirectional=True)
+        self.fc = nn.Linear(32, classes)
+
+    def forward(self, x):
+        conv = self.cnn(x).squeeze(2).permute(2, 0, 1)  # [W, N, C]
+        y, _ = self.rnn2(self.rnn1(conv))
+        return self.fc(y)
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -478,6 +513,9 @@ FIXTURES = {
         "UNet (2 down / 2 up levels, ConvTranspose2d, skip concats), image-to-image",
         {},
     ),
+    "torch_crnn_tiny": (CRNNTiny, (1, 16, 32), "torchscript",
+                        "CRNN (conv, nn.LSTM sequence-first, view(T * b, h) -> Linear, [T, N, 2H] -> Linear)",
+                        {"output_batch_axis": 1}),
     "torch_mlp_tiny": (MLPTiny, (1, 8, 8), "torchscript", "MLP (Flatten + 3 Linear with ReLU)", {}),
     "torch_vit_tiny": (
         ViTTiny,
@@ -565,7 +603,7 @@ def export(name: str, out_dir: Path) -> dict:
             opset_version=OPSET,
             input_names=["input"],
             output_names=["output"],
-            dynamic_axes={"input": {0: "N"}, "output": {0: "N"}},
+            dynamic_axes={"input": {0: "N"}, "output": {extra.get("output_batch_axis", 0): "N"}},
             training=training,
         )
     else:

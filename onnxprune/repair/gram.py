@@ -3,7 +3,9 @@ over calibration data (as few passes as the memory budget allows).
 
 Every fourth sample is held out: its rows go to a second Gram matrix, on which repair.reconstruct
 measures each candidate repair's reconstruction error, so a repair is kept only where it helps on
-samples it was not fitted to."""
+samples it was not fitted to. A sample's rows are found through the tensor's SampleLayout (a
+sequence-first LSTM output viewed as [T * N, 2H] rows holds sample s every N rows); where a tensor
+does not tell its samples apart, every fourth batch is held out whole instead."""
 
 from __future__ import annotations
 
@@ -75,20 +77,25 @@ def gram_matrices(analysis: Analysis, layers: list[Consumer], data, device: str 
                    for _ in range(2)] for k in ks}
         rows_seen = {k: [0, 0] for k in ks}
         names = sorted({layers[k].member.tensor for k in ks})
-        counter = [0]
+        counter = [0, 0]
 
-        def on_batch(outs, ks=ks, acc=acc, rows_seen=rows_seen, counter=counter):
-            first = counter[0]
-            n = len(next(iter(outs.values())))
+        def on_batch(outs, layouts, n, ks=ks, acc=acc, rows_seen=rows_seen, counter=counter):
+            first, batch_no = counter[0], counter[1]
             counter[0] += n
+            counter[1] += 1
             held = (np.arange(first, first + n) % HOLDOUT_EVERY) == HOLDOUT_EVERY - 1
+            whole_held = batch_no % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
             for k in ks:
                 x = outs[layers[k].member.tensor]
+                layout = layouts[layers[k].member.tensor]
                 per_sample = max(1, -(-row_target(layers[k].n_features) // samples))
                 for part, mask in ((0, ~held), (1, held)):
-                    if not mask.any():
+                    chosen = layout.select(x, mask)
+                    if chosen is None:  # samples not told apart in this tensor: the batch goes whole
+                        chosen, mask = (x, np.ones(n, bool)) if (part == 1) == whole_held else (None, mask)
+                    if chosen is None or not mask.any() or chosen.size == 0:
                         continue
-                    rows = layers[k].rows(x[mask], rng, per_sample * int(mask.sum()))
+                    rows = layers[k].rows(chosen, rng, per_sample * int(mask.sum()))
                     aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
                     if means[k]:
                         acc[k][part] += aug.sum(axis=0, keepdims=True)
@@ -98,7 +105,7 @@ def gram_matrices(analysis: Analysis, layers: list[Consumer], data, device: str 
                     rows_seen[k][part] += len(rows)
 
         seen = run_probe(analysis.graph.model, names, data, on_batch, device=device, max_samples=max_samples,
-                         graph=analysis.graph)
+                         graph=analysis.graph, layouts=True)
         for k in ks:
             (fit, hold), (rf, rh) = acc[k], rows_seen[k]
             out[k] = Grams(fit / max(rf, 1), hold / max(rh, 1), rf, rh)
