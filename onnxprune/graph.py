@@ -32,6 +32,13 @@ def scalar(value) -> float | None:
     return arr.reshape(-1)[0].item()
 
 
+def proto_dims(dims) -> tuple:
+    """A TensorShapeProto's dims: ints where static, the symbol or None where not. A negative
+    dim_value is how some exporters (paddle2onnx, old tf2onnx) write a dynamic dim, and shape
+    inference carries it on: it is no size, never static."""
+    return tuple(d.dim_value if d.HasField("dim_value") and d.dim_value >= 0 else (d.dim_param or None) for d in dims)
+
+
 def attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -644,7 +651,7 @@ class ModelGraph:
                 tt = vi.type.tensor_type
                 self.dtypes[vi.name] = tt.elem_type
                 if tt.HasField("shape"):
-                    shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim)
+                    shape = proto_dims(tt.shape.dim)
                     old = self.shapes.get(vi.name)
                     if old is None or sum(isinstance(d, int) for d in shape) >= sum(isinstance(d, int) for d in old):
                         self.shapes[vi.name] = shape

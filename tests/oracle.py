@@ -35,7 +35,7 @@ def feeds(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np
         if vi.name in inits:
             continue
         tt = vi.type.tensor_type
-        shape = [d.dim_value if d.HasField("dim_value") else batch for d in tt.shape.dim]
+        shape = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else batch for d in tt.shape.dim]
         dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
         out[vi.name] = rng.standard_normal(shape).astype(dtype)
     return out

@@ -20,6 +20,12 @@ paddle_se_cnn                  onnx.helper, as paddle2onnx writes MobileNetV3/PP
                                (Reshape / Unsqueeze / Cast / Mul of Constant nodes), depthwise conv,
                                squeeze-excitation (GlobalAveragePool -> Conv -> Relu -> Conv ->
                                HardSigmoid -> Mul)
+paddle_reshape_cnn             onnx.helper, as Paddle 2.0 writes a classifier head: SE block, then the
+                               Reshape after the global pool takes its target from
+                               Concat(Cast(Slice(Cast(Shape(x)), [0:1])), Cast(Constant [C]))
+yolo_reshape_cnn               onnx.helper, an Ultralytics-style raw head at dynamic N, H, W: per level
+                               Reshape(x, Concat(Unsqueeze(Gather(Shape(x), 0)), [6, -1])), levels
+                               concatenated on the anchor axis
 layernorm_cnn                  onnx.helper, as PyTorch writes ConvNeXt: conv stem, channels-last
                                LayerNormalization (Transpose, LN over the last axis), MLP blocks
                                (MatMul -> Gelu-as-Erf -> MatMul), layer scale, residual; then the same
@@ -347,6 +353,49 @@ def paddle_se_cnn() -> onnx.ModelProto:
                    producer="PaddlePaddle", ir_version=6)
 
 
+def paddle_reshape_cnn() -> onnx.ModelProto:
+    """Paddle 2.0's classifier head: the Reshape after the global pool takes its target from
+    Concat(Cast(Slice(Cast(Shape(x)), [0:1])), Cast(Constant [C])), the batch read at run time."""
+    g = Net(SEED, opset=11, constants_as_nodes=True, prefix="p2o.")
+    a = g.relu(g.conv("x", 3, 16, bias=True))
+    s = g.node("GlobalAveragePool", [a])
+    s = g.relu(g.conv(s, 16, 4, k=1))
+    s = g.node("HardSigmoid", [g.conv(s, 4, 16, k=1)], alpha=0.2, beta=0.5)
+    x = g.relu(g.conv(g.node("Mul", [a, s]), 16, 24, stride=2))
+    pooled = g.node("GlobalAveragePool", [x])
+    shape = g.node("Cast", [g.node("Shape", [pooled])], to=TensorProto.INT32)
+    batch = g.node("Slice", [shape, g.const(np.array([0], np.int64)), g.const(np.array([1], np.int64)),
+                             g.const(np.array([0], np.int64))])
+    target = g.node("Concat", [g.node("Cast", [batch], to=TensorProto.INT64),
+                               g.node("Cast", [g.const(np.array([24], np.int32))], to=TensorProto.INT64)], axis=0)
+    x = g.node("Reshape", [pooled, target])
+    w = g.const((g.rng.standard_normal((24, 10)) * 0.25).astype(np.float32))
+    x = g.node("MatMul", [x, w])
+    g.node("Add", [x, g.const((g.rng.standard_normal(10) * 0.1).astype(np.float32))], "output")
+    # paddle2onnx of that time writes a dynamic dim as dim_value -1, not as a symbol
+    return g.model("paddle_reshape_cnn", [_vi("x", [-1, 3, 16, 16])], [_vi("output", [-1, 10])],
+                   producer="PaddlePaddle", ir_version=6)
+
+
+def yolo_reshape_cnn() -> onnx.ModelProto:
+    """An Ultralytics-style raw head: per level view(b, no, -1) with b from Shape -> Gather, levels
+    concatenated on the anchor axis; dynamic N, H, W."""
+    g = Net(SEED, opset=13)
+    x = g.node("Mul", [g.conv("images", 3, 16, stride=2), g.node("Sigmoid", [g.conv("images", 3, 16, stride=2)])])
+    x = g.relu(g.conv(x, 16, 16))
+    p3 = g.relu(g.conv(x, 16, 24, stride=2))
+    p4 = g.relu(g.conv(p3, 24, 32, stride=2))
+    levels = []
+    for p, c in ((p3, 24), (p4, 32)):
+        head = g.conv(g.relu(g.conv(p, c, 16)), 16, 6, k=1)
+        b = g.node("Unsqueeze", [g.node("Gather", [g.node("Shape", [head]), g.const(np.array(0, np.int64))], axis=0),
+                                 g.const(np.array([0], np.int64))])
+        target = g.node("Concat", [b, g.const(np.array([6, -1], np.int64))], axis=0)
+        levels.append(g.node("Reshape", [head, target]))
+    g.node("Concat", levels, "output0", axis=2)
+    return g.model("yolo_reshape_cnn", [_vi("images", ["N", 3, "H", "W"])], [_vi("output0", ["N", 6, "A"])])
+
+
 def layernorm_cnn() -> onnx.ModelProto:
     """Residual streams normalized over their channels: lossy-only groups."""
     g = Net(SEED, opset=17)
@@ -617,6 +666,10 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
                            ("tensorflow", "tf2onnx")),
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
     "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),
+    "paddle_reshape_cnn": (paddle_reshape_cnn, "onnx.helper, Paddle 2.0 style (Reshape target from Shape -> Cast -> "
+                           "Slice -> Cast -> Concat)", ()),
+    "yolo_reshape_cnn": (yolo_reshape_cnn, "onnx.helper, Ultralytics-style head (Reshape target from Shape -> Gather)",
+                         ()),
     "layernorm_cnn": (layernorm_cnn, "onnx.helper, ConvNeXt style (LayerNormalization and written out)", ()),
     "recurrent_cnn": (recurrent_cnn, "onnx.helper, torch.onnx style CNN + BiLSTM + GRU", ()),
     "grouped_cnn": (grouped_cnn, "onnx.helper, RegNetY / ResNeXt bottleneck (grouped 3x3 conv, SE)", ()),

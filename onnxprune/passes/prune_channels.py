@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from ..analysis import Analysis
-from ..graph import ModelGraph
+from ..graph import ModelGraph, proto_dims
 from .base import Pass, PassResult
 
 
@@ -96,8 +96,7 @@ def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
             n = len(rw.kept(tc.atoms))
             dims[tc.axis].Clear()
             dims[tc.axis].dim_value = n
-            analysis.graph.shapes[vi.name] = tuple(
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+            analysis.graph.shapes[vi.name] = proto_dims(dims)
 
 
 class PruneChannels(Pass):
