@@ -8,9 +8,9 @@ import click
 
 from ..api import prune
 from ..config import PruneConfig
-from ..errors import ValidationFailedError
 from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
+from ..validation import validate_result
 from ..progress import reporting
 from .output import STDOUT, StderrProgress, human_echo, json_option, json_target, write_json
 from .options import as_flags, preprocess_option, shape_option
@@ -95,38 +95,13 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
         model = load_model(input_path)
         result = prune(model, config, progress=progress)
 
-        def validate_quantized(tmp_path):
-            # Each step against the float original: the pruned float model under the usual rules,
-            # the quantized one (what is written) against the fidelity bounds only, if any.
-            nonlocal comparison, pruned_comparison
-            pruned_comparison = _validate(input_path, result.float_model, config, atol, result.shapes)
-            if not pruned_comparison:
-                raise ValidationFailedError(f"the pruned float model does not match the original "
-                                            f"({pruned_comparison.verdict()}); nothing was written")
-            comparison = _validate_quantized(input_path, tmp_path, config, result.shapes)
-            if not comparison:
-                raise ValidationFailedError(f"the quantized model does not meet the bounds "
-                                            f"({comparison.verdict()}); nothing was written")
-            if not comparison.checked:
-                comparison.hints.append("figures only; for a verdict on the quantized model give a fidelity "
-                                        "bound: --min-agreement, --min-cosine or --max-error")
-
         def check(tmp_path):
-            nonlocal comparison, json_written
-            if validate and config.quantize:
+            nonlocal comparison, pruned_comparison, json_written
+            if validate:
                 progress("validating")
                 with reporting(progress):
-                    validate_quantized(tmp_path)
-            elif validate:
-                progress("validating")
-                with reporting(progress):
-                    comparison = _validate(input_path, tmp_path, config, atol, result.shapes)
-                if not comparison:
-                    raise ValidationFailedError(
-                        f"the pruned model does not match the original ({comparison.verdict()}); nothing was written")
-                if not comparison.checked:
-                    comparison.hints.append("a lossy run without a bound reports fidelity only; for a verdict give "
-                                            "--atol, or a fidelity guard: --min-agreement, --min-cosine or --max-error")
+                    checked = validate_result(input_path, tmp_path, config, result.shapes, atol, result.float_model)
+                comparison, pruned_comparison = checked.comparison, checked.pruned_float
             if json_to not in (None, STDOUT):
                 # Written before the model is moved into place: a JSON file that cannot be written
                 # stops the run with nothing written.
@@ -154,53 +129,3 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
             echo(comparison.format_table())
     if json_to == STDOUT:
         write_json(json_to, "prune", body())
-
-
-def _validate(original, pruned, config: PruneConfig, atol, shapes=None, names=("original", "pruned")):
-    """Random inputs are one batch of one sample unless --calib gives data: validation checks the
-    rewrite and must cost less than the pruning (docs/BENCHMARKS.md); `check` measures at length.
-    A written file identical to the input (nothing removed) runs once, not twice. Without data the
-    sessions skip ORT's graph optimizations, which cost more than one small batch saves."""
-    from functools import partial
-
-    from ..runtime import compare_models
-    from ..runtime.data import DEFAULT_BATCH
-
-    compare_models = partial(compare_models, original, pruned, device=config.device, shapes=shapes,
-                             metric=config.metric, n_batches=VALIDATION_BATCHES, optimize=config.calib is not None,
-                             default_batch=VALIDATION_BATCH if config.calib is None else DEFAULT_BATCH, names=names)
-    if config.guarded:
-        # The final check runs on the held-out samples the guard searched with, so its pick passes it.
-        import tempfile
-
-        from ..guard import split_calibration
-        from ..io import load_model
-
-        with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as tmp:
-            _, held_out, _ = split_calibration(load_model(original), config.calib_data, config.holdout, Path(tmp))
-            return compare_models(data=held_out, atol=config.max_error, min_cosine=config.min_cosine,
-                                  min_agreement=config.min_agreement)
-    if config.lossy and atol is None:
-        # Lossy runs report fidelity; bounds are the fidelity guard's job.
-        return compare_models(data=config.calib_data, bounds=False)
-    # Exact mode's default bound: float summation order, and on a QDQ output one quantization step
-    # where a value on a rounding boundary flips (runtime/quantstep.py).
-    return compare_models(data=config.calib_data, atol=1e-4 if atol is None else atol,
-                          rtol=1e-3 if atol is None else 0.0, quant_step=atol is None)
-
-
-# Random validation inputs: one batch of one sample (the model's own batch where it is fixed).
-VALIDATION_BATCH = 1
-VALIDATION_BATCHES = 1
-
-
-def _validate_quantized(original, quantized, config: PruneConfig, shapes=None):
-    """The written quantized model against the float original: the guard's bounds if any, else figures."""
-    from ..runtime import compare_models
-
-    names = ("original", "quantized")
-    if config.guarded:
-        return _validate(original, quantized, config, None, shapes, names=names)
-    return compare_models(original, quantized, data=config.calib_data, device=config.device, bounds=False,
-                          shapes=shapes, metric=config.metric, names=names, n_batches=VALIDATION_BATCHES,
-                          default_batch=VALIDATION_BATCH, optimize=config.calib is not None)

@@ -72,10 +72,12 @@ class ComparisonResult:
     warnings: list[str] = field(default_factory=list)
 
     hints: list[str] = field(default_factory=list)
+    shape_runs: list = field(default_factory=list)  # runs at other input dims (runtime/shape_check.ShapeRun)
 
     @property
     def failures(self) -> list[str]:
-        return [f"output '{o.name}': {o.failure}" for o in self.outputs if o.failure]
+        return ([f"output '{o.name}': {o.failure}" for o in self.outputs if o.failure]
+                + [f"at {r.what} ({r.dims}): {r.detail}" for r in self.shape_runs if r.passed is False])
 
     @property
     def checked(self) -> bool:
@@ -117,7 +119,12 @@ class ComparisonResult:
         widths = [max(len(r[i]) for r in [cols, *rows]) for i in range(len(cols))]
         lines = [head, ""]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [cols, *rows]]
-        lines += [""] + [f"warning: {w}" for w in self.warnings]
+        lines += [""]
+        if self.shape_runs:
+            lines.append("also run at other input dims: " + "; ".join(
+                f"{r.what} ({r.dims}) {_RUN_STATUS[r.passed]}" + (f": {r.detail}" if r.passed is None else "")
+                for r in self.shape_runs))
+        lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"hint: {h}" for h in self.hints]
         lines.append(self.verdict())
         return "\n".join(lines)
@@ -131,7 +138,11 @@ class ComparisonResult:
             "data": self.data, "samples": self.samples, "batches": self.batches, "batch_size": self.batch_size,
             "provider": self.provider, "thresholds": self.thresholds, "warnings": self.warnings, "hints": self.hints,
             "outputs": [asdict(o) for o in self.outputs],
+            "other_shapes": [r.to_dict() for r in self.shape_runs],
         })
+
+
+_RUN_STATUS = {True: "passed", False: "FAILED", None: "skipped"}
 
 
 def _shape(o: OutputComparison) -> str:
