@@ -11,6 +11,7 @@ piece holding H is rewritten.
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from ...graph import attr, set_attr
 from ..channels import ROLE_CHANNEL, ROLE_IN, ROLE_OUT, TensorChannels
@@ -135,9 +136,10 @@ def recurrent(node, ctx):
     if size is None or r_shape is None or len(r_shape) != 3 or r_shape[2] != size:
         return
     hidden = ctx.new_atoms(size)
+    values = _zero_units(node, ctx, size, (h0, c0))
     ctx.param(w, 1, np.tile(hidden, gates), ROLE_OUT)
     ctx.param(r, 1, np.tile(hidden, gates), ROLE_OUT)
-    ctx.param(r, 2, hidden, ROLE_IN)
+    ctx.param(r, 2, hidden, ROLE_IN, values=values)  # the recurrence reads the units' own outputs
     if b:
         ctx.param(b, 1, np.tile(hidden, 2 * gates), ROLE_OUT)
     if p:
@@ -153,7 +155,54 @@ def recurrent(node, ctx):
     ctx.fixup(resize_hidden)
     outs = list(node.output) + [""] * 3
     if outs[0]:
-        ctx.set(outs[0], TensorChannels(3, hidden))  # [seq, dirs, batch, H] / [batch, seq, dirs, H]
+        ctx.set(outs[0], TensorChannels(3, hidden, values))  # [seq, dirs, batch, H] / [batch, seq, dirs, H]
     for o in outs[1:3]:
         if o:
-            ctx.set(o, TensorChannels(2, hidden))
+            ctx.set(o, TensorChannels(2, hidden, values))
+
+
+# The gate whose activation writes the state: LSTM's cell candidate (gates i, o, f, c), GRU's new
+# gate (z, r, h), the RNN's only one. Where its weights, recurrence and biases are zero for a unit
+# and its initial states are zero, the unit's output is exactly zero at every step (tanh(0) = 0;
+# LSTM: c stays 0, h = o * tanh(0); GRU: h = z * h_prev), whatever the other gates do: what
+# mask-pruned training leaves, and what exact mode may remove.
+_STATE_GATE = {"LSTM": 3, "GRU": 2, "RNN": 0}
+
+
+def _zero_units(node, ctx, size: int, states) -> np.ndarray | None:
+    """Per hidden unit: 0.0 where its output is zero for every input, NaN where not known."""
+    if attr(node, "activations") is not None:
+        return None  # other activations need not map 0 to 0
+    gate = _STATE_GATE[node.op_type]
+    w, r = ctx.const(node.input[1]), ctx.const(node.input[2])
+    b = ctx.const(node.input[3]) if _opt(node, 3) else None
+    if w is None or r is None or w.shape[1] < (gate + 1) * size or (_opt(node, 3) and b is None):
+        return None
+    rows = slice(gate * size, (gate + 1) * size)
+    zero = np.all(w[:, rows, :] == 0, axis=(0, 2)) & np.all(r[:, rows, :] == 0, axis=(0, 2))
+    if b is not None:
+        gates = _GATES[node.op_type]
+        zero &= np.all(b[:, rows] == 0, axis=0) & np.all(b[:, gates * size + gate * size:gates * size + (gate + 1) * size] == 0,
+                                                          axis=0)
+    for state in states:
+        if state:
+            zero &= _zero_state(ctx, state, size)
+    return np.where(zero, 0.0, np.nan)
+
+
+def _zero_state(ctx, name: str, size: int) -> np.ndarray:
+    """Per unit: whether an initial state [dirs, batch, H] is zero there (a constant, or zeros made
+    at run time by ConstantOfShape / Expand of a zero scalar)."""
+    value = ctx.const(name)
+    if value is not None and value.ndim == 3 and value.shape[2] == size:
+        return np.all(value == 0, axis=(0, 1))
+    found = _zeros_source(ctx, name, 2)
+    if found is not None:
+        fill = ctx.graph.producer.get(found[0])
+        if fill is not None and fill.op_type == "ConstantOfShape":
+            t = attr(fill, "value")
+            zero = t is None or not np.any(onnx.numpy_helper.to_array(t))
+        else:
+            zero = fill is not None and not np.any(ctx.const(fill.input[0]))
+        return np.full(size, bool(zero))
+    return np.zeros(size, dtype=bool)
