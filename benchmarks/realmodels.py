@@ -9,7 +9,10 @@ PyTorch, tf2onnx and keras2onnx, fetched by its fetch.sh into ~/.cache/onnxprune
    (graph optimizations off) with every intermediate tensor as an output, and a per-op formula
    written here (not onnxprune.cost) is applied to the shapes it really produced;
 3. `onnxprune IN OUT --target-flops 0.5 --no-validate` at the same shapes, and the independent
-   count of the written model: the kept share of the real FLOPs.
+   count of the written model: the kept share of the real FLOPs;
+4. both models at batch 2 and another input size where the model leaves those dims dynamic
+   (onnxprune.runtime.shape_check): the written model must run where the original runs, with
+   outputs of the same shapes.
 
     python benchmarks/realmodels.py [--models DIR] [--only a,b] [--markdown]
 
@@ -164,26 +167,50 @@ def measure(path: Path, work: Path) -> dict:
     row.update(half_exit=code, half_error=err if code else "", half_seconds=round(secs, 1))
     if code == 0:
         row["half_kept"] = independent_flops(half, feeds) / row["independent"]
+        row["other_shapes"] = other_shapes(path, half, shapes["shapes"])
     return row
+
+
+def other_shapes(original: Path, pruned: Path, shapes_text: str) -> list[dict]:
+    """Both models at batch 2 and another input size where the model leaves them dynamic
+    (onnxprune.runtime.shape_check): the written model must run wherever the original runs."""
+    import onnx
+
+    from onnxprune.api import resolve_input_shapes
+    from onnxprune.config import PruneConfig
+    from onnxprune.runtime.shape_check import check_other_shapes
+
+    shapes = resolve_input_shapes(onnx.load(str(original), load_external_data=False),
+                                  PruneConfig(shapes=shapes_text.replace(", ", " ")))
+    return [r.to_dict() for r in check_other_shapes(original, pruned, shapes)]
 
 
 def _pct(x, signed=False):
     return "-" if x is None else (f"{100 * x:+.2f}%" if signed else f"{100 * x:.1f}%")
 
 
+def _runs(runs: list[dict] | None) -> str:
+    if runs is None:
+        return "-"
+    if not runs:
+        return "static"
+    status = {True: "ok", False: "FAILED", None: "original fails"}
+    return " / ".join(f"{r['what']}: {status[r['passed']]}" for r in runs)
+
+
 def markdown(rows: list[dict]) -> str:
     head = ("| model | plain command | input shapes used (source) | FLOPs onnxprune | independent | diff "
-            "| prunable groups | --target-flops 0.5 keeps |\n|---|---|---|---|---|---|---|---|")
+            "| prunable groups | --target-flops 0.5 keeps | batch 2 / other size |\n|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         plain = "ok" if r["plain_exit"] == 0 else f"exit {r['plain_exit']}: {r['plain_error'][:90]}"
         if "flops" not in r:
-            lines.append(f"| {r['model']} | {plain} | | | | | | |")
+            lines.append(f"| {r['model']} | {plain} | | | | | | | |")
             continue
         half = _pct(r.get("half_kept")) if r.get("half_exit") == 0 else f"exit {r.get('half_exit')}: {r.get('half_error', '')[:90]}"
         lines.append(f"| {r['model']} | {plain} ({r['plain_seconds']} s) | {r['shapes']} ({r['source']}) "
                      f"| {r['flops'] / 1e6:,.1f}M | {r['independent'] / 1e6:,.1f}M | {_pct(r['flops_error'], True)} "
-                     f"| {r['prunable']}/{r['groups']} | {half} |")
+                     f"| {r['prunable']}/{r['groups']} | {half} | {_runs(r.get('other_shapes'))} |")
     return "\n".join(lines)
 
 
@@ -210,9 +237,12 @@ def main() -> None:
     close = [r for r in ok if r.get("flops_error") is not None and abs(r["flops_error"]) <= 0.02]
     halves = [r for r in ok if r.get("half_exit") == 0]
     landed = [r for r in halves if abs(r["half_kept"] - 0.5) <= 0.03]
+    runs = [run for r in halves for run in r.get("other_shapes", [])]
     print(f"\nplain command succeeded on {len(ok)}/{len(rows)}; FLOPs within 2% of the independent count on "
           f"{len(close)}/{len(ok)}; --target-flops 0.5 ran on {len(halves)}/{len(ok)} and landed within 3 points "
-          f"of 50% on {len(landed)}/{len(halves)}")
+          f"of 50% on {len(landed)}/{len(halves)}; at other batch / size the pruned model ran where the original "
+          f"did in {sum(run['passed'] is True for run in runs)}/{sum(run['passed'] is not None for run in runs)} runs "
+          f"({sum(1 for r in halves if r.get('other_shapes'))} models with dynamic dims)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
