@@ -43,8 +43,11 @@ SUBSETS = {
     "onnxprune/passes/select_lossy.py": ["tests/test_selection.py", "tests/test_lossy.py"],
     "onnxprune/passes/normalize.py": ["tests/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/passes/select.py": ["tests/test_exact_mode.py", *ORACLE_TESTS],
-    # rules, analyzer, the rewrite; exact mode's tests check the rules' value tracking (zero filters)
-    "onnxprune/": [*ORACLE_TESTS, "tests/test_exact_mode.py"],
+    "onnxprune/repair/": ["tests/test_repair.py", "tests/test_qdq_repair.py"],
+    "onnxprune/shapes.py": ["tests/test_shapes.py"],
+    # rules, analyzer (finite.py included), the rewrite; exact mode's tests check the rules' value
+    # tracking (zero filters), the soundness tests constant and non-finite channels
+    "onnxprune/": [*ORACLE_TESTS, "tests/test_exact_mode.py", "tests/test_soundness.py"],
 }
 
 
@@ -112,6 +115,18 @@ CURATED = [
            "if tail[rank] > 0 else 0.0", "if tail[rank] >= 0 else 0.0"),
     Mutant("conv-zero-filter", "zero filters not found (auto conv:24)", "onnxprune/analysis/rules/conv.py",
            "zero = ~np.any(moved != 0, axis=1)", "zero = ~np.any(moved != 1, axis=1)"),
+    # Planted bugs of issue 27 that passed every test.
+    Mutant("repair-scored-on-fit-rows", "repair candidates scored on the rows they were fitted on",
+           "onnxprune/repair/reconstruct.py", "_error(gr.held_out, stored(", "_error(gr.fit, stored("),
+    Mutant("lsq-no-ridge", "least squares with the ridge term 0", "onnxprune/repair/reconstruct.py",
+           "    lam = rel * float(np.trace(gkk)) / len(idx)\n", "    lam = 0.0\n"),
+    Mutant("shared-symbol-not-followed", "a symbol given for one input not used for the others",
+           "onnxprune/shapes.py", "                dims[i] = symbols[d]\n", "                pass\n"),
+    Mutant("div-some-zero-finite", "Div by a constant with some zero entries called finite",
+           "onnxprune/analysis/finite.py", "bool(np.all(divisor != 0))", "bool(np.any(divisor != 0))"),
+    Mutant("clip-max-from-min", "Clip: the max bound read from the min input",
+           "onnxprune/analysis/rules/elementwise.py", "hi = ctx.const(node.input[2]) if",
+           "hi = ctx.const(node.input[1]) if"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -324,3 +324,77 @@ def test_wide_underdetermined_gemm_gets_bias_compensation_and_says_so(tmp_path, 
     details, _ = _repaired_gemm2(many, ("bias", "lsq"))  # enough samples: scored as before, no note
     assert not any("no least squares" in n for n in details["notes"])
     assert details["per_layer"][0]["held_out_error_ratio"] is not None
+
+
+def test_choice_and_ratio_follow_the_held_out_rows(tmp_path):
+    """12 fit rows for 25 unknowns: lsq fits them exactly and is worse than no repair on the 4 held-out
+    rows; the choice and the reported ratio must be the held-out ones (each candidate refitted in numpy)."""
+    from onnxprune.analysis import ROLE_IN
+    from onnxprune.repair.reconstruct import RIDGES
+
+    x = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x)
+    details, _ = _repaired_gemm2(tmp_path / "d.npz", ("bias", "lsq"))
+
+    model = _mlp()
+    init = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    analysis = analyze(copy(model))
+    group = next(g for g in analysis.prunable_groups() if g.size == 32)
+    reader = next(m for m in analysis.members if m.role == ROLE_IN and m.param == "w2")
+    gone = np.isin(analysis.channel_of(reader.atoms), sorted(group.channels)[:8])
+    rows = np.concatenate([np.maximum(x.astype(np.float64) @ init["w1"] + init["b1"], 0), np.ones((16, 1))], axis=1)
+    t = np.concatenate([init["w2"], init["b2"][None]], axis=0)
+    held = np.arange(16) % 4 == 3
+    fit_rows, held_rows = rows[~held], rows[held]
+
+    none = t.copy()
+    none[:-1][gone] = 0
+    bias = none.copy()
+    bias[-1] += fit_rows[:, :-1][:, gone].mean(axis=0) @ t[:-1][gone]
+    candidates = {("none", None): none, ("bias", None): bias}
+    k = np.append(~gone, True)
+    a = fit_rows[:, k]
+    for rel in RIDGES:
+        lam = rel * np.trace(a.T @ a / len(a)) / k.sum()
+        lhs = np.concatenate([a / np.sqrt(len(a)), np.sqrt(lam) * np.eye(k.sum())])
+        rhs = np.concatenate([fit_rows @ t / np.sqrt(len(a)), np.sqrt(lam) * t[k]])
+        m = np.zeros_like(t)
+        m[k] = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+        candidates[("lsq", rel)] = m
+
+    def errors(r):
+        return {c: float(np.mean(np.sum((r @ (m - t)) ** 2, axis=1))) for c, m in candidates.items()}
+
+    on_fit, on_held = errors(fit_rows), errors(held_rows)
+    best = min(on_held, key=on_held.get)
+    runner_up = sorted(on_held.values())[1]
+    assert min(on_fit, key=on_fit.get) != best and runner_up > 1.1 * on_held[best]  # the halves disagree
+    layer = details["per_layer"][0]
+    assert (layer["repair"], layer["ridge"]) == best
+    np.testing.assert_allclose(layer["held_out_error_ratio"], on_held[best] / on_held[("none", None)], rtol=1e-4)
+
+
+def test_lsq_ridge_on_a_rank_deficient_gram():
+    """Three rows for six unknowns: off the rows' span only the ridge (towards the original weights)
+    decides, so a feature the rows never excite keeps its weights, and each ridge gives another fit."""
+    from onnxprune.repair.reconstruct import _lsq
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 6))
+    x[:, 4] = 0
+    a = np.concatenate([x, np.ones((3, 1))], axis=1)
+    g = a.T @ a / 3
+    t = rng.standard_normal((7, 2))
+    keep = np.array([True, True, False, True, True, True])
+    idx = [0, 1, 3, 4, 5, 6]
+    fits = {}
+    for rel in (1e-4, 1e-1, 1.0):
+        gkk = g[np.ix_(idx, idx)]
+        lam = rel * np.trace(gkk) / len(idx)
+        want = np.zeros_like(t)
+        want[idx] = np.linalg.inv(gkk + lam * np.eye(len(idx))) @ (g[idx] @ t + lam * t[idx])
+        fits[rel] = _lsq(t, keep, g, rel)
+        np.testing.assert_allclose(fits[rel], want, rtol=1e-7, atol=1e-10)
+        np.testing.assert_allclose(fits[rel][4], t[4], rtol=1e-7)
+        assert not fits[rel][2].any()
+    assert not np.allclose(fits[1e-4], fits[1.0], atol=1e-3)

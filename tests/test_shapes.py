@@ -69,6 +69,16 @@ def test_guess_sequence_and_shared_symbols():
     assert crnn["x"] == (1, 1, 32, 224)
 
 
+def test_a_symbol_given_for_one_input_holds_for_the_other():
+    """`T` pinned by --shape or by the calibration data of `ids` alone: `mask` shares the symbol and
+    must take the same length, not a guess of its own (128) that the model could not run at."""
+    declared = {"ids": ("B", "T"), "mask": ("B", "T")}
+    given = resolve_shapes(declared=declared, given={"ids": (1, 7)}, resizes=False)
+    assert given["mask"] == (1, 7)
+    seen = resolve_shapes(declared=declared, sample={"ids": np.zeros((4, 9), np.int64)}, resizes=False)
+    assert seen["ids"] == seen["mask"] == (1, 9)
+
+
 def test_unguessable_dims_name_shape_with_an_example():
     with pytest.raises(DataError, match=r"--shape x:1xNxN"):
         resolve_shapes(declared={"x": ("B", "a", "b")}, resizes=False)

@@ -86,6 +86,21 @@ def test_nonfinite_from_an_op_taints_what_follows():
     assert _exact(m) == 0
 
 
+def test_division_by_a_constant_with_a_zero_entry_taints_its_output():
+    """x / [1, 0, 2] is Inf in channel 1, and the zero column of w2 over it gives NaN: that channel
+    stays. Divisors with no zero keep the tensor finite and the channel goes."""
+    from onnxprune.analysis.finite import nonfinite_tensors
+    from onnxprune.graph import ModelGraph
+
+    w2 = np.ones((2, 3, 1, 1), np.float32)
+    w2[:, 1] = 0
+    for divisor, tainted, removed in (([1, 0, 2], True, 0), ([1, 3, 2], False, 1)):
+        d = np.array(divisor, np.float32).reshape(3, 1, 1)
+        m = _conv_pair(np.ones((3, 2, 1, 1)), w2, middle=[("Div", ["d"], {})], middle_inits={"d": d})
+        assert ("a1" in nonfinite_tensors(ModelGraph(copy(m)))) == tainted
+        assert _exact(m) == removed
+
+
 def test_finite_model_still_loses_a_zero_column_channel():
     w2 = np.ones((2, 3, 1, 1), np.float32)
     w2[:, 1] = 0
@@ -184,3 +199,17 @@ def test_batchnorm_with_zero_scale_and_shift_is_a_zero_channel():
     w1 = _w1_with_inf()  # ... but not when the channel may be Inf: Inf * 0 is NaN
     assert _exact(_conv_pair(w1, np.ones((2, 3, 1, 1)), middle=[("BatchNormalization", ["g", "b", "m", "v"], {})],
                              middle_inits=bn)) == 0
+
+
+# -- constant values through Clip -----------------------------------------------------------------
+
+@pytest.mark.parametrize("bound_shape", [(), (1,)])
+def test_constant_channel_through_clip_keeps_its_value(bound_shape):
+    """A zero filter with bias 3 is the constant 3, and Clip(0, 6) leaves it 3: read through non-zero
+    columns it must stay. Bounds as scalars and as one-element tensors (clip_bounds_1d)."""
+    w1 = np.ones((3, 2, 1, 1), np.float32)
+    w1[1] = 0
+    bounds = {"lo": np.zeros(bound_shape, np.float32), "hi": np.full(bound_shape, 6, np.float32)}
+    m = _conv_pair(w1, np.ones((2, 3, 1, 1)), b1=[0.5, 3, -0.5], middle=[("Clip", ["lo", "hi"], {})],
+                   middle_inits=bounds)
+    assert _exact(m) == 0
