@@ -1,9 +1,87 @@
-"""Human-readable summaries of pruning and analysis results."""
+"""What a pruning run reports (PruneReport, PruneResult) and the human-readable summaries of it and
+of an analysis."""
 
 from __future__ import annotations
 
+import os
 import platform
 from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from .io import save_model
+from .passes.base import PassRecord
+from .shapes import ResolvedShapes
+
+
+@dataclass
+class GroupSummary:
+    id: int
+    size: int
+    kept: int
+    sources: list[str]
+    prunable: bool
+    reasons: list[str]
+    lossy_only: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PruneReport:
+    mode: str
+    params_before: int
+    params_after: int
+    flops_before: int
+    flops_after: int
+    groups: list[GroupSummary]
+    passes: list[PassRecord]
+    prunable_flops_share: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    guard: dict | None = None
+    input_shapes: str = ""          # the shapes FLOPs are counted at, e.g. "x:1x3x640x640"
+    shapes_source: str = "model"    # model, --shape, calibration data, guessed
+    latency: dict | None = None
+    quantize: dict | None = None  # what --quantize did (mode, per-channel, op counts)
+
+    @property
+    def channels_removed(self) -> int:
+        return sum(g.size - g.kept for g in self.groups)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode,
+            "params": {"before": self.params_before, "after": self.params_after},
+            "flops": {"before": self.flops_before, "after": self.flops_after},
+            "channels_removed": self.channels_removed,
+            "prunable_flops_share": self.prunable_flops_share,
+            "groups": [g.to_dict() for g in self.groups],
+            "passes": [{"name": r.name, "modified": r.result.modified, "seconds": round(r.seconds, 4),
+                        **r.result.details} for r in self.passes],
+            "notes": self.notes,
+            "guard": self.guard,
+            "input_shapes": {"shapes": self.input_shapes, "source": self.shapes_source},
+            "latency": self.latency,
+            "quantize": self.quantize,
+        }
+
+
+@dataclass
+class PruneResult:
+    model: onnx.ModelProto
+    report: PruneReport
+    shapes: ResolvedShapes | None = None  # the input shapes every step used; validation reuses them
+    float_model: onnx.ModelProto | None = None  # with --quantize: the pruned model before quantization
+    source: str | None = None             # the input file, when prune() was given a path
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write the pruned model atomically (external data above 2 GB); the input file is never
+        written over unless overwrite=True. Check it with onnxprune.validate(source, path, ...)."""
+        return save_model(self.model, path, self.source, overwrite)
+
 
 
 def human(n: float) -> str:

@@ -16,9 +16,8 @@ from .analysis.oracle import zeroed_reference
 from .graph import ModelGraph
 from .importance import get_criterion
 from .passes.untie import untie_shared
-from .shapes import resolve_shapes
-from .runtime.data import input_specs, load_data, random_data, resolve_batch
-from .runtime.compare import RunsAt
+from .runtime.data import load_data, random_data, resolve_batch
+from .runtime.shapes import resolve_input_shapes
 from .runtime.sessions import create_session
 
 
@@ -76,10 +75,7 @@ def sensitivity(model: onnx.ModelProto, data=None, ratios=(0.25, 0.5, 0.75), cri
                 device: str = "cpu", max_samples: int = 256,
                 progress: Callable[[int, int], object] | None = None,
                 shapes: dict[str, tuple[int, ...]] | None = None) -> SensitivityResult:
-    specs = input_specs(model)
-    sample = load_data(data, specs).first_sample() if data is not None and set((s.name for s in specs)) - set(shapes or {}) else None
-    with RunsAt(model) as accept:
-        resolved = resolve_shapes(model, shapes, sample, accept=accept)
+    resolved = resolve_input_shapes(model, given=shapes, data=data)
     untie_shared(model)
     analysis = analyze(ModelGraph(model, shapes=resolved.per_sample()))
     scores = get_criterion(criterion)(analysis, data)

@@ -82,7 +82,7 @@ def _compare(original, pruned, config: PruneConfig, atol, shapes=None, names=("o
                       default_batch=VALIDATION_BATCH if config.calib is None else DEFAULT_BATCH, names=names)
     exact = not config.lossy and atol is None
     if config.guarded:
-        from .guard import split_calibration
+        from .strategies.guard import split_calibration
         from .io import load_model
 
         with tempfile.TemporaryDirectory(prefix="onnxprune-check-") as tmp:

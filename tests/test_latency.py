@@ -10,13 +10,14 @@ import pytest
 from click.testing import CliRunner
 
 from onnxprune import PruneConfig, prune
-from onnxprune.api import PruneState
+from onnxprune.passes.state import PruneState
 from onnxprune.cli import main
 from onnxprune.errors import ConfigError, TargetUnreachableError
 from onnxprune.latency.segments import find_segments
 from onnxprune.latency.table import LatencyModel, load_or_build, monotone, table_key
 from onnxprune.passes.select_latency import SelectLatency, latency_input_shapes
 from onnxprune.runtime import compare_models
+from onnxprune.runtime.shapes import resolve_input_shapes
 from tests.fake_timer import FakeTimer
 from tests.oracle import check_oracle, copy
 from tools.zoo import build
@@ -174,7 +175,7 @@ def test_choice_prefers_a_hit_over_a_better_ratio():
     two hits are ranked by FLOPs per measured share."""
     from types import SimpleNamespace
 
-    from onnxprune.latency_target import _Candidate, _choose
+    from onnxprune.strategies.latency import _Candidate, _choose
 
     def cand(mode, measured, flops):
         rep = SimpleNamespace(flops_before=100.0, flops_after=flops * 100, groups=[],
@@ -285,7 +286,9 @@ def test_oracle_holds_for_latency_selection(tmp_path):
     config = PruneConfig(target_latency=0.5, latency_cache=str(tmp_path), latency_rounds=0)
 
     def choose(analysis):
-        state = PruneState(model=analysis.graph.model, config=config, graph=analysis.graph, analysis=analysis)
+        model = analysis.graph.model
+        state = PruneState(model=model, config=config, graph=analysis.graph, analysis=analysis,
+                           shapes=resolve_input_shapes(model, config))
         SelectLatency(FakeTimer()).run(state)
         return state.removed
 
@@ -308,7 +311,8 @@ def test_monotone_fit_never_lets_fewer_channels_cost_more():
 
 def test_dynamic_batch_uses_the_batch_option(tmp_path):
     model = small()
-    state = PruneState(model=model, config=PruneConfig(target_latency=0.5, batch=8))
+    config = PruneConfig(target_latency=0.5, batch=8)
+    state = PruneState(model=model, config=config, shapes=resolve_input_shapes(model, config))
     assert latency_input_shapes(state)["input"] == (8, 3, 64, 64)
     timer = FakeTimer()
     r1 = run(model, tmp_path, timer, target_latency=0.5, batch=8)
@@ -401,7 +405,7 @@ def test_with_calibration_data_candidates_within_5pct_compete_on_fidelity(tmp_pa
     competes (and wins on cosine here); without, the one within 3% is kept."""
     import dataclasses
 
-    from onnxprune.latency_target import _Candidate, _choose
+    from onnxprune.strategies.latency import _Candidate, _choose
 
     calib = str(REPO / "models" / "digits_calib.npz")
     model = onnx.load(str(DIGITS))
@@ -415,7 +419,7 @@ def test_with_calibration_data_candidates_within_5pct_compete_on_fidelity(tmp_pa
         r = prune_fn(copy(model), dataclasses.replace(config, latency_allocation=mode, repair="none",
                                                       repair_default=False))
         cands.append(_Candidate(mode, 0.6, r, measured, 1.0, measured, abs(measured / 0.6 - 1)))
-    best, choice = _choose(model, cands, config, prune_fn, model.SerializeToString())
+    best, choice = _choose(model, cands, config, FakeTimer(depthwise_ns=2.0), model.SerializeToString())
     assert choice["by"] == "cosine on the calibration data"
     assert all(c["competed"] for c in choice["candidates"]) and all(c.repaired for c in cands)
     cos = {c["allocation"]: c["cosine"] for c in choice["candidates"]}

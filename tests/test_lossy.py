@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from onnxprune import PruneConfig, prune
 from onnxprune.analysis import analyze
-from onnxprune.api import PruneState
+from onnxprune.passes.state import PruneState
 from onnxprune.cli import main
 from onnxprune.errors import ConfigError, DataError, TargetUnreachableError
 from onnxprune.passes.select_lossy import SelectLossy, group_step, removal_count

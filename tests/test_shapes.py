@@ -265,7 +265,7 @@ def test_reshape_target_built_from_a_dynamic_batch_stays_run_time():
 
 
 def test_calibration_split_follows_the_batch_axis(tmp_path):
-    from onnxprune.guard import split_calibration
+    from onnxprune.strategies.guard import split_calibration
 
     model = load("stateful_vad")
     rng = np.random.default_rng(0)

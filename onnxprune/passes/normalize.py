@@ -26,6 +26,8 @@ class FoldBatchNorm(Pass):
     """Conv (or ConvTranspose) -> BatchNormalization becomes one conv with scaled filters and a bias."""
 
     name = "fold-bn"
+    needs = ("graph",)
+    ensures = ("graph",)
 
     def run(self, state) -> PassResult:
         g: ModelGraph = state.graph
@@ -105,3 +107,16 @@ def remove_unused(model: onnx.ModelProto) -> int:
     live = {o for n in g.node for o in n.output} | {t.name for t in g.initializer}
     _remove_where(g.value_info, lambda v: v.name not in live)
     return removed
+
+
+class Cleanup(Pass):
+    """After the rewrite: nodes and initializers nothing reads any more. A model nothing was done
+    to is written back as it came."""
+
+    name = "cleanup"
+
+    def run(self, state) -> PassResult:
+        if not state.removed and not state.config.fold_bn:
+            return PassResult(False)
+        n = remove_unused(state.model)
+        return PassResult(n > 0, {"removed": n})

@@ -101,6 +101,7 @@ def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
 
 class PruneChannels(Pass):
     name = "prune-channels"
+    needs = ("analysis",)
 
     def run(self, state) -> PassResult:
         removed = state.removed

@@ -55,6 +55,7 @@ def restore_nonempty(analysis: Analysis, removed: set[int], score: dict[int, flo
 
 class SelectExact(Pass):
     name = "select-exact"
+    needs = ("analysis",)
 
     def run(self, state) -> PassResult:
         state.removed = exact_removable(state.analysis)

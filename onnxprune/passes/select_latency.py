@@ -43,12 +43,7 @@ def latency_device(device: str) -> str:
 
 def latency_input_shapes(state) -> dict[str, tuple[int, ...]]:
     """The run's resolved input shapes (onnxprune.shapes) with the batch set to config.batch."""
-    shapes = state.shapes
-    if shapes is None:
-        from ..shapes import resolve_shapes
-
-        shapes = resolve_shapes(state.model, dict(state.config.shapes))
-    return shapes.with_batch(state.config.batch).as_dict()
+    return state.shapes.with_batch(state.config.batch).as_dict()
 
 
 def make_timer(config):
@@ -181,6 +176,8 @@ def allocate(analysis: Analysis, groups, scores: dict[int, float], lat: LatencyM
 
 class SelectLatency(Pass):
     name = "select"
+    needs = ("analysis", "shapes")
+    ensures = ("latency",)
 
     def __init__(self, timer=None):
         self.timer = timer
@@ -221,7 +218,7 @@ class SelectLatency(Pass):
                 f"{predicted / lat.full:.0%} ({blocked} of {len(analysis.groups)} channel groups are blocked, "
                 f"max-group-ratio {cfg.max_group_ratio}); see `onnxprune analyze --latency` for where the time goes")
         state.removed = removed
-        state.info["latency"] = {
+        state.latency = {
             "predicted_share": predicted / lat.full if lat.full else 1.0,
             "predicted_ms": predicted / lat.full * table.whole_ms if lat.full else table.whole_ms,
             "model_ms": table.whole_ms, "budget_share": cfg.target_latency, "allocation": allocation,

@@ -288,6 +288,7 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
 
 class SelectLossy(Pass):
     name = "select"
+    needs = ("analysis",)
 
     def run(self, state) -> PassResult:
         cfg = state.config
@@ -307,7 +308,7 @@ class SelectLossy(Pass):
         units = [u for g in groups for u in group_units(g, scores, cfg.max_group_ratio, round_to, analysis)]
         if cfg.allocation == "sensitivity" and measure(set()) > budget:
             units, probed = sensitivity_units(units, groups, analysis, cfg)
-            state.info.setdefault("notes", []).append(
+            state.notes.append(
                 f"budget spread over layers by measured output sensitivity ({probed} groups each pruned alone at "
                 f"{len(PROBE_SHARES)} shares on {PROBE_SAMPLES} calibration samples)")
         removed = self._global(units, scores, analysis, measure, budget)

@@ -103,7 +103,7 @@ class RetieShared(Pass):
     name = "retie-shared"
 
     def run(self, state) -> PassResult:
-        ties = state.info.get("ties")
+        ties = state.ties
         if not ties:
             return PassResult(False)
         separate = retie_shared(state.model, ties)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from .compare import resolve_model_shapes
+from .shapes import resolve_input_shapes
 from .data import random_data, resolve_batch
 from .sessions import create_session
 
@@ -97,7 +97,7 @@ def benchmark(models: Sequence, batch_sizes: Sequence[int] = (1, 8), device: str
     try:
         for model in models:
             sessions.append(create_session(model, device, threads))
-        resolved = [resolve_model_shapes(m, shapes, s.inputs) for m, s in zip(models, sessions)]
+        resolved = [resolve_input_shapes(m, given=shapes, specs=s.inputs) for m, s in zip(models, sessions)]
         notes = []
         if not any(s.batched for s in sessions[0].inputs):
             notes.append(f"the model has no batch axis: timed whole feeds ({resolved[0].describe()}), "

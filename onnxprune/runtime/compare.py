@@ -12,13 +12,13 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import onnx
 
-from ..errors import ConfigError, DataError, OnnxPruneError, ValidationFailedError
-from ..shapes import RESIZING_OPS, ResolvedShapes, resolve_shapes
+from ..errors import ConfigError, DataError, ValidationFailedError
+from ..shapes import ResolvedShapes
 from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
 from .quantstep import output_quant_steps, split_by_step, step_failure
+from .shapes import resolve_input_shapes
 from .sessions import create_session, explain_ort_error
 
 DEFAULT_ATOL = 1e-4
@@ -370,7 +370,8 @@ class Reference:
             elif data is not None:
                 self.dataset = load_data(data, self.specs)
             else:
-                resolved = shapes if isinstance(shapes, ResolvedShapes) else resolve_model_shapes(model, shapes, self.specs)
+                resolved = (shapes if isinstance(shapes, ResolvedShapes)
+                            else resolve_input_shapes(model, given=shapes, specs=self.specs))
                 if "guessed" in resolved.source:
                     self.hint = f" (with guessed input shapes {resolved.describe()}; pass --shape to give others)"
                 self.dataset = random_data(self.specs, resolved, self.size, seed, n_batches)
@@ -558,44 +559,3 @@ def _run(session, feeds, name, error, hint: str = ""):
         raise error(f"{name}: onnxruntime failed to run it{hint}: {explain_ort_error(str(exc))}") from None
 
 
-def resolve_model_shapes(model, given, specs) -> ResolvedShapes:
-    """Input shapes for random data when the caller has not resolved them (check, bench)."""
-    resizes = None
-    try:
-        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
-        resizes = any(n.op_type in RESIZING_OPS for n in proto.graph.node)
-    except Exception:  # a model too large for one protobuf: no hint, the plain guess
-        resizes = False
-    with RunsAt(model) as accept:
-        return resolve_shapes(given=given, declared={s.name: s.shape for s in specs}, resizes=resizes,
-                              axes={s.name: s.batch_axis if s.batched else None for s in specs}, accept=accept)
-
-
-class RunsAt:
-    """Whether ONNX Runtime runs the model on random inputs of some shapes: how a guess is
-    checked before anything rests on it (a text recognizer may reject square images)."""
-
-    def __init__(self, model):
-        self.model = model
-        self.session = None
-
-    def __call__(self, shapes: ResolvedShapes) -> bool:
-        try:
-            if self.session is None:
-                self.session = create_session(self.model, "cpu")
-            size = shapes.batch_size() or 1
-            feeds = next(random_data(self.session.inputs, shapes, None).batches(size)).feeds
-        except OnnxPruneError:
-            return True  # ORT cannot load it or random data cannot feed it: later steps say why
-        try:
-            self.session.run(feeds)
-        except Exception:  # ORT's own exception classes: the model does not run at these shapes
-            return False
-        return True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.session is not None:
-            self.session.close()

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 import onnxprune.cli.output as output
 from onnxprune import prune
 from onnxprune.cli import main
-from onnxprune.guard import STEPS
+from onnxprune.strategies.guard import STEPS
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"

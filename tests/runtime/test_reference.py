@@ -108,7 +108,7 @@ def test_prune_that_removes_nothing_runs_the_model_once(tmp_path):
 
 def test_the_fidelity_guard_runs_the_original_once(sessions):
     from onnxprune import prune
-    from onnxprune.guard import STEPS
+    from onnxprune.strategies.guard import STEPS
 
     # Sessions are counted in compare.py alone (the reference and each trial's check), so the
     # cheapest trials do: l1 scores, no repair.

@@ -11,17 +11,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from .config import PruneConfig
-from .errors import ConfigError, DataError, TargetUnreachableError
-from .runtime.metrics import LABELS
-from .progress import report, silenced
+from ..config import PruneConfig
+from ..errors import ConfigError, DataError, TargetUnreachableError
+from ..passes.pipeline import prune_once
+from ..progress import report, silenced
+from ..runtime.metrics import LABELS
 
 STEPS = 7
 
 
 def split_calibration(model: onnx.ModelProto, path, holdout: float, folder: Path) -> tuple[str, str, int]:
     """Write the calibration data as two .npz files: fit (scoring, repair) and held-out (the bound)."""
-    from .runtime.data import LABELS, input_specs, load_data
+    from ..runtime.data import LABELS, input_specs, load_data
 
     specs = input_specs(model)
     dataset = load_data(path, specs)
@@ -75,11 +76,11 @@ def _figure(check, config: PruneConfig) -> str:
     return ", ".join(parts)
 
 
-def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
-    """Bisection on the kept FLOPs share between the most pruning allowed and none. Every share tried
-    is reported with its figure; the final check (cli/prune.py) runs on the same held-out samples,
-    so what the search picks passes it."""
-    from .runtime.compare import Reference, compare_models
+def guarded_prune(model: onnx.ModelProto, config: PruneConfig):
+    """Bisection on the kept FLOPs share between the most pruning allowed and none, each share one
+    pipeline run. Every share tried is reported with its figure; the final check
+    (onnxprune/validation.py) runs on the same held-out samples, so what the search picks passes it."""
+    from ..runtime.compare import Reference, compare_models
 
     if not config.calib:
         raise ConfigError("a fidelity bound (max_error, min_cosine, min_agreement) needs calib data: its held-out part judges the bound")
@@ -102,7 +103,7 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn):
             candidate.ParseFromString(original)
             try:
                 with silenced():
-                    result = prune_fn(candidate, dataclasses.replace(base, target_flops=share))
+                    result = prune_once(candidate, dataclasses.replace(base, target_flops=share))
             except TargetUnreachableError:
                 tries.append({"target_flops": share, "flops_kept": None, "figure": "unreachable", "passed": False})
                 return None, None

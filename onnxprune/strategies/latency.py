@@ -25,9 +25,10 @@ import dataclasses
 import numpy as np
 import onnx
 
-from .config import PruneConfig
-from .errors import TargetUnreachableError
-from .progress import report
+from ..config import PruneConfig
+from ..errors import TargetUnreachableError
+from ..passes.pipeline import prune_once
+from ..progress import report
 
 TOLERANCE = 0.03  # a measured share within 3% (relative) of the asked one needs no correction
 MISS_NOTE = 0.05  # a measured share further than 5% (relative) from the asked one is reported as missed
@@ -55,11 +56,12 @@ class _Candidate:
         return r.flops_after / r.flops_before if r.flops_before else 1.0
 
 
-def latency_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn, timer, shapes: dict):
-    """`shapes`: concrete input dims (batch included) the whole models are timed at."""
-    from .passes.select_latency import make_timer
+def latency_prune(model: onnx.ModelProto, config: PruneConfig, timer, shapes: dict):
+    """`shapes`: concrete input dims (batch included) the whole models are timed at; `timer` (None:
+    ONNX Runtime on config.device) times them and, in each pipeline run, the layers."""
+    from ..passes.select_latency import make_timer
 
-    timer = timer or make_timer(config)
+    layers_timer, timer = timer, timer or make_timer(config)
     asked = config.target_latency
     original = model.SerializeToString()
     trial_config = dataclasses.replace(config, latency_rounds=0)
@@ -74,8 +76,8 @@ def latency_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn, timer, 
         budget, mine, differ = asked, [], True
         for _ in range(config.latency_rounds + 1):
             try:
-                result = prune_fn(_fresh(original), dataclasses.replace(trial_config, target_latency=budget,
-                                                                        latency_allocation=mode))
+                result = prune_once(_fresh(original), dataclasses.replace(trial_config, target_latency=budget,
+                                                                          latency_allocation=mode), layers_timer)
             except TargetUnreachableError as exc:
                 unreachable = unreachable or exc
                 break
@@ -105,9 +107,9 @@ def latency_prune(model: onnx.ModelProto, config: PruneConfig, prune_fn, timer, 
             break  # score order selects the same channels at this budget: nothing else to measure
     if not closest:
         raise unreachable
-    best, choice = _choose(model, closest, config, prune_fn, original)
+    best, choice = _choose(model, closest, config, layers_timer, original)
     if config.repair and not best.repaired:
-        _repair(best, config, prune_fn, original)
+        _repair(best, config, layers_timer, original)
     if best.trial_kept != _kept(best.result):  # repair left the shapes as measured; should that change, measure
         report("timing the pruned model", len(rounds), len(rounds) + 1)
         best.base_s, best.pruned_s, best.measured = timer.compare(model, best.result.model, shapes=shapes,
@@ -132,10 +134,10 @@ def _kept(result) -> list[int]:
     return [g.kept for g in result.report.groups]
 
 
-def _repair(c: _Candidate, config: PruneConfig, prune_fn, original: bytes) -> None:
+def _repair(c: _Candidate, config: PruneConfig, timer, original: bytes) -> None:
     """The candidate's removal pruned again with the run's repair (same budget and allocation)."""
-    c.result = prune_fn(_fresh(original), dataclasses.replace(config, latency_rounds=0, target_latency=c.budget,
-                                                              latency_allocation=c.mode))
+    c.result = prune_once(_fresh(original), dataclasses.replace(config, latency_rounds=0, target_latency=c.budget,
+                                                                latency_allocation=c.mode), timer)
     c.repaired = True
 
 
@@ -145,7 +147,7 @@ def _fresh(original: bytes) -> onnx.ModelProto:
     return m
 
 
-def _choose(model, closest: list[_Candidate], config: PruneConfig, prune_fn, original: bytes):
+def _choose(model, closest: list[_Candidate], config: PruneConfig, timer, original: bytes):
     """The kept candidate and the `choice` the report gives (see the module docstring)."""
     near = [c for c in closest if c.miss <= MISS_NOTE]
     if config.calib:  # fidelity is measured: every candidate within 5% competes on it
@@ -157,14 +159,14 @@ def _choose(model, closest: list[_Candidate], config: PruneConfig, prune_fn, ori
     if len(within) == 1:
         return within[0], {"by": "only candidate" if len(closest) == 1 else "measured share", "candidates": figures}
     if config.calib:
-        from .runtime.compare import Reference, compare_models
+        from ..runtime.compare import Reference, compare_models
 
         report("comparing the allocations on the calibration data", 0, len(within))
         with Reference(model, data=config.calib_data, device="cpu") as reference:
             scored = []
             for i, c in enumerate(within):
                 if config.repair:
-                    _repair(c, config, prune_fn, original)
+                    _repair(c, config, timer, original)
                 outputs = compare_models(reference, c.result.model, atol=float("inf"), bounds=False).outputs
                 fidelity = float(np.mean([o.cosine for o in outputs])) if outputs else float("nan")
                 figures[closest.index(c)]["cosine"] = round(fidelity, 6)

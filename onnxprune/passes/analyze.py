@@ -1,0 +1,34 @@
+"""Find the channel groups of the model as it stands (after any normalization)."""
+
+from __future__ import annotations
+
+from ..analysis import Analysis, analyze
+from .base import Pass, PassResult
+
+
+class Analyze(Pass):
+    name = "analyze"
+    needs = ("graph",)
+    ensures = ("analysis",)
+
+    def run(self, state) -> PassResult:
+        state.analysis = analyze(state.graph)
+        state.groups_before = state.analysis.groups
+        state.prunable_flops_share = prunable_flops_share(state.analysis)
+        return PassResult(False, {"groups": len(state.analysis.groups),
+                                  "prunable": len(state.analysis.prunable_groups())})
+
+
+def prunable_flops_share(analysis: Analysis) -> float:
+    """Share of the model's FLOPs in layers that a lossy run could shrink."""
+    from ..analysis.analyzer import node_label
+    from ..cost import node_flops
+
+    touched = {m.node for g in analysis.prunable_groups() for m in g.members}
+    total = part = 0
+    for n in analysis.graph.all_nodes:
+        f = node_flops(n, analysis.graph)
+        total += f
+        if node_label(n) in touched:
+            part += f
+    return part / total if total else 0.0
