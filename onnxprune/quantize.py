@@ -18,9 +18,10 @@ from pathlib import Path
 
 import onnx
 
+from .config import QUANTIZE_MODES
 from .errors import ConfigError, OnnxPruneError, QuantizationError, RuntimeUnavailableError
 
-MODES = ("int8", "int8-symmetric", "dynamic")
+MODES = QUANTIZE_MODES
 # Ops `--quantize dynamic` converts: integer MatMul/LSTM/Attention are what pays off on CPU;
 # ConvInteger is usually slower than the float conv in ONNX Runtime, so convs stay float.
 DYNAMIC_OPS = ["MatMul", "Gemm", "LSTM", "Attention", "EmbedLayerNormalization", "Gather"]

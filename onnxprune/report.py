@@ -8,12 +8,15 @@ import platform
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import onnx
 
 from .io import save_model
-from .passes.base import PassRecord
 from .shapes import ResolvedShapes
+
+if TYPE_CHECKING:
+    from .passes.base import PassRecord
 
 
 @dataclass

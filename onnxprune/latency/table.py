@@ -257,7 +257,7 @@ def aligned(size: int, share: float, step: int) -> int:
 
 
 def _time_segment(analysis, builder: SegmentBuilder, seg: Segment, measure, round_to: int) -> SegmentTiming:
-    from ..passes.select_lossy import group_step
+    from ..alignment import group_step
 
     size = {g.id: g.size for g in analysis.groups}
     full_in, full_out = builder.counts(seg, set())

@@ -13,20 +13,6 @@ lossy run given calibration data.
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from ..config import REPAIR_METHODS, parse_methods  # noqa: F401 (parse_methods re-exported)
 
-METHODS = ("bias", "lsq", "bn")
-
-
-def parse_methods(text: str | tuple | None) -> tuple[str, ...]:
-    if not text:
-        return ()
-    items = [t.strip() for t in (text.split(",") if isinstance(text, str) else text) if t.strip()]
-    if items == ["all"]:
-        return METHODS
-    if items == ["none"]:
-        return ()
-    unknown = [t for t in items if t not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown repair method '{unknown[0]}'; choose from {', '.join(METHODS)}, all or none")
-    return tuple(m for m in METHODS if m in items)
+METHODS = REPAIR_METHODS

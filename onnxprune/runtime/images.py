@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import ImageFolder  # noqa: F401 (a folder and its spec; re-exported)
 from ..errors import ConfigError, DataError
-from .data import LABELS, Dataset, InputSpec, _is_fixed
+from ..shapes import is_fixed
+from .dataset import LABELS, Dataset, InputSpec
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp")
 SPEC_FILE = "preprocess.txt"
@@ -151,19 +153,6 @@ def _parse_size(value: str, item: str) -> int | Size:
     return dims[0] if len(dims) == 1 else dims
 
 
-@dataclass(frozen=True)
-class ImageFolder:
-    """A folder of images plus its preprocessing, usable wherever a data path is taken
-    (compare_models(data=...), load_data(...)): the way to hand a spec through code that takes
-    only a path."""
-
-    path: str | Path
-    preprocess: str | Preprocess | None = None
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-
 def read_spec_file(folder: Path) -> str | None:
     """The spec in `folder/preprocess.txt`: its lines joined by commas, blank and '#' lines left out."""
     path = folder / SPEC_FILE
@@ -240,13 +229,13 @@ def plan(specs: list[InputSpec], pre: Preprocess, where: str) -> _Plan:
                         "feeds a 4-D input, [N,C,H,W] (layout=nchw) or [N,H,W,C] (layout=nhwc)")
     nchw = pre.layout == "nchw"
     c_dim, h_dim, w_dim = (shape[1], shape[2], shape[3]) if nchw else (shape[3], shape[1], shape[2])
-    model_c = c_dim if _is_fixed(c_dim) else None
+    model_c = c_dim if is_fixed(c_dim) else None
     color = pre.color or ("gray" if model_c == 1 else "rgb")
     channels = 1 if color == "gray" else 3
     if model_c is not None and model_c != channels:
         other_c = shape[3] if nchw else shape[1]
         other = "nhwc" if nchw else "nchw"
-        if model_c not in (1, 3) and _is_fixed(other_c) and other_c in (1, 3):
+        if model_c not in (1, 3) and is_fixed(other_c) and other_c in (1, 3):
             hint = f"the input looks {other.upper()}: add layout={other}"
         elif model_c == 1:
             hint = "add color=gray"
@@ -262,7 +251,7 @@ def plan(specs: list[InputSpec], pre: Preprocess, where: str) -> _Plan:
         if len(values) not in (1, channels):
             raise DataError(f"{where}: preprocess {key} gives {len(values)} values, the images have "
                             f"{channels} channel{'s' if channels > 1 else ''} (color={color}); give 1 or {channels}")
-    model_hw = (h_dim if _is_fixed(h_dim) else None, w_dim if _is_fixed(w_dim) else None)
+    model_hw = (h_dim if is_fixed(h_dim) else None, w_dim if is_fixed(w_dim) else None)
     resize = pre.resize
     if resize is None and pre.crop is None:
         if None in model_hw:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import METRICS  # noqa: F401 (re-exported)
 from ..errors import ConfigError
 
-METRICS = ("auto", "top1", "boxes", "ctc", "cosine")
 SCORE_THRESHOLD = 0.25
 MATCH_IOU = 0.5
 NMS_IOU = 0.7
