@@ -9,26 +9,23 @@ import click
 from ..analysis.sparsity import format_sparsity, weight_sparsity
 from ..api import analyze_model
 from ..report import format_groups
-from .output import human_echo, json_option, json_target, write_json
-from .options import preprocess_option, shape_option
-from ..runtime.sessions import DEVICES
+from . import options
+from .output import human_echo, json_target, write_json
 
 
-@click.command("analyze", context_settings={"help_option_names": ["-h", "--help"]})
+@options.command("analyze")
 @click.argument("input_path", metavar="IN.onnx", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-v", "--verbose", is_flag=True, help="List every member parameter of each group.")
-@json_option()
-@click.option("--calib", type=click.Path(path_type=Path), help="Data whose first sample gives the input shapes.")
-@preprocess_option
-@shape_option
-@click.option("--latency", is_flag=True,
-              help="Print the per-layer latency table that --target-latency uses instead of the groups (measured "
-                   "with ONNX Runtime, or read from the cache).")
-@click.option("--batch", type=int, default=1, show_default=True, help="Batch size of the latency table.")
-@click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help="Device of the latency table.")
-@click.option("--threads", type=int, help="ONNX Runtime intra-op threads of the latency table.")
-@click.option("--fold-bn", is_flag=True, help="Time the model as `--fold-bn` prunes it.")
-@click.option("--latency-cache", metavar="DIR", help="Folder of latency tables (default ~/.cache/onnxprune/latency; 'off').")
+@options.verbose
+@options.json_option()
+@options.calib
+@options.preprocess
+@options.shape
+@options.latency
+@options.batch
+@options.device
+@options.threads
+@options.fold_bn
+@options.latency_cache
 def analyze_cmd(input_path, verbose, json_path, calib, preprocess, shapes, latency, batch, device, threads, fold_bn,
                 latency_cache):
     """Print the channel groups of IN.onnx (size, sources, prunable or blocked and why) and the
@@ -38,7 +35,7 @@ def analyze_cmd(input_path, verbose, json_path, calib, preprocess, shapes, laten
         from ..api import latency_table
         from ..config import PruneConfig
 
-        config = PruneConfig(device=device, batch=batch, threads=threads, shapes=tuple(shapes),
+        config = PruneConfig(device=device, batch=options.one_batch(batch, 1), threads=threads, shapes=tuple(shapes),
                              calib=str(calib) if calib else None, preprocess=preprocess, fold_bn=fold_bn,
                              latency_cache=latency_cache)
         table = latency_table(input_path, config)

@@ -21,13 +21,6 @@ SCHEMA_VERSION = 1
 STDOUT = "-"
 
 
-def json_option(*aliases: str):
-    """`--json FILE` (and any aliases): every figure as JSON, `-` for stdout."""
-    return click.option("--json", *aliases, "json_path", metavar="FILE",
-                        help="Write every figure as JSON to FILE ('-': stdout, the table then goes to stderr): "
-                             "one object with schema_version, command, versions and the command's figures.")
-
-
 def json_target(path: str | os.PathLike | None, inputs=()) -> str | Path | None:
     """Check the JSON destination before the (possibly long) run, so a typo fails at once and an
     input is never overwritten."""
