@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from click.testing import CliRunner
 from onnx import numpy_helper
 
 from onnxprune import prune
 from onnxprune.api import analyze_model
-from onnxprune.cli import main
 from onnxprune.importance.output_sensitivity import SensitivityProbe, output_damage
 from onnxprune.runtime import compare_models
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "models" / "digits_cnn.onnx"
@@ -67,7 +66,7 @@ def test_output_damage():
 
 
 def test_cli_needs_calib():
-    r = CliRunner().invoke(main, ["prune", str(DIGITS), "out.onnx", "--target-flops", "0.5",
-                                  "--allocation", "sensitivity"])
+    r = invoke("prune", str(DIGITS), "out.onnx", "--target-flops", "0.5",
+                                  "--allocation", "sensitivity")
     assert r.exit_code == 1
     assert "--allocation" in r.stderr and "--calib" in r.stderr

@@ -10,8 +10,8 @@ from onnxprune.analysis import analyze
 from onnxprune.api import prune
 from onnxprune.passes.select import restore_nonempty
 from onnxprune.passes.untie import untie_shared
-from tests.mask import mask_channels, pick_channels
-from tests.oracle import copy, feeds, run
+from tests.helpers.mask import mask_channels, pick_channels
+from tests.helpers.oracle import copy, feeds, run
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = sorted((REPO / "tests" / "fixtures").glob("*.onnx"))

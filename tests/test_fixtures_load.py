@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort  # in the [dev] extra: missing, this module fails rather than skips
 import pytest
+from tests.helpers.ort import session
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -33,10 +33,6 @@ TORCH_FIXTURES = {
 }
 
 
-def _session(path: Path):
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
 def _check_and_run(path: Path, in_shape, out_shape):
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
@@ -46,7 +42,7 @@ def _check_and_run(path: Path, in_shape, out_shape):
     # dynamic batch axis on input and output
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param
     assert model.graph.output[0].type.tensor_type.shape.dim[0].dim_param
-    sess = _session(path)
+    sess = session(path, optimize=True)
     name = sess.get_inputs()[0].name
     rng = np.random.default_rng(0)
     for batch in (2, 3):
@@ -92,7 +88,7 @@ def test_torch_fixture_structures():
 
 def test_digits_model_loads_and_runs():
     _check_and_run(MODELS / "digits_cnn.onnx", (1, 16, 16), (10,))
-    sess = _session(MODELS / "digits_cnn.onnx")
+    sess = session(MODELS / "digits_cnn.onnx", optimize=True)
     assert [i.name for i in sess.get_inputs()] == ["input"]
     assert [o.name for o in sess.get_outputs()] == ["logits"]
 
@@ -102,7 +98,7 @@ def test_digits_model_accuracy():
     x, labels = data["input"], data["labels"]
     assert x.dtype == np.float32 and x.shape[1:] == (1, 16, 16)
     assert labels.dtype == np.int64 and labels.shape == (x.shape[0],)
-    (logits,) = _session(MODELS / "digits_cnn.onnx").run(["logits"], {"input": x})
+    (logits,) = session(MODELS / "digits_cnn.onnx", optimize=True).run(["logits"], {"input": x})
     acc = float((logits.argmax(1) == labels).mean())
     assert acc >= 0.95, acc
 

@@ -3,11 +3,11 @@ the original's outputs in ONNX Runtime (grouped, biased and bias-less, strided).
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import prune
+from tests.helpers.ort import session
 
 
 def deconv_bn(group: int, bias: bool, seed: int = 0) -> onnx.ModelProto:
@@ -34,7 +34,7 @@ def deconv_bn(group: int, bias: bool, seed: int = 0) -> onnx.ModelProto:
 
 
 def run(model, x):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sess = session(model, optimize=True)
     return sess.run(None, {"x": x})[0]
 
 

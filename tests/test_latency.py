@@ -7,19 +7,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 from onnxprune import PruneConfig, prune
 from onnxprune.passes.state import PruneState
-from onnxprune.cli import main
 from onnxprune.errors import ConfigError, TargetUnreachableError
 from onnxprune.latency.segments import find_segments
 from onnxprune.latency.table import LatencyModel, load_or_build, monotone, table_key
 from onnxprune.passes.select_latency import SelectLatency, latency_input_shapes
 from onnxprune.runtime import compare_models
 from onnxprune.runtime.shapes import resolve_input_shapes
-from tests.fake_timer import FakeTimer
-from tests.oracle import check_oracle, copy
+from tests.helpers.fake_timer import FakeTimer
+from tests.helpers.oracle import check_oracle, copy
+from tests.helpers.cli import invoke
 from tools.zoo import build
 
 REPO = Path(__file__).resolve().parent.parent
@@ -347,8 +346,8 @@ def test_cli_target_latency_summary_and_report(tmp_path, fake_ort_timer):
     src = tmp_path / "in.onnx"
     onnx.save(small(), src)
     out, report = tmp_path / "out.onnx", tmp_path / "report.json"
-    res = CliRunner().invoke(main, [str(src), str(out), "--target-latency", "0.6", "--batch", "2", "--threads", "1",
-                                    "--latency-cache", str(tmp_path / "cache"), "--report", str(report)])
+    res = invoke(str(src), str(out), "--target-latency", "0.6", "--batch", "2", "--threads", "1",
+                                    "--latency-cache", str(tmp_path / "cache"), "--report", str(report))
     assert res.exit_code == 0, res.output
     assert "latency" in res.output and "measured" in res.output and "predicted" in res.output
     data = json.loads(report.read_text())
@@ -362,7 +361,7 @@ def test_cli_target_latency_summary_and_report(tmp_path, fake_ort_timer):
 def test_cli_analyze_latency_prints_the_table(tmp_path, fake_ort_timer):
     src = tmp_path / "in.onnx"
     onnx.save(small(), src)
-    res = CliRunner().invoke(main, ["analyze", str(src), "--latency", "--latency-cache", str(tmp_path / "c")])
+    res = invoke("analyze", str(src), "--latency", "--latency-cache", str(tmp_path / "c"))
     assert res.exit_code == 0, res.output
     assert "latency table: cpu, batch 1" in res.output
     assert "features.0.0" in res.output and "round_to" in res.output
@@ -371,7 +370,7 @@ def test_cli_analyze_latency_prints_the_table(tmp_path, fake_ort_timer):
 def test_cli_rejects_target_latency_with_ratio(tmp_path):
     src = tmp_path / "in.onnx"
     onnx.save(small(), src)
-    res = CliRunner().invoke(main, [str(src), str(tmp_path / "o.onnx"), "--target-latency", "0.5", "--ratio", "0.3"])
+    res = invoke(str(src), str(tmp_path / "o.onnx"), "--target-latency", "0.5", "--ratio", "0.3")
     assert res.exit_code == 1
     assert "only one of" in res.output
     assert not (tmp_path / "o.onnx").exists()

@@ -5,15 +5,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 from onnxprune import PruneConfig, prune
 from onnxprune.analysis import analyze
 from onnxprune.passes.state import PruneState
-from onnxprune.cli import main
 from onnxprune.errors import ConfigError, DataError, TargetUnreachableError
 from onnxprune.passes.select_lossy import SelectLossy, group_step, removal_count
-from tests.oracle import check_oracle, copy, run
+from tests.helpers.oracle import check_oracle, copy, run
+from tests.helpers.cli import invoke
 from tools.zoo import ZOO
 
 REPO = Path(__file__).resolve().parent.parent
@@ -166,8 +165,8 @@ def test_keep_protects_matching_groups():
 
 def test_output_is_byte_identical_across_runs(tmp_path):
     args = [str(DIGITS), "--target-flops", "0.6", "--criterion", "lamp", "--no-validate"]
-    r1 = CliRunner().invoke(main, [args[0], str(tmp_path / "a.onnx"), *args[1:]])
-    r2 = CliRunner().invoke(main, [args[0], str(tmp_path / "b.onnx"), *args[1:]])
+    r1 = invoke(args[0], str(tmp_path / "a.onnx"), *args[1:])
+    r2 = invoke(args[0], str(tmp_path / "b.onnx"), *args[1:])
     assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
 
@@ -236,7 +235,7 @@ def test_calibration_data_must_match(tmp_path):
 
 
 def test_cli_lossy_summary(tmp_path):
-    r = CliRunner().invoke(main, [str(DIGITS), str(tmp_path / "o.onnx"), "--target-flops", "0.5",
-                                  "--calib", str(EVAL)])
+    r = invoke(str(DIGITS), str(tmp_path / "o.onnx"), "--target-flops", "0.5",
+                                  "--calib", str(EVAL))
     assert r.exit_code == 0, r.output
     assert "FLOPs" in r.stdout and "lossy" in r.stdout and "acc original/pruned" in r.stdout

@@ -5,7 +5,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from tests.oracle import check_oracle
+from tests.helpers.oracle import check_oracle
 
 REPO = Path(__file__).resolve().parent.parent
 REAL = [REPO / "models" / "digits_cnn.onnx", *sorted((REPO / "tests" / "fixtures").glob("*.onnx"))]

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.oracle import check_oracle
+from tests.helpers.oracle import check_oracle
 from tools.randgraph import random_model
 from tools.zoo import ZOO
 

@@ -13,15 +13,14 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from click.testing import CliRunner
 
 import onnxprune
-from onnxprune.cli import main
 from onnxprune.analysis import analyze
 from onnxprune.graph import ModelGraph
 from onnxprune.passes.untie import untie_shared
-from tests.mask import mask_channels, pick_channels
-from tests.oracle import assert_outputs_match, check_oracle, copy, feeds, run, without_activation_qdq
+from tests.helpers.mask import mask_channels, pick_channels
+from tests.helpers.oracle import assert_outputs_match, check_oracle, copy, feeds, run, without_activation_qdq
+from tests.helpers.cli import invoke
 
 QDQ_CNN = Path(__file__).resolve().parent / "fixtures" / "exporters" / "qdq_cnn.onnx"
 
@@ -173,7 +172,7 @@ def test_one_step_allowance_does_not_hide_a_wrong_slice(group):
 
 def test_cli_exact_mode_on_qdq_allows_one_step(tmp_path):
     js = tmp_path / "r.json"
-    res = CliRunner().invoke(main, [str(QDQ_CNN), str(tmp_path / "out.onnx"), "--json", str(js)])
+    res = invoke(str(QDQ_CNN), str(tmp_path / "out.onnx"), "--json", str(js))
     assert res.exit_code == 0, res.output
     thresholds = json.loads(js.read_text())["validation"]["thresholds"]
     assert thresholds["atol"] == 1e-4 and thresholds["quant_step"] == {"output": pytest.approx(0.016933374)}

@@ -15,7 +15,7 @@ from onnx import numpy_helper
 import onnxprune
 from onnxprune.graph import ModelGraph
 from onnxprune.passes.normalize import remove_unused
-from tests.oracle import copy, run
+from tests.helpers.oracle import copy, run
 
 QDQ_CNN = Path(__file__).resolve().parent / "fixtures" / "exporters" / "qdq_cnn.onnx"
 

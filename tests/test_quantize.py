@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
-from onnxprune.cli import main
 from onnxprune.errors import ConfigError
-from tests.oracle import copy, feeds, run
+from tests.helpers.oracle import copy, feeds, run
+from tests.helpers.cli import invoke
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 RESNET = FIX / "torch_resnet_tiny.onnx"
@@ -130,8 +129,8 @@ def test_dynamic_quantizes_matmuls():
 def test_cli_reports_each_step_and_json(tmp_path):
     calib = _calib(tmp_path, RESNET)
     out, js = tmp_path / "q.onnx", tmp_path / "r.json"
-    res = CliRunner().invoke(main, [str(RESNET), str(out), "--ratio", "0.5", "--calib", str(calib), "--repair", "all",
-                                    "--quantize", "int8", "--json", str(js)])
+    res = invoke(str(RESNET), str(out), "--ratio", "0.5", "--calib", str(calib), "--repair", "all",
+                                    "--quantize", "int8", "--json", str(js))
     assert res.exit_code == 0, res.output
     assert "step 1: pruned (float)" in res.output and "step 2: quantized (int8, written)" in res.output
     assert "quantized   int8 (QDQ, per-channel" in res.output
@@ -146,7 +145,7 @@ def test_cli_exact_mode_with_quantize(tmp_path):
     """Exact pruning is still checked exactly (step 1); the quantized model is reported."""
     calib = _calib(tmp_path, RESNET)
     out = tmp_path / "q.onnx"
-    res = CliRunner().invoke(main, [str(RESNET), str(out), "--calib", str(calib), "--quantize", "int8"])
+    res = invoke(str(RESNET), str(out), "--calib", str(calib), "--quantize", "int8")
     assert res.exit_code == 0, res.output
     assert "(exact mode)" in res.output and res.output.count("PASSED") == 1  # step 1 only has a bound
     assert out.exists()
@@ -155,15 +154,15 @@ def test_cli_exact_mode_with_quantize(tmp_path):
 def test_cli_quantized_model_failing_a_bound_writes_nothing(tmp_path):
     calib = _calib(tmp_path, RESNET)
     out = tmp_path / "q.onnx"
-    res = CliRunner().invoke(main, [str(RESNET), str(out), "--calib", str(calib), "--quantize", "int8",
-                                    "--max-error", "1e-9"])
+    res = invoke(str(RESNET), str(out), "--calib", str(calib), "--quantize", "int8",
+                                    "--max-error", "1e-9")
     assert res.exit_code == 3, res.output
     assert "quantized model does not meet the bounds" in res.output
     assert not out.exists() and not list(tmp_path.glob("*.onnx*"))
 
 
 def test_cli_int8_without_calib_is_one_line(tmp_path):
-    res = CliRunner().invoke(main, [str(RESNET), str(tmp_path / "q.onnx"), "--quantize", "int8"])
+    res = invoke(str(RESNET), str(tmp_path / "q.onnx"), "--quantize", "int8")
     assert res.exit_code == 1
     assert res.output.strip().count("\n") == 0 and "--calib" in res.output
 

@@ -6,8 +6,8 @@ import collections
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from tests.helpers.ort import session
 
 from tools.randgraph import random_input, random_model
 
@@ -30,9 +30,7 @@ def test_random_model_is_valid_and_runs(seed):
     assert 1 <= c <= 4 and 4 <= h <= 8 and h == w
     assert 1 <= len(m.graph.output) <= 2 and m.graph.output[0].name == "output"
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(m, optimize=True)
     feed = random_input(m, batch=2, seed=seed)
     assert feed["input"].shape == (2, c, h, w)
     outs = sess.run(None, feed)

@@ -15,7 +15,8 @@ from onnxprune.errors import ConfigError, DataError
 from onnxprune.passes.prune_channels import drop_channels
 from onnxprune.repair.reconstruct import repair_consumers
 from onnxprune.runtime import compare_models
-from tests.oracle import copy, feeds, run
+from tests.helpers.oracle import copy, feeds, run
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "models" / "digits_cnn.onnx"
@@ -240,13 +241,11 @@ def test_fidelity_guard_meets_its_bound_on_held_out_samples():
 def test_guard_pick_passes_the_final_check(tmp_path):
     """The CLI's final check runs on the held-out samples the guard searched with: no pick that
     passed the search fails it (it did on the whole calibration set before)."""
-    from click.testing import CliRunner
 
-    from onnxprune.cli import main
 
     out = tmp_path / "g.onnx"
-    r = CliRunner().invoke(main, [str(DIGITS), str(out), "--calib", str(CALIB), "--min-agreement", "0.97",
-                                  "--criterion", "l1", "--repair", "lsq", "--metric", "top1"])
+    r = invoke(str(DIGITS), str(out), "--calib", str(CALIB), "--min-agreement", "0.97",
+                                  "--criterion", "l1", "--repair", "lsq", "--metric", "top1")
     assert r.exit_code == 0, r.output
     assert "fidelity guard tried --target-flops" in r.output and "top-1 agreement" in r.output
     assert "on 64 samples" in r.output and r.output.rstrip().endswith("PASSED")
@@ -260,18 +259,16 @@ def test_guard_needs_data_and_no_ratio():
 
 
 def test_image_folder_calibration_through_prune(tmp_path):
-    from click.testing import CliRunner
     from PIL import Image
 
-    from onnxprune.cli import main
 
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i, x in enumerate(np.load(CALIB)["input"][:48]):
         Image.fromarray(((x[0] * 0.38 + 0.3) * 255).clip(0, 255).astype(np.uint8)).save(folder / f"{i:03d}.png")
     out = tmp_path / "o.onnx"
-    r = CliRunner().invoke(main, [str(DIGITS), str(out), "--target-flops", "0.6", "--calib", str(folder),
-                                  "--preprocess", "mean=0.3,std=0.38,color=gray", "--repair", "lsq"])
+    r = invoke(str(DIGITS), str(out), "--target-flops", "0.6", "--calib", str(folder),
+                                  "--preprocess", "mean=0.3,std=0.38,color=gray", "--repair", "lsq")
     assert r.exit_code == 0, r.output
     assert "48 images" in r.stdout and out.exists()
     assert accuracy(onnx.load(out)) >= 0.9

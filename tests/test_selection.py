@@ -19,7 +19,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
-from tests.oracle import run
+from tests.helpers.oracle import run
 
 HW, CIN = 8, 3
 SIZES = {"res": 8, "b": 6, "d": 10}   # residual stage (convA + convC + Add), convB, convD

@@ -5,10 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from click.testing import CliRunner
 
-from onnxprune.cli import main
 from onnxprune.sensitivity import sensitivity
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parent.parent
 DIGITS = REPO / "models" / "digits_cnn.onnx"
@@ -30,8 +29,8 @@ def test_trials_cover_every_group_and_ratio():
 
 def test_cli_table_and_json(tmp_path):
     out = tmp_path / "s.json"
-    r = CliRunner().invoke(main, ["sensitivity", str(DIGITS), "--calib", str(EVAL), "--ratios", "0.5",
-                                  "--max-samples", "32", "--json", str(out)])
+    r = invoke("sensitivity", str(DIGITS), "--calib", str(EVAL), "--ratios", "0.5",
+                                  "--max-samples", "32", "--json", str(out))
     assert r.exit_code == 0, r.output
     assert "cos@0.5" in r.stdout
     data = json.loads(out.read_text())
@@ -39,5 +38,5 @@ def test_cli_table_and_json(tmp_path):
 
 
 def test_bad_ratios():
-    r = CliRunner().invoke(main, ["sensitivity", str(DIGITS), "--ratios", "2"])
+    r = invoke("sensitivity", str(DIGITS), "--ratios", "2")
     assert r.exit_code == 1 and "--ratios" in r.stderr

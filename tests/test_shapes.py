@@ -9,28 +9,23 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper
 
 from onnxprune import prune
 from onnxprune.analysis import analyze
-from onnxprune.cli import main
 from onnxprune.cost import count_flops, node_flops
 from onnxprune.errors import ConfigError, DataError
 from onnxprune.graph import ModelGraph
 from onnxprune.runtime import compare_models, input_specs, random_data
 from onnxprune.shapes import batch_axes, parse_shapes, resolve_shapes
-from tests.oracle import check_oracle
+from tests.helpers.oracle import check_oracle
+from tests.helpers.cli import invoke
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "shapes"
 
 
 def load(name: str) -> onnx.ModelProto:
     return onnx.load(FIX / f"{name}.onnx")
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def feeds_for(model, shapes, batch=2, seed=0):

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.api import analyze_model, prune
-from tests.oracle import check_oracle, copy, feeds, run
+from tests.helpers.oracle import check_oracle, copy, feeds, run
 
 F = TensorProto.FLOAT
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from click.testing import CliRunner
 
 from onnxprune.analysis import analyze
 from onnxprune.analysis.sparsity import weight_sparsity
-from onnxprune.cli import main
 from onnxprune.graph import ModelGraph
 from onnxprune.passes.untie import untie_shared
-from tests.mask import mask_channels
+from tests.helpers.mask import mask_channels
+from tests.helpers.cli import invoke
 
 FIX = Path(__file__).resolve().parent / "fixtures"
 
@@ -44,7 +43,7 @@ def test_zero_filters_and_near_zero_weights_are_counted(tmp_path):
     assert sum(x.zero_channels for x in layers.values()) == 2 * len(group.sources)  # each source lost 2 filters
     path = tmp_path / "masked.onnx"
     onnx.save(model, path)
-    res = CliRunner().invoke(main, ["analyze", str(path), "--json", str(tmp_path / "a.json")])
+    res = invoke("analyze", str(path), "--json", str(tmp_path / "a.json"))
     assert res.exit_code == 0, res.output
     assert "weight sparsity:" in res.output and "zero channels" in res.output
     rows = json.loads((tmp_path / "a.json").read_text())["sparsity"]

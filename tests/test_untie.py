@@ -12,7 +12,7 @@ from onnxprune.analysis import analyze
 from onnxprune.graph import ModelGraph
 from onnxprune.passes.untie import retie_shared, untie_shared
 from tests.analysis.test_oracle_handmade import G, head
-from tests.oracle import check_oracle, copy, feeds, run
+from tests.helpers.oracle import check_oracle, copy, feeds, run
 
 FRESH = Path(__file__).resolve().parent / "fixtures" / "torch_densenet_tiny_fresh.onnx"
 

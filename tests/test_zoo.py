@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
+from tests.helpers.ort import session
 
 from tools import zoo
 
@@ -28,9 +28,7 @@ def _params(m: onnx.ModelProto) -> int:
 
 
 def _run(m: onnx.ModelProto, batch: int = 2, seed: int = 0) -> np.ndarray:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    sess = session(m, optimize=True)
     dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim[1:]]
     x = np.random.default_rng(seed).standard_normal((batch, *dims)).astype(np.float32)
     (y,) = sess.run(None, {"input": x})

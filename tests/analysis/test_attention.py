@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxprune
 from onnxprune.api import resolve_input_shapes
 from onnxprune.config import PruneConfig
-from tests.oracle import check_oracle, copy, feeds, run
+from tests.helpers.oracle import check_oracle, copy, feeds, run
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "torch_vit_tiny.onnx"
 HEADS, HEAD_DIM, DIM = 4, 8, 32

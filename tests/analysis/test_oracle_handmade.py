@@ -6,7 +6,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.analysis import analyze
-from tests.oracle import check_oracle
+from tests.helpers.oracle import check_oracle
 
 
 class G:

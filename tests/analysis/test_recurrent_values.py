@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from onnxprune.api import prune
-from tests.oracle import copy, feeds, run
+from tests.helpers.oracle import copy, feeds, run
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CASES = {  # model, node, gate order as ONNX defines it

@@ -8,7 +8,7 @@ from onnx import TensorProto, helper, numpy_helper
 import onnxprune
 from onnxprune.analysis import analyze
 from onnxprune.graph import ModelGraph
-from tests.oracle import check_oracle
+from tests.helpers.oracle import check_oracle
 
 
 def tied_gemms(trans_b: int) -> onnx.ModelProto:

@@ -8,30 +8,15 @@ from pathlib import Path
 
 import onnx
 import pytest
-from click.testing import CliRunner
 
-from onnxprune.cli import main
+from tests.helpers.cli import invoke, assert_one_line_error
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 
 
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
 def digest(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("onnxprune: error:")
-    assert "Traceback" not in result.output
-    for n in needles:
-        assert n in err, err
 
 
 def folder_listing(d: Path):

@@ -6,23 +6,22 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 import onnxprune.io
-from onnxprune.cli import main
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("command", [[], ["prune"], ["check"], ["bench"], ["sensitivity"], ["analyze"]])
 def test_help_needs_no_docs_that_are_not_installed(command):
-    result = CliRunner().invoke(main, [*command, "--help"])
+    result = invoke(*command, "--help")
     assert result.exit_code == 0
     assert "docs/" not in result.stdout and ".md" not in result.stdout
 
 
 def test_main_help_states_the_exit_codes():
-    text = " ".join(CliRunner().invoke(main, ["--help"]).stdout.split())
+    text = " ".join(invoke("--help").stdout.split())
     assert "0 done" in text and "1 error" in text and "3 FAILED" in text and "130 interrupted" in text
 
 

@@ -5,26 +5,12 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from onnxprune.cli import main
 from onnxprune.errors import EXIT_ERROR, EXIT_FAILED, EXIT_OK, ValidationFailedError
+from tests.helpers.cli import assert_one_line_error, invoke
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def one_line_error(result, needle=""):
-    assert result.exit_code == EXIT_ERROR, (result.exit_code, result.output)
-    err = result.stderr
-    assert err.count("\n") == 1 and err.startswith("onnxprune: error: "), err
-    assert "Traceback" not in result.output and "Usage:" not in result.output
-    assert needle in err, err
-    return err
 
 
 def test_codes_are_distinct_and_2_is_unused():
@@ -42,18 +28,18 @@ def test_codes_are_distinct_and_2_is_unused():
     (["bench", DIGITS, "--runs", "x"], "'x' is not a valid integer"),
 ])
 def test_usage_errors_are_one_line_and_exit_1(args, needle):
-    one_line_error(invoke(*args), needle)
+    assert_one_line_error(invoke(*args), needle)
 
 
 def test_a_folder_as_input_or_output_is_one_line_and_exit_1(tmp_path):
-    one_line_error(invoke(tmp_path, tmp_path / "out.onnx"), "is a directory")
+    assert_one_line_error(invoke(tmp_path, tmp_path / "out.onnx"), "is a directory")
     (tmp_path / "taken").mkdir()
-    one_line_error(invoke(DIGITS, tmp_path / "taken"), "is a directory")
+    assert_one_line_error(invoke(DIGITS, tmp_path / "taken"), "is a directory")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
 def test_a_newline_in_a_file_name_stays_on_one_line(tmp_path):
-    err = one_line_error(invoke(tmp_path / "a\nb.onnx", tmp_path / "out.onnx"), "no such file")
+    err = assert_one_line_error(invoke(tmp_path / "a\nb.onnx", tmp_path / "out.onnx"), "no such file")
     assert "a\\nb.onnx" in err
 
 
@@ -69,7 +55,7 @@ def test_help_and_version_exit_0():
 
 
 def test_bad_option_value_exits_1(tmp_path):
-    one_line_error(invoke(DIGITS, tmp_path / "out.onnx", "--ratio", "1.5"), "ratio must be in [0, 1)")
+    assert_one_line_error(invoke(DIGITS, tmp_path / "out.onnx", "--ratio", "1.5"), "ratio must be in [0, 1)")
 
 
 def test_prune_whose_validation_fails_exits_3_and_writes_nothing(tmp_path):

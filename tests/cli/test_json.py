@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
-from onnxprune.cli import main
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 CALIB = REPO / "models" / "digits_calib.npz"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 def envelope(data, command):

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import onnx
 import pytest
-from click.testing import CliRunner
 
 import onnxprune
 from onnxprune import PruneConfig
-from onnxprune.cli import main
 from onnxprune.errors import ConfigError
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
@@ -40,7 +39,7 @@ def test_library_errors_name_parameters_and_the_cli_names_flags(kwargs, library,
     args = []
     for k, v in kwargs.items():
         args += [f"--{k.replace('_', '-')}", str(v)]
-    result = CliRunner().invoke(main, [str(DIGITS), str(tmp_path / "o.onnx"), *args])
+    result = invoke(str(DIGITS), str(tmp_path / "o.onnx"), *args)
     assert result.exit_code == 1 and cli in result.stderr, result.stderr
 
 

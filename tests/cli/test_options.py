@@ -6,9 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from onnxprune.cli import main
+from tests.helpers.cli import invoke
 
 CLI = Path(__file__).resolve().parents[2] / "onnxprune" / "cli"
 
@@ -32,7 +31,7 @@ def test_each_flag_is_declared_once():
     ("analyze", ["Data", "Runtime", "Output"]),
 ])
 def test_help_lists_options_by_section(command, sections):
-    text = CliRunner().invoke(main, [command, "--help"]).stdout
+    text = invoke(command, "--help").stdout
     found = re.findall(r"^(\w[\w ]*) options:$", text, flags=re.M)
     assert found == sections
     calib = text.index("  --calib PATH")
@@ -42,6 +41,6 @@ def test_help_lists_options_by_section(command, sections):
 def test_one_calib_help_for_every_command():
     helps = set()
     for command in ("prune", "check", "analyze", "sensitivity"):
-        text = " ".join(CliRunner().invoke(main, [command, "--help"]).stdout.split())
+        text = " ".join(invoke(command, "--help").stdout.split())
         helps.add(re.search(r"--calib PATH (.+?\.) ", text).group(1))
     assert len(helps) == 1

@@ -5,12 +5,11 @@ from pathlib import Path
 
 import onnx
 import pytest
-from click.testing import CliRunner
 
 import onnxprune.cli.output as output
 from onnxprune import prune
-from onnxprune.cli import main
 from onnxprune.strategies.guard import STEPS
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
@@ -40,10 +39,6 @@ def test_the_guard_reports_trials_not_the_steps_inside_them():
     assert [d for d, _ in trials] == list(range(1, len(trials) + 1)) and len(trials) >= 2
     assert {t for _, t in trials} == {STEPS + 1}
     assert {s for s, _, _ in seen} == {"fidelity guard: trials"}  # each trial's passes are silent
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
 
 
 @pytest.mark.parametrize("args", [

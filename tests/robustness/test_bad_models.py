@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 
 import onnxprune
 from onnxprune.errors import ModelLoadError
-from onnxprune.cli import main
-from tests.oracle import copy, feeds, run
+from tests.helpers.oracle import copy, feeds, run
+from tests.helpers.cli import assert_one_line_error
+from tests.helpers.cli import invoke as run_cli
 from tools.make_fixtures import Net, _vi, opset_cnn, small_cnn
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,19 +57,11 @@ def deadline(seconds: int = DEADLINE_S):
 
 
 def invoke(*args):
+    """The shared CLI runner, stopped if it hangs."""
     with deadline():
-        return CliRunner().invoke(main, [str(a) for a in args])
+        return run_cli(*args)
 
 
-def assert_one_line_error(exit_code, stderr, output, *needles):
-    assert exit_code == 1, output
-    err = stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("onnxprune: error:"), err
-    assert "Traceback" not in output and "Traceback" not in stderr
-    assert "internal error" not in err, err  # a Python exception of ours, not a message about the input
-    for n in needles:
-        assert n in err, err
 
 
 def save(model: onnx.ModelProto, path: Path) -> Path:
@@ -343,7 +335,7 @@ def check_cli_result(name, exit_code, stderr, output, src: Path, out_dir: Path):
     listing = sorted(p.name for p in out_dir.iterdir())
     assert expect in ("error", "same")
     if expect == "error":
-        assert_one_line_error(exit_code, stderr, output, *needles)
+        assert_one_line_error(exit_code, *needles, stderr=stderr, output=output)
         assert listing == [], f"left behind: {listing}"
         return
     assert exit_code == 0, output
@@ -526,7 +518,7 @@ def test_huge_declared_dim_does_not_exhaust_memory(dirs):
                        capture_output=True, text=True, timeout=120, cwd=REPO, preexec_fn=_limit_memory)
     assert "out of memory" not in p.stderr and "internal error" not in p.stderr, p.stderr
     # The target cannot hold the tensor: validation finds that, in one line, with nothing written.
-    assert_one_line_error(p.returncode, p.stderr, p.stdout + p.stderr)
+    assert_one_line_error(p.returncode, stderr=p.stderr, output=p.stdout + p.stderr)
     assert list(out_dir.iterdir()) == []
 
 

@@ -12,25 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from onnxprune.cli import main
+from tests.helpers.cli import assert_one_line_error, invoke
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
-
-
-def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def assert_one_line_error(result, *needles):
-    assert result.exit_code == 1, result.output
-    err = result.stderr.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("onnxprune: error:") and "internal error" not in err, err
-    for n in needles:
-        assert n in err, err
 
 
 @pytest.fixture
@@ -77,6 +63,7 @@ def test_newline_in_a_file_name_is_one_line(work):
 _HOLD = """
 import sys, time, onnx
 from onnxprune.io import save_model
+from tests.helpers.cli import invoke, assert_one_line_error
 def hold(tmp):
     open(sys.argv[3], "w").write(str(tmp))
     time.sleep(120)

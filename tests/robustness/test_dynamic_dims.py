@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 import onnxprune
-from onnxprune.cli import main
 from onnxprune.config import PruneConfig
 from onnxprune.errors import ValidationFailedError
 from onnxprune.graph import ModelGraph
@@ -29,7 +27,8 @@ from onnxprune.runtime.activations import SampleLayout, _layout, with_outputs
 from onnxprune.runtime.shape_check import check_other_shapes, variants
 from onnxprune.shapes import InputShape, ResolvedShapes
 from onnxprune.validation import validate_result
-from tests.oracle import check_oracle, copy, run
+from tests.helpers.oracle import check_oracle, copy, run
+from tests.helpers.cli import invoke
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXPORTERS = FIXTURES / "exporters"
@@ -51,7 +50,7 @@ def random_input(model: onnx.ModelProto, batch: int, hw: int, seed: int = 0) -> 
 @pytest.mark.parametrize("name,sizes", [("paddle_reshape_cnn", (16,)), ("yolo_reshape_cnn", (16, 32))])
 def test_written_model_runs_at_other_batches_and_sizes(name, sizes, tmp_path):
     src = EXPORTERS / f"{name}.onnx"
-    r = CliRunner().invoke(main, [str(src), str(tmp_path / "out.onnx"), "--ratio", "0.5", "--report", "-", "-q"])
+    r = invoke(str(src), str(tmp_path / "out.onnx"), "--ratio", "0.5", "--report", "-", "-q")
     assert r.exit_code == 0, r.output
     report = json.loads(r.output)
     assert report["channels_removed"] > 0
@@ -119,7 +118,7 @@ def test_cli_writes_nothing_when_the_written_model_fails_at_batch_2(tmp_path, mo
 
     monkeypatch.setattr("onnxprune.cli.prune.prune", freezing_prune)
     out = tmp_path / "out.onnx"
-    r = CliRunner().invoke(main, [str(EXPORTERS / "paddle_reshape_cnn.onnx"), str(out), "--ratio", "0.5"])
+    r = invoke(str(EXPORTERS / "paddle_reshape_cnn.onnx"), str(out), "--ratio", "0.5")
     assert r.exit_code == 3, r.output
     assert "at batch 2" in r.output and "nothing was written" in r.output
     assert not out.exists()
@@ -192,7 +191,7 @@ def crnn_calib(tmp_path_factory) -> Path:
                                    ["--min-cosine", "0.5", "--target-flops", "0.6"]])
 def test_crnn_with_sequence_first_lstm_prunes_with_the_defaults(flags, crnn_calib, tmp_path):
     out = tmp_path / "out.onnx"
-    r = CliRunner().invoke(main, [str(CRNN), str(out), *flags, "--calib", str(crnn_calib), "--report", "-", "-q"])
+    r = invoke(str(CRNN), str(out), *flags, "--calib", str(crnn_calib), "--report", "-", "-q")
     assert r.exit_code == 0, r.output
     model, pruned = load(CRNN), load(out)
     feeds = {"input": np.load(crnn_calib)["input"][:3]}

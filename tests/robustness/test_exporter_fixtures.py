@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 
 import onnxprune
-from onnxprune.cli import main
-from tests.oracle import check_oracle, copy, feeds, run
+from tests.helpers.oracle import check_oracle, copy, feeds, run
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 FIX = REPO / "tests" / "fixtures" / "exporters"
@@ -155,11 +154,10 @@ def test_lossy_half_gives_a_valid_model(name):
 
 @pytest.mark.parametrize("name", [n for n in EXPECTED if n != "dynamic_hw_cnn"])
 def test_cli_exact_and_analyze(name, tmp_path):
-    runner = CliRunner()
-    r = runner.invoke(main, [str(FIX / f"{name}.onnx"), str(tmp_path / "out.onnx"), "-q"])
+    r = invoke(FIX / f"{name}.onnx", tmp_path / "out.onnx", "-q")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out.onnx").read_bytes() == (FIX / f"{name}.onnx").read_bytes()
-    r = runner.invoke(main, ["analyze", str(FIX / f"{name}.onnx")])
+    r = invoke("analyze", FIX / f"{name}.onnx")
     assert r.exit_code == 0, r.output
     assert "groups:" in r.stdout
 
@@ -521,8 +519,8 @@ def test_dynamic_hw_oracle_at_several_sizes(hw):
 
 
 def test_cli_dynamic_hw_with_shape(tmp_path):
-    r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx"),
-                                  "--shape", "input:2x3x16x16", "-q"])
+    r = invoke(str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx"),
+                                  "--shape", "input:2x3x16x16", "-q")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out.onnx").exists()
 
@@ -531,15 +529,15 @@ def test_cli_dynamic_hw_without_shape_states_its_guess(tmp_path):
     """Without --shape the dynamic H/W are guessed (1f6dfd5), the guess is stated with what to pass,
     and exact mode writes the dense model back unchanged."""
     src = FIX / "dynamic_hw_cnn.onnx"
-    r = CliRunner().invoke(main, [str(src), str(tmp_path / "out.onnx")])
+    r = invoke(str(src), str(tmp_path / "out.onnx"))
     assert r.exit_code == 0, r.output
     assert "guessed" in r.stdout and "--shape" in r.stdout, r.stdout
     assert (tmp_path / "out.onnx").read_bytes() == src.read_bytes()
 
 
 def test_cli_dynamic_hw_no_validate(tmp_path):
-    r = CliRunner().invoke(main, [str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx"), "--no-validate",
-                                  "--ratio", "0.5", "-q"])
+    r = invoke(str(FIX / "dynamic_hw_cnn.onnx"), str(tmp_path / "out.onnx"), "--no-validate",
+                                  "--ratio", "0.5", "-q")
     assert r.exit_code == 0, r.output
     pruned = onnx.load(str(tmp_path / "out.onnx"))
     onnx.checker.check_model(pruned, full_check=True)

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from runtime_models import classifier, save
 
-from onnxprune.cli import main
+from tests.helpers.cli import assert_one_line_error, invoke
 
 
 @pytest.fixture
@@ -18,20 +17,9 @@ def models(tmp_path):
             save(classifier(), tmp_path / "same.onnx"))
 
 
-def _run(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(result, needle):
-    assert result.exit_code == 1
-    assert "Traceback" not in result.output
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("onnxprune: error: ")
-    assert needle in result.stderr
-
-
 def test_check_passes_with_exit_0(models):
     orig, _, same = models
-    result = _run("check", orig, same)
+    result = invoke("check", orig, same)
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == "PASSED"
     assert "max abs err" in result.stdout
@@ -40,7 +28,7 @@ def test_check_passes_with_exit_0(models):
 def test_check_fails_with_exit_3_names_the_output_and_hints_at_lossy_bounds(models, tmp_path):
     orig, pruned, _ = models
     out = tmp_path / "r.json"
-    result = _run("check", orig, pruned, "--json", out)
+    result = invoke("check", orig, pruned, "--json", out)
     assert result.exit_code == 3
     assert "Traceback" not in result.output
     lines = result.stdout.splitlines()
@@ -54,45 +42,45 @@ def test_check_fails_with_exit_3_names_the_output_and_hints_at_lossy_bounds(mode
 
 def test_check_with_an_explicit_bound_gives_no_hint(models):
     orig, pruned, _ = models
-    result = _run("check", orig, pruned, "--atol", "1e-6")
+    result = invoke("check", orig, pruned, "--atol", "1e-6")
     assert result.exit_code == 3 and "hint:" not in result.stdout
 
 
 def test_check_thresholds_from_the_command_line(models):
     orig, pruned, _ = models
-    assert _run("check", orig, pruned, "--min-cosine", "0.99").exit_code == 0
-    assert _run("check", orig, pruned, "--atol", "5").exit_code == 0
+    assert invoke("check", orig, pruned, "--min-cosine", "0.99").exit_code == 0
+    assert invoke("check", orig, pruned, "--atol", "5").exit_code == 0
 
 
 def test_check_with_calib_data_and_shape_options(models, tmp_path, images):
     orig, _, same = models
     np.savez(tmp_path / "calib.npz", input=images, labels=np.arange(10))
-    result = _run("check", orig, same, "--calib", tmp_path / "calib.npz", "--batch", "4")
+    result = invoke("check", orig, same, "--calib", tmp_path / "calib.npz", "--batch", "4")
     assert result.exit_code == 0, result.output
     assert "10 samples (3 batches of 4)" in result.stdout and "warning" not in result.stdout
-    result = _run("check", orig, same, "--shape", "input:2x3x8x8", "--batches", "1")
+    result = invoke("check", orig, same, "--shape", "input:2x3x8x8", "--batches", "1")
     assert result.exit_code == 0 and "2 samples (1 batches of 2)" in result.stdout
 
 
 def test_check_bad_inputs_are_one_line_errors(models, tmp_path, images):
     orig, _, same = models
-    _one_line_error(_run("check", orig, tmp_path / "missing.onnx"), "missing.onnx: no such file")
-    _one_line_error(_run("check", orig, same, "--calib", tmp_path / "nope.npz"), "nope.npz: no such file")
+    assert_one_line_error(invoke("check", orig, tmp_path / "missing.onnx"), "missing.onnx: no such file")
+    assert_one_line_error(invoke("check", orig, same, "--calib", tmp_path / "nope.npz"), "nope.npz: no such file")
     np.savez(tmp_path / "wrong.npz", image=images)
-    _one_line_error(_run("check", orig, same, "--calib", tmp_path / "wrong.npz"), "the model expects [input]")
+    assert_one_line_error(invoke("check", orig, same, "--calib", tmp_path / "wrong.npz"), "the model expects [input]")
     images[0, 0, 0, 0] = np.nan
     np.savez(tmp_path / "nan.npz", input=images)
-    _one_line_error(_run("check", orig, same, "--calib", tmp_path / "nan.npz"), "contains 1 NaN")
-    _one_line_error(_run("check", orig, same, "--shape", "input"), "expected NAME:DIMS")
-    _one_line_error(_run("check", orig, same, "--json", tmp_path / "no" / "r.json"), "does not exist")
+    assert_one_line_error(invoke("check", orig, same, "--calib", tmp_path / "nan.npz"), "contains 1 NaN")
+    assert_one_line_error(invoke("check", orig, same, "--shape", "input"), "expected NAME:DIMS")
+    assert_one_line_error(invoke("check", orig, same, "--json", tmp_path / "no" / "r.json"), "does not exist")
     other = save(classifier(input_name="x"), tmp_path / "x.onnx")
-    _one_line_error(_run("check", orig, other), "different inputs")
+    assert_one_line_error(invoke("check", orig, other), "different inputs")
 
 
 def test_bench_prints_a_table_and_writes_json(models, tmp_path):
     orig, pruned, _ = models
     out = tmp_path / "bench.json"
-    result = _run("bench", orig, pruned, "--batch", "1,2", "--runs", "2", "--warmup", "1", "--threads", "1",
+    result = invoke("bench", orig, pruned, "--batch", "1,2", "--runs", "2", "--warmup", "1", "--threads", "1",
                   "--json", out)
     assert result.exit_code == 0, result.output
     rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["1"], ["2"])]
@@ -106,6 +94,6 @@ def test_bench_prints_a_table_and_writes_json(models, tmp_path):
 
 def test_bench_bad_inputs_are_one_line_errors(models, tmp_path):
     orig = models[0]
-    _one_line_error(_run("bench", orig, "--batch", "1,x"), "--batch '1,x'")
-    _one_line_error(_run("bench", tmp_path / "gone.onnx"), "gone.onnx: no such file")
-    _one_line_error(_run("bench", orig, "--runs", "0"), "runs must be >= 1")
+    assert_one_line_error(invoke("bench", orig, "--batch", "1,x"), "--batch '1,x'")
+    assert_one_line_error(invoke("bench", tmp_path / "gone.onnx"), "gone.onnx: no such file")
+    assert_one_line_error(invoke("bench", orig, "--runs", "0"), "runs must be >= 1")

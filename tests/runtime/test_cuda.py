@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from runtime_models import classifier, save
 
-from onnxprune.cli import main
 from onnxprune.errors import RuntimeUnavailableError
 from onnxprune.runtime import benchmark, compare_models, create_session
 from onnxprune.runtime.sessions import CPU, CUDA
+from tests.helpers.cli import invoke
 
 
 def _cuda_problem() -> str | None:
@@ -76,8 +75,8 @@ def test_without_cuda_the_cli_says_so_in_one_line(cuda_problem, tmp_path):
     if cuda_problem is None:
         pytest.skip("CUDA works here")
     model = save(classifier(), tmp_path / "m.onnx")
-    result = CliRunner().invoke(main, ["check", model, model, "--device", "cuda"])
+    result = invoke("check", model, model, "--device", "cuda")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert result.stderr == f"onnxprune: error: {cuda_problem}\n"
-    result = CliRunner().invoke(main, ["bench", model, "--device", "auto", "--runs", "1", "--warmup", "0"])
+    result = invoke("bench", model, "--device", "auto", "--runs", "1", "--warmup", "0")
     assert result.exit_code == 0 and "warning: CUDA unavailable" in result.stdout

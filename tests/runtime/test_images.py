@@ -8,15 +8,14 @@ import sys
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import TensorProto, helper
 from PIL import Image  # in the [dev] extra: a missing Pillow fails here rather than skipping the module
 
-from onnxprune.cli import main
 from onnxprune.errors import ConfigError, DataError
 from onnxprune.runtime import compare_models, input_specs, load_data
 from onnxprune.runtime import images as images_mod
 from onnxprune.runtime.images import ImageFolder, Preprocess
+from tests.helpers.cli import invoke
 
 Resampling = getattr(Image, "Resampling", Image)      # Pillow < 9.1 has the constants on Image
 
@@ -413,8 +412,8 @@ def test_compare_models_with_an_image_folder(labelled):
 
 def test_cli_check_with_preprocess(labelled):
     root, model = labelled
-    result = CliRunner().invoke(main, ["check", str(model), str(model), "--calib", str(root),
-                                       "--preprocess", "resize=16,crop=16,mean=0.485/0.456/0.406,std=0.229/0.224/0.225"])
+    result = invoke("check", str(model), str(model), "--calib", str(root),
+                                       "--preprocess", "resize=16,crop=16,mean=0.485/0.456/0.406,std=0.229/0.224/0.225")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1] == "PASSED"
     assert "9 images in 3 classes" in result.stdout
@@ -423,7 +422,7 @@ def test_cli_check_with_preprocess(labelled):
 def test_cli_check_with_preprocess_txt(labelled):
     root, model = labelled
     (root / "preprocess.txt").write_text("crop=16\n")
-    result = CliRunner().invoke(main, ["check", str(model), str(model), "--calib", str(root)])
+    result = invoke("check", str(model), str(model), "--calib", str(root))
     assert result.exit_code == 0, result.output
     assert "from preprocess.txt" in result.stdout
 
@@ -439,7 +438,7 @@ def test_cli_check_errors(labelled, tmp_path, extra, needle):
     npz = tmp_path / "d.npz"
     np.savez(npz, image=np.zeros((2, 3, 16, 16), np.float32))
     args = [a.format(root=root, npz=npz) for a in extra]
-    result = CliRunner().invoke(main, ["check", str(model), str(model), *args])
+    result = invoke("check", str(model), str(model), *args)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert result.stderr.startswith("onnxprune: error: ") and needle in result.stderr

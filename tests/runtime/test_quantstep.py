@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.runtime import compare_models
 from onnxprune.runtime.quantstep import output_quant_steps
-from tests.oracle import assert_outputs_match, run, without_activation_qdq
+from tests.helpers.oracle import assert_outputs_match, run, without_activation_qdq
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 STEP = 0.125  # a power of two: the grid values and the differences are exact in float32

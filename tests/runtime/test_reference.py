@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from runtime_models import classifier, save
 
 import onnxprune.runtime.compare as compare
-from onnxprune.cli import main
 from onnxprune.runtime.compare import Reference, compare_models, identical_files
+from tests.helpers.cli import invoke
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
@@ -83,7 +82,7 @@ def test_identical_files_run_once(tmp_path, sessions):
 
 
 def _prune_json(*args):
-    r = CliRunner().invoke(main, [str(a) for a in args] + ["--json", "-", "-q"])
+    r = invoke(*args, "--json", "-", "-q")
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout)["validation"]
 

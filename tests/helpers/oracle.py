@@ -15,7 +15,6 @@ from collections import Counter
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from onnxprune.analysis import analyze
 from onnxprune.analysis.oracle import zeroed_reference
@@ -25,6 +24,7 @@ from onnxprune.passes.prune_channels import drop_channels
 from onnxprune.passes.select import restore_nonempty
 from onnxprune.passes.untie import retie_shared, untie_shared
 from onnxprune.runtime.quantstep import MAX_STEP_SHARE, output_quant_steps
+from tests.helpers.ort import run, session  # noqa: F401 (run re-exported: tests import it from here)
 
 
 def feeds(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
@@ -41,12 +41,6 @@ def feeds(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np
     return out
 
 
-def run(model: onnx.ModelProto, inputs: dict) -> list[np.ndarray]:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    return sess.run(None, inputs)
 
 
 def random_removal(analysis, rng, fraction=None) -> set[int]:
