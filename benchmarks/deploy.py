@@ -147,8 +147,8 @@ def qdq_exact(q_only: Path, work: Path) -> dict:
     """Mask 25% of the prunable channels of the QDQ model; exact mode must remove them and the oracle hold."""
     from onnxprune.analysis import analyze
     from onnxprune.passes.untie import untie_shared
-    from tests.mask import mask_channels, pick_channels
-    from tests.oracle import check_oracle
+    from tests.helpers.mask import mask_channels, pick_channels
+    from tests.helpers.oracle import check_oracle
 
     model = onnx.load(str(q_only))
     untie_shared(model)

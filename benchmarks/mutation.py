@@ -36,18 +36,22 @@ REPO = Path(__file__).resolve().parent.parent
 
 # The fast test subset a mutant runs, by the area of the file it changes; -x stops at the first
 # failure, so killed mutants are quick. The cheapest, most telling files go first.
-ORACLE_TESTS = ["tests/analysis/test_oracle_handmade.py", "tests/test_oracle_real.py",
-                "tests/robustness/test_exporter_fixtures.py", "tests/test_oracle_zoo.py"]
+ORACLE_TESTS = ["tests/analysis/test_oracle_handmade.py", "tests/analysis/test_oracle_real.py",
+                "tests/robustness/test_exporter_fixtures.py", "tests/analysis/test_oracle_zoo.py"]
 SUBSETS = {
-    "onnxprune/importance/": ["tests/test_selection.py", "tests/test_lossy.py"],
-    "onnxprune/passes/select_lossy.py": ["tests/test_selection.py", "tests/test_lossy.py"],
-    "onnxprune/passes/normalize.py": ["tests/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
-    "onnxprune/passes/select.py": ["tests/test_exact_mode.py", *ORACLE_TESTS],
-    "onnxprune/repair/": ["tests/test_repair.py", "tests/test_qdq_repair.py"],
+    "onnxprune/importance/": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
+    "onnxprune/passes/select_lossy.py": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
+    "onnxprune/passes/normalize.py": ["tests/passes/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
+    "onnxprune/passes/select.py": ["tests/passes/test_exact_mode.py", *ORACLE_TESTS],
+    "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
+    "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
+    "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py", "tests/passes/test_exact_mode.py"],
     # rules, analyzer (finite.py included), the rewrite; exact mode's tests check the rules' value
     # tracking (zero filters), the soundness tests constant and non-finite channels
-    "onnxprune/": [*ORACLE_TESTS, "tests/test_exact_mode.py", "tests/test_soundness.py"],
+    "onnxprune/": [*ORACLE_TESTS, "tests/passes/test_exact_mode.py", "tests/analysis/test_soundness.py"],
 }
 
 
@@ -127,6 +131,17 @@ CURATED = [
     Mutant("clip-max-from-min", "Clip: the max bound read from the min input",
            "onnxprune/analysis/rules/elementwise.py", "hi = ctx.const(node.input[2]) if",
            "hi = ctx.const(node.input[1]) if"),
+    # issue 23: calibration activations not batch-first, written models that run elsewhere
+    Mutant("interleaved-rows-as-blocks", "sequence-first rows ([T * N, 2H]) split by sample as if sample-major",
+           "onnxprune/runtime/activations.py", "return np.tile(np.arange(n), self.per_sample)",
+           "return np.repeat(np.arange(n), self.per_sample)"),
+    Mutant("negative-dim-is-static", "a dim_value of -1 (paddle2onnx's dynamic dim) read as a size",
+           "onnxprune/graph/index.py", 'd.HasField("dim_value") and d.dim_value >= 0 else', 'd.HasField("dim_value") else'),
+    Mutant("other-shapes-not-checked", "validation does not run the models at batch 2 and another size",
+           "onnxprune/validation.py", "    if result and shapes is not None:\n        _other_shapes(result, original, pruned,",
+           "    if False:\n        _other_shapes(result, original, pruned,"),
+    Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
+           "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -122,7 +122,7 @@ def render() -> str:
         "whether this file is current). The models themselves are made by `tools/export_torch_fixtures.py`",
         "(`tests/fixtures/torch_*`), `tools/train_digits.py` (`models/digits_cnn.onnx`) and",
         "`tools/make_fixtures.py` (`tests/fixtures/exporters/`, see its docstring and",
-        "`tests/fixtures/README.md`); the tests are `tests/test_oracle_real.py`, `tests/test_exact_mode.py`",
+        "`tests/fixtures/README.md`); the tests are `tests/analysis/test_oracle_real.py`, `tests/passes/test_exact_mode.py`",
         "and `tests/robustness/`.",
         "",
         "Columns: groups = channel groups found; prunable = groups a lossy run may shrink (their channel",
@@ -152,7 +152,7 @@ def render() -> str:
         "  (`shape ... is not known statically`) although its channel count is known from its weight.",
         "- `qdq_cnn`: the conv weights are int8 initializers behind DequantizeLinear (per-channel scales);",
         "  they are read through it and pruned with their scales and zero points, and the graph stays QDQ",
-        "  (tests/test_qdq.py). Its speedup is that of a QDQ model run by ORT's quantized kernels.",
+        "  (tests/analysis/test_qdq.py). Its speedup is that of a QDQ model run by ORT's quantized kernels.",
         "",
         f"Versions: onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}, "
         f"onnxprune {onnxprune.__version__}.",

@@ -70,7 +70,7 @@ def main() -> int:
     import onnxprune
     from onnxprune.api import resolve_input_shapes
     from onnxprune.config import PruneConfig
-    from tests.oracle import check_oracle
+    from tests.helpers.oracle import check_oracle
 
     failed = 0
     print("| model | groups | prunable (lossy only) | FLOPs kept at --ratio 0.5 | oracle (random channels of exact "

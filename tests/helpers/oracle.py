@@ -24,7 +24,7 @@ from onnxprune.passes.prune_channels import drop_channels
 from onnxprune.passes.select import restore_nonempty
 from onnxprune.passes.untie import retie_shared, untie_shared
 from onnxprune.runtime.quantstep import MAX_STEP_SHARE, output_quant_steps
-from tests.helpers.ort import run, session  # noqa: F401 (run re-exported: tests import it from here)
+from tests.helpers.ort import run  # noqa: F401 (re-exported: tests import it from here)
 
 
 def feeds(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np.ndarray]:

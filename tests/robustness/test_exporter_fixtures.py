@@ -477,7 +477,7 @@ def test_fp16_is_pruned_in_fp16():
 def test_qdq_pruned_through_dequantize_linear():
     """Conv weights are DequantizeLinear outputs of int8 initializers with per-channel scales: they
     are read through it, groups form as for the float model, a dense QDQ model comes back as it was,
-    and a lossy run keeps every QuantizeLinear / DequantizeLinear (tests/test_qdq.py goes further)."""
+    and a lossy run keeps every QuantizeLinear / DequantizeLinear (tests/analysis/test_qdq.py goes further)."""
     model = load("qdq_cnn")
     ops = Counter(n.op_type for n in model.graph.node)
     assert ops["QuantizeLinear"] >= 4 and ops["DequantizeLinear"] >= 8

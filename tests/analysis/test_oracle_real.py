@@ -7,7 +7,7 @@ import pytest
 
 from tests.helpers.oracle import check_oracle
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 REAL = [REPO / "models" / "digits_cnn.onnx", *sorted((REPO / "tests" / "fixtures").glob("*.onnx"))]
 
 

@@ -12,7 +12,7 @@ from onnxprune.importance.output_sensitivity import SensitivityProbe, output_dam
 from onnxprune.runtime import compare_models
 from tests.helpers.cli import invoke
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 CALIB = REPO / "models" / "digits_calib.npz"
 EVAL = REPO / "models" / "digits_eval.npz"

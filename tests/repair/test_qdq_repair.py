@@ -17,7 +17,7 @@ from onnxprune.graph import ModelGraph
 from onnxprune.passes.normalize import remove_unused
 from tests.helpers.oracle import copy, run
 
-QDQ_CNN = Path(__file__).resolve().parent / "fixtures" / "exporters" / "qdq_cnn.onnx"
+QDQ_CNN = Path(__file__).resolve().parents[1] / "fixtures" / "exporters" / "qdq_cnn.onnx"
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from tests.helpers.oracle import check_oracle, copy
 from tests.helpers.cli import invoke
 from tools.zoo import build
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 
 

@@ -13,7 +13,7 @@ from onnxprune.passes.untie import untie_shared
 from tests.helpers.mask import mask_channels, pick_channels
 from tests.helpers.oracle import copy, feeds, run
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIXTURES = sorted((REPO / "tests" / "fixtures").glob("*.onnx"))
 REAL = [REPO / "models" / "digits_cnn.onnx", *FIXTURES]
 

@@ -22,7 +22,7 @@ from tests.helpers.mask import mask_channels, pick_channels
 from tests.helpers.oracle import assert_outputs_match, check_oracle, copy, feeds, run, without_activation_qdq
 from tests.helpers.cli import invoke
 
-QDQ_CNN = Path(__file__).resolve().parent / "fixtures" / "exporters" / "qdq_cnn.onnx"
+QDQ_CNN = Path(__file__).resolve().parents[1] / "fixtures" / "exporters" / "qdq_cnn.onnx"
 
 
 def _qdq_weights_consistent(model: onnx.ModelProto) -> int:

@@ -15,7 +15,7 @@ from tests.helpers.oracle import check_oracle, copy, run
 from tests.helpers.cli import invoke
 from tools.zoo import ZOO
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 EVAL = REPO / "models" / "digits_eval.npz"
 CRITERIA = ["l1", "l2", "bn-gamma", "lamp", "activation", "recon"]
@@ -23,7 +23,7 @@ CRITERIA = ["l1", "l2", "bn-gamma", "lamp", "activation", "recon"]
 
 def independent_scores(analysis, criterion: str) -> dict[int, float]:
     """Each channel's score by the criterion's definition, in plain numpy over the group members
-    (tests/test_selection.py checks the same definitions on a model built by hand)."""
+    (tests/importance/test_selection.py checks the same definitions on a model built by hand)."""
     from collections import defaultdict
 
     from onnxprune.analysis import ROLE_IN, ROLE_OUT
@@ -208,11 +208,11 @@ def test_recon_needs_calibration_data_and_sees_the_data():
 def test_recon_scores_a_constant_channel_lowest(tmp_path):
     """A channel that never varies carries nothing bias compensation cannot restore."""
     from onnxprune.importance import get_criterion
-    from tests.test_repair import _constant_channel_model
+    from tests.helpers.models import constant_channel_model
 
     data = tmp_path / "d.npz"
     np.savez(data, x=np.random.default_rng(1).standard_normal((16, 3, 6, 6)).astype(np.float32))
-    analysis = analyze(_constant_channel_model())
+    analysis = analyze(constant_channel_model())
     scores = get_criterion("recon")(analysis, str(data))
     group = next(g for g in analysis.prunable_groups() if g.size == 4)
     ranked = sorted(group.channels, key=lambda c: scores[c])

@@ -17,8 +17,9 @@ from onnxprune.repair.reconstruct import repair_consumers
 from onnxprune.runtime import compare_models
 from tests.helpers.oracle import copy, feeds, run
 from tests.helpers.cli import invoke
+from tests.helpers.models import constant_channel_model
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 CALIB = REPO / "models" / "digits_calib.npz"
 EVAL = REPO / "models" / "digits_eval.npz"
@@ -109,24 +110,8 @@ def test_oracle_holds_after_repair():
         np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3)
 
 
-def _constant_channel_model():
-    """conv1 channel 0 has a zero filter and bias 2: a constant 2 everywhere; conv2 is 1x1, no padding."""
-    rng = np.random.default_rng(0)
-    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    w1[0] = 0
-    b1 = np.array([2.0, 0.1, -0.2, 0.3], np.float32)
-    w2 = rng.standard_normal((5, 4, 1, 1)).astype(np.float32)
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
-             helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2")]
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 6, 6])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-                          [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
-
-
 def test_bias_compensation_is_exact_for_constant_channels(tmp_path):
-    model = _constant_channel_model()
+    model = constant_channel_model()
     data = tmp_path / "d.npz"
     np.savez(data, x=np.random.default_rng(1).standard_normal((16, 3, 6, 6)).astype(np.float32))
     analysis = analyze(copy(model))

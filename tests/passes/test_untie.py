@@ -14,7 +14,7 @@ from onnxprune.passes.untie import retie_shared, untie_shared
 from tests.analysis.test_oracle_handmade import G, head
 from tests.helpers.oracle import check_oracle, copy, feeds, run
 
-FRESH = Path(__file__).resolve().parent / "fixtures" / "torch_densenet_tiny_fresh.onnx"
+FRESH = Path(__file__).resolve().parents[1] / "fixtures" / "torch_densenet_tiny_fresh.onnx"
 
 
 def two_layers_sharing_bn():

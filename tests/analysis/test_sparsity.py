@@ -15,7 +15,7 @@ from onnxprune.passes.untie import untie_shared
 from tests.helpers.mask import mask_channels
 from tests.helpers.cli import invoke
 
-FIX = Path(__file__).resolve().parent / "fixtures"
+FIX = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def _masked(path: Path, seed: int = 0):
