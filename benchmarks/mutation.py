@@ -46,6 +46,7 @@ SUBSETS = {
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
     "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py", "tests/passes/test_exact_mode.py"],
@@ -140,6 +141,9 @@ CURATED = [
     Mutant("other-shapes-not-checked", "validation does not run the models at batch 2 and another size",
            "onnxprune/validation.py", "    if result and shapes is not None:\n        _other_shapes(result, original, pruned,",
            "    if False:\n        _other_shapes(result, original, pruned,"),
+    Mutant("race-keeps-the-worst", "the criterion race keeps the candidate with the lowest held-out figure",
+           "onnxprune/strategies/race.py", "best = max(range(len(entries)), key=lambda i: scored[i])",
+           "best = min(range(len(entries)), key=lambda i: scored[i])"),
     Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
            "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
 ]

@@ -49,6 +49,10 @@ def run_strategy(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pru
         from .strategies.guard import guarded_prune
 
         return guarded_prune(model, config)
+    from .strategies.race import race_criteria, races
+
+    if races(config):
+        return race_criteria(model, config, timer)
     shapes = resolve_input_shapes(model, config)
     if config.target_latency is not None and config.latency_rounds > 0:
         from .strategies.latency import latency_prune

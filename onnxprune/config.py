@@ -150,7 +150,9 @@ class PruneConfig:
     latency_cache: str | None = None      # folder of latency tables (None: ~/.cache/onnxprune/latency; "off")
     latency_allocation: str = "auto"      # "latency" (per FLOP), "score" (plain score order), or "auto": both,
                                           # measured, the better kept (strategies/latency.py)
-    criterion: str | None = None          # None: recon for a lossy run with calib, else l1
+    criterion: str | None = None          # None: chosen on held-out calibration data for a lossy run with calib
+                                          # (strategies/race.py, recon or l1), else l1
+    criterion_default: bool = False       # set when criterion came from that default
     allocation: str = "score"             # global targets: "score" ranks channel scores; "sensitivity" weighs
                                           # each group by its measured output damage (needs calib)
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
@@ -195,6 +197,7 @@ class PruneConfig:
             given = tuple(parse_shapes(given).items())
         object.__setattr__(self, "shapes", tuple((str(n), tuple(int(d) for d in dims)) for n, dims in (given or ())))
         if self.criterion is None:
+            object.__setattr__(self, "criterion_default", True)
             object.__setattr__(self, "criterion", "recon" if self.lossy and self.calib is not None else "l1")
         if self.repair is None:
             default = self.lossy and self.calib is not None

@@ -49,6 +49,7 @@ class PruneReport:
     shapes_source: str = "model"    # model, --shape, calibration data, guessed
     latency: dict | None = None
     quantize: dict | None = None  # what --quantize did (mode, per-channel, op counts)
+    race: dict | None = None      # the criteria raced on held-out calibration data (strategies/race.py)
 
     @property
     def channels_removed(self) -> int:
@@ -69,6 +70,7 @@ class PruneReport:
             "input_shapes": {"shapes": self.input_shapes, "source": self.shapes_source},
             "latency": self.latency,
             "quantize": self.quantize,
+            "race": self.race,
         }
 
 
@@ -155,6 +157,11 @@ def format_summary(report, input_path=None, output_path=None) -> str:
     if blocked:
         reasons = Counter(_reason_kind(r) for g in blocked for r in g.reasons[:1])
         lines.append("  blocked     " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(6)))
+    race = getattr(report, "race", None)
+    if race:
+        figs = "; ".join(f"{c['criterion']} {c['figure']}, cosine {c['cosine']:.4f} ({c['flops_kept']:.1%} FLOPs)"
+                         for c in race["candidates"])
+        lines.append(f"  criterion   {race['kept']} kept, on {race['held_out_samples']} held-out samples: {figs}")
     q = getattr(report, "quantize", None)
     if q:
         detail = "per-channel" if q.get("per_channel") else "per-tensor"

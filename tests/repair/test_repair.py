@@ -160,7 +160,7 @@ def test_repair_all_is_never_below_no_repair_at_ten_percent(repaired_at_ten_perc
 
 def test_calibration_data_repairs_by_default_and_says_so():
     result = prune(onnx.load(DIGITS), target_flops=0.7, calib=str(CALIB), validate=False)
-    assert result.report.notes[0].startswith("repaired by default because --calib was given")
+    assert any(n.startswith("repaired by default because --calib was given") for n in result.report.notes)
     assert {r.name for r in result.report.passes} >= {"repair-consumers", "repair-bn"}
     off = prune(onnx.load(DIGITS), target_flops=0.7, calib=str(CALIB), repair="none", validate=False)
     assert not any(r.name.startswith("repair") for r in off.report.passes)
