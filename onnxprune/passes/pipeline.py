@@ -81,8 +81,11 @@ def run_pipeline(model: onnx.ModelProto, config: PruneConfig, shapes: ResolvedSh
         report.notes.insert(0, "channels chosen by how much of the next layer's output they carry on the "
                                "calibration data (--criterion recon, the default with --calib)")
     if config.repair_default and state.removed:
+        repaired = any(r.result.modified for r in records if r.name.startswith("repair"))
         report.notes.insert(0, "repaired by default because --calib was given (bias, lsq, bn, each kept per layer only "
-                               "where it helps on held-out samples); --repair none turns it off")
+                               "where it helps on held-out samples); --repair none turns it off" if repaired else
+                               "repair (the default with --calib) changed nothing: no layer it can refit (a plain "
+                               "Conv or Gemm) reads the removed channels, or no refit helped on held-out samples")
     return PruneResult(model, report, shapes)
 
 

@@ -157,7 +157,10 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
             continue
         w_shape = graph.const_shape(m.param)
         if node.op_type == "Conv":
-            if attr(node, "group", 1) != 1 or attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            # VALID is no padding (keras2onnx writes it for every conv), what the patches assume
+            # without a pads attribute; SAME_* pads by the input size: not followed.
+            if attr(node, "group", 1) != 1 or attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET", b"VALID",
+                                                                                         "VALID"):
                 continue
             spatial = int(np.prod(w_shape[2:]))
             feature_channel = np.repeat(np.arange(w_shape[1]), spatial)

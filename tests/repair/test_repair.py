@@ -380,3 +380,36 @@ def test_lsq_ridge_on_a_rank_deficient_gram():
         np.testing.assert_allclose(fits[rel][4], t[4], rtol=1e-7)
         assert not fits[rel][2].any()
     assert not np.allclose(fits[1e-4], fits[1.0], atol=1e-3)
+
+
+def _valid_padded(auto_pad: str) -> onnx.ModelProto:
+    """conv1 (3x3, auto_pad) -> Relu -> conv2 (3x3, auto_pad), as keras2onnx writes Keras' padding."""
+    rng = np.random.default_rng(3)
+    w1 = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    w2 = rng.standard_normal((4, 6, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], auto_pad=auto_pad, name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "w2"], ["y"], auto_pad=auto_pad, name="conv2")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 10, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+@pytest.mark.parametrize("auto_pad, repaired", [("VALID", True), ("SAME_UPPER", False)])
+def test_valid_auto_pad_convs_are_repaired(auto_pad, repaired, tmp_path):
+    """auto_pad=VALID is no padding, as the conv patches assume: such a consumer is refitted (and it
+    helps); SAME_* pads by the input size and is left alone, and the report says repair did nothing."""
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(4).standard_normal((64, 3, 10, 10)).astype(np.float32))
+    model = _valid_padded(auto_pad)
+    result = prune(copy(model), ratio=0.5, round_to=1, calib=str(data), criterion="l1")
+    layers = next(r for r in result.report.passes if r.name == "repair-consumers").result.details.get("layers", 0)
+    assert (layers > 0) == repaired
+    assert any(("repaired by default" if repaired else "repair (the default with --calib) changed nothing") in n
+               for n in result.report.notes)
+    if repaired:
+        none = prune(copy(model), ratio=0.5, round_to=1, calib=str(data), criterion="l1", repair="none")
+        x = {"x": np.random.default_rng(5).standard_normal((8, 3, 10, 10)).astype(np.float32)}
+        (want,), (got,), (plain,) = run(model, x), run(result.model, x), run(none.model, x)
+        assert np.mean((got - want) ** 2) < np.mean((plain - want) ** 2)
