@@ -39,6 +39,8 @@ REPO = Path(__file__).resolve().parent.parent
 ORACLE_TESTS = ["tests/analysis/test_oracle_handmade.py", "tests/analysis/test_oracle_real.py",
                 "tests/robustness/test_exporter_fixtures.py", "tests/analysis/test_oracle_zoo.py"]
 SUBSETS = {
+    "onnxprune/importance/output_sensitivity.py": ["tests/importance/test_output_damage.py",
+                                                   "tests/passes/test_allocation.py"],
     "onnxprune/importance/": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
     "onnxprune/passes/select_lossy.py": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
     "onnxprune/passes/normalize.py": ["tests/passes/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
@@ -141,6 +143,9 @@ CURATED = [
     Mutant("other-shapes-not-checked", "validation does not run the models at batch 2 and another size",
            "onnxprune/validation.py", "    if result and shapes is not None:\n        _other_shapes(result, original, pruned,",
            "    if False:\n        _other_shapes(result, original, pruned,"),
+    Mutant("damage-whole-detection-head", "output damage scales a detection head as one tensor (boxes swamp scores)",
+           "onnxprune/importance/output_sensitivity.py", 'return [(slice(None), slice(0, 4)), (slice(None), slice(4, None))]',
+           "return [(Ellipsis,)]"),
     Mutant("race-keeps-the-worst", "the criterion race keeps the candidate with the lowest held-out figure",
            "onnxprune/strategies/race.py", "best = max(range(len(entries)), key=lambda i: scored[i])",
            "best = min(range(len(entries)), key=lambda i: scored[i])"),

@@ -23,14 +23,33 @@ PROBE_SAMPLES = 16
 
 
 def output_damage(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
-    """Mean over outputs of the squared error relative to the output's variance on the data."""
+    """Mean over outputs of the squared error relative to the output's variance on the data. A
+    detection head counts as two outputs, its box coordinates and its scores: coordinates in pixels
+    would otherwise swamp scores in [0, 1] (on YOLO11n the whole head's damage chose a cut with output
+    cosine 0.992 and box F1 0; per part, 0.72 at 70% of the FLOPs). Scaling every class on its own
+    instead let rare classes' noise decide (a CTC recognizer at 50%: 51% characters against 83%)."""
     figures = []
     for a, b in zip(ref, out):
         a = np.nan_to_num(a.astype(np.float64))
         b = np.nan_to_num(b.astype(np.float64))
-        spread = float(np.sum((a - a.mean()) ** 2))
-        figures.append(float(np.sum((b - a) ** 2)) / spread if spread > 0 else float(np.any(a != b)))
+        for part in _parts(a):
+            x, y = a[part], b[part]
+            spread = float(np.sum((x - x.mean()) ** 2))
+            figures.append(float(np.sum((y - x) ** 2)) / spread if spread > 0 else float(np.any(x != y)))
     return float(np.mean(figures)) if figures else 0.0
+
+
+def _parts(a: np.ndarray) -> list[tuple]:
+    """Index tuples of an output's parts on different scales: a YOLO-style raw head [N, 4+C, A]
+    and an end-to-end one [N, D, 6|7] split into boxes and scores; anything else whole."""
+    from ..runtime.metrics import detection_layout
+
+    layout = detection_layout(a) if a.ndim == 3 else None
+    if layout == "raw":
+        return [(slice(None), slice(0, 4)), (slice(None), slice(4, None))]
+    if layout == "end2end":
+        return [(Ellipsis, slice(0, 4)), (Ellipsis, slice(4, 5))]
+    return [(Ellipsis,)]
 
 
 class SensitivityProbe:
