@@ -23,7 +23,7 @@ PROBE_SAMPLES = 16
 
 
 def output_damage(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
-    """Mean over outputs of the squared error relative to the output's variance on the data. A
+    """Mean over outputs of the squared error relative to the output's variance on the data. A raw
     detection head counts as two outputs, its box coordinates and its scores: coordinates in pixels
     would otherwise swamp scores in [0, 1] (on YOLO11n the whole head's damage chose a cut with output
     cosine 0.992 and box F1 0; per part, 0.72 at 70% of the FLOPs). Scaling every class on its own
@@ -41,14 +41,12 @@ def output_damage(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
 
 def _parts(a: np.ndarray) -> list[tuple]:
     """Index tuples of an output's parts on different scales: a YOLO-style raw head [N, 4+C, A]
-    and an end-to-end one [N, D, 6|7] split into boxes and scores; anything else whole."""
+    split into boxes and scores; anything else whole (an end-to-end head [N, D, 6] too: its scores
+    and class ids sit beside its boxes already cut by a threshold, and nothing measured asks more)."""
     from ..runtime.metrics import detection_layout
 
-    layout = detection_layout(a) if a.ndim == 3 else None
-    if layout == "raw":
+    if a.ndim == 3 and detection_layout(a) == "raw":
         return [(slice(None), slice(0, 4)), (slice(None), slice(4, None))]
-    if layout == "end2end":
-        return [(Ellipsis, slice(0, 4)), (Ellipsis, slice(4, 5))]
     return [(Ellipsis,)]
 
 
