@@ -4,8 +4,9 @@ A criterion that fits one corpus collapses on another: the reconstruction score 
 models it was tuned on, while magnitude (l1) kept more of two unseen detectors. So each candidate
 criterion prunes to the same target, repaired, on the first part of the calibration data, and the
 models are compared with the original on the held-out rest in each output's own metric (top-1,
-box F1, CTC characters, else cosine; runtime/metrics.py). The best is written and the report shows
-the race. Two pipeline runs: at most twice the cost of one.
+box F1, CTC characters, else cosine; runtime/metrics.py). The default (recon) is written unless the
+other beats it by more than one and a half held-out samples' worth; the report shows the race. Two
+pipeline runs: at most twice the cost of one.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ..progress import report, silenced
 from ..report import PruneResult
 from ..runtime.metrics import LABELS
 
-CANDIDATES = ("recon", "l1")  # the first wins ties
+CANDIDATES = ("recon", "l1")  # the first is the default: another must beat it clearly
+MARGIN_SAMPLES = 1.5
 
 
 def races(config: PruneConfig) -> bool:
@@ -61,8 +63,8 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
                 check = compare_models(reference, result.model, bounds=False, metric=config.metric)
             entries.append((criterion, result, check))
         report("choosing the criterion on held-out data", len(CANDIDATES), len(CANDIDATES))
-    scored = [(_score(check), -i) for i, (_, _, check) in enumerate(entries)]
-    best = max(range(len(entries)), key=lambda i: scored[i])
+    scored = [_score(check) for _, _, check in entries]
+    best = _winner(scored, n_hold)
     criterion, result, _ = entries[best]
     figures = [{"criterion": c, "figure": _figure(ch), "score": round(_score(ch)[0], 6),
                 "cosine": round(_score(ch)[1], 6),
@@ -76,9 +78,22 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
     return result
 
 
+def _winner(scored: list[tuple[float, float]], n_hold: int) -> int:
+    """The first candidate (the default, recon) unless another beats its held-out figure by more
+    than MARGIN_SAMPLES samples' worth: on a few dozen held-out rows one sample is noise (on
+    orinet_orientation at 70% l1 won 24/24 against recon's 23/24 there and lost 85.9% to 95.3% on the
+    disjoint evaluation set)."""
+    margin = MARGIN_SAMPLES / max(n_hold, 1)
+    best = 0
+    for i in range(1, len(scored)):
+        if scored[i][0] > scored[0][0] + margin and scored[i] > scored[best]:
+            best = i
+    return best
+
+
 def _score(check) -> tuple[float, float]:
     """The mean over outputs of each output's own metric (cosine where it has none), then the mean
-    cosine: top-1 agreement saturates on easy data, and a tie goes to the closer outputs."""
+    cosine (between challengers that both clear the margin)."""
     def mean(values):
         values = [v for v in values if v is not None and np.isfinite(v)]
         return float(np.mean(values)) if values else -np.inf
