@@ -2,12 +2,13 @@
 
 from .errors import OnnxPruneError
 
-__all__ = ["OnnxPruneError", "PruneConfig", "PruneReport", "PruneResult", "analyze", "prune", "validate"]
+__all__ = ["OnnxPruneError", "PruneConfig", "PruneReport", "PruneResult", "analyze", "prune", "validate",
+           "validate_result"]
 __version__ = "0.1.0"
 
-_LAZY = {"prune": ("api", "prune"), "analyze": ("api", "analyze_model"), "PruneReport": ("api", "PruneReport"),
-         "PruneResult": ("api", "PruneResult"), "PruneConfig": ("config", "PruneConfig"),
-         "validate": ("runtime.compare", "compare_models")}
+_LAZY = {"prune": ("api", "prune"), "analyze": ("api", "analyze_model"), "PruneReport": ("report", "PruneReport"),
+         "PruneResult": ("report", "PruneResult"), "PruneConfig": ("config", "PruneConfig"),
+         "validate": ("runtime.compare", "compare_models"), "validate_result": ("validation", "validate_result")}
 
 
 def __getattr__(name):
