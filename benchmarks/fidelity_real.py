@@ -158,6 +158,9 @@ def render(args) -> str:
              "metric (docs/VALIDATION.md). `--target-flops F` keeps at most F of the FLOPs; the share reached is "
              "in brackets. No training or fine-tuning. Seconds: wall time of `prune` including repair, on the "
              "machine below (figures of time are rough). A `-` is a configuration not measured.", "",
+             "What a new user gets now (the criterion raced on held-out calibration rows, issue 23), on these "
+             "models and on a hold-out part nobody tuned on: docs/ACCURACY_DEFAULTS.md "
+             "(benchmarks/fidelity_defaults.py).", "",
              f"Figures: `python benchmarks/fidelity_real.py` on {args.machine}; code: "
              + ", ".join(f"{v} ({n} rows)" for v, n in sorted(_versions(rows).items())) + ".", "",
              "Repair methods: `none` (magnitude only, `--repair none`), `bias`, `lsq`, `bn`, `all` (the best of "
