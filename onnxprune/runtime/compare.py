@@ -145,6 +145,20 @@ class ComparisonResult:
 _RUN_STATUS = {True: "passed", False: "FAILED", None: "skipped"}
 
 
+def differences(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|b - a| per value (0 where both are equal or both NaN, inf where only one is NaN or Inf) and
+    |a|, in float64."""
+    diff = np.abs(b - a)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf, posinf=np.inf)), np.abs(a)
+
+
+def tolerance(ref: np.ndarray, atol: float, rtol: float) -> np.ndarray:
+    """atol + rtol * |reference| per value. NaN and Inf are values that must match: where the
+    reference is not finite the tolerance is atol alone, so any difference there is out of it."""
+    return np.where(np.isfinite(ref), atol + rtol * ref, atol)
+
+
 def _shape(o: OutputComparison) -> str:
     fmt = "x".join
     if o.shapes_match:
@@ -215,20 +229,14 @@ class _Accumulator:
             o.failure = o.failure or f"shape {_dims(a.shape)} in one model, {_dims(b.shape)} in the other"
             return
         a64, b64 = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
-        diff = np.abs(b64 - a64)
-        same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
-        diff = np.where(same, 0.0, np.nan_to_num(diff, nan=np.inf, posinf=np.inf))
-        ref = np.abs(a64)
+        diff, ref = differences(a64, b64)
         o.values += diff.size
         if diff.size:
             o.max_abs_error = max(o.max_abs_error, float(diff.max()))
         self.abs_sum += float(diff.sum())
         self.ref_sum += float(ref[np.isfinite(ref)].sum())
         if atol is not None:
-            # NaN and Inf are values that must match: where the reference is not finite the
-            # tolerance is atol alone, so any difference there (diff is inf) is out of tolerance.
-            tol = np.where(np.isfinite(ref), atol + rtol * ref, atol)
-            over, one_step = split_by_step(diff, tol, step)
+            over, one_step = split_by_step(diff, tolerance(ref, atol, rtol), step)
             o.out_of_tolerance = (o.out_of_tolerance or 0) + over
             if step is not None:
                 o.quant_step, o.one_step_values = step, (o.one_step_values or 0) + one_step

@@ -16,6 +16,7 @@ import onnx
 
 from ..shapes import ResolvedShapes, is_fixed
 from .data import Dataset, input_specs, random_data
+from .compare import differences, tolerance
 from .quantstep import output_quant_steps, split_by_step, step_failure
 from .sessions import create_session
 
@@ -114,12 +115,8 @@ def _compare(what, dims, out_a, out_b, exact, atol, rtol, steps) -> ShapeRun:
                                                f"{_dims(b.shape)} in the written model")
         if not exact or a.dtype.kind not in "fiu" or not a.size:
             continue
-        a64, b64 = a.astype(np.float64), b.astype(np.float64)
-        same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
-        diff = np.where(same, 0.0, np.nan_to_num(np.abs(b64 - a64), nan=np.inf, posinf=np.inf))
-        ref = np.abs(a64)
-        tol = np.where(np.isfinite(ref), atol + rtol * ref, atol)
-        over, one_step = split_by_step(diff, tol, steps.get(name))
+        diff, ref = differences(a.astype(np.float64), b.astype(np.float64))
+        over, one_step = split_by_step(diff, tolerance(ref, atol, rtol), steps.get(name))
         why = step_failure(one_step, diff.size)
         if over or why:
             return ShapeRun(what, dims, False, why or f"output '{name}': {over} of {diff.size} values differ "
