@@ -58,7 +58,7 @@ class TargetOptions:
     target_params: float | None
     target_latency: float | None
     criterion: str | None
-    allocation: str
+    allocation: str | None
     round_to: int | None
     keep: tuple[str, ...]
     max_group_ratio: float
@@ -79,7 +79,7 @@ class TargetOptions:
             raise ConfigError(f"max_group_ratio must be in (0, 1), got {self.max_group_ratio}")
         if self.round_to is not None and self.round_to < 1:
             raise ConfigError(f"round_to must be a positive integer, got {self.round_to}")
-        if self.allocation not in ("score", "sensitivity"):
+        if self.allocation not in (None, "score", "sensitivity"):
             raise ConfigError(f"allocation must be score or sensitivity, got '{self.allocation}'")
 
 
@@ -153,8 +153,10 @@ class PruneConfig:
     criterion: str | None = None          # None: chosen on held-out calibration data for a lossy run with calib
                                           # (strategies/race.py, recon or l1), else l1
     criterion_default: bool = False       # set when criterion came from that default
-    allocation: str = "score"             # global targets: "score" ranks channel scores; "sensitivity" weighs
-                                          # each group by its measured output damage (needs calib)
+    allocation: str | None = None         # global targets: "score" ranks channel scores; "sensitivity" weighs
+                                          # each group by its measured output damage (needs calib); None: score,
+                                          # raced against sensitivity where the criterion race runs
+    allocation_default: bool = False      # set when allocation came from that default
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group
@@ -171,6 +173,8 @@ class PruneConfig:
     validate: bool = True                 # the CLI checks what it writes (onnxprune/validation.py)
     device: str = "cpu"
     quantize: str | None = None           # after pruning and repair: "int8", "int8-symmetric" (static QDQ), "dynamic"
+    memo: object = field(default=None, compare=False, repr=False)  # memo.CalibMemo a strategy shares between
+                                          # its pipeline runs (statistics of one model on one calib set)
 
     def __post_init__(self):
         target, fidelity = self.target, self.fidelity
@@ -199,6 +203,9 @@ class PruneConfig:
         if self.criterion is None:
             object.__setattr__(self, "criterion_default", True)
             object.__setattr__(self, "criterion", "recon" if self.lossy and self.calib is not None else "l1")
+        if self.allocation is None:
+            object.__setattr__(self, "allocation_default", True)
+            object.__setattr__(self, "allocation", "score")
         if self.repair is None:
             default = self.lossy and self.calib is not None
             object.__setattr__(self, "repair_default", default)

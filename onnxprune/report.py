@@ -159,9 +159,15 @@ def format_summary(report, input_path=None, output_path=None) -> str:
         lines.append("  blocked     " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(6)))
     race = getattr(report, "race", None)
     if race:
-        figs = "; ".join(f"{c['criterion']} {c['figure']}, cosine {c['cosine']:.4f} ({c['flops_kept']:.1%} FLOPs)"
+        def name(c):
+            return c["criterion"] if c.get("allocation", "score") == "score" else f"{c['criterion']}+{c['allocation']}"
+
+        figs = "; ".join(f"{name(c)} {c['figure']}, cosine {c['cosine']:.4f} ({c['flops_kept']:.1%} FLOPs)"
                          for c in race["candidates"])
-        lines.append(f"  criterion   {race['kept']} kept, on {race['held_out_samples']} held-out samples: {figs}")
+        kept = name({"criterion": race["kept"], "allocation": race.get("allocation", "score")})
+        lines.append(f"  criterion   {kept} kept, on {race['held_out_samples']} held-out samples: {figs}")
+        if race.get("skipped"):
+            lines.append(f"              sensitivity allocation not raced: {race['skipped']}")
     q = getattr(report, "quantize", None)
     if q:
         detail = "per-channel" if q.get("per_channel") else "per-tensor"

@@ -18,7 +18,7 @@ LAYERS = [
     {"latency", "importance", "repair", "quantize"},
     {"report", "cost", "analysis", "runtime"},
     {"graph"},
-    {"config", "alignment", "shapes", "io", "progress"},
+    {"config", "alignment", "shapes", "io", "progress", "memo"},
     {"errors"},
 ]
 

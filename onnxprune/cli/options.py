@@ -76,10 +76,11 @@ target_latency = _option(TARGET, "--target-latency", type=float,
 criterion = _option(TARGET, "--criterion", default=None,
                     help="Channel importance: l1, l2, bn-gamma, lamp, activation, recon (the last two need --calib) "
                          "[default: prune: recon with --calib, else l1; sensitivity: l1].")
-allocation = _option(TARGET, "--allocation", type=click.Choice(["score", "sensitivity"]), default="score",
-                     show_default=True,
+allocation = _option(TARGET, "--allocation", type=click.Choice(["score", "sensitivity"]), default=None,
                      help="How --target-flops/--target-params spread the cut over layers: by channel scores, or by each "
-                          "layer's measured effect on the outputs (needs --calib; slower: a few model runs per layer).")
+                          "layer's measured effect on the outputs (needs --calib; a few model runs per layer) "
+                          "[default: score; with --calib and no --criterion, sensitivity joins the race on held-out "
+                          "calibration samples where its runs are cheap enough].")
 round_to = _option(TARGET, "--round-to", type=int,
                    help="Round kept channel counts to a multiple of this (default: suits the device; with "
                         "--target-latency, chosen from the measured latency table).")

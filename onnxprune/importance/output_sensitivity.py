@@ -15,11 +15,13 @@ import onnx
 
 from ..analysis import Analysis
 from ..analysis.analyzer import node_label
+from ..analysis.channels import ROLE_IN
 from ..analysis.oracle import zeroed_reference
 from ..graph import ModelGraph
 from ..progress import report
 
 PROBE_SAMPLES = 16
+FRONTIER_BYTES = 1 << 30  # tensors kept so that trials run only the part of the model they change
 
 
 def output_damage(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
@@ -55,16 +57,13 @@ class SensitivityProbe:
 
     def __init__(self, analysis: Analysis, data, device: str = "cpu", mean_replace: bool = True,
                  max_samples: int = PROBE_SAMPLES):
-        from ..repair.features import consumers
         from ..runtime.activations import with_outputs
         from ..runtime.data import Dataset, load_data, resolve_batch
         from ..runtime.sessions import create_session
 
-        self.analysis = analysis
-        self.model = analysis.graph.model
         self.device = device
-        everything = {c for g in analysis.prunable_groups() for c in g.channels}
-        self.layers = consumers(analysis, everything, max_features=1 << 30) if mean_replace else []
+        self.mean_replace = mean_replace
+        self.bind(analysis)
         names = sorted({layer.member.tensor for layer in self.layers})
         session = create_session(with_outputs(self.model, names, analysis.graph), device)
         try:
@@ -92,23 +91,102 @@ class SensitivityProbe:
         finally:
             session.close()
         self.samples = seen
+        self.batch_outputs = outs
         self.reference = [np.concatenate([o[i] for o in outs]) for i in range(len(self.output_names))]
         self.means = {n: s / c for n, (s, c) in sums.items() if sums[n] is not None}
+        self.frontier: dict[str, list[np.ndarray]] = {}  # tensors entering the trials' parts, per feed
+
+    def bind(self, analysis: Analysis) -> SensitivityProbe:
+        """Trials on this analysis's model (an identical copy of the one measured: a memo hands the
+        probe to the next pipeline run of a strategy, whose model is a fresh copy)."""
+        from ..repair.features import consumers
+
+        self.analysis = analysis
+        self.model = analysis.graph.model
+        everything = {c for g in analysis.prunable_groups() for c in g.channels}
+        self.layers = consumers(analysis, everything, max_features=1 << 30) if self.mean_replace else []
         graph = analysis.graph
         self._weights = {id(layer): (layer.weight_matrix(graph), layer.bias(graph)) for layer in self.layers}
+        return self
+
+    def changed_part(self, removed: set[int]) -> list[int] | None:
+        """Indices (in order) of the nodes whose outputs a trial of `removed` changes: the layers it
+        zeroes and everything downstream of them. None where that cannot be told from node inputs
+        alone (a node with a subgraph reads outer tensors it does not list)."""
+        changed = {m.param for m in self.analysis.members if m.role == ROLE_IN
+                   and len(self.analysis.removed_positions(m.atoms, removed))}
+        marked, dirty = [], set(changed)
+        for i, node in enumerate(self.model.graph.node):
+            if dirty.intersection(node.input) or dirty.intersection(node.output):
+                if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                    return None
+                marked.append(i)
+                dirty.update(o for o in node.output if o)
+        return marked
+
+    def _entering(self, part: list[int]) -> list[str]:
+        nodes = self.model.graph.node
+        produced = {o for i in part for o in nodes[i].output}
+        consts = {t.name for t in self.model.graph.initializer}
+        return sorted({x for i in part for x in nodes[i].input if x and x not in produced and x not in consts})
+
+    def prepare(self, trials: list[set[int]]) -> None:
+        """One run of the original that keeps, per feed, every tensor entering the changed part of
+        some trial, so that each trial then runs only that part (a group deep in the model changes
+        little of it). Kept only within FRONTIER_BYTES; beyond it trials run the whole model."""
+        from ..runtime.activations import with_outputs
+        from ..runtime.sessions import create_session
+
+        parts = [self.changed_part(r) for r in trials]
+        if any(p is None for p in parts):
+            return
+        inputs = {i.name for i in self.model.graph.input}
+        names = sorted({x for p in parts for x in self._entering(p)} - inputs - set(self.frontier))
+        if not names:
+            return
+        session = create_session(with_outputs(self.model, names, self.analysis.graph), self.device)
+        got: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        size = 0
+        try:
+            for feeds in self.feeds:
+                for n, v in zip(names, session.inference.run(names, feeds)):
+                    got[n].append(v)
+                    size += v.nbytes
+                if size > FRONTIER_BYTES:
+                    return
+        finally:
+            session.close()
+        self.frontier.update(got)
 
     def damage(self, removed: set[int]) -> float:
         """Output damage (output_damage) of the model with `removed` zeroed (and mean-replaced)."""
         from ..runtime.sessions import create_session
 
+        part = self.changed_part(removed)
+        if part == []:
+            return 0.0  # nothing zeroed: the original's outputs
         trial = zeroed_reference(self.model, self.analysis, removed)
         if self.layers:
             self._replace_means(trial, removed)
-        session = create_session(trial, self.device)
-        try:
-            outs = [session.inference.run(self.output_names, feeds) for feeds in self.feeds]
-        finally:
-            session.close()
+        entering = self._entering(part) if part is not None else None
+        inputs = {i.name for i in self.model.graph.input}
+        if entering is not None and all(n in self.frontier or n in inputs for n in entering):
+            sub, outputs = _part_model(trial, part, entering, self.frontier, self.output_names)
+            session = create_session(sub, self.device)
+            try:
+                outs = []
+                for b, feeds in enumerate(self.feeds):
+                    given = {n: feeds[n] if n in inputs else self.frontier[n][b] for n in entering}
+                    new = dict(zip(outputs, session.inference.run(outputs, given))) if outputs else {}
+                    outs.append([new.get(o, old) for o, old in zip(self.output_names, self.batch_outputs[b])])
+            finally:
+                session.close()
+        else:
+            session = create_session(trial, self.device)
+            try:
+                outs = [session.inference.run(self.output_names, feeds) for feeds in self.feeds]
+            finally:
+                session.close()
         return output_damage(self.reference, [np.concatenate([o[i] for o in outs])
                                               for i in range(len(self.output_names))])
 
@@ -128,13 +206,50 @@ class SensitivityProbe:
             replace(layer, node=nodes[layer.member.node]).set_bias(graph, b + shift)
 
 
+def _part_model(trial: onnx.ModelProto, part: list[int], entering: list[str], frontier: dict, outputs: list[str]
+                ) -> tuple[onnx.ModelProto, list[str]]:
+    """The trial's changed part as a model of its own: the tensors entering it are its inputs (typed
+    from the values kept for them), the model's outputs it computes are its outputs."""
+    g = trial.graph
+    nodes = [g.node[i] for i in part]
+    produced = {o for n in nodes for o in n.output}
+    used = {x for n in nodes for x in n.input}
+    types = {i.name: i for i in g.input}
+    inputs = []
+    for name in entering:
+        if name in types:
+            inputs.append(types[name])
+        else:
+            v = frontier[name][0]
+            inputs.append(onnx.helper.make_tensor_value_info(
+                name, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), [None] * v.ndim))
+    outs = [o for o in g.output if o.name in produced]
+    sub = onnx.helper.make_graph(nodes, "part", inputs, outs, [t for t in g.initializer if t.name in used])
+    model = onnx.helper.make_model(sub, opset_imports=trial.opset_import, ir_version=trial.ir_version)
+    model.functions.extend(trial.functions)
+    return model, [o.name for o in outs]
+
+
 def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
-                 mean_replace: bool = True, max_samples: int = PROBE_SAMPLES) -> dict[int, float]:
-    """Output damage of each probe (a key -> the channels it removes), each tried alone."""
-    probe = SensitivityProbe(analysis, data, device, mean_replace, max_samples)
+                 mean_replace: bool = True, max_samples: int = PROBE_SAMPLES, memo=None) -> dict[int, float]:
+    """Output damage of each probe (a key -> the channels it removes), each tried alone. With a
+    memo (memo.CalibMemo) the probe's reference run and each trial are made once per model and data."""
+    if memo is None:
+        probe = SensitivityProbe(analysis, data, device, mean_replace, max_samples)
+        trial = probe.damage
+    else:
+        from ..memo import data_key, model_fingerprint
+
+        scope = (model_fingerprint(analysis.graph.model), data_key(data), device, mean_replace, max_samples)
+        probe = memo.get(("sensitivity-probe", *scope),
+                         lambda: SensitivityProbe(analysis, data, device, mean_replace, max_samples)).bind(analysis)
+
+        def trial(removed):
+            return memo.get(("sensitivity-trial", *scope, frozenset(removed)), lambda: probe.damage(removed))
+    probe.prepare([set(r) for r in probes.values()])
     out = {}
     for k, (key, removed) in enumerate(probes.items()):
         report("sensitivity: pruning each group alone", k, len(probes))
-        out[key] = probe.damage(set(removed))
+        out[key] = trial(set(removed))
     report("sensitivity: pruning each group alone", len(probes), len(probes))
     return out

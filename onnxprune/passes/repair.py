@@ -20,7 +20,7 @@ class RepairConsumers(Pass):
             return PassResult(False)
         methods = tuple(m for m in state.config.repair if m in ("bias", "lsq"))
         info = repair_consumers(state.analysis, state.removed, state.config.calib_data, methods,
-                                device=state.config.device)
+                                device=state.config.device, memo=state.config.memo)
         state.notes.extend(info.pop("notes", []))
         samples = info.get("samples", 0)
         if 0 < samples < SMALL_CALIBRATION:

@@ -15,6 +15,7 @@ from ..cost import node_flops
 from ..errors import TargetUnreachableError
 from ..importance import get_criterion
 from ..importance.output_sensitivity import PROBE_SAMPLES, group_damage
+from ..memo import data_key, model_fingerprint
 from ..alignment import group_step
 from .base import Pass, PassResult
 from .select import restore_nonempty
@@ -130,9 +131,16 @@ def removal_count(size: int, wanted: int, max_ratio: float, round_to: int) -> in
 def channel_scores(analysis: Analysis, cfg) -> dict[int, float]:
     """Each channel's importance under cfg.criterion."""
     crit = get_criterion(cfg.criterion)
-    if cfg.criterion in ("activation", "recon"):
-        return crit(analysis, cfg.calib_data, device="cpu" if cfg.device == "auto" else cfg.device)
-    return crit(analysis, cfg.calib_data)
+
+    def compute():
+        if cfg.criterion in ("activation", "recon"):
+            return crit(analysis, cfg.calib_data, device="cpu" if cfg.device == "auto" else cfg.device)
+        return crit(analysis, cfg.calib_data)
+
+    if cfg.memo is None:
+        return compute()
+    key = ("scores", cfg.criterion, model_fingerprint(analysis.graph.model), data_key(cfg.calib_data), cfg.device)
+    return cfg.memo.get(key, compute)
 
 
 def group_units(g, scores, max_ratio: float, round_to: int, analysis: Analysis | None = None
@@ -254,7 +262,7 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
             probes[(gid, share)] = chans
     mean_replace = bool({"bias", "lsq"} & set(cfg.repair))
     damage = group_damage(analysis, probes, cfg.calib_data, "cpu" if cfg.device == "auto" else cfg.device,
-                          mean_replace)
+                          mean_replace, memo=cfg.memo)
     out = []
     for gid, us in by_group.items():
         points = sorted({(0, 0.0)} | {(len(probes[(gid, s)]), damage[(gid, s)]) for s in PROBE_SHARES})

@@ -99,16 +99,22 @@ def _fit(kind, rel, t, keep, g):
 
 
 def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple[str, ...], device: str = "cpu",
-                     max_samples: int = 512) -> dict:
-    """Apply the best of 'bias' / 'lsq' / nothing per layer, in place on the analysed (still unpruned) model."""
+                     max_samples: int = 512, memo=None) -> dict:
+    """Apply the best of 'bias' / 'lsq' / nothing per layer, in place on the analysed (still unpruned)
+    model. With a memo (memo.CalibMemo), each layer's Grams are gathered once per model and data."""
     layers = consumers(analysis, removed)
     if not layers:
         return {"layers": 0}
+    source = data
     if not isinstance(data, Dataset):
         data = load_data(data, input_specs(analysis.graph.model))
     wide = _wide_underdetermined(layers, data, max_samples) if "lsq" in methods else set()
-    grams, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
-                                means_only=wide if "lsq" in methods else True)
+    means_only = wide if "lsq" in methods else True
+    if memo is None:
+        grams, seen = gram_matrices(analysis, layers, data, device=device, max_samples=max_samples,
+                                    means_only=means_only)
+    else:
+        grams, seen = _memo_grams(memo, analysis, layers, source, data, device, max_samples, means_only)
     graph = analysis.graph
     chosen = {"none": 0, "bias": 0, "lsq": 0}
     gains = []
@@ -178,6 +184,25 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
     return {"layers": sum(v for k, v in chosen.items() if k != "none"), "samples": seen, "notes": notes,
             "chosen": chosen, "per_layer": per_layer, "quantized_layers": quantized["layers"],
             "saturated": quantized["saturated"]}
+
+
+def _memo_grams(memo, analysis: Analysis, layers: list[Consumer], source, data, device: str, max_samples: int,
+                means_only) -> tuple[list, int]:
+    """gram_matrices through the memo: only the layers no earlier run of the strategy measured."""
+    from ..memo import data_key, model_fingerprint
+
+    scope = ("gram", model_fingerprint(analysis.graph.model), data_key(source), device, max_samples)
+    means = [means_only if isinstance(means_only, bool) else k in means_only for k in range(len(layers))]
+    keys = [(*scope, layer.member.node, layer.member.tensor, layer.kind, layer.n_features, means[k])
+            for k, layer in enumerate(layers)]
+    missing = [k for k, key in enumerate(keys) if memo.peek(key) is None]
+    if missing:
+        got, seen = gram_matrices(analysis, [layers[k] for k in missing], data, device=device,
+                                  max_samples=max_samples, means_only={i for i, k in enumerate(missing) if means[k]})
+        for k, g in zip(missing, got):
+            memo.put(keys[k], g)
+        memo.put((*scope, "samples"), seen)
+    return [memo.get(key, lambda: None) for key in keys], memo.peek((*scope, "samples"))
 
 
 def _wide_underdetermined(layers: list[Consumer], data: Dataset, max_samples: int) -> set[int]:

@@ -13,6 +13,7 @@ import onnx
 
 from ..config import PruneConfig
 from ..errors import ConfigError, DataError, TargetUnreachableError
+from ..memo import CalibMemo
 from ..passes.pipeline import prune_once
 from ..progress import report, silenced
 from ..runtime.metrics import LABELS
@@ -88,7 +89,8 @@ def guarded_prune(model: onnx.ModelProto, config: PruneConfig):
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onnxprune-guard-"))
         fit, hold, n_hold = split_calibration(model, config.calib_data, config.holdout, Path(tmp))
         base = dataclasses.replace(config, calib=fit, preprocess=None, max_error=None, min_cosine=None, min_agreement=None,
-                                   ratio=None, target_params=None, target_flops=None, validate=False)
+                                   ratio=None, target_params=None, target_flops=None, validate=False,
+                                   memo=CalibMemo())  # scores, Grams and probes shared by the trials
         floor = config.target_flops if config.target_flops is not None else 0.05
         original = model.SerializeToString()
         tries = []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import onnx
 
 from ..config import PruneConfig
 from ..errors import DataError
+from ..memo import CalibMemo
 from ..passes.pipeline import prune_once
 from ..progress import report, silenced
 from ..report import PruneResult
@@ -28,6 +30,7 @@ from ..runtime.metrics import LABELS
 
 CANDIDATES = ("recon", "l1")  # the first is the default: another must beat it clearly
 MARGIN_SAMPLES = 1.5
+SENSITIVITY_BUDGET = 1.0  # the sensitivity candidate's probes, in pipeline runs of the first candidate
 
 
 def races(config: PruneConfig) -> bool:
@@ -50,32 +53,76 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
             result.report.notes.append("too few calibration samples to hold some out: criterion "
                                        f"{config.criterion} not raced against the others")
             return result
+        t0 = time.perf_counter()
         reference = stack.enter_context(Reference(model, data=hold, device=config.device))
+        sample_seconds = (time.perf_counter() - t0) / max(n_hold, 1)  # session start included: errs high
+        memo = CalibMemo()  # scores, Grams and probes gathered once, shared by the candidates
         entries = []
-        for i, criterion in enumerate(CANDIDATES):
-            report("choosing the criterion on held-out data", i, len(CANDIDATES))
+        plan = candidates(config)
+        skipped = None
+        for i, (criterion, allocation) in enumerate(plan):
+            report("choosing the criterion on held-out data", i, len(plan))
+            if allocation == "sensitivity" and config.allocation_default:
+                groups = sum(1 for g in entries[0][1].report.groups if g.prunable)
+                skipped = _sensitivity_too_costly(entries[0][3], groups, sample_seconds)
+                if skipped:
+                    continue
             candidate = onnx.ModelProto()
             candidate.ParseFromString(original)
             trial = dataclasses.replace(config, calib=fit, preprocess=None, criterion=criterion,
-                                        criterion_default=False)
+                                        criterion_default=False, allocation=allocation, memo=memo)
+            t0 = time.perf_counter()
             result = prune_once(candidate, trial, timer)
+            seconds = time.perf_counter() - t0
             with silenced():
                 check = compare_models(reference, result.model, bounds=False, metric=config.metric)
-            entries.append((criterion, result, check))
-        report("choosing the criterion on held-out data", len(CANDIDATES), len(CANDIDATES))
-    scored = [_score(check) for _, _, check in entries]
+            entries.append(((criterion, allocation), result, check, seconds))
+        report("choosing the criterion on held-out data", len(plan), len(plan))
+    scored = [_score(check) for _, _, check, _ in entries]
     best = _winner(scored, n_hold)
-    criterion, result, _ = entries[best]
-    figures = [{"criterion": c, "figure": _figure(ch), "score": round(_score(ch)[0], 6),
+    (criterion, allocation), result, _, _ = entries[best]
+    figures = [{"criterion": c, "allocation": a, "figure": _figure(ch), "score": round(_score(ch)[0], 6),
                 "cosine": round(_score(ch)[1], 6),
-                "flops_kept": round(r.report.flops_after / max(r.report.flops_before, 1), 4)}
-               for c, r, ch in entries]
+                "flops_kept": round(r.report.flops_after / max(r.report.flops_before, 1), 4),
+                "seconds": round(sec, 2)}
+               for (c, a), r, ch, sec in entries]
     result.report.race = {"by": "held-out calibration samples", "held_out_samples": n_hold, "kept": criterion,
-                          "candidates": figures}
+                          "allocation": allocation, "candidates": figures, "skipped": skipped}
     result.report.notes = [n for n in result.report.notes if not n.startswith("channels chosen by")]
-    result.report.notes.insert(0, f"criterion chosen on {n_hold} held-out calibration samples ({', '.join(CANDIDATES)}, "
-                                  f"each pruned and repaired on the other samples); --criterion fixes it")
+    names = ", ".join(c if a == "score" else f"{c} with {a} allocation" for (c, a), *_ in entries)
+    result.report.notes.insert(0, f"criterion chosen on {n_hold} held-out calibration samples ({names}, each pruned "
+                                  f"and repaired on the other samples); --criterion fixes it")
+    if skipped:
+        result.report.notes.insert(1, f"sensitivity allocation not raced: {skipped}; --allocation sensitivity asks for it")
     return result
+
+
+def candidates(config: PruneConfig) -> list[tuple[str, str]]:
+    """(criterion, allocation) pairs in race order; the first is the default that others must beat.
+    Sensitivity allocation joins when the allocation was left to us too (and is dropped at run time
+    where its probes would cost more than SENSITIVITY_BUDGET pipeline runs)."""
+    allocation = config.allocation
+    plan = [(c, allocation) for c in CANDIDATES]
+    if config.allocation_default and (config.target_flops is not None or config.target_params is not None):
+        plan.append((CANDIDATES[0], "sensitivity"))
+    return plan
+
+
+def _sensitivity_too_costly(first_seconds: float, groups: int, sample_seconds: float) -> str | None:
+    """Why the sensitivity candidate is not raced, or None. Its probes run the model about
+    groups x shares x PROBE_SAMPLES times on one sample (importance/output_sensitivity.py); at the
+    seconds per sample the held-out reference took, that must stay within SENSITIVITY_BUDGET times
+    the first candidate's whole pipeline run, so that the race stays near twice a single run."""
+    from ..importance.output_sensitivity import PROBE_SAMPLES
+    from ..passes.select_lossy import PROBE_SHARES
+
+    runs = groups * len(PROBE_SHARES) * PROBE_SAMPLES
+    estimate = runs * sample_seconds
+    if estimate > SENSITIVITY_BUDGET * first_seconds:
+        return (f"its {runs} probe runs ({groups} groups x {len(PROBE_SHARES)} shares x {PROBE_SAMPLES} samples) "
+                f"would take about {estimate:.0f} s, more than {SENSITIVITY_BUDGET:g}x the {first_seconds:.0f} s of "
+                f"one pipeline run")
+    return None
 
 
 def _winner(scored: list[tuple[float, float]], n_hold: int) -> int:

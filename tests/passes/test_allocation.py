@@ -70,3 +70,39 @@ def test_cli_needs_calib():
                                   "--allocation", "sensitivity")
     assert r.exit_code == 1
     assert "--allocation" in r.stderr and "--calib" in r.stderr
+
+
+FIXTURES = REPO / "tests" / "fixtures"
+
+
+def _random_calib(model: onnx.ModelProto, path: Path, n: int = 8) -> str:
+    from onnxprune.runtime.shapes import resolve_input_shapes
+    from onnxprune.config import PruneConfig
+
+    shapes = resolve_input_shapes(model, PruneConfig()).per_sample().as_dict()
+    rng = np.random.default_rng(0)
+    np.savez(path, **{name: rng.standard_normal((n, *dims[1:])).astype(np.float32) for name, dims in shapes.items()})
+    return str(path)
+
+
+def test_trials_on_the_changed_part_equal_trials_on_the_whole_model(tmp_path):
+    # A trial runs only the nodes downstream of the layers it zeroes, fed the tensors entering them
+    # from one run of the original; its outputs must be those of the whole zeroed model. Residual
+    # adds, concats, depthwise convs and a detection head whose untouched outputs come from the
+    # reference run.
+    for name in ("torch_resnet_tiny.onnx", "torch_densenet_tiny.onnx", "torch_mobilenet_tiny.onnx",
+                 "torch_yolo_tiny.onnx"):
+        model = onnx.load(FIXTURES / name)
+        calib = _random_calib(model, tmp_path / f"{name}.npz")
+        analysis = analyze_model(model)
+        trials = [set(g.channels[: max(1, g.size // 2)]) for g in analysis.prunable_groups()]
+        whole = SensitivityProbe(analysis, calib, max_samples=8)
+        part = SensitivityProbe(analysis, calib, max_samples=8)
+        part.prepare(trials)
+        assert part.frontier, name
+        smaller = 0
+        for removed in trials:
+            changed = part.changed_part(removed)
+            smaller += len(changed) < len(model.graph.node)
+            assert np.isclose(part.damage(removed), whole.damage(removed), rtol=1e-4, atol=1e-9), (name, removed)
+        assert smaller > 0, name

@@ -24,30 +24,95 @@ def _fake_check(agreement: float, cosine: float):
 
 
 @pytest.mark.parametrize("figures, kept", [
-    ({"recon": (0.90, 0.99), "l1": (0.95, 0.98)}, "l1"),     # the task metric decides
-    ({"recon": (0.95, 0.97), "l1": (0.90, 0.99)}, "recon"),
-    ({"recon": (1.00, 0.97), "l1": (1.00, 0.99)}, "recon"),  # saturated: the default stays
-    ({"recon": (0.95, 0.97), "l1": (0.97, 0.99)}, "recon"),  # one held-out sample (of 64) is noise
+    ({"recon": (0.90, 0.99), "l1": (0.95, 0.98), "sens": (0.90, 0.99)}, ("l1", "score")),  # the task metric decides
+    ({"recon": (0.95, 0.97), "l1": (0.90, 0.99), "sens": (0.90, 0.99)}, ("recon", "score")),
+    ({"recon": (0.90, 0.97), "l1": (0.90, 0.99), "sens": (0.95, 0.98)}, ("recon", "sensitivity")),
+    ({"recon": (0.90, 0.97), "l1": (0.96, 0.99), "sens": (0.95, 0.99)}, ("l1", "score")),  # the best challenger
+    ({"recon": (1.00, 0.97), "l1": (1.00, 0.99), "sens": (1.00, 0.99)}, ("recon", "score")),  # saturated: default
+    ({"recon": (0.95, 0.97), "l1": (0.97, 0.99), "sens": (0.97, 0.99)}, ("recon", "score")),  # one sample: noise
 ])
 def test_the_candidate_with_the_best_held_out_figure_is_kept(figures, kept, monkeypatch):
     runs = []
     real = race.prune_once
 
     def counting(model, config, timer=None):
-        runs.append(config.criterion)
+        runs.append((config.criterion, config.allocation))
         return real(model, config, timer)
 
     def fake_compare(reference, model, **kwargs):
-        return _fake_check(*figures[runs[-1]])
+        return _fake_check(*figures["sens" if runs[-1][1] == "sensitivity" else runs[-1][0]])
 
     monkeypatch.setattr(race, "prune_once", counting)
+    monkeypatch.setattr(race, "_sensitivity_too_costly", lambda *a: None)
     monkeypatch.setattr("onnxprune.runtime.compare.compare_models", fake_compare)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
-    assert runs == ["recon", "l1"]  # two pipeline runs: at most twice one run's cost
-    assert result.report.race["kept"] == kept
-    assert [c["criterion"] for c in result.report.race["candidates"]] == ["recon", "l1"]
-    assert [c["score"] for c in result.report.race["candidates"]] == [figures["recon"][0], figures["l1"][0]]
+    assert runs == [("recon", "score"), ("l1", "score"), ("recon", "sensitivity")]
+    assert (result.report.race["kept"], result.report.race["allocation"]) == kept
+    assert [(c["criterion"], c["allocation"]) for c in result.report.race["candidates"]] == runs
+    assert [c["score"] for c in result.report.race["candidates"]] == [figures[k][0] for k in ("recon", "l1", "sens")]
     assert any("criterion chosen on" in n for n in result.report.notes)
+    assert result.report.race["skipped"] is None
+
+
+def test_sensitivity_is_raced_only_where_its_probes_are_cheap(monkeypatch):
+    # 60 groups x 3 shares x 16 samples at 10 ms a sample: about 29 s, against a 10 s pipeline run
+    assert "about 29 s, more than 1x the 10 s" in race._sensitivity_too_costly(10.0, 60, 0.01)
+    assert race._sensitivity_too_costly(30.0, 60, 0.01) is None
+    runs = []
+    real = race.prune_once
+
+    def counting(model, config, timer=None):
+        runs.append((config.criterion, config.allocation))
+        return real(model, config, timer)
+
+    monkeypatch.setattr(race, "prune_once", counting)
+    monkeypatch.setattr(race, "_sensitivity_too_costly", lambda *a: "too slow here")
+    result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
+    assert runs == [("recon", "score"), ("l1", "score")]
+    assert result.report.race["skipped"] == "too slow here"
+    assert any(n.startswith("sensitivity allocation not raced: too slow here") for n in result.report.notes)
+
+
+@pytest.mark.parametrize("allocation", ["score", "sensitivity"])
+def test_a_given_allocation_is_not_raced(allocation, monkeypatch):
+    runs = []
+    real = race.prune_once
+
+    def counting(model, config, timer=None):
+        runs.append((config.criterion, config.allocation))
+        return real(model, config, timer)
+
+    monkeypatch.setattr(race, "prune_once", counting)
+    prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB), allocation=allocation)
+    assert runs == [("recon", allocation), ("l1", allocation)]
+
+
+def test_the_candidates_share_calibration_statistics(monkeypatch):
+    # Scores, Grams and probes are gathered once per model and data (memo.py): the later candidates
+    # measure only what the first did not.
+    import onnxprune.repair.reconstruct as reconstruct
+
+    scored, grams = [], []
+    real_grams = reconstruct.gram_matrices
+
+    def counting_grams(analysis, layers, *a, **k):
+        grams.extend(layer.member.node for layer in layers)
+        return real_grams(analysis, layers, *a, **k)
+
+    import onnxprune.runtime.activations as activations
+    real_run = activations.run_probe
+
+    def counting_run(model, names, *a, **k):
+        scored.append(tuple(names))
+        return real_run(model, names, *a, **k)
+
+    monkeypatch.setattr(reconstruct, "gram_matrices", counting_grams)
+    monkeypatch.setattr(activations, "run_probe", counting_run)
+    monkeypatch.setattr(race, "_sensitivity_too_costly", lambda *a: None)
+    result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
+    assert len(result.report.race["candidates"]) == 3
+    assert len(grams) == len(set(grams)) > 0       # no layer's Grams gathered twice
+    assert len(scored) == len(set(scored))         # recon scores' probe run once
 
 
 def test_the_kept_model_is_that_candidates_model(monkeypatch):
@@ -55,12 +120,12 @@ def test_the_kept_model_is_that_candidates_model(monkeypatch):
     real = race.prune_once
 
     def keep(model, config, timer=None):
-        models[config.criterion] = result = real(model, config, timer)
+        models[(config.criterion, config.allocation)] = result = real(model, config, timer)
         return result
 
     monkeypatch.setattr(race, "prune_once", keep)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
-    assert result is models[result.report.race["kept"]]
+    assert result is models[(result.report.race["kept"], result.report.race["allocation"])]
 
 
 @pytest.mark.parametrize("options", [dict(criterion="recon"), dict(criterion="l1"), dict()])
@@ -75,4 +140,5 @@ def test_cli_report_shows_the_race(tmp_path):
     assert r.exit_code == 0, r.output
     assert "criterion   " in r.stdout and " kept, on 64 held-out samples: recon " in r.stdout
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["race"]["kept"] in ("recon", "l1") and len(report["race"]["candidates"]) == 2
+    assert report["race"]["kept"] in ("recon", "l1") and len(report["race"]["candidates"]) in (2, 3)
+    assert report["race"]["allocation"] in ("score", "sensitivity")
