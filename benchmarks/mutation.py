@@ -50,7 +50,7 @@ SUBSETS = {
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
-    "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
+    "onnxprune/graph/": ["tests/analysis/test_qdq_bn.py", "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
     "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py", "tests/passes/test_exact_mode.py"],
     # rules, analyzer (finite.py included), the rewrite; exact mode's tests check the rules' value
     # tracking (zero filters), the soundness tests constant and non-finite channels
@@ -153,6 +153,13 @@ CURATED = [
            "onnxprune/strategies/race.py", "margin = MARGIN_SAMPLES / max(n_hold, 1)", "margin = 0.0"),
     Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
            "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
+    # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
+    Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
+           "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",
+           "and len(d) <= 1 for d in (scale_dims, scale_dims)) and zp_dims == scale_dims"),
+    Mutant("qdq-identity-tie-not-followed", "Identity of a QDQ weight (a tied BN bias) not read as that weight",
+           "onnxprune/graph/model.py", "                if self.resolve(n.input[0]) in self.dequantized:\n",
+           "                if False:\n"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
