@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, ValidationFailedError
 from ..shapes import ResolvedShapes
+from .diagnose import explain
 from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
 from .quantstep import output_quant_steps, split_by_step, step_failure
@@ -372,7 +374,7 @@ class Reference:
             self.given = given if not isinstance(given, ResolvedShapes) else None
             self.size = resolve_batch(self.specs, batch, self.given, default=default_batch)
             self.drop_last = any(s.fixed_batch for s in self.specs)
-            self.hint = ""
+            self.hint, diagnose = "", None
             if isinstance(data, Dataset):
                 self.dataset = data
             elif data is not None:
@@ -383,10 +385,11 @@ class Reference:
                 if "guessed" in resolved.source:
                     self.hint = f" (with guessed input shapes {resolved.describe()}; pass --shape to give others)"
                 self.dataset = random_data(self.specs, resolved, self.size, seed, n_batches)
+                diagnose = partial(explain, model, session, resolved, batch=self.size, seed=seed)
             self.held: list = []
             held_bytes, self.complete = 0, True
             for item in self.dataset.batches(self.size, drop_last=self.drop_last):
-                out = _run(session, item.feeds, name, DataError, self.hint)
+                out = _run(session, item.feeds, name, DataError, self.hint, diagnose)
                 held_bytes += sum(_nbytes(v) for v in (*item.feeds.values(), *out.values()))
                 if held_bytes > HOLD_BYTES:
                     self.complete = False
@@ -560,10 +563,14 @@ def _check_same_io(ref: Reference, sess_b, names) -> None:
                                     "a pruned model must keep the original's output names")
 
 
-def _run(session, feeds, name, error, hint: str = ""):
+def _run(session, feeds, name, error, hint: str = "", diagnose=None):
+    """session.run; a failure is one line, with `diagnose(feeds)`'s cause and fix where it finds one."""
     try:
         return session.run(feeds)
     except Exception as exc:  # ORT's own exception classes; the message says what went wrong
+        found = diagnose(feeds) if diagnose is not None else None
+        if found:
+            raise error(f"{name}: onnxruntime failed to run it {found}") from None
         raise error(f"{name}: onnxruntime failed to run it{hint}: {explain_ort_error(str(exc))}") from None
 
 
