@@ -48,6 +48,7 @@ SUBSETS = {
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/analysis/test_qdq_bn.py", "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
@@ -160,6 +161,11 @@ CURATED = [
     Mutant("qdq-identity-tie-not-followed", "Identity of a QDQ weight (a tied BN bias) not read as that weight",
            "onnxprune/graph/model.py", "                if self.resolve(n.input[0]) in self.dequantized:\n",
            "                if False:\n"),
+    Mutant("setting-value-not-tried", "a value the model compares a setting with is 'tried' on the random feeds",
+           "onnxprune/runtime/diagnose.py", "if _runs(session, {**feeds, s.name: np.full(", "if _runs(session, {**feeds} or {s.name: np.full("),
+    Mutant("batch-hint-names-failed-batch", "the --shape line names the batch that failed, not the one that ran",
+           "onnxprune/runtime/diagnose.py", "            at = resolved.with_batch(b)\n",
+           "            at = resolved.with_batch(failed)\n"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
