@@ -53,6 +53,7 @@ class OutputComparison:
     accuracy_b: float | None = None
     metric: str | None = None          # top1, boxes, ctc or cosine (runtime/metrics.py)
     agreement: float | None = None     # that metric's figure, what min_agreement bounds
+    metric_reason: str | None = None   # why that metric (its shape, the head it recognised, or --metric)
     failure: str | None = None
 
     def __bool__(self) -> bool:
@@ -122,6 +123,9 @@ class ComparisonResult:
         lines = [head, ""]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [cols, *rows]]
         lines += [""]
+        if any(o.metric_reason for o in self.outputs):
+            lines.append("metrics: " + "; ".join(f"'{o.name}' {LABELS[o.metric]} ({o.metric_reason})"
+                                                 for o in self.outputs if o.metric_reason))
         if self.shape_runs:
             lines.append("also run at other input dims: " + "; ".join(
                 f"{r.what} ({r.dims}) {_RUN_STATUS[r.passed]}" + (f": {r.detail}" if r.passed is None else "")
@@ -293,7 +297,7 @@ class _Accumulator:
         if self.labelled:
             o.accuracy_a, o.accuracy_b = self.hits_a / self.labelled, self.hits_b / self.labelled
         if self.metric is not None:
-            o.metric, o.agreement = self.metric.name, self.metric.value
+            o.metric, o.agreement, o.metric_reason = self.metric.name, self.metric.value, self.metric.reason
         if o.failure:
             return o
         misses = []
@@ -482,8 +486,9 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
         if own:
             ref.close()
     if min_agreement is not None and not any(acc.bounded(o) for acc, o in zip(accs.values(), outputs)):
+        why = "; ".join(f"'{o.name}' {o.metric_reason}" for o in outputs if o.metric_reason)
         raise ConfigError("min_agreement needs a classifier output ([N, K] scores), a detection or a CTC output; none of the "
-                          "outputs is one (choose a metric with --metric, e.g. --metric cosine)")
+                          f"outputs is one ({why or 'no numeric output'}); choose a metric with --metric, e.g. --metric cosine")
     size = ref.size
     warnings = [w for w in (ref.fallback,) if w]
     if ref.dataset.random:

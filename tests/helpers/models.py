@@ -71,3 +71,54 @@ def sample_rate_model(samples: int | str = 64) -> onnx.ModelProto:
                                          helper.make_tensor_value_info("sr", TensorProto.INT64, [])],
                           [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4, samples])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def yolox_style_detector(classes: int = 3, size: int = 32) -> onnx.ModelProto:
+    """A YOLOX-style head at a static size: conv stem -> 1x1 head of 5 + C channels per cell ->
+    boxes in pixels (Relu * stride + 4), objectness and class scores through Sigmoid -> Reshape
+    [1, 5+C, A] -> Transpose -> [1, A, 5+C], as YOLOX (decode in inference) and YOLOv5 export it."""
+    rng = np.random.default_rng(3)
+    cells = (size // 4) ** 2
+    inits = [numpy_helper.from_array((rng.standard_normal((16, 3, 3, 3)) * 0.4).astype(np.float32), "stem.weight"),
+             numpy_helper.from_array((rng.standard_normal((16, 16, 3, 3)) * 0.2).astype(np.float32), "down.weight"),
+             numpy_helper.from_array((rng.standard_normal((5 + classes, 16, 1, 1)) * 0.5).astype(np.float32), "head.weight"),
+             numpy_helper.from_array(np.array([4, 1 + classes], np.int64), "split"),
+             numpy_helper.from_array(np.array(4.0, np.float32), "stride"),
+             numpy_helper.from_array(np.array(4.0, np.float32), "min_size"),
+             numpy_helper.from_array(np.array([1, 5 + classes, cells], np.int64), "flat")]
+    nodes = [helper.make_node("Conv", ["x", "stem.weight"], ["s"], pads=[1, 1, 1, 1], strides=[2, 2], name="stem"),
+             helper.make_node("Relu", ["s"], ["sr"]),
+             helper.make_node("Conv", ["sr", "down.weight"], ["d"], pads=[1, 1, 1, 1], strides=[2, 2], name="down"),
+             helper.make_node("Relu", ["d"], ["dr"]),
+             helper.make_node("Conv", ["dr", "head.weight"], ["h"], name="head"),
+             helper.make_node("Split", ["h", "split"], ["box_raw", "score_raw"], axis=1),
+             helper.make_node("Relu", ["box_raw"], ["box_pos"]),
+             helper.make_node("Mul", ["box_pos", "stride"], ["box_scaled"]),
+             helper.make_node("Add", ["box_scaled", "min_size"], ["boxes"]),
+             helper.make_node("Sigmoid", ["score_raw"], ["scores"]),
+             helper.make_node("Concat", ["boxes", "scores"], ["cat"], axis=1),
+             helper.make_node("Reshape", ["cat", "flat"], ["rows"]),
+             helper.make_node("Transpose", ["rows"], ["output"], perm=[0, 2, 1])]
+    g = helper.make_graph(nodes, "yolox", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
+                          [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, cells, 5 + classes])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def recurrent_state_model() -> onnx.ModelProto:
+    """x [N, 16, 8] -> LSTM(hidden 32) -> the last output through MatMul + Sigmoid as `prob` [N, 1],
+    and the LSTM's state Y_h as `state` [1, N, 32], as a VAD model returns its state for the next call."""
+    rng = np.random.default_rng(4)
+    h = 32
+    inits = [numpy_helper.from_array((rng.standard_normal((1, 4 * h, 8)) * 0.3).astype(np.float32), "W"),
+             numpy_helper.from_array((rng.standard_normal((1, 4 * h, h)) * 0.3).astype(np.float32), "R"),
+             numpy_helper.from_array((rng.standard_normal((h, 1)) * 0.3).astype(np.float32), "fc.weight"),
+             numpy_helper.from_array(np.array([0], np.int64), "zero")]
+    nodes = [helper.make_node("Transpose", ["x"], ["seq"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["seq", "W", "R"], ["", "state"], hidden_size=h, name="lstm"),
+             helper.make_node("Squeeze", ["state", "zero"], ["last"]),
+             helper.make_node("MatMul", ["last", "fc.weight"], ["logit"], name="fc"),
+             helper.make_node("Sigmoid", ["logit"], ["prob"])]
+    g = helper.make_graph(nodes, "vad_state", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16, 8])],
+                          [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 1]),
+                           helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, "N", h])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
