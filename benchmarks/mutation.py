@@ -49,6 +49,7 @@ SUBSETS = {
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
+    "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/analysis/test_qdq_bn.py", "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
@@ -166,6 +167,12 @@ CURATED = [
     Mutant("batch-hint-names-failed-batch", "the --shape line names the batch that failed, not the one that ran",
            "onnxprune/runtime/diagnose.py", "            at = resolved.with_batch(b)\n",
            "            at = resolved.with_batch(failed)\n"),
+    Mutant("state-read-as-ctc", "a recurrent state [layers, N, H] read as CTC frames (no minimum frame count)",
+           "onnxprune/runtime/metrics.py", "        if frames < MIN_CTC_FRAMES:\n", "        if frames < 0:\n"),
+    Mutant("objectness-ignored", "YOLOv5/YOLOX boxes scored by class score alone, objectness ignored",
+           "onnxprune/runtime/metrics.py", "scores_all = s[5:] * s[4]", "scores_all = s[5:]"),
+    Mutant("objectness-head-unknown", "the box metric does not recognise a YOLOv5/YOLOX [N, A, 5+C] head",
+           "onnxprune/runtime/metrics.py", "    if 6 <= a.shape[2] < a.shape[1]:\n", "    if False:\n"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
