@@ -8,8 +8,10 @@ For each model, with real calibration images (scikit-image's sample images, `pip
     onnxprune IN pruned_q.onnx --calib calib.npz --target-flops 0.7 --repair all --quantize int8 (the one command)
     onnxprune q_only.onnx q_only_r03.onnx --ratio 0.3 --repair none         (a QDQ export pruned as it is)
     onnxprune q_only.onnx q_only_r03_rep.onnx --ratio 0.3 --calib calib.npz --repair all  (... and repaired)
+    quantize_static(IN, ort_qdq_bn.onnx, QDQ, per_channel=True)   (BatchNormalization NOT folded first)
+    onnxprune ort_qdq_bn.onnx ort_qdq_bn_r03.onnx --ratio 0.3 --calib calib.npz --repair all
 
-then: file sizes; ONNX Runtime CPU latency at batch 1 and 8 of all six in ONE interleaved run
+then: file sizes; ONNX Runtime CPU latency at batch 1 and 8 of all eight in ONE interleaved run
 (runtime/bench protocol, spinning off); fidelity of each against the float original on HELD-OUT
 data (other images than the calibration ones; digits: models/digits_eval.npz, with labels); and,
 on the QDQ model with 25% of its channels masked to zero (integers at their zero point), exact mode
@@ -213,11 +215,33 @@ def one_step_flips(masked: Path, exact: Path, inputs: dict) -> dict:
             "max_steps": float(diff.max() / step) if step else None}
 
 
+def quantize_unfolded(original: Path, calib: Path, out: Path, n: int = 32) -> None:
+    """The original quantized as a user of onnxruntime.quantization would, without folding
+    BatchNormalization first: static QDQ, per-channel int8 weights, BN scale/bias behind DequantizeLinear."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_static
+
+    data = np.load(calib)
+    feeds = [{k: data[k][i:i + 1] for k in data.files if k != "labels"} for i in range(min(n, len(data[data.files[0]])))]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter(feeds)
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(original), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True)
+
+
 def run_model(name: str, args, work: Path) -> dict:
     original, calib, held = prepare(name, work, args.calib_n, args.eval_n)
     files = {"original": original, "q_only": work / "q_only.onnx", "pruned": work / "pruned.onnx",
              "pruned_q": work / "pruned_q.onnx", "q_only_r03": work / "q_only_r03.onnx",
-             "q_only_r03_rep": work / "q_only_r03_rep.onnx"}
+             "q_only_r03_rep": work / "q_only_r03_rep.onnx", "ort_qdq_bn": work / "ort_qdq_bn.onnx",
+             "ort_qdq_bn_r03": work / "ort_qdq_bn_r03.onnx"}
+    if not (args.reuse and files["ort_qdq_bn"].exists()):
+        log(f"{name}: quantize_static (QDQ, per-channel), BatchNormalization not folded")
+        quantize_unfolded(original, calib, files["ort_qdq_bn"])
     prune = ["--target-flops", args.target_flops, "--repair", "all"]
     commands = {
         "q_only": [original, files["q_only"], "--calib", calib, "--quantize", "int8"],
@@ -225,6 +249,8 @@ def run_model(name: str, args, work: Path) -> dict:
         "pruned_q": [original, files["pruned_q"], "--calib", calib, *prune, "--quantize", "int8"],
         "q_only_r03": [files["q_only"], files["q_only_r03"], "--ratio", "0.3", "--repair", "none"],
         "q_only_r03_rep": [files["q_only"], files["q_only_r03_rep"], "--ratio", "0.3", "--calib", calib, "--repair", "all"],
+        "ort_qdq_bn_r03": [files["ort_qdq_bn"], files["ort_qdq_bn_r03"], "--ratio", "0.3", "--calib", calib,
+                           "--repair", "all"],
     }
     row = {"model": name, "commands": {}, "seconds": {}, "reports": {}}
     for key, cmd in commands.items():
@@ -249,6 +275,9 @@ def run_model(name: str, args, work: Path) -> dict:
     row["fidelity"] = {k: fidelity(original, files[k], held) for k in ("pruned", "pruned_q", "q_only")}
     row["fidelity"]["q_only_r03"] = fidelity(original, files["q_only_r03"], held)
     row["fidelity"]["q_only_r03_rep"] = fidelity(original, files["q_only_r03_rep"], held)
+    for key in ("ort_qdq_bn", "ort_qdq_bn_r03"):
+        row["fidelity"][key] = fidelity(original, files[key], held)
+    row["ort_qdq_bn_stays_qdq"] = ops["ort_qdq_bn"] == ops["ort_qdq_bn_r03"]
     if name == "orinet_orientation":
         row["page_accuracy"] = page_accuracy(files, held, args.eval_n)
     log(f"{name}: latency (interleaved, threads={args.threads})")
@@ -268,7 +297,8 @@ def table(rows: list[dict], batches) -> str:
         lines.append(f"\n{r['model']}")
         lines.append(f"  {'variant':<14} {'size':>9} {'FLOPs':>8}  " + "  ".join(f"{'b' + str(b) + ' ms':>9}" for b in batches)
                      + "  " + "  ".join(f"{'vs orig b' + str(b):>11}" for b in batches) + "  top-1 agr   cosine")
-        for key in ("original", "q_only", "pruned", "pruned_q", "q_only_r03", "q_only_r03_rep"):
+        for key in ("original", "q_only", "pruned", "pruned_q", "q_only_r03", "q_only_r03_rep", "ort_qdq_bn",
+                    "ort_qdq_bn_r03"):
             fid = r["fidelity"].get(key, {"top1_agreement": 1.0, "cosine": 1.0})
             rep = r["reports"].get(key)
             flops = rep["flops"]["after"] / rep["flops"]["before"] if rep else 1.0

@@ -48,9 +48,11 @@ SUBSETS = {
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
+    "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
-    "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
+    "onnxprune/graph/": ["tests/analysis/test_qdq_bn.py", "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
     "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py", "tests/passes/test_exact_mode.py"],
     # rules, analyzer (finite.py included), the rewrite; exact mode's tests check the rules' value
     # tracking (zero filters), the soundness tests constant and non-finite channels
@@ -153,6 +155,24 @@ CURATED = [
            "onnxprune/strategies/race.py", "margin = MARGIN_SAMPLES / max(n_hold, 1)", "margin = 0.0"),
     Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
            "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
+    # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
+    Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
+           "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",
+           "and len(d) <= 1 for d in (scale_dims, scale_dims)) and zp_dims == scale_dims"),
+    Mutant("qdq-identity-tie-not-followed", "Identity of a QDQ weight (a tied BN bias) not read as that weight",
+           "onnxprune/graph/model.py", "                if self.resolve(n.input[0]) in self.dequantized:\n",
+           "                if False:\n"),
+    Mutant("setting-value-not-tried", "a value the model compares a setting with is 'tried' on the random feeds",
+           "onnxprune/runtime/diagnose.py", "if _runs(session, {**feeds, s.name: np.full(", "if _runs(session, {**feeds} or {s.name: np.full("),
+    Mutant("batch-hint-names-failed-batch", "the --shape line names the batch that failed, not the one that ran",
+           "onnxprune/runtime/diagnose.py", "            at = resolved.with_batch(b)\n",
+           "            at = resolved.with_batch(failed)\n"),
+    Mutant("state-read-as-ctc", "a recurrent state [layers, N, H] read as CTC frames (no minimum frame count)",
+           "onnxprune/runtime/metrics.py", "        if frames < MIN_CTC_FRAMES:\n", "        if frames < 0:\n"),
+    Mutant("objectness-ignored", "YOLOv5/YOLOX boxes scored by class score alone, objectness ignored",
+           "onnxprune/runtime/metrics.py", "scores_all = s[5:] * s[4]", "scores_all = s[5:]"),
+    Mutant("objectness-head-unknown", "the box metric does not recognise a YOLOv5/YOLOX [N, A, 5+C] head",
+           "onnxprune/runtime/metrics.py", "    if 6 <= a.shape[2] < a.shape[1]:\n", "    if False:\n"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

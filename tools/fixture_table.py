@@ -153,6 +153,11 @@ def render() -> str:
         "- `qdq_cnn`: the conv weights are int8 initializers behind DequantizeLinear (per-channel scales);",
         "  they are read through it and pruned with their scales and zero points, and the graph stays QDQ",
         "  (tests/analysis/test_qdq.py). Its speedup is that of a QDQ model run by ORT's quantized kernels.",
+        "- `qdq_bn_cnn` / `qdq_bn_cnn_pt`: quantized with BatchNormalization not folded, as `quantize_static`",
+        "  writes a model whose BN nobody folded: BN scale (int8) and bias (int32, scale [1], zero point [])",
+        "  behind DequantizeLinear are read through it like the conv weights, and the residual pair's tied",
+        "  bias (`Identity` of a DequantizeLinear output) is that parameter under another name",
+        "  (tests/analysis/test_qdq_bn.py).",
         "",
         f"Versions: onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}, numpy {numpy.__version__}, "
         f"onnxprune {onnxprune.__version__}.",

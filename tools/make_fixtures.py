@@ -51,6 +51,11 @@ fp16_cnn                       the small conv net converted by onnxconverter-com
 qdq_cnn                        the small conv net quantized by ``onnxruntime.quantization``
                                ``quantize_static`` (QDQ format; uint8 activations per-tensor,
                                int8 weights per-channel, int32 biases)
+qdq_bn_cnn, qdq_bn_cnn_pt      a conv net with BatchNormalization not folded (a residual pair of BNs
+                               sharing one bias through Identity, as PyTorch writes), quantized by
+                               ``quantize_static`` (QDQ) per-channel / per-tensor: BN scale and
+                               bias int8 / int32 behind DequantizeLinear, the tie an Identity of a
+                               DequantizeLinear output
 dynamic_hw_cnn                 onnx.helper: input ["N", 3, "H", "W"], Resize x2 + skip Concat,
                                residual Add, GlobalAveragePool, Gemm
 opset{N}_cnn                   onnx.helper: one net at opsets 11..25 (odd) using the ops whose form
@@ -59,7 +64,7 @@ opset{N}_cnn                   onnx.helper: one net at opsets 11..25 (odd) using
                                that carries the opset (as onnx.helper.make_model stamps it)
 =============================  =====================================================================
 
-Every fixture is seeded; the hand-built ones, fp16_cnn and qdq_cnn come out byte-identical on
+Every fixture is seeded; the hand-built ones, fp16_cnn and the qdq_* ones come out byte-identical on
 every run, the tf2onnx ones identical up to the names tf2onnx gives folded constants.
 Every fixture is checked before it is written: ``onnx.checker.check_model(full_check=True)``,
 ONNX Runtime runs it at batch 2 and 3 with finite outputs, file size < 300 KB.
@@ -604,6 +609,44 @@ def qdq_cnn() -> onnx.ModelProto:
         return onnx.load(dst)
 
 
+def bn_cnn(seed: int) -> onnx.ModelProto:
+    """Conv-BN-Relu everywhere, BN not folded (as PyTorch writes with training=PRESERVE), a residual
+    Add whose two BNs share one bias tensor through Identity (PyTorch stores equal tensors once),
+    a strided conv, GAP, Flatten, Gemm."""
+    g = Net(seed, opset=17)
+    a = g.relu(g.bn(g.conv("input", 3, 8, bias=False, name="conv1"), 8, "bn1"))
+    y = g.relu(g.bn(g.conv(a, 8, 8, bias=False, name="conv2"), 8, "bn2"))
+    y = g.bn(g.conv(y, 8, 8, bias=False, name="conv3"), 8, "bn3")
+    s = g.bn(g.conv(a, 8, 8, k=1, bias=False, name="shortcut"), 8, "bn_short")
+    bn_short = g.nodes[-1]
+    bn_short.input[2] = g.node("Identity", ["bn3.bias"], "bn_short.bias")  # the tie PyTorch writes
+    g.inits = [t for t in g.inits if t.name != "bn_short.bias"]
+    x = g.relu(g.node("Add", [y, s], "add1"))
+    x = g.relu(g.bn(g.conv(x, 8, 16, stride=2, bias=False, name="conv4"), 16, "bn4"))
+    x = g.node("Flatten", [g.node("GlobalAveragePool", [x], "gap")], "flatten", axis=1)
+    g.gemm(x, 16, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("bn_cnn", [_vi("input", ["N", 3, 16, 16])], [_vi("output", ["N", 10])])
+
+
+def qdq_bn_cnn(per_channel: bool) -> onnx.ModelProto:
+    """bn_cnn quantized by quantize_static without folding BN first: BN scale and bias become
+    int8 / int32 behind DequantizeLinear (the bias's scale [1], its zero point []), the tied bias
+    an Identity of a DequantizeLinear output."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(_Reader, CalibrationDataReader):
+        pass
+
+    model = bn_cnn(seed=SEED + 6)
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = Path(d) / "fp32.onnx", Path(d) / "qdq.onnx"
+        onnx.save(model, src)
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        return onnx.load(dst)
+
+
 # ------------------------------------------------------------------------------- dynamic dims
 def dynamic_hw_cnn() -> onnx.ModelProto:
     g = Net(SEED + 5, opset=17)
@@ -678,6 +721,10 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "subgraph_loop": (subgraph_loop, "onnx.helper (Loop, carried + outer-scope reads)", ()),
     "fp16_cnn": (fp16_cnn, "onnxconverter-common float16 converter", ("onnxconverter_common",)),
     "qdq_cnn": (qdq_cnn, "onnxruntime.quantization.quantize_static (QDQ, per-channel weights)", ("onnxruntime",)),
+    "qdq_bn_cnn": ((lambda: qdq_bn_cnn(True)), "onnxruntime.quantization.quantize_static (QDQ, per-channel weights, "
+                   "BN not folded)", ("onnxruntime",)),
+    "qdq_bn_cnn_pt": ((lambda: qdq_bn_cnn(False)), "onnxruntime.quantization.quantize_static (QDQ, per-tensor weights, "
+                      "BN not folded)", ("onnxruntime",)),
     "dynamic_hw_cnn": (dynamic_hw_cnn, "onnx.helper (dynamic N, H, W)", ()),
     **{f"opset{n}_cnn": ((lambda n=n: opset_cnn(n)), f"onnx.helper, opset {n}", ()) for n in OPSETS},
 }

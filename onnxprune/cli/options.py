@@ -115,9 +115,10 @@ min_agreement = _option(FIDELITY, "--min-agreement", type=float,
                         help="Lowest agreement (--metric) of classifier, detection or CTC outputs, e.g. 0.99 "
                              "(prune: the fidelity guard's bound).")
 metric = _option(FIDELITY, "--metric", type=click.Choice(METRICS), default="auto", show_default=True,
-                 help="Fidelity metric: top-1 for [N, K] scores, box F1 (same class, IoU 0.5) for detection heads, "
-                      "CTC character accuracy for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per "
-                      "output.")
+                 help="Fidelity metric: top-1 for [N, K] scores, box F1 (same class, IoU 0.5) for detection heads "
+                      "(YOLOv5/YOLOX [N, A, 5+C], YOLOv8/YOLO11 [N, 4+C, A], end-to-end [N, K, 6]), CTC character "
+                      "accuracy for [N, T, C] / [T, N, C] outputs, cosine otherwise; auto picks per output and the "
+                      "report says why.")
 atol = _option(FIDELITY, "--atol", type=float,
                help="Max abs error allowed per value (exact mode and check: 1e-4, plus 1e-3 relative in exact mode).")
 rtol = _option(FIDELITY, "--rtol", type=float, default=0.0, show_default=True,

@@ -20,6 +20,7 @@ class Edits:
     def replace_const(self, name: str, value: np.ndarray) -> None:
         """Overwrite a constant in place (initializer or Constant node), keeping name and dtype.
         A QDQ weight keeps its shape, scale and zero point; the values are quantized with them."""
+        name = self.resolve(name)
         if name in self.dequantized:
             w = self.dequantized[name]
             if tuple(value.shape) != self.const_shape(name):
@@ -51,6 +52,7 @@ class Edits:
     def take_const(self, name: str, kept: dict[int, np.ndarray]) -> int:
         """Keep only positions `kept[axis]` of a constant along each axis (a QDQ weight's per-channel
         scale and zero point follow its data). Returns how many stored values went."""
+        name = self.resolve(name)
         w = self.dequantized.get(name)
         target = w.data if w is not None else name
         value = self.const_value(target)

@@ -30,7 +30,7 @@ class Folding:
     def is_constant(self, name: str) -> bool:
         """A stored constant, an Identity of one, a QDQ weight (DequantizeLinear of constants), or a
         tensor computed only from constants (`folded`)."""
-        if self._stored_constant(self.resolve(name)) or name in self.dequantized:
+        if self._stored_constant(self.resolve(name)) or self.resolve(name) in self.dequantized:
             return True
         return self.folded(self.resolve(name)) is not None
 
@@ -58,7 +58,7 @@ class Folding:
         for i in node.input:
             if not i:
                 continue
-            v = None if i in self.dequantized else self.const_value(i)  # QDQ weights stay quantized
+            v = None if self.resolve(i) in self.dequantized else self.const_value(i)  # QDQ weights stay quantized
             if v is None:
                 return None
             feeds[i] = v
@@ -105,6 +105,7 @@ class Folding:
         return None
 
     def const_value(self, name: str) -> np.ndarray | None:
+        name = self.resolve(name)
         if name in self.dequantized:
             return self._dequantize(self.dequantized[name])
         t = self.const_tensor(name)
@@ -236,6 +237,7 @@ class Folding:
         return None
 
     def const_shape(self, name: str) -> Shape | None:
+        name = self.resolve(name)
         if name in self.dequantized:
             name = self.dequantized[name].data
         t = self.const_tensor(name)

@@ -60,6 +60,12 @@ class ModelGraph(GraphIndex, Folding, QDQWeights, ShapeInference, Edits):
                     self.dequantized[n.output[0]] = weight
                 elif weight:
                     self.dequantize_refused[n.output[0]] = weight
+        # Identity of a QDQ weight (quantize_static keeps PyTorch's tie of equal BN biases as
+        # Identity(DequantizeLinear(...))) is that weight under another name.
+        for n in self.all_nodes:
+            if n.op_type == "Identity" and n.domain in ("", "ai.onnx") and n.output[0] not in self.graph_outputs:
+                if self.resolve(n.input[0]) in self.dequantized:
+                    self.alias[n.output[0]] = self.resolve(n.input[0])
         self.shapes: dict[str, Shape] = {}
         self.dtypes: dict[str, int] = {}
         self._static: dict[str, np.ndarray | None] = {}

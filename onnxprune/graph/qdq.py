@@ -58,9 +58,13 @@ class QDQWeights:
         dims = tuple(int(d) for d in data.dims)
         scale_dims = tuple(int(d) for d in self.const_tensor(ins[1]).dims)
         zp = ins[2] if len(ins) > 2 and ins[2] else None
-        if zp is not None and tuple(int(d) for d in self.const_tensor(zp).dims) != scale_dims:
+        zp_dims = tuple(int(d) for d in self.const_tensor(zp).dims) if zp is not None else scale_dims
+        # quantize_static writes a BN bias's per-tensor scale as [1] and its zero point as []:
+        # one value each is per-tensor whatever the rank (0 or 1).
+        per_tensor = all(int(np.prod(d)) == 1 and len(d) <= 1 for d in (scale_dims, zp_dims))
+        if not per_tensor and zp_dims != scale_dims:
             return f"{label}: zero point and scale differ in shape"
-        if int(np.prod(scale_dims)) == 1 and len(scale_dims) <= 1:
+        if per_tensor:
             axis = None
         elif len(scale_dims) == 1 and dims:
             axis = attr(n, "axis", 1)
@@ -78,7 +82,7 @@ class QDQWeights:
         return DequantizedWeight(n, ins[0], ins[1], zp, axis)
 
     def is_dequantized(self, name: str) -> bool:
-        return name in self.dequantized
+        return self.resolve(name) in self.dequantized
 
     def _dequantize(self, w: DequantizedWeight, data: np.ndarray | None = None) -> np.ndarray:
         q = self.const_value(w.data) if data is None else data
@@ -110,7 +114,7 @@ class QDQWeights:
         """What replace_const(name, value) would store, read back: a QDQ weight's values rounded to
         its own integers (scale and zero point unchanged) and dequantized, with how many of them
         saturated at the integer range; any other constant's values as they are, and 0."""
-        w = self.dequantized.get(name)
+        w = self.dequantized.get(self.resolve(name))
         if w is None:
             return value, 0
         q = self._quantize(w, value)

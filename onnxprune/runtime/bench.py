@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from .shapes import resolve_input_shapes
 from .data import random_data, resolve_batch
-from .sessions import create_session
+from .diagnose import explain
+from .sessions import create_session, explain_ort_error
 
 _clock = time.perf_counter
 
@@ -97,7 +98,7 @@ def benchmark(models: Sequence, batch_sizes: Sequence[int] = (1, 8), device: str
     try:
         for model in models:
             sessions.append(create_session(model, device, threads))
-        resolved = [resolve_input_shapes(m, given=shapes, specs=s.inputs) for m, s in zip(models, sessions)]
+        resolved = [resolve_input_shapes(m, given=shapes, specs=s.inputs, calib=False) for m, s in zip(models, sessions)]
         notes = []
         if not any(s.batched for s in sessions[0].inputs):
             notes.append(f"the model has no batch axis: timed whole feeds ({resolved[0].describe()}), "
@@ -107,16 +108,20 @@ def benchmark(models: Sequence, batch_sizes: Sequence[int] = (1, 8), device: str
         done = 0
         stats = []
         for batch in batch_sizes:
-            feeds = []
+            feeds, sizes = [], []
             for sess, res in zip(sessions, resolved):
                 specs = sess.inputs
                 size = resolve_batch(specs, batch, shapes)
+                sizes.append(size)
                 feeds.append(next(random_data(specs, res, size, seed, 1).batches(size)).feeds)
             times = [[] for _ in sessions]
             for i in range(warmup + runs):
                 for k, (sess, feed) in enumerate(zip(sessions, feeds)):
                     start = _clock()
-                    sess.run(feed)
+                    try:
+                        sess.run(feed)
+                    except Exception as exc:  # ORT's own exception classes: one line naming the fix
+                        raise _failed(labels[k], models[k], sess, resolved[k], feed, sizes[k], seed, exc) from None
                     if i >= warmup:
                         times[k].append(_clock() - start)
                     done += 1
@@ -128,6 +133,15 @@ def benchmark(models: Sequence, batch_sizes: Sequence[int] = (1, 8), device: str
             sess.close()
     warnings = ([sessions[0].fallback] if sessions[0].fallback else []) + notes
     return BenchResult(labels, list(batch_sizes), stats, sessions[0].provider, threads, warmup, runs, warnings)
+
+
+def _failed(label, model, session, resolved, feeds, size, seed, exc) -> DataError:
+    """A model that does not run on the random inputs: why, and the --shape / --calib line."""
+    found = explain(model, session, resolved, feeds, size, seed, calib=False)
+    if found:
+        return DataError(f"{label}: onnxruntime failed to run it {found}")
+    return DataError(f"{label}: onnxruntime failed to run it at {resolved.with_batch(size).describe() if size else resolved.describe()}: "
+                     f"{explain_ort_error(str(exc))}")
 
 
 def _stats(labels: list[str], batch: int, times: list[list[float]]) -> list[BenchStat]:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, ValidationFailedError
 from ..shapes import ResolvedShapes
+from .diagnose import explain
 from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
 from .metrics import LABELS, choose_metric
 from .quantstep import output_quant_steps, split_by_step, step_failure
@@ -51,6 +53,7 @@ class OutputComparison:
     accuracy_b: float | None = None
     metric: str | None = None          # top1, boxes, ctc or cosine (runtime/metrics.py)
     agreement: float | None = None     # that metric's figure, what min_agreement bounds
+    metric_reason: str | None = None   # why that metric (its shape, the head it recognised, or --metric)
     failure: str | None = None
 
     def __bool__(self) -> bool:
@@ -120,6 +123,9 @@ class ComparisonResult:
         lines = [head, ""]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [cols, *rows]]
         lines += [""]
+        if any(o.metric_reason for o in self.outputs):
+            lines.append("metrics: " + "; ".join(f"'{o.name}' {LABELS[o.metric]} ({o.metric_reason})"
+                                                 for o in self.outputs if o.metric_reason))
         if self.shape_runs:
             lines.append("also run at other input dims: " + "; ".join(
                 f"{r.what} ({r.dims}) {_RUN_STATUS[r.passed]}" + (f": {r.detail}" if r.passed is None else "")
@@ -291,7 +297,7 @@ class _Accumulator:
         if self.labelled:
             o.accuracy_a, o.accuracy_b = self.hits_a / self.labelled, self.hits_b / self.labelled
         if self.metric is not None:
-            o.metric, o.agreement = self.metric.name, self.metric.value
+            o.metric, o.agreement, o.metric_reason = self.metric.name, self.metric.value, self.metric.reason
         if o.failure:
             return o
         misses = []
@@ -372,7 +378,7 @@ class Reference:
             self.given = given if not isinstance(given, ResolvedShapes) else None
             self.size = resolve_batch(self.specs, batch, self.given, default=default_batch)
             self.drop_last = any(s.fixed_batch for s in self.specs)
-            self.hint = ""
+            self.hint, diagnose = "", None
             if isinstance(data, Dataset):
                 self.dataset = data
             elif data is not None:
@@ -383,10 +389,11 @@ class Reference:
                 if "guessed" in resolved.source:
                     self.hint = f" (with guessed input shapes {resolved.describe()}; pass --shape to give others)"
                 self.dataset = random_data(self.specs, resolved, self.size, seed, n_batches)
+                diagnose = partial(explain, model, session, resolved, batch=self.size, seed=seed)
             self.held: list = []
             held_bytes, self.complete = 0, True
             for item in self.dataset.batches(self.size, drop_last=self.drop_last):
-                out = _run(session, item.feeds, name, DataError, self.hint)
+                out = _run(session, item.feeds, name, DataError, self.hint, diagnose)
                 held_bytes += sum(_nbytes(v) for v in (*item.feeds.values(), *out.values()))
                 if held_bytes > HOLD_BYTES:
                     self.complete = False
@@ -479,8 +486,9 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
         if own:
             ref.close()
     if min_agreement is not None and not any(acc.bounded(o) for acc, o in zip(accs.values(), outputs)):
+        why = "; ".join(f"'{o.name}' {o.metric_reason}" for o in outputs if o.metric_reason)
         raise ConfigError("min_agreement needs a classifier output ([N, K] scores), a detection or a CTC output; none of the "
-                          "outputs is one (choose a metric with --metric, e.g. --metric cosine)")
+                          f"outputs is one ({why or 'no numeric output'}); choose a metric with --metric, e.g. --metric cosine")
     size = ref.size
     warnings = [w for w in (ref.fallback,) if w]
     if ref.dataset.random:
@@ -560,10 +568,14 @@ def _check_same_io(ref: Reference, sess_b, names) -> None:
                                     "a pruned model must keep the original's output names")
 
 
-def _run(session, feeds, name, error, hint: str = ""):
+def _run(session, feeds, name, error, hint: str = "", diagnose=None):
+    """session.run; a failure is one line, with `diagnose(feeds)`'s cause and fix where it finds one."""
     try:
         return session.run(feeds)
     except Exception as exc:  # ORT's own exception classes; the message says what went wrong
+        found = diagnose(feeds) if diagnose is not None else None
+        if found:
+            raise error(f"{name}: onnxruntime failed to run it {found}") from None
         raise error(f"{name}: onnxruntime failed to run it{hint}: {explain_ort_error(str(exc))}") from None
 
 

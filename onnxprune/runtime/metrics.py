@@ -5,17 +5,21 @@ stays near 1 while no box survives) and a broken recognizer, so each output gets
 to what it is:
 
 - top1:   [N, K] scores: share of samples with the same arg-max class;
-- boxes:  detection heads, either end-to-end [N, D, 6] (x1, y1, x2, y2, score, class) or YOLO-style
-          raw [N, 4+C, A] (cx, cy, w, h, C class scores per anchor, decoded here with per-class NMS):
-          F1 of the pruned model's boxes against the original's, a match being the same class at
-          IoU >= 0.5, boxes with score >= 0.25;
+- boxes:  detection heads (LAYOUTS): end-to-end [N, K, 6] (x1, y1, x2, y2, score, class), YOLOv8 /
+          YOLO11 raw [N, 4+C, A] (cx, cy, w, h, C class scores per anchor) or YOLOv5 / YOLOX
+          [N, A, 5+C] (cx, cy, w, h, objectness, C class scores; score = objectness x class score),
+          the raw ones decoded here with per-class NMS: F1 of the pruned model's boxes against the
+          original's, a match being the same class at IoU >= 0.5, boxes with score >= 0.25;
 - ctc:    [N, T, C] or [T, N, C] per-frame class scores: greedy CTC decode of both (best class per
           frame, repeats merged, the blank dropped: the class the original picks most often), then
           character accuracy 1 - edit distance / length of the original's string;
 - cosine: anything else: mean over samples of the per-sample cosine.
 
 `auto` (the default) picks one per output from its shape and, where a shape allows two readings,
-from the original's values (raw box coordinates are pixels while class scores lie in [0, 1])."""
+from the original's values (raw box coordinates are pixels while class scores lie in [0, 1]); a
+task metric only where the output looks like the task: a recurrent state [2, N, 128] is no CTC
+head (too few frames), so it gets cosine. Each metric carries the `reason` it was chosen, which
+the report prints."""
 
 from __future__ import annotations
 
@@ -25,6 +29,10 @@ from ..config import METRICS  # noqa: F401 (re-exported)
 from ..errors import ConfigError
 
 SCORE_THRESHOLD = 0.25
+MIN_CTC_FRAMES = 10  # fewer "frames" is a stack of layers (a recurrent state [layers, N, H]), not a sequence
+LAYOUTS = {"end2end": "end-to-end [N, K, 6] (x1, y1, x2, y2, score, class)",
+           "raw": "YOLOv8/YOLO11 raw [N, 4+C, A] (cx, cy, w, h, class scores)",
+           "objectness": "YOLOv5/YOLOX [N, A, 5+C] (cx, cy, w, h, objectness, class scores)"}
 MATCH_IOU = 0.5
 NMS_IOU = 0.7
 
@@ -35,6 +43,7 @@ class Metric:
     """Running agreement of one output; `value` is a fraction in [0, 1] (None: nothing to measure)."""
 
     name = "cosine"
+    reason = ""  # why choose_metric picked it, in the report's words
 
     def update(self, a: np.ndarray, b: np.ndarray) -> None:
         raise NotImplementedError
@@ -122,7 +131,11 @@ def decode_detections(out: np.ndarray, layout: str, threshold: float = SCORE_THR
             keep = s[:, 4] >= threshold
             result.append((s[keep, :4], s[keep, 5].round().astype(np.int64)))
             continue
-        scores_all = s[4:]                           # raw [4+C, A]
+        if layout == "objectness":                   # [A, 5+C]: cx, cy, w, h, objectness, class scores
+            s = s.T
+            scores_all = s[5:] * s[4]
+        else:
+            scores_all = s[4:]                       # raw [4+C, A]
         cls = scores_all.argmax(0)
         score = scores_all.max(0)
         keep = score >= threshold
@@ -207,8 +220,8 @@ class CharAccuracy(Metric):
 
 
 def detection_layout(a: np.ndarray) -> str | None:
-    """'end2end' for [N, D, 6|7] (x1, y1, x2, y2, score, class[, ...]), 'raw' for YOLO [N, 4+C, A];
-    None when the values do not look like either."""
+    """'end2end' for [N, D, 6|7] (x1, y1, x2, y2, score, class[, ...]), 'raw' for YOLOv8/YOLO11
+    [N, 4+C, A], 'objectness' for YOLOv5/YOLOX [N, A, 5+C]; None when the values look like none."""
     if a.ndim != 3 or not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
         return None
     if a.shape[2] in (6, 7) and a.shape[1] >= 2:
@@ -219,6 +232,10 @@ def detection_layout(a: np.ndarray) -> str | None:
         scores = a[:, 4:, :]
         if np.all((scores >= 0) & (scores <= 1)) and np.abs(a[:, :4, :]).max() > 1.5:
             return "raw"
+    if 6 <= a.shape[2] < a.shape[1]:
+        scores = a[:, :, 4:]
+        if np.all((scores >= 0) & (scores <= 1)) and np.abs(a[:, :, :4]).max() > 1.5:
+            return "objectness"
     return None
 
 
@@ -235,25 +252,49 @@ def batch_axis(a: np.ndarray, batch: int, declared: tuple | None) -> int:
 
 
 def choose_metric(a: np.ndarray, batch: int, wanted: str = "auto", declared: tuple | None = None) -> Metric:
-    """The metric for an output, from the original model's first batch of it `a`."""
+    """The metric for an output, from the original model's first batch of it `a`, with its `reason`."""
     if wanted not in METRICS:
         raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got '{wanted}'")
-    floating = np.issubdtype(a.dtype, np.floating)
-    if wanted == "cosine" or not floating:
-        return Cosine()
+    metric, reason = _choose(a, batch, wanted, declared)
+    metric.reason = reason
+    return metric
+
+
+def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> tuple[Metric, str]:
+    dims = "[" + ", ".join(map(str, a.shape)) + "]"
+    if wanted == "cosine":
+        return Cosine(), "--metric cosine"
+    if not np.issubdtype(a.dtype, np.floating):
+        return Cosine(), f"{dims} {a.dtype} values: no scores"
     if wanted == "top1":
-        return TopOne() if a.ndim >= 2 and a.shape[-1] >= 2 else Cosine()
+        if a.ndim >= 2 and a.shape[-1] >= 2:
+            return TopOne(), f"--metric top1: {dims}, classes on the last axis"
+        return Cosine(), f"--metric top1, but {dims} has no class axis"
     if wanted in ("auto", "boxes"):
         layout = detection_layout(a)
         if layout is not None:
-            return BoxF1(layout)
+            return BoxF1(layout), f"{dims}: {LAYOUTS[layout]} detection head"
         if wanted == "boxes":
-            return Cosine()
+            return Cosine(), (f"--metric boxes, but {dims} is none of the heads it knows: "
+                              + "; ".join(LAYOUTS.values()) + " (scores in [0, 1], boxes in pixels)")
     if a.ndim == 2 and a.shape[1] >= 2 and wanted == "auto":
-        return TopOne()
-    if a.ndim == 3 and a.shape[2] >= 3 and (wanted == "ctc" or _looks_ctc(a, batch_axis(a, batch, declared))):
-        return CharAccuracy(batch_axis(a, batch, declared))
-    return Cosine()
+        softmax = bool(np.all(a >= 0) and np.allclose(a.sum(1), 1.0, atol=1e-3))
+        return TopOne(), f"{dims}: {a.shape[1]} class scores per sample" + (" (a softmax)" if softmax else " (logits)")
+    if a.ndim == 3 and a.shape[2] >= 3:
+        axis = batch_axis(a, batch, declared)
+        frames = a.shape[1 - axis]
+        layout = "[T, N, C]" if axis else "[N, T, C]"
+        if wanted == "ctc":
+            return CharAccuracy(axis), f"--metric ctc: {dims} read as {layout} per-frame class scores"
+        if frames < MIN_CTC_FRAMES:
+            return Cosine(), (f"{dims}: {frames} {'frame is' if frames == 1 else 'frames are'} too few for a CTC head (a recurrent state "
+                              "[layers, N, H] looks like this)")
+        if _looks_ctc(a, axis):
+            return CharAccuracy(axis), f"{dims}: {layout} per-frame class scores, mostly one class (the CTC blank)"
+        return Cosine(), f"{dims}: per-frame scores whose best class is not mostly one (no CTC blank)"
+    if wanted == "ctc":
+        return Cosine(), f"--metric ctc, but {dims} is not [N, T, C] or [T, N, C] class scores"
+    return Cosine(), f"{dims}: not class scores, a detection head or a CTC head"
 
 
 def _looks_ctc(a: np.ndarray, axis: int) -> bool:

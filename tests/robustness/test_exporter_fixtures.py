@@ -30,7 +30,7 @@ OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "layernorm_cnn", "grouped_cnn", "recurrent_cnn",
             "subgraph_if",
             "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
-            "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
+            "qdq_cnn", "qdq_bn_cnn", "qdq_bn_cnn_pt", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
 # Run-time Reshape targets and dims declared -1, tested in test_dynamic_dims.py (their outputs are
 # not [N, 10], and paddle_reshape_cnn's batch is no symbol).
 DYNAMIC = ["paddle_reshape_cnn", "yolo_reshape_cnn"]

@@ -112,3 +112,55 @@ def test_compare_bounds_the_ctc_metric(tmp_path):
                          data=tmp_path / "d.npz", min_agreement=0.99)
     assert not off and "char accuracy" in off.verdict()
     assert off.outputs[0].cosine > 0.9  # what cosine alone would have let through
+
+
+def _objectness(rows, classes=3, anchors=12):
+    """[1, A, 5+C] YOLOv5/YOLOX output from (cx, cy, w, h, objectness, class, class score) rows."""
+    out = np.zeros((1, anchors, 5 + classes), np.float32)
+    for i, (cx, cy, w, h, obj, c, s) in enumerate(rows):
+        out[0, i, :5] = cx, cy, w, h, obj
+        out[0, i, 5 + c] = s
+    return out
+
+
+def test_each_metric_says_why():
+    cases = [
+        (np.random.rand(8, 5).astype(np.float32), 8, None, "top1", "[8, 5]: 5 class scores per sample (logits)"),
+        (np.full((8, 4), 0.25, np.float32), 8, None, "top1", "[8, 4]: 4 class scores per sample (a softmax)"),
+        (_end2end([[10, 10, 50, 50, 0.9, 2]]), 1, None, "boxes",
+         "[1, 10, 6]: end-to-end [N, K, 6] (x1, y1, x2, y2, score, class) detection head"),
+        (_raw([[30, 30, 20, 20, 1, 0.9]]), 1, None, "boxes",
+         "[1, 7, 20]: YOLOv8/YOLO11 raw [N, 4+C, A] (cx, cy, w, h, class scores) detection head"),
+        (_objectness([[30, 30, 20, 20, 0.9, 1, 0.8]]), 1, None, "boxes",
+         "[1, 12, 8]: YOLOv5/YOLOX [N, A, 5+C] (cx, cy, w, h, objectness, class scores) detection head"),
+        (np.random.rand(2, 1, 128).astype(np.float32), 1, (2, "batch", 128), "cosine",
+         "[2, 1, 128]: 2 frames are too few for a CTC head (a recurrent state [layers, N, H] looks like this)"),
+        (np.random.rand(2, 3, 8, 8).astype(np.float32), 2, None, "cosine",
+         "[2, 3, 8, 8]: not class scores, a detection head or a CTC head"),
+    ]
+    for a, batch, declared, name, reason in cases:
+        m = choose_metric(a, batch, declared=declared)
+        assert (m.name, m.reason) == (name, reason)
+    m = choose_metric(np.random.rand(1, 10).astype(np.float32), 1, "boxes")
+    assert m.name == "cosine" and m.reason.startswith("--metric boxes, but [1, 10] is none of the heads it knows: ")
+
+
+def test_recurrent_state_is_not_read_as_ctc():
+    """A VAD model's state [2, N, 128]: two 'frames' of 128 'classes', one of which wins both: it
+    used to be read as CTC logits (char accuracy 100% whatever the state)."""
+    state = np.random.default_rng(0).random((2, 1, 128)).astype(np.float32)
+    state[..., 7] = 5.0
+    assert isinstance(choose_metric(state, 1, declared=(2, "batch", 128)), Cosine)
+    assert isinstance(choose_metric(state, 1, "ctc", declared=(2, "batch", 128)), CharAccuracy)  # when asked
+
+
+def test_objectness_head_is_decoded_with_objectness_times_class():
+    ref = _objectness([[30, 30, 20, 20, 0.9, 1, 0.8], [31, 30, 20, 20, 0.9, 1, 0.7], [80, 80, 10, 10, 0.9, 2, 0.6]])
+    m = BoxF1("objectness")
+    m.update(ref, ref)
+    assert m.value == 1.0 and m.boxes_a == 2  # the duplicate is suppressed
+    low_obj = ref.copy()
+    low_obj[0, 2, 4] = 0.3  # 0.3 x 0.6 = 0.18 < 0.25: the third box is gone, its class score unchanged
+    m = BoxF1("objectness")
+    m.update(ref, low_obj)
+    assert m.value == pytest.approx(2 / 3)

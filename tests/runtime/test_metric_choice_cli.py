@@ -1,0 +1,49 @@
+"""--metric on whole models from the command line: the summary and the JSON say which output got
+which metric and why; --metric boxes with a fidelity guard on a YOLOX-style detector [1, A, 5+C]."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+
+from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.models import recurrent_state_model, yolox_style_detector
+
+YOLOX_REASON = "[1, 64, 8]: YOLOv5/YOLOX [N, A, 5+C] (cx, cy, w, h, objectness, class scores) detection head"
+
+
+def test_recurrent_state_gets_cosine_and_the_report_says_why(tmp_path):
+    model = tmp_path / "vad.onnx"
+    onnx.save(recurrent_state_model(), model)
+    js = tmp_path / "r.json"
+    res = invoke("check", model, model, "--json", js)
+    assert res.exit_code == 0, res.output
+    line = next(ln for ln in res.output.splitlines() if ln.startswith("metrics: "))
+    assert line == ("metrics: 'prob' cosine ([8, 1]: not class scores, a detection head or a CTC head); "
+                    "'state' cosine ([1, 8, 32]: 1 frame is too few for a CTC head (a recurrent state "
+                    "[layers, N, H] looks like this))")
+    outs = {o["name"]: o for o in json.loads(js.read_text())["outputs"]}
+    assert outs["state"]["metric"] == "cosine"
+    assert outs["state"]["metric_reason"].startswith("[1, 8, 32]: 1 frame is too few for a CTC head")
+    err = assert_one_line_error(invoke("check", model, model, "--min-agreement", "0.9"))
+    assert err == ("onnxprune: error: min_agreement needs a classifier output ([N, K] scores), a detection or a CTC "
+                   "output; none of the outputs is one ('prob' [8, 1]: not class scores, a detection head or a CTC head; "
+                   "'state' [1, 8, 32]: 1 frame is too few for a CTC head (a recurrent state [layers, N, H] looks like "
+                   "this)); choose a metric with --metric, e.g. --metric cosine")
+
+
+def test_min_agreement_with_metric_boxes_on_a_yolox_head(tmp_path):
+    model = tmp_path / "yolox.onnx"
+    onnx.save(yolox_style_detector(), model)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((32, 3, 32, 32)).astype(np.float32))
+    js = tmp_path / "r.json"
+    res = invoke("prune", model, tmp_path / "out.onnx", "--calib", calib, "--min-agreement", "0.95", "--metric", "boxes",
+                 "--json", js)
+    assert res.exit_code == 0, res.output
+    assert f"metrics: 'output' box F1 ({YOLOX_REASON})" in res.output
+    report = json.loads(js.read_text())
+    (out,) = report["validation"]["outputs"]
+    assert out["metric"] == "boxes" and out["metric_reason"] == YOLOX_REASON and out["agreement"] >= 0.95
