@@ -21,6 +21,7 @@ from ..graph import ModelGraph
 from ..progress import report
 
 PROBE_SAMPLES = 16
+PROBE_SHARES = (0.25, 0.5, 0.75)  # shares of a group its sensitivity probes remove
 FRONTIER_BYTES = 1 << 30  # tensors kept so that trials run only the part of the model they change
 
 
@@ -50,6 +51,41 @@ def _parts(a: np.ndarray) -> list[tuple]:
     if a.ndim == 3 and detection_layout(a) == "raw":
         return [(slice(None), slice(0, 4)), (slice(None), slice(4, None))]
     return [(Ellipsis,)]
+
+
+def changed_part(model: onnx.ModelProto, analysis: Analysis, removed: set[int]) -> list[int] | None:
+    """Indices (in order) of the nodes whose outputs a trial of `removed` changes: the layers it
+    zeroes and everything downstream of them. None where that cannot be told from node inputs alone
+    (a node with a subgraph reads outer tensors it does not list)."""
+    changed = {m.param for m in analysis.members if m.role == ROLE_IN
+               and len(analysis.removed_positions(m.atoms, removed))}
+    marked, dirty = [], set(changed)
+    for i, node in enumerate(model.graph.node):
+        if dirty.intersection(node.input) or dirty.intersection(node.output):
+            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+                return None
+            marked.append(i)
+            dirty.update(o for o in node.output if o)
+    return marked
+
+
+def probe_cost(analysis: Analysis) -> tuple[int, float]:
+    """(groups, whole-model runs per calibration sample) that --allocation sensitivity's trials
+    cost: each prunable group is tried at len(PROBE_SHARES) shares, and a trial runs only the part
+    of the model it changes (its share of the FLOPs; the whole model where that part cannot be cut
+    out)."""
+    from ..cost import node_flops
+
+    graph = analysis.graph
+    nodes = list(graph.model.graph.node)
+    flops = np.array([node_flops(n, graph) for n in nodes], dtype=np.float64)
+    total = float(flops.sum()) or 1.0
+    groups = analysis.prunable_groups()
+    runs = 0.0
+    for g in groups:
+        part = changed_part(graph.model, analysis, set(g.channels))
+        runs += 1.0 if part is None else float(flops[part].sum()) / total
+    return len(groups), runs * len(PROBE_SHARES)
 
 
 class SensitivityProbe:
@@ -110,19 +146,7 @@ class SensitivityProbe:
         return self
 
     def changed_part(self, removed: set[int]) -> list[int] | None:
-        """Indices (in order) of the nodes whose outputs a trial of `removed` changes: the layers it
-        zeroes and everything downstream of them. None where that cannot be told from node inputs
-        alone (a node with a subgraph reads outer tensors it does not list)."""
-        changed = {m.param for m in self.analysis.members if m.role == ROLE_IN
-                   and len(self.analysis.removed_positions(m.atoms, removed))}
-        marked, dirty = [], set(changed)
-        for i, node in enumerate(self.model.graph.node):
-            if dirty.intersection(node.input) or dirty.intersection(node.output):
-                if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-                    return None
-                marked.append(i)
-                dirty.update(o for o in node.output if o)
-        return marked
+        return changed_part(self.model, self.analysis, removed)
 
     def _entering(self, part: list[int]) -> list[str]:
         nodes = self.model.graph.node

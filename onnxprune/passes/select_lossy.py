@@ -14,7 +14,7 @@ from ..analysis.analyzer import node_label
 from ..cost import node_flops
 from ..errors import TargetUnreachableError
 from ..importance import get_criterion
-from ..importance.output_sensitivity import PROBE_SAMPLES, group_damage
+from ..importance.output_sensitivity import PROBE_SAMPLES, PROBE_SHARES, group_damage
 from ..memo import data_key, model_fingerprint
 from ..alignment import group_step
 from .base import Pass, PassResult
@@ -234,7 +234,6 @@ def _give_back_channels(removed: set[int], scores, measure, budget: float, total
     return removed
 
 
-PROBE_SHARES = (0.25, 0.5, 0.75)  # shares of a group its sensitivity probes remove
 
 
 def sensitivity_units(units, groups, analysis: Analysis, cfg):

@@ -63,8 +63,7 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
         for i, (criterion, allocation) in enumerate(plan):
             report("choosing the criterion on held-out data", i, len(plan))
             if allocation == "sensitivity" and config.allocation_default:
-                groups = sum(1 for g in entries[0][1].report.groups if g.prunable)
-                skipped = _sensitivity_too_costly(entries[0][3], groups, sample_seconds)
+                skipped = _sensitivity_too_costly(entries[0][3], *_probe_cost(model, config), sample_seconds)
                 if skipped:
                     continue
             candidate = onnx.ModelProto()
@@ -108,20 +107,33 @@ def candidates(config: PruneConfig) -> list[tuple[str, str]]:
     return plan
 
 
-def _sensitivity_too_costly(first_seconds: float, groups: int, sample_seconds: float) -> str | None:
-    """Why the sensitivity candidate is not raced, or None. Its probes run the model about
-    groups x shares x PROBE_SAMPLES times on one sample (importance/output_sensitivity.py); at the
-    seconds per sample the held-out reference took, that must stay within SENSITIVITY_BUDGET times
-    the first candidate's whole pipeline run, so that the race stays near twice a single run."""
-    from ..importance.output_sensitivity import PROBE_SAMPLES
-    from ..passes.select_lossy import PROBE_SHARES
+def _probe_cost(model: onnx.ModelProto, config: PruneConfig) -> tuple[int, float]:
+    """The sensitivity probes' cost on this model (importance/output_sensitivity.probe_cost)."""
+    from ..analysis import analyze
+    from ..graph import ModelGraph
+    from ..importance.output_sensitivity import probe_cost
+    from ..runtime.shapes import resolve_input_shapes
 
-    runs = groups * len(PROBE_SHARES) * PROBE_SAMPLES
-    estimate = runs * sample_seconds
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    with silenced():
+        shapes = resolve_input_shapes(copy, config)
+    return probe_cost(analyze(ModelGraph(copy, shapes=shapes.per_sample())))
+
+
+def _sensitivity_too_costly(first_seconds: float, groups: int, runs: float, sample_seconds: float) -> str | None:
+    """Why the sensitivity candidate is not raced, or None. Its probes cost about `runs` whole-model
+    runs per sample (importance/output_sensitivity.probe_cost: groups x shares, each trial the part
+    of the model it changes) on PROBE_SAMPLES samples; at the seconds per sample the held-out
+    reference took, that must stay within SENSITIVITY_BUDGET times the first candidate's whole
+    pipeline run, so that the race stays near twice a single run."""
+    from ..importance.output_sensitivity import PROBE_SAMPLES
+
+    estimate = runs * PROBE_SAMPLES * sample_seconds
     if estimate > SENSITIVITY_BUDGET * first_seconds:
-        return (f"its {runs} probe runs ({groups} groups x {len(PROBE_SHARES)} shares x {PROBE_SAMPLES} samples) "
-                f"would take about {estimate:.0f} s, more than {SENSITIVITY_BUDGET:g}x the {first_seconds:.0f} s of "
-                f"one pipeline run")
+        return (f"its probes ({groups} groups, {PROBE_SAMPLES} samples, {runs:.0f} model runs' worth a sample) would "
+                f"take about {estimate:.0f} s, more than {SENSITIVITY_BUDGET:g}x the {first_seconds:.0f} s of one "
+                f"pipeline run")
     return None
 
 

@@ -106,3 +106,15 @@ def test_trials_on_the_changed_part_equal_trials_on_the_whole_model(tmp_path):
             smaller += len(changed) < len(model.graph.node)
             assert np.isclose(part.damage(removed), whole.damage(removed), rtol=1e-4, atol=1e-9), (name, removed)
         assert smaller > 0, name
+
+
+def test_probe_cost_counts_the_changed_part_of_each_trial():
+    from onnxprune.importance.output_sensitivity import PROBE_SHARES, changed_part, probe_cost
+
+    model = onnx.load(DIGITS)
+    analysis = analyze_model(model)
+    groups, runs = probe_cost(analysis)
+    assert groups == len(analysis.prunable_groups())
+    assert 0 < runs < groups * len(PROBE_SHARES)  # deeper groups change less of the model
+    parts = [changed_part(model, analysis, set(g.channels)) for g in analysis.prunable_groups()]
+    assert min(map(len, parts)) < max(map(len, parts)) <= len(model.graph.node)
