@@ -48,6 +48,8 @@ SUBSETS = {
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/strategies/quantized.py": ["tests/strategies/test_quantize_auto.py"],
+    "onnxprune/strategies/precision.py": ["tests/strategies/test_quantize_auto.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
@@ -153,6 +155,19 @@ CURATED = [
            "onnxprune/strategies/race.py", "margin = MARGIN_SAMPLES / max(n_hold, 1)", "margin = 0.0"),
     Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
            "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
+    # issue 26: measured quantization and --quantize auto
+    Mutant("auto-int8-where-slower", "--quantize auto: a layer goes int8 where its int8 form is slower",
+           "onnxprune/strategies/precision.py", "timing.int8 = timing.int8_alone_ms <= PAYS * timing.float_ms",
+           "timing.int8 = timing.int8_alone_ms >= PAYS * timing.float_ms"),
+    Mutant("auto-keeps-a-slower-model", "--quantize auto writes a quantized model slower than the pruned float one",
+           "onnxprune/strategies/quantized.py", 'elif best[1]["speed"]["time_ratio"] > KEEP:',
+           'elif best[1]["speed"]["time_ratio"] > 1e9:'),
+    Mutant("auto-no-fallback-when-nothing-pays", "--quantize auto tries an empty pick (quantize_static then "
+           "quantizes every node) when no layer pays", "onnxprune/strategies/quantized.py",
+           '    if nodes:\n        candidates.append(("layers", nodes))', '    candidates.append(("layers", nodes))'),
+    Mutant("speed-ratio-inverted", "the quantized model's time ratio taken the wrong way round",
+           "onnxprune/strategies/quantized.py", "timer.compare(pruned, quantized, shapes=at,",
+           "timer.compare(quantized, pruned, shapes=at,"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
