@@ -48,6 +48,7 @@ SUBSETS = {
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/quantize.py": ["tests/test_quantize.py"],
     "onnxprune/strategies/quantized.py": ["tests/strategies/test_quantize_auto.py"],
     "onnxprune/strategies/precision.py": ["tests/strategies/test_quantize_auto.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
@@ -165,6 +166,8 @@ CURATED = [
     Mutant("auto-no-fallback-when-nothing-pays", "--quantize auto tries an empty pick (quantize_static then "
            "quantizes every node) when no layer pays", "onnxprune/strategies/quantized.py",
            '    if nodes:\n        candidates.append(("layers", nodes))', '    candidates.append(("layers", nodes))'),
+    Mutant("constant-weights-left-float", "--quantize int8 leaves weights stored as Constant nodes (paddle2onnx) "
+           "in float", "onnxprune/quantize.py", "if constants_as_initializers(copy):", "if False:"),
     Mutant("speed-ratio-inverted", "the quantized model's time ratio taken the wrong way round",
            "onnxprune/strategies/quantized.py", "timer.compare(pruned, quantized, shapes=at,",
            "timer.compare(quantized, pruned, shapes=at,"),

@@ -97,6 +97,28 @@ class _FeedsReader(_Reader):
         return item
 
 
+def constants_as_initializers(model: onnx.ModelProto) -> int:
+    """Move the tensors of top-level Constant nodes (`value` attribute) into initializers of the same
+    name, in place: onnxruntime.quantization quantizes only initializer weights, and exporters such as
+    paddle2onnx store every weight as a Constant node. Returns how many were moved."""
+    g = model.graph
+    keep, moved = [], 0
+    for n in g.node:
+        attrs = {a.name: a for a in n.attribute}
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and set(attrs) == {"value"} and len(n.output) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(attrs["value"].t)
+            tensor.name = n.output[0]
+            g.initializer.append(tensor)
+            moved += 1
+        else:
+            keep.append(n)
+    if moved:
+        del g.node[:]
+        g.node.extend(keep)
+    return moved
+
+
 def _calibration_reader(model: onnx.ModelProto, data):
     from .runtime.data import Dataset, input_specs, load_data, resolve_batch
 
@@ -130,6 +152,11 @@ def quantize_model(model: onnx.ModelProto, mode: str, calib=None, nodes=None,
     try:
         with tempfile.TemporaryDirectory(prefix="onnxprune-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
+            if static and model.ir_version >= 4 and any(n.op_type == "Constant" for n in model.graph.node):
+                copy = onnx.ModelProto()
+                copy.CopyFrom(model)
+                if constants_as_initializers(copy):
+                    model = copy
             onnx.save(model, src)
             if static:
                 if calib is None and feeds is None:
