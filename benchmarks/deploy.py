@@ -20,6 +20,17 @@ must remove exactly those channels and the exactness oracle must hold.
     python benchmarks/deploy.py [--models digits,resnet50,orinet_orientation,malviz_resnet18]
                                 [--calib-n 64] [--eval-n 64] [--runs 20] [--threads 1] [--json out.json]
                                 [--reuse]   # keep the onnxprune outputs of an earlier run, measure again
+
+`--suite auto` (issue 26) compares, on trained models with real inputs (the real-model corpus with
+~/.cache/onnxprune-fidelity/<model>_calib.npz / _eval.npz from benchmarks/realdata.py; digits with
+models/digits_*.npz), the original, the pruned float model (--target-flops 0.7 --calib), `--quantize
+int8` and `--quantize auto` (run once per measured batch: auto decides at --batch): sizes, held-out
+fidelity, and latency at batch 1 and 8 with 1 thread, all variants interleaved in one run (ONNX
+Runtime, thread CPU time: OrtTimer's clock for one thread, which other processes' load does not
+inflate); then whether each auto model is no slower than the pruned float model at its batch (the
+median of per-round time ratios, OrtTimer.compare) and smaller where it quantized anything.
+
+    python benchmarks/deploy.py --suite auto [--models textline_ori_lcnet,orinet_orientation,mtcnn_rnet,digits]
 """
 
 from __future__ import annotations
@@ -326,9 +337,121 @@ def table(rows: list[dict], batches) -> str:
     return "\n".join(lines)
 
 
+# --- --suite auto: measured quantization and --quantize auto on trained models with real inputs ----------
+
+FIDELITY = Path.home() / ".cache" / "onnxprune-fidelity"
+AUTO_MODELS = ["textline_ori_lcnet", "orinet_orientation", "mtcnn_rnet", "digits"]
+
+
+def real_data(name: str) -> tuple[Path, Path, Path]:
+    """The trained model and its real calibration / held-out inputs."""
+    if name == "digits":
+        return ROOT / "models" / "digits_cnn.onnx", ROOT / "models" / "digits_calib.npz", ROOT / "models" / "digits_eval.npz"
+    calib, held = FIDELITY / f"{name}_calib.npz", FIDELITY / f"{name}_eval.npz"
+    if not calib.exists() or not held.exists():
+        raise SystemExit(f"{name}: no real inputs in {FIDELITY} (python benchmarks/realdata.py {name})")
+    return REAL / f"{name}.onnx", calib, held
+
+
+def thread_times(files: dict, held: Path, batches, runs: int, warmup: int) -> dict:
+    """Median ms per run of every file at each batch, one thread, all interleaved (thread CPU time)."""
+    from onnxprune.runtime.timing import OrtTimer
+
+    data = np.load(held)
+    out = {}
+    for b in batches:
+        shapes = {k: (b, *data[k].shape[1:]) for k in data.files if k != "labels"}
+        timer = OrtTimer("cpu", threads=1, runs=runs, warmup=warmup)
+        samples = timer.samples([onnx.load(str(p)) for p in files.values()], shapes=shapes)
+        for key, t in zip(files, samples):
+            out[f"{key}@b{b}"] = round(float(np.median(t)) * 1000.0, 4)
+    return out
+
+
+def auto_vs_pruned(pruned: Path, auto: Path, held: Path, batch: int) -> dict:
+    """The auto model's time over the pruned float model's at `batch` (median of per-round ratios)."""
+    from onnxprune.runtime.timing import OrtTimer
+
+    if pruned.read_bytes() == auto.read_bytes():
+        return {"same_file": True, "time_ratio": 1.0}
+    data = np.load(held)
+    shapes = {k: (batch, *data[k].shape[1:]) for k in data.files if k != "labels"}
+    a, b, ratio = OrtTimer("cpu", threads=1).compare(onnx.load(str(pruned)), onnx.load(str(auto)), shapes=shapes,
+                                                     runs=10, max_runs=60)
+    return {"same_file": False, "pruned_ms": round(a * 1000, 4), "auto_ms": round(b * 1000, 4), "time_ratio": round(ratio, 4)}
+
+
+def run_auto_model(name: str, args, work: Path) -> dict:
+    original, calib, held = real_data(name)
+    work.mkdir(parents=True, exist_ok=True)
+    prune = ["--target-flops", args.target_flops, "--calib", calib, "--threads", "1"]
+    commands = {"pruned": [*prune], "int8": [*prune, "--quantize", "int8"]}
+    commands.update({f"auto_b{b}": [*prune, "--quantize", "auto", "--batch", b] for b in args.batches})
+    files = {"original": original, **{k: work / f"{k}.onnx" for k in commands}}
+    row = {"model": name, "commands": {}, "seconds": {}, "reports": {}}
+    for key, extra in commands.items():
+        cmd = [original, files[key], *extra]
+        row["commands"][key] = "onnxprune " + " ".join(str(c) for c in cmd)
+        if args.reuse and files[key].exists() and (work / f"{key}.json").exists():
+            row["seconds"][key] = None
+        else:
+            log(f"{name}: {row['commands'][key]}")
+            seconds, _ = cli(*cmd, "--json", work / f"{key}.json", "-q", "--overwrite")
+            row["seconds"][key] = round(seconds, 1)
+        rep = json.loads((work / f"{key}.json").read_text())
+        row["reports"][key] = {"flops": rep["flops"], "quantize": rep.get("quantize")}
+    row["size"] = {k: size(p) for k, p in files.items()}
+    log(f"{name}: held-out fidelity")
+    row["fidelity"] = {k: fidelity(original, files[k], held) for k in commands}
+    log(f"{name}: latency (interleaved, 1 thread, thread CPU time)")
+    row["latency_ms"] = thread_times(files, held, args.batches, args.runs, args.warmup)
+    row["auto_vs_pruned"] = {b: auto_vs_pruned(files["pruned"], files[f"auto_b{b}"], held, b) for b in args.batches}
+    return row
+
+
+def auto_table(rows: list[dict], batches) -> str:
+    lines = []
+    for r in rows:
+        lat = r["latency_ms"]
+        lines.append(f"\n{r['model']}")
+        lines.append(f"  {'variant':<10} {'size':>9} {'FLOPs':>6}  " + "  ".join(f"{'b' + str(b) + ' ms':>9}" for b in batches)
+                     + "  " + "  ".join(f"{'vs pruned b' + str(b):>13}" for b in batches) + "  top-1 agr   cosine  written")
+        for key in ["original", "pruned", "int8"] + [f"auto_b{b}" for b in batches]:
+            fid = r["fidelity"].get(key, {"top1_agreement": 1.0, "cosine": 1.0})
+            rep = r["reports"].get(key)
+            flops = rep["flops"]["after"] / rep["flops"]["before"] if rep else 1.0
+            q = (rep or {}).get("quantize") or {}
+            written = q.get("written", "float" if key != "original" else "")
+            if q.get("auto"):
+                written += f" ({q['auto']['chosen'] or 'fallback'})"
+            agr = fid["top1_agreement"] if fid["top1_agreement"] is not None else float("nan")
+            lines.append(f"  {key:<10} {r['size'][key] / 1e6:>8.3f}M {flops:>6.0%}  "
+                         + "  ".join(f"{lat[f'{key}@b{b}']:>9.3f}" for b in batches) + "  "
+                         + "  ".join(f"{lat[f'{key}@b{b}'] / lat[f'pruned@b{b}']:>12.2f}x" for b in batches)
+                         + f"  {agr:>8.1%}  {fid['cosine']:.4f}  {written}")
+        for b, v in r["auto_vs_pruned"].items():
+            smaller = r["size"][f"auto_b{b}"] < r["size"]["pruned"]
+            what = "the pruned float file itself" if v["same_file"] else (
+                f"{v['time_ratio']:.3f}x the pruned float model's time (compare, median of per-round ratios), "
+                f"{'smaller' if smaller else 'NOT smaller'}")
+            lines.append(f"  auto at b{b}: {what}")
+        for key in ["int8"] + [f"auto_b{b}" for b in batches]:
+            q = r["reports"][key].get("quantize") or {}
+            speed = q.get("speed")
+            if speed and "time_ratio" in speed:
+                fell_back = q.get("written") == "float"
+                lines.append(f"  {key}: onnxprune measured {speed['time_ratio']:.2f}x the pruned float model's time at "
+                             f"batch {speed['batch']}" + (" for its fastest candidate and wrote the float model"
+                                                          if fell_back else " (warned: slower)" if speed["slower"] else ""))
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--models", type=csv(str), default=MODELS)
+    ap.add_argument("--suite", choices=["deploy", "auto"], default="deploy",
+                    help="deploy: the six variants above; auto: original, pruned, --quantize int8 and auto on trained "
+                         "models with real inputs (issue 26)")
+    ap.add_argument("--models", type=csv(str), default=None)
     ap.add_argument("--target-flops", default="0.7")
     ap.add_argument("--calib-n", type=int, default=64)
     ap.add_argument("--eval-n", type=int, default=64)
@@ -341,8 +464,14 @@ def main(argv=None) -> int:
     ap.add_argument("--reuse", action="store_true", help="keep onnxprune outputs (and their reports) of an earlier "
                                                           "run in --work; time and check them again")
     args = ap.parse_args(argv)
-    rows = [run_model(name, args, args.work / name) for name in args.models]
-    print(table(rows, args.batches))
+    if args.suite == "auto":
+        args.models = args.models or AUTO_MODELS
+        rows = [run_auto_model(name, args, args.work / "auto" / name) for name in args.models]
+        print(auto_table(rows, args.batches))
+    else:
+        args.models = args.models or MODELS
+        rows = [run_model(name, args, args.work / name) for name in args.models]
+        print(table(rows, args.batches))
     if args.json:
         args.json.write_text(json.dumps({
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

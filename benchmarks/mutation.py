@@ -51,6 +51,9 @@ SUBSETS = {
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
     "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
+    "onnxprune/quantize.py": ["tests/test_quantize.py"],
+    "onnxprune/strategies/quantized.py": ["tests/strategies/test_quantize_auto.py"],
+    "onnxprune/strategies/precision.py": ["tests/strategies/test_quantize_auto.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/analysis/test_qdq_bn.py", "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
@@ -192,6 +195,21 @@ CURATED = [
     Mutant("race-cost-per-sample", "the sensitivity cost estimate forgets the probe samples",
            "onnxprune/strategies/race.py", "estimate = runs * PROBE_SAMPLES * sample_seconds",
            "estimate = runs * sample_seconds"),
+    # issue 26: measured quantization and --quantize auto
+    Mutant("auto-int8-where-slower", "--quantize auto: a layer goes int8 where its int8 form is slower",
+           "onnxprune/strategies/precision.py", "timing.int8 = timing.int8_alone_ms <= PAYS * timing.float_ms",
+           "timing.int8 = timing.int8_alone_ms >= PAYS * timing.float_ms"),
+    Mutant("auto-keeps-a-slower-model", "--quantize auto writes a quantized model slower than the pruned float one",
+           "onnxprune/strategies/quantized.py", 'elif best[1]["speed"]["time_ratio"] > KEEP:',
+           'elif best[1]["speed"]["time_ratio"] > 1e9:'),
+    Mutant("auto-no-fallback-when-nothing-pays", "--quantize auto tries an empty pick (quantize_static then "
+           "quantizes every node) when no layer pays", "onnxprune/strategies/quantized.py",
+           '    if nodes:\n        candidates.append(("layers", nodes))', '    candidates.append(("layers", nodes))'),
+    Mutant("constant-weights-left-float", "--quantize int8 leaves weights stored as Constant nodes (paddle2onnx) "
+           "in float", "onnxprune/quantize.py", "if constants_as_initializers(copy):", "if False:"),
+    Mutant("speed-ratio-inverted", "the quantized model's time ratio taken the wrong way round",
+           "onnxprune/strategies/quantized.py", "timer.compare(pruned, quantized, shapes=at,",
+           "timer.compare(quantized, pruned, shapes=at,"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -44,7 +44,7 @@ def run_strategy(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pru
         from .strategies.quantized import quantize_result
 
         check_quantizable(model, config.quantize)  # before a long pruning run
-        return quantize_result(run_strategy(model, dataclasses.replace(config, quantize=None), timer), config)
+        return quantize_result(run_strategy(model, dataclasses.replace(config, quantize=None), timer), config, timer)
     if config.guarded:
         from .strategies.guard import guarded_prune
 

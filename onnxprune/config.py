@@ -14,7 +14,7 @@ from pathlib import Path
 from .errors import ConfigError
 
 METRICS = ("auto", "top1", "boxes", "ctc", "cosine")       # runtime/metrics.py
-QUANTIZE_MODES = ("int8", "int8-symmetric", "dynamic")       # quantize.py
+QUANTIZE_MODES = ("int8", "int8-symmetric", "dynamic", "auto")  # quantize.py, strategies/precision.py
 REPAIR_METHODS = ("bias", "lsq", "bn")                       # repair/
 CRITERIA_NEEDING_DATA = ("activation", "recon")
 DEVICES = ("cpu", "cuda", "auto")
@@ -172,7 +172,8 @@ class PruneConfig:
     metric: str = "auto"                  # fidelity metric: auto, top1, boxes, ctc, cosine (runtime/metrics.py)
     validate: bool = True                 # the CLI checks what it writes (onnxprune/validation.py)
     device: str = "cpu"
-    quantize: str | None = None           # after pruning and repair: "int8", "int8-symmetric" (static QDQ), "dynamic"
+    quantize: str | None = None           # after pruning and repair: "int8", "int8-symmetric" (static QDQ), "dynamic",
+                                          # "auto" (int8 only on the layers it makes faster)
     memo: object = field(default=None, compare=False, repr=False)  # memo.CalibMemo a strategy shares between
                                           # its pipeline runs (statistics of one model on one calib set)
 

@@ -4,7 +4,9 @@
 ONNX Runtime and OpenVINO read), int8 weights per output channel, uint8 activations calibrated
 (MinMax) on the --calib data. `int8-symmetric`: the same with int8 activations and every zero point
 0, the only QDQ form TensorRT accepts. `dynamic`: int8 weights, activations quantized at run time
-(MatMul/LSTM/Attention-heavy models; no calibration). The model's opset and IR version are kept:
+(MatMul/LSTM/Attention-heavy models; no calibration). `auto`: the `int8` form on only the nodes
+whose int8 form is faster on the runtime (strategies/precision.py picks them by timing; `nodes`
+here). The model's opset and IR version are kept:
 per-channel weights need opset 13 (DequantizeLinear's `axis`), so opsets 10-12 get per-tensor
 weights, and below 10 there is no QuantizeLinear at all.
 """
@@ -79,6 +81,44 @@ class _Reader:
         self.samples = 0
 
 
+class _FeedsReader(_Reader):
+    """A reader over a list of feeds (random inputs of a cut-out layer: ranges for timing only)."""
+
+    def __init__(self, feeds: list[dict]):
+        super().__init__(None, 0)
+        self.feeds = feeds
+
+    def get_next(self):
+        if self._it is None:
+            self._it = iter(self.feeds)
+        item = next(self._it, None)
+        if item is not None:
+            self.samples += 1
+        return item
+
+
+def constants_as_initializers(model: onnx.ModelProto) -> int:
+    """Move the tensors of top-level Constant nodes (`value` attribute) into initializers of the same
+    name, in place: onnxruntime.quantization quantizes only initializer weights, and exporters such as
+    paddle2onnx store every weight as a Constant node. Returns how many were moved."""
+    g = model.graph
+    keep, moved = [], 0
+    for n in g.node:
+        attrs = {a.name: a for a in n.attribute}
+        if n.op_type == "Constant" and n.domain in ("", "ai.onnx") and set(attrs) == {"value"} and len(n.output) == 1:
+            tensor = onnx.TensorProto()
+            tensor.CopyFrom(attrs["value"].t)
+            tensor.name = n.output[0]
+            g.initializer.append(tensor)
+            moved += 1
+        else:
+            keep.append(n)
+    if moved:
+        del g.node[:]
+        g.node.extend(keep)
+    return moved
+
+
 def _calibration_reader(model: onnx.ModelProto, data):
     from .runtime.data import Dataset, input_specs, load_data, resolve_batch
 
@@ -87,8 +127,11 @@ def _calibration_reader(model: onnx.ModelProto, data):
     return _Reader(dataset, resolve_batch(specs, None))
 
 
-def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.ModelProto, dict]:
-    """The quantized model and what was done (mode, per_channel, quantized op counts, notes)."""
+def quantize_model(model: onnx.ModelProto, mode: str, calib=None, nodes=None,
+                   feeds: list[dict] | None = None) -> tuple[onnx.ModelProto, dict]:
+    """The quantized model and what was done (mode, per_channel, quantized op counts, notes).
+    `nodes`: quantize only the nodes of these names (static modes; `auto` passes its pick);
+    `feeds`: calibrate on these feeds instead of `calib`."""
     if mode not in MODES:
         raise ConfigError(f"--quantize must be one of {', '.join(MODES)}, got {mode}")
     try:
@@ -109,12 +152,17 @@ def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.
     try:
         with tempfile.TemporaryDirectory(prefix="onnxprune-quant-") as tmp:
             src, dst = Path(tmp) / "float.onnx", Path(tmp) / "quant.onnx"
+            if static and model.ir_version >= 4 and any(n.op_type == "Constant" for n in model.graph.node):
+                copy = onnx.ModelProto()
+                copy.CopyFrom(model)
+                if constants_as_initializers(copy):
+                    model = copy
             onnx.save(model, src)
             if static:
-                if calib is None:
+                if calib is None and feeds is None:
                     raise ConfigError(f"--quantize {mode} calibrates activation ranges: pass --calib data "
                                       "(or --quantize dynamic, which needs none)")
-                reader = _calibration_reader(model, calib)
+                reader = _FeedsReader(feeds) if feeds is not None else _calibration_reader(model, calib)
 
                 class Reader(CalibrationDataReader):
                     get_next = staticmethod(reader.get_next)
@@ -123,6 +171,7 @@ def quantize_model(model: onnx.ModelProto, mode: str, calib=None) -> tuple[onnx.
                 quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                                 activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
                                 weight_type=QuantType.QInt8,
+                                nodes_to_quantize=sorted(nodes) if nodes is not None else None,
                                 extra_options={"ActivationSymmetric": symmetric, "WeightSymmetric": True})
                 info["calibration_samples"] = reader.samples
             else:

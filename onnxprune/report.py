@@ -170,15 +170,42 @@ def format_summary(report, input_path=None, output_path=None) -> str:
             lines.append(f"              sensitivity allocation not raced: {race['skipped']}")
     q = getattr(report, "quantize", None)
     if q:
-        detail = "per-channel" if q.get("per_channel") else "per-tensor"
-        calib = f", {q['calibration_samples']} calibration samples" if q.get("calibration_samples") else ""
-        ops = ", ".join(f"{n} {op}" for op, n in q.get("ops", {}).items())
-        lines.append(f"  quantized   {q['mode']} ({q['format']}, {detail} int8 weights{calib}): {ops or 'nothing'}")
+        lines.extend(_quantize_lines(q))
     if report.mode == "exact" and report.prunable_flops_share:
         lines.append(f"  note        {report.prunable_flops_share * 100:.0f}% of the FLOPs are in prunable layers; "
                      f"--ratio or --target-flops prunes them (lossy)")
     lines.extend(f"  note        {n}" for n in report.notes)
     return "\n".join(lines)
+
+
+def _quantize_lines(q: dict) -> list[str]:
+    """What --quantize did, what --quantize auto picked, and the written model's speed."""
+    lines = []
+    auto = q.get("auto")
+    if auto is not None:
+        tried = ", ".join(f"{c['name']} {c['speed']['time_ratio']:.2f}x" for c in auto["candidates"]
+                          if "time_ratio" in c["speed"])
+        lines.append(f"  quantized   auto: {auto['int8_layers']} of {len(auto['layers'])} layers faster in int8 alone, "
+                     f"int8 chain {'pays' if auto['chain_pays'] else 'does not pay'} (layers timed at batch "
+                     f"{q.get('speed', {}).get('batch', '?')})" + (f"; candidates' time vs pruned float: {tried}" if tried else "")
+                     + (f"; wrote the pruned float model: {auto['fallback']}" if auto["fallback"] else
+                        f"; wrote '{auto['chosen']}'"))
+    if q.get("written", "quantized") == "quantized":
+        detail = "per-channel" if q.get("per_channel") else "per-tensor"
+        calib = f", {q['calibration_samples']} calibration samples" if q.get("calibration_samples") else ""
+        ops = ", ".join(f"{n} {op}" for op, n in q.get("ops", {}).items())
+        lines.append(f"  quantized   {q['mode']} ({q['format']}, {detail} int8 weights{calib}): {ops or 'nothing'}")
+    speed = q.get("speed")
+    if q.get("written", "quantized") != "quantized":
+        speed = None
+    if speed and "time_ratio" in speed:
+        faster = "slower" if speed["slower"] else "faster"
+        lines.append(f"  speed       quantized {speed['quantized_ms']:.3f} ms vs pruned float {speed['pruned_float_ms']:.3f} ms "
+                     f"at batch {speed['batch']} ({speed['device']}, threads {speed['threads'] or 'default'}, interleaved): "
+                     f"{speed['time_ratio']:.2f}x the time, {faster}")
+    elif speed and "error" in speed:
+        lines.append(f"  speed       not measured: {speed['error']}")
+    return lines
 
 
 def _reason_kind(reason: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from ..config import DEVICES, METRICS
+from ..config import DEVICES, METRICS, QUANTIZE_MODES
 from ..errors import ConfigError
 
 TARGET, DATA, FIDELITY, RUNTIME, OUTPUT = "Target", "Data", "Repair and fidelity", "Runtime", "Output"
@@ -142,11 +142,14 @@ warmup = _option(RUNTIME, "--warmup", type=int, default=5, show_default=True, he
 fold_bn = _option(OUTPUT, "--fold-bn", is_flag=True,
                   help="Fold BatchNormalization into the preceding Conv or ConvTranspose (analyze --latency: time "
                        "the model so folded).")
-quantize = _option(OUTPUT, "--quantize", type=click.Choice(["int8", "int8-symmetric", "dynamic"]),
+quantize = _option(OUTPUT, "--quantize", type=click.Choice(list(QUANTIZE_MODES)),
                    help="After pruning and repair, quantize with onnxruntime.quantization: int8 = static QDQ, "
                         "per-channel int8 weights, uint8 activations calibrated on --calib; int8-symmetric = int8 "
                         "activations, zero points 0 (TensorRT); dynamic = int8 weights of MatMul/LSTM/Attention, "
-                        "no calibration. Fidelity is reported per step.")
+                        "no calibration; auto = int8 only on the layers whose int8 form is faster at --batch, "
+                        "--threads, --device (each layer timed in both forms), the pruned float model if that is "
+                        "not faster as a whole. Fidelity is reported per step; the written model's speed against "
+                        "the pruned float model is measured (a warning when it is slower).")
 overwrite = _option(OUTPUT, "--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 quiet = _option(OUTPUT, "-q", "--quiet", is_flag=True,
                 help="Print only errors (no progress bar; there is none unless stderr is a terminal).")
