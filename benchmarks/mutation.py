@@ -193,8 +193,8 @@ CURATED = [
     Mutant("race-no-sensitivity", "the race never tries the sensitivity allocation",
            "onnxprune/strategies/race.py", '        plan.append((CANDIDATES[0], "sensitivity"))\n', "        pass\n"),
     Mutant("race-cost-per-sample", "the sensitivity cost estimate forgets the probe samples",
-           "onnxprune/strategies/race.py", "estimate = runs * PROBE_SAMPLES * sample_seconds",
-           "estimate = runs * sample_seconds"),
+           "onnxprune/strategies/race.py", "estimate = len(shares) * runs * PROBE_SAMPLES * sample_seconds",
+           "estimate = len(shares) * runs * sample_seconds"),
     # issue 26: measured quantization and --quantize auto
     Mutant("auto-int8-where-slower", "--quantize auto: a layer goes int8 where its int8 form is slower",
            "onnxprune/strategies/precision.py", "timing.int8 = timing.int8_alone_ms <= PAYS * timing.float_ms",

@@ -157,6 +157,8 @@ class PruneConfig:
                                           # each group by its measured output damage (needs calib); None: score,
                                           # raced against sensitivity where the criterion race runs
     allocation_default: bool = False      # set when allocation came from that default
+    sensitivity_shares: tuple[float, ...] | None = None  # shares each group loses in its sensitivity probes
+                                          # (None: importance/output_sensitivity.PROBE_SHARES)
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group

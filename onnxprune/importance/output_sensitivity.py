@@ -70,10 +70,9 @@ def changed_part(model: onnx.ModelProto, analysis: Analysis, removed: set[int]) 
 
 
 def probe_cost(analysis: Analysis) -> tuple[int, float]:
-    """(groups, whole-model runs per calibration sample) that --allocation sensitivity's trials
-    cost: each prunable group is tried at len(PROBE_SHARES) shares, and a trial runs only the part
-    of the model it changes (its share of the FLOPs; the whole model where that part cannot be cut
-    out)."""
+    """(groups, whole-model runs per calibration sample) that one share of --allocation
+    sensitivity's trials costs: each prunable group is tried once, and a trial runs only the part of
+    the model it changes (its share of the FLOPs; the whole model where that part cannot be cut out)."""
     from ..cost import node_flops
 
     graph = analysis.graph
@@ -85,7 +84,7 @@ def probe_cost(analysis: Analysis) -> tuple[int, float]:
     for g in groups:
         part = changed_part(graph.model, analysis, set(g.channels))
         runs += 1.0 if part is None else float(flops[part].sum()) / total
-    return len(groups), runs * len(PROBE_SHARES)
+    return len(groups), runs
 
 
 class SensitivityProbe:

@@ -246,13 +246,14 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
     that are not comparable across layers. Ranking by damage per FLOP saved instead (NetAdapt's
     greedy) concentrated the cut in a few layers whose single-layer damage looked small and lost
     more: ppocrv6_tiny_rec at 50% of the FLOPs, 47% vs 83% character accuracy."""
+    shares = cfg.sensitivity_shares or PROBE_SHARES
     by_group = defaultdict(list)
     for u in units:
         by_group[u[1]].append(u)
     size = {g.id: g.size for g in groups}
     probes = {}
     for gid, us in by_group.items():
-        for share in PROBE_SHARES:
+        for share in shares:
             chans: list[int] = []
             for u in us:
                 chans += u[2]
@@ -264,7 +265,7 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
                           mean_replace, memo=cfg.memo)
     out = []
     for gid, us in by_group.items():
-        points = sorted({(0, 0.0)} | {(len(probes[(gid, s)]), damage[(gid, s)]) for s in PROBE_SHARES})
+        points = sorted({(0, 0.0)} | {(len(probes[(gid, s)]), damage[(gid, s)]) for s in shares})
         xs = [x for x, _ in points]
         ys = list(np.maximum.accumulate([y for _, y in points]))
         slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2]) if len(xs) > 1 and xs[-1] > xs[-2] else 0.0
@@ -301,7 +302,7 @@ class SelectLossy(Pass):
             units, probed = sensitivity_units(units, groups, analysis, cfg)
             state.notes.append(
                 f"budget spread over layers by measured output sensitivity ({probed} groups each pruned alone at "
-                f"{len(PROBE_SHARES)} shares on {PROBE_SAMPLES} calibration samples)")
+                f"{len(cfg.sensitivity_shares or PROBE_SHARES)} shares on {PROBE_SAMPLES} calibration samples)")
         removed = self._global(units, scores, analysis, measure, budget)
         if removed is None:
             best = self._removal(groups, scores, {g.id: g.size for g in groups}, cfg.max_group_ratio, round_to, analysis)

@@ -62,14 +62,16 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
         skipped = None
         for i, (criterion, allocation) in enumerate(plan):
             report("choosing the criterion on held-out data", i, len(plan))
+            shares = None
             if allocation == "sensitivity" and config.allocation_default:
-                skipped = _sensitivity_too_costly(entries[0][3], *_probe_cost(model, config), sample_seconds)
-                if skipped:
+                shares, skipped = _sensitivity_shares(entries[0][3], *_probe_cost(model, config), sample_seconds)
+                if shares is None:
                     continue
             candidate = onnx.ModelProto()
             candidate.ParseFromString(original)
             trial = dataclasses.replace(config, calib=fit, preprocess=None, criterion=criterion,
-                                        criterion_default=False, allocation=allocation, memo=memo)
+                                        criterion_default=False, allocation=allocation, memo=memo,
+                                        sensitivity_shares=shares)
             t0 = time.perf_counter()
             result = prune_once(candidate, trial, timer)
             seconds = time.perf_counter() - t0
@@ -121,20 +123,28 @@ def _probe_cost(model: onnx.ModelProto, config: PruneConfig) -> tuple[int, float
     return probe_cost(analyze(ModelGraph(copy, shapes=shapes.per_sample())))
 
 
-def _sensitivity_too_costly(first_seconds: float, groups: int, runs: float, sample_seconds: float) -> str | None:
-    """Why the sensitivity candidate is not raced, or None. Its probes cost about `runs` whole-model
-    runs per sample (importance/output_sensitivity.probe_cost: groups x shares, each trial the part
-    of the model it changes) on PROBE_SAMPLES samples; at the seconds per sample the held-out
-    reference took, that must stay within SENSITIVITY_BUDGET times the first candidate's whole
-    pipeline run, so that the race stays near twice a single run."""
+SHARE_PLANS = ((0.25, 0.5, 0.75), (0.5,))  # the sensitivity candidate's probe shares, the fullest that fits
+
+
+def _sensitivity_shares(first_seconds: float, groups: int, runs: float, sample_seconds: float
+                        ) -> tuple[tuple[float, ...] | None, str | None]:
+    """The probe shares the sensitivity candidate runs with (the fullest plan of SHARE_PLANS that
+    fits), or None and why it is not raced. One share of its probes costs about `runs` whole-model
+    runs per sample (importance/output_sensitivity.probe_cost: each trial runs the part of the model
+    it changes) on PROBE_SAMPLES samples; at the seconds per sample the held-out reference took,
+    the probes must stay within SENSITIVITY_BUDGET times the first candidate's whole pipeline run,
+    so that the race stays near twice a single run. Fewer samples instead of fewer shares cost more
+    fidelity: COCO YOLO11n at 70% of the FLOPs, box F1 70.2% with 3 shares x 16 samples, 61.5% with
+    1 x 16, 51.1% with 3 x 8, against 30.8% by score allocation."""
     from ..importance.output_sensitivity import PROBE_SAMPLES
 
-    estimate = runs * PROBE_SAMPLES * sample_seconds
-    if estimate > SENSITIVITY_BUDGET * first_seconds:
-        return (f"its probes ({groups} groups, {PROBE_SAMPLES} samples, {runs:.0f} model runs' worth a sample) would "
-                f"take about {estimate:.0f} s, more than {SENSITIVITY_BUDGET:g}x the {first_seconds:.0f} s of one "
-                f"pipeline run")
-    return None
+    for shares in SHARE_PLANS:
+        estimate = len(shares) * runs * PROBE_SAMPLES * sample_seconds
+        if estimate <= SENSITIVITY_BUDGET * first_seconds:
+            return shares, None
+    return None, (f"its probes ({groups} groups, {PROBE_SAMPLES} samples, {runs:.0f} model runs' worth a sample "
+                  f"and share) would take about {estimate:.0f} s even at one share, more than "
+                  f"{SENSITIVITY_BUDGET:g}x the {first_seconds:.0f} s of one pipeline run")
 
 
 def _winner(scored: list[tuple[float, float]], n_hold: int) -> int:
