@@ -43,6 +43,7 @@ SUBSETS = {
                                                    "tests/passes/test_allocation.py"],
     "onnxprune/importance/": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
     "onnxprune/passes/select_lossy.py": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
+    "onnxprune/passes/weight_inputs.py": ["tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/passes/normalize.py": ["tests/passes/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/passes/select.py": ["tests/passes/test_exact_mode.py", *ORACLE_TESTS],
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
@@ -153,6 +154,13 @@ CURATED = [
            "onnxprune/strategies/race.py", "margin = MARGIN_SAMPLES / max(n_hold, 1)", "margin = 0.0"),
     Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
            "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
+    # issue 24: transformers as exported, old exports whose weights are inputs
+    Mutant("weight-input-shape-kept", "a weight that is also a graph input keeps its old declared shape",
+           "onnxprune/passes/prune_channels.py", "list(g.value_info) + [i for i in g.input if i.name in graph.initializers]",
+           "list(g.value_info)"),
+    Mutant("ir3-new-weight-undeclared", "IR 3: an initializer a rewrite adds is not declared as a graph input",
+           "onnxprune/passes/weight_inputs.py", "added = [t for t in g.initializer if t.name not in declared]",
+           "added = []"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -171,6 +171,8 @@ class PruneConfig:
     validate: bool = True                 # the CLI checks what it writes (onnxprune/validation.py)
     device: str = "cpu"
     quantize: str | None = None           # after pruning and repair: "int8", "int8-symmetric" (static QDQ), "dynamic"
+    weight_inputs: str = "keep"           # weights also listed as graph inputs (old exports): "keep" them as
+                                          # inputs in the written model, or "drop" them
 
     def __post_init__(self):
         target, fidelity = self.target, self.fidelity
@@ -183,6 +185,8 @@ class PruneConfig:
         if fidelity.guarded and self.ratio is not None:
             raise ConfigError("a fidelity bound searches the FLOPs target itself; use it with target_flops "
                               "(the most pruning allowed) or alone, not with ratio")
+        if self.weight_inputs not in ("keep", "drop"):
+            raise ConfigError(f"weight_inputs must be keep or drop, got '{self.weight_inputs}'")
         self._normalize_data()
         self._check_needs_data()
 

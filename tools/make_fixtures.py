@@ -53,6 +53,10 @@ qdq_cnn                        the small conv net quantized by ``onnxruntime.qua
                                int8 weights per-channel, int32 biases)
 dynamic_hw_cnn                 onnx.helper: input ["N", 3, "H", "W"], Resize x2 + skip Concat,
                                residual Add, GlobalAveragePool, Gemm
+weights_as_inputs_ir4          onnx.helper, as PyTorch 1.2 wrote CenterFace (IR 4, opset 9): the small
+                               conv net with BN kept, every initializer also listed as a graph input
+weights_as_inputs_ir3          the same at IR 3 / opset 8, where the IR requires every initializer
+                               to be a graph input
 opset{N}_cnn                   onnx.helper: one net at opsets 11..25 (odd) using the ops whose form
                                changed across opsets (Clip bounds, Split sizes / num_outputs,
                                Pad axes, ReduceMean axes, Squeeze axes); ir_version = the lowest
@@ -620,6 +624,17 @@ def dynamic_hw_cnn() -> onnx.ModelProto:
     return g.model("dynamic_hw_cnn", [_vi("input", ["N", 3, "H", "W"])], [_vi("output", ["N", 10])])
 
 
+# ------------------------------------------------------------------------------- old exports
+def weights_as_inputs(ir_version: int, opset: int) -> onnx.ModelProto:
+    """small_cnn with BN, every weight also declared as a graph input (after the data input), as
+    IR 3 requires and PyTorch < 1.3 (keep_initializers_as_inputs) wrote at IR 4."""
+    m = small_cnn(opset=opset, bn=True, seed=SEED + ir_version)
+    m.graph.input.extend(_vi(t.name, list(t.dims), t.data_type) for t in m.graph.initializer)
+    m.ir_version = ir_version
+    m.producer_name, m.producer_version = "pytorch", "1.2"
+    return m
+
+
 # ------------------------------------------------------------------------------- opsets
 def opset_cnn(opset: int) -> onnx.ModelProto:
     """Conv-BN-Clip, Split + two convs + Concat + residual Add, Pad + depthwise conv,
@@ -679,6 +694,8 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "fp16_cnn": (fp16_cnn, "onnxconverter-common float16 converter", ("onnxconverter_common",)),
     "qdq_cnn": (qdq_cnn, "onnxruntime.quantization.quantize_static (QDQ, per-channel weights)", ("onnxruntime",)),
     "dynamic_hw_cnn": (dynamic_hw_cnn, "onnx.helper (dynamic N, H, W)", ()),
+    "weights_as_inputs_ir4": ((lambda: weights_as_inputs(4, 9)), "onnx.helper, weights also graph inputs (IR 4)", ()),
+    "weights_as_inputs_ir3": ((lambda: weights_as_inputs(3, 8)), "onnx.helper, weights also graph inputs (IR 3)", ()),
     **{f"opset{n}_cnn": ((lambda n=n: opset_cnn(n)), f"onnx.helper, opset {n}", ()) for n in OPSETS},
 }
 

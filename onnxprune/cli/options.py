@@ -145,6 +145,10 @@ quantize = _option(OUTPUT, "--quantize", type=click.Choice(["int8", "int8-symmet
                         "per-channel int8 weights, uint8 activations calibrated on --calib; int8-symmetric = int8 "
                         "activations, zero points 0 (TensorRT); dynamic = int8 weights of MatMul/LSTM/Attention, "
                         "no calibration. Fidelity is reported per step.")
+weight_inputs = _option(OUTPUT, "--weight-inputs", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+                        help="Weights also listed as graph inputs (IR 3 exports, keep_initializers_as_inputs) are "
+                             "pruned as the constants they hold; keep them as inputs of the written model (at their "
+                             "new shapes) or drop them from its inputs (IR 4 and later).")
 overwrite = _option(OUTPUT, "--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 quiet = _option(OUTPUT, "-q", "--quiet", is_flag=True,
                 help="Print only errors (no progress bar; there is none unless stderr is a terminal).")

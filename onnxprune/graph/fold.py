@@ -84,7 +84,7 @@ class Folding:
 
     def const_tensor(self, name: str) -> onnx.TensorProto | None:
         name = self.resolve(name)
-        if name in self.initializers and name not in self.overridable:
+        if name in self.initializers:
             return self.initializers[name]
         if name not in self.constant_nodes:
             value = self.folded(name)
