@@ -44,6 +44,7 @@ SUBSETS = {
     "onnxprune/importance/": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
     "onnxprune/passes/select_lossy.py": ["tests/importance/test_selection.py", "tests/passes/test_lossy.py"],
     "onnxprune/passes/weight_inputs.py": ["tests/robustness/test_exporter_fixtures.py"],
+    "onnxprune/passes/pipeline.py": ["tests/passes/test_lossy.py"],
     "onnxprune/passes/normalize.py": ["tests/passes/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/passes/select.py": ["tests/passes/test_exact_mode.py", *ORACLE_TESTS],
     "onnxprune/repair/": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py"],
@@ -161,6 +162,9 @@ CURATED = [
     Mutant("ir3-new-weight-undeclared", "IR 3: an initializer a rewrite adds is not declared as a graph input",
            "onnxprune/passes/weight_inputs.py", "added = [t for t in g.initializer if t.name not in declared]",
            "added = []"),
+    Mutant("nothing-removed-silent", "a lossy run that removed nothing gives no warning",
+           "onnxprune/passes/pipeline.py", "    if config.lossy and not removed:\n",
+           "    if config.lossy and not removed and False:\n"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

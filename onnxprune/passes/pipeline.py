@@ -14,7 +14,7 @@ from ..config import PruneConfig
 from ..cost import count_flops, count_params
 from ..graph import ModelGraph
 from ..io import check_proto, load_model
-from ..report import GroupSummary, PruneReport, PruneResult
+from ..report import GroupSummary, PruneReport, PruneResult, nothing_removed_warning
 from ..shapes import ResolvedShapes
 from .analyze import Analyze
 from .base import Pass, PassManager
@@ -79,6 +79,8 @@ def run_pipeline(model: onnx.ModelProto, config: PruneConfig, shapes: ResolvedSh
         input_shapes=shapes.per_sample().describe(), shapes_source=shapes.source,
         latency=state.latency,
     )
+    if config.lossy and not removed:
+        report.warnings.append(nothing_removed_warning(groups))
     if config.lossy and config.calib is not None and config.criterion == "recon" and state.removed:
         report.notes.insert(0, "channels chosen by how much of the next layer's output they carry on the "
                                "calibration data (--criterion recon, the default with --calib)")
