@@ -53,6 +53,9 @@ SUBSETS = {
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
+    # attention (heads through Reshape, Einsum, Expand): its own tests first, then the oracle's
+    **{f"onnxprune/analysis/rules/{n}.py": ["tests/analysis/test_attention.py", *ORACLE_TESTS,
+                                             "tests/passes/test_exact_mode.py"] for n in ("linear", "reshape")},
     "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py", "tests/passes/test_exact_mode.py"],
     # rules, analyzer (finite.py included), the rewrite; exact mode's tests check the rules' value
     # tracking (zero filters), the soundness tests constant and non-finite channels
@@ -165,6 +168,19 @@ CURATED = [
     Mutant("nothing-removed-silent", "a lossy run that removed nothing gives no warning",
            "onnxprune/passes/pipeline.py", "    if config.lossy and not removed:\n",
            "    if config.lossy and not removed and False:\n"),
+    Mutant("einsum-sink-axis", "Einsum: the weight's axis of a contracted channel label taken from the activation's term",
+           "onnxprune/analysis/rules/linear.py", "ctx.param(w, w_term.index(label), tc.atoms, ROLE_IN,",
+           "ctx.param(w, x_term.index(label), tc.atoms, ROLE_IN,"),
+    Mutant("einsum-heads-not-unified", "Einsum of two activations: q's and k's heads not coupled",
+           "onnxprune/analysis/rules/linear.py",
+           "        ctx.unify(carrying[0].atoms, carrying[1].atoms, f\"{ctx.label}: Einsum operands' channels differ\")\n",
+           "        pass\n"),
+    Mutant("regrouped-heads-entry", "tf2onnx head split: the head_dim entry of the target rewritten instead of the heads",
+           "onnxprune/analysis/rules/reshape.py", "not _piece_fixup(ctx, node, r_out - 2, heads)",
+           "not _piece_fixup(ctx, node, r_out - 1, heads)"),
+    Mutant("expand-entry-kept", "Expand: the channel entry of the shape keeps the old count",
+           "onnxprune/analysis/rules/reshape.py", "new.reshape(-1)[entry] = len(rw.kept(atoms))\n                rw.set_const_input(node, 1, new)",
+           "new.reshape(-1)[entry] = len(atoms)\n                rw.set_const_input(node, 1, new)"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -31,7 +31,7 @@ EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se
             "subgraph_if",
             "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS],
-            "weights_as_inputs_ir4", "weights_as_inputs_ir3"]
+            "weights_as_inputs_ir4", "weights_as_inputs_ir3", "keras_attention", "einsum_attention", "gqa_attention"]
 # Run-time Reshape targets and dims declared -1, tested in test_dynamic_dims.py (their outputs are
 # not [N, 10], and paddle_reshape_cnn's batch is no symbol).
 DYNAMIC = ["paddle_reshape_cnn", "yolo_reshape_cnn"]
