@@ -53,6 +53,10 @@ SUBSETS = {
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/": ["tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
+    # the residual stream (embeddings, class token) and the lossy oracle: the transformer tests first
+    "onnxprune/analysis/oracle.py": ["tests/analysis/test_transformers.py"],
+    "onnxprune/analysis/rules/concat_split.py": ["tests/analysis/test_transformers.py", *ORACLE_TESTS,
+                                                 "tests/passes/test_exact_mode.py"],
     # attention (heads through Reshape, Einsum, Expand): its own tests first, then the oracle's
     **{f"onnxprune/analysis/rules/{n}.py": ["tests/analysis/test_attention.py", *ORACLE_TESTS,
                                              "tests/passes/test_exact_mode.py"] for n in ("linear", "reshape")},
@@ -181,6 +185,14 @@ CURATED = [
     Mutant("expand-entry-kept", "Expand: the channel entry of the shape keeps the old count",
            "onnxprune/analysis/rules/reshape.py", "new.reshape(-1)[entry] = len(rw.kept(atoms))\n                rw.set_const_input(node, 1, new)",
            "new.reshape(-1)[entry] = len(atoms)\n                rw.set_const_input(node, 1, new)"),
+    Mutant("embedding-table-axis", "embedding lookup: the table's vocabulary axis taken for its hidden axis",
+           "onnxprune/analysis/rules/concat_split.py", "ctx.param(table, 1, atoms, ROLE_OUT)",
+           "ctx.param(table, 0, atoms, ROLE_OUT)"),
+    Mutant("cls-token-expand-entry", "class token: the Expand entry on the channel axis must be the count, not 1",
+           "onnxprune/analysis/rules/concat_split.py", "(entry >= 0 and target[entry] != 1)",
+           "(entry >= 0 and target[entry] != len(ref.atoms))"),
+    Mutant("lossy-oracle-blind", "the lossy oracle leaves every LayerNorm over all the channels",
+           "onnxprune/analysis/oracle.py", "or len(kept) == len(atoms):", "or True:"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

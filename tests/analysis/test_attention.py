@@ -76,9 +76,9 @@ def test_lossy_ratio_keeps_half_the_heads(vit):
     pruned = onnxprune.prune(copy(vit), ratio=0.5).model  # a head is 24 columns: no alignment to 16
     onnx.checker.check_model(pruned, full_check=True)
     after = stored(pruned)
-    for layer in (0, 1):
-        assert after[in_proj(vit, layer)].shape == (DIM, 3 * 2 * HEAD_DIM)
-        assert after[f"layers.{layer}.self_attention.out_proj.weight"].shape == (DIM, 2 * HEAD_DIM)
+    for layer in (0, 1):  # half the heads, and half the residual stream (tests/analysis/test_transformers.py)
+        assert after[in_proj(vit, layer)].shape == (DIM // 2, 3 * 2 * HEAD_DIM)
+        assert after[f"layers.{layer}.self_attention.out_proj.weight"].shape == (DIM // 2, 2 * HEAD_DIM)
     for batch in (1, 2):
         (y,) = run(pruned, feeds(vit, batch=batch))
         assert y.shape == (batch, 10) and np.all(np.isfinite(y))
@@ -154,7 +154,7 @@ def test_packed_heads_oracle_and_ratio():
     after = stored(pruned)
     for layer in (0, 1):
         qkv, proj, bias = packed_weights(model, layer)
-        assert after[qkv].shape == (DIM, 3 * 2 * HEAD_DIM) and after[proj].shape == (2 * HEAD_DIM, DIM)
+        assert after[qkv].shape == (DIM // 2, 3 * 2 * HEAD_DIM) and after[proj].shape == (2 * HEAD_DIM, DIM // 2)
         assert after[bias].shape == (2, 17, 17)
     (y,) = run(pruned, feeds(model, batch=2))
     assert y.shape == (2, 10) and np.all(np.isfinite(y))

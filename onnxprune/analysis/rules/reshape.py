@@ -168,8 +168,9 @@ def reshape(node, ctx):
                         return
                     if target is not None:
                         _reshape_fixup(ctx, node, target, o, atoms)
-                    elif partial[o] != -1 and not _piece_fixup(ctx, node, o, atoms) and not _frozen_target_fixup(
-                            ctx, node, {o: (atoms, 1)}):
+                    elif (partial[o] != -1 and not ctx.counts_itself(node, 1, o, atoms)
+                          and not _piece_fixup(ctx, node, o, atoms)
+                          and not _frozen_target_fixup(ctx, node, {o: (atoms, 1)})):
                         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
                         return
                     ctx.set(node.output[0], TensorChannels(o, atoms, values))
