@@ -26,12 +26,13 @@ SEED = 0
 VOCAB, HIDDEN, HEADS, LAYERS, FFN, POSITIONS = 96, 64, 4, 2, 128, 64
 
 
-def bert():
+def bert(base: bool = False):
     from transformers import BertConfig, BertForSequenceClassification
 
-    config = BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                        intermediate_size=FFN, max_position_embeddings=POSITIONS, num_labels=3,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, attn_implementation="eager")
+    sizes = {} if base else dict(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                                 num_attention_heads=HEADS, intermediate_size=FFN, max_position_embeddings=POSITIONS)
+    config = BertConfig(**sizes, num_labels=3, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                        attn_implementation="eager")
     model = BertForSequenceClassification(config)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     return model, names, ["logits"], {n: {0: "batch", 1: "sequence"} for n in names} | {"logits": {0: "batch"}}
@@ -69,6 +70,8 @@ def gpt2():
 
 
 FIXTURES = {"hf_bert_tiny": bert, "hf_gpt2_tiny": gpt2}
+# Not a fixture: BERT-base (hidden 768, 12 layers, vocabulary 30522) for benchmarks/transformer_speed.py.
+LARGE = {"bert_base": lambda: bert(base=True)}
 
 
 def sample(names, batch, seq, seed):
@@ -79,7 +82,7 @@ def sample(names, batch, seq, seed):
     return {n: feeds[n].astype(np.int64) for n in names}
 
 
-def export(name: str) -> Path:
+def export(name: str, out_dir: Path = OUT) -> Path:
     import onnx
     import onnxruntime as ort
     import torch
@@ -90,7 +93,7 @@ def export(name: str) -> Path:
     # exporter cannot trace; its broadcasting version for older torch computes the same mask.
     masking_utils.sdpa_mask = masking_utils.sdpa_mask_older_torch
     torch.manual_seed(SEED)
-    model, names, outputs, dynamic = FIXTURES[name]()
+    model, names, outputs, dynamic = {**FIXTURES, **LARGE}[name]()
     model.eval()
     example = sample(names, 2, 8, SEED)
 
@@ -118,8 +121,8 @@ def export(name: str) -> Path:
             want = wrapped(*(torch.from_numpy(feeds[n]) for n in names)).numpy()
         (got,) = sess.run(None, feeds)
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=1e-4)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.onnx"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.onnx"
     path.write_bytes(data)
     print(f"{path.name:<20} {len(data):>9,} bytes  opset 17  ir {proto.ir_version}  inputs {names}")
     return path
@@ -128,7 +131,12 @@ def export(name: str) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", help="comma-separated fixture names")
+    ap.add_argument("--bert-base", type=Path, metavar="DIR", help="write bert_base.onnx (random weights) to DIR "
+                    "instead of the fixtures, for benchmarks/transformer_speed.py")
     args = ap.parse_args(argv)
+    if args.bert_base:
+        export("bert_base", args.bert_base)
+        return 0
     for name in (args.only.split(",") if args.only else FIXTURES):
         export(name)
     return 0
