@@ -221,7 +221,8 @@ def _expanded_constant(concat, ctx, name: str, ref: TensorChannels) -> bool:
     `cls_token.expand(N, -1, -1)` joined to the patch tokens): the constant is a per-channel
     parameter on the channel axis, which the Expand leaves as it is (its shape entry there is 1)."""
     expand = ctx.graph.producer.get(name)
-    if expand is None or expand.op_type != "Expand" or ctx.graph.users(name) != [concat]:
+    users = ctx.graph.users(name)
+    if expand is None or expand.op_type != "Expand" or len(users) != 1 or users[0] is not concat:
         return False
     data = expand.input[0]
     shape = ctx.shape(data) if ctx.is_const(data) else None
