@@ -43,16 +43,17 @@ def _feed(sess: ort.InferenceSession, batch: int, seed: int) -> dict:
 
 
 def bench(models, names, batch_sizes=(1, 8), threads: int | None = None, spin: bool = False, warmup: int = 5,
-          runs: int = 30, seed: int = 0, progress=None) -> BenchResult:
+          runs: int = 30, seed: int = 0, progress=None, feeds=None) -> BenchResult:
+    """`feeds(session, batch, seed)`: the inputs (default: N(0,1) floats, batch on dim 0)."""
     sessions = [session(m, threads, spin) for m in models]
     total = len(batch_sizes) * (warmup + runs) * len(sessions)
     done = 0
     stats = []
     for batch in batch_sizes:
-        feeds = [_feed(s, batch, seed) for s in sessions]
+        inputs = [(feeds or _feed)(s, batch, seed) for s in sessions]
         times = [[] for _ in sessions]
         for i in range(warmup + runs):
-            for k, (s, feed) in enumerate(zip(sessions, feeds)):
+            for k, (s, feed) in enumerate(zip(sessions, inputs)):
                 t0 = time.perf_counter()
                 s.run(None, feed)
                 if i >= warmup:

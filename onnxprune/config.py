@@ -178,6 +178,8 @@ class PruneConfig:
                                           # "auto" (int8 only on the layers it makes faster)
     memo: object = field(default=None, compare=False, repr=False)  # memo.CalibMemo a strategy shares between
                                           # its pipeline runs (statistics of one model on one calib set)
+    weight_inputs: str = "keep"           # weights also listed as graph inputs (old exports): "keep" them as
+                                          # inputs in the written model, or "drop" them
 
     def __post_init__(self):
         target, fidelity = self.target, self.fidelity
@@ -190,6 +192,8 @@ class PruneConfig:
         if fidelity.guarded and self.ratio is not None:
             raise ConfigError("a fidelity bound searches the FLOPs target itself; use it with target_flops "
                               "(the most pruning allowed) or alone, not with ratio")
+        if self.weight_inputs not in ("keep", "drop"):
+            raise ConfigError(f"weight_inputs must be keep or drop, got '{self.weight_inputs}'")
         self._normalize_data()
         self._check_needs_data()
 

@@ -50,6 +50,7 @@ class PruneReport:
     latency: dict | None = None
     quantize: dict | None = None  # what --quantize did (mode, per-channel, op counts)
     race: dict | None = None      # the criteria raced on held-out calibration data (strategies/race.py)
+    warnings: list[str] = field(default_factory=list)  # the `warning:` lines (a lossy run that removed nothing)
 
     @property
     def channels_removed(self) -> int:
@@ -71,6 +72,7 @@ class PruneReport:
             "latency": self.latency,
             "quantize": self.quantize,
             "race": self.race,
+            "warnings": self.warnings,
         }
 
 
@@ -175,6 +177,7 @@ def format_summary(report, input_path=None, output_path=None) -> str:
         lines.append(f"  note        {report.prunable_flops_share * 100:.0f}% of the FLOPs are in prunable layers; "
                      f"--ratio or --target-flops prunes them (lossy)")
     lines.extend(f"  note        {n}" for n in report.notes)
+    lines.extend(f"warning: {w}" for w in getattr(report, "warnings", []))
     return "\n".join(lines)
 
 
@@ -206,6 +209,19 @@ def _quantize_lines(q: dict) -> list[str]:
     elif speed and "error" in speed:
         lines.append(f"  speed       not measured: {speed['error']}")
     return lines
+def nothing_removed_warning(groups: list[GroupSummary], top: int = 3) -> str:
+    """Why a lossy run removed no channel: the commonest reasons groups are blocked, or, with
+    prunable groups, that the target asked for none of their channels."""
+    blocked = [g for g in groups if not g.prunable]
+    reasons = Counter(_reason_kind(r) for g in blocked for r in g.reasons[:1])
+    kinds = "; ".join(f"{n} x {r}" for r, n in reasons.most_common(top))
+    prunable = len(groups) - len(blocked)
+    if prunable:
+        head = (f"the lossy run removed nothing: {prunable} of {len(groups)} channel groups are prunable but the "
+                "target (after --round-to and --max-group-ratio) takes no channel from them")
+        return head + (f"; the {len(blocked)} blocked: {kinds}" if blocked else "")
+    return (f"the lossy run removed nothing: all {len(groups)} channel groups are blocked"
+            + (f"; top reasons: {kinds}" if kinds else "") + " (`onnxprune analyze` lists each)")
 
 
 def _reason_kind(reason: str) -> str:

@@ -47,6 +47,11 @@ TORCH = {
     "torch_mobilenet_tiny_dynamo": "MobileNetV2 (ReduceMean + Reshape head)",
 }
 
+TRANSFORMERS = {  # tools/export_transformer_fixtures.py
+    "hf_bert_tiny": "BertForSequenceClassification, random weights (2 layers, hidden 64, 4 heads)",
+    "hf_gpt2_tiny": "GPT2LMHeadModel, random weights (2 layers, hidden 64, 4 heads)",
+}
+
 
 def fixtures() -> list[tuple[Path, str]]:
     """(path, exporter) of every fixture, in table order."""
@@ -60,6 +65,8 @@ def fixtures() -> list[tuple[Path, str]]:
         p = REPO / "tests" / "fixtures" / "exporters" / f"{name}.onnx"
         if p.exists():
             out.append((p, how))
+    for p in sorted((REPO / "tests" / "fixtures" / "transformers").glob("*.onnx")):
+        out.append((p, f"PyTorch TorchScript exporter: Hugging Face {TRANSFORMERS.get(p.stem, p.stem)}"))
     return out
 
 

@@ -58,6 +58,23 @@ qdq_bn_cnn, qdq_bn_cnn_pt      a conv net with BatchNormalization not folded (a 
                                DequantizeLinear output
 dynamic_hw_cnn                 onnx.helper: input ["N", 3, "H", "W"], Resize x2 + skip Concat,
                                residual Add, GlobalAveragePool, Gemm
+keras_attention                onnx.helper, as tf2onnx writes a Keras MultiHeadAttention encoder block:
+                               input [N, T, 32], projections on [N * T, 32] rows (Reshape(x, [-1, 32])
+                               -> MatMul -> Add), each split into 4 heads of 8 by a Reshape whose
+                               target is Concat(Shape(x)[0:2], [4, 8]), Transposes (0,2,1,3) / (0,2,3,1),
+                               batched MatMuls, Softmax, merged back by Reshape(-1, 32); residual
+                               Add, LayerNormalization, Gelu MLP, mean over T, MatMul head
+einsum_attention               onnx.helper, the same block as Keras' EinsumDense and einsum attention
+                               write it: q, k, v = Einsum('abc,cde->abde', x, W[32, 4, 8]) + bias
+                               [4, 8], scores Einsum('aecd,abcd->acbe'), context
+                               Einsum('acbe,aecd->abcd'), out Einsum('abcd,cde->abe', ctx, W[4, 8, 32])
+gqa_attention                  onnx.helper, Hugging Face's grouped-query attention (Llama's
+                               repeat_kv): 4 query heads of 8, 2 K/V heads, each repeated by
+                               Unsqueeze -> Expand([1, 2, 2, 1, 1]) -> Reshape([0, 4, -1, 8])
+weights_as_inputs_ir4          onnx.helper, as PyTorch 1.2 wrote CenterFace (IR 4, opset 9): the small
+                               conv net with BN kept, every initializer also listed as a graph input
+weights_as_inputs_ir3          the same at IR 3 / opset 8, where the IR requires every initializer
+                               to be a graph input
 opset{N}_cnn                   onnx.helper: one net at opsets 11..25 (odd) using the ops whose form
                                changed across opsets (Clip bounds, Split sizes / num_outputs,
                                Pad axes, ReduceMean axes, Squeeze axes); ir_version = the lowest
@@ -663,6 +680,121 @@ def dynamic_hw_cnn() -> onnx.ModelProto:
     return g.model("dynamic_hw_cnn", [_vi("input", ["N", 3, "H", "W"])], [_vi("output", ["N", 10])])
 
 
+# ------------------------------------------------------------------------------- attention
+ATT_C, ATT_HEADS, ATT_HD = 32, 4, 8
+
+
+def _gelu(g: Net, x):
+    e = g.node("Erf", [g.node("Div", [x, g.const(np.array(1.4142135, np.float32))])])
+    return g.node("Mul", [g.node("Mul", [x, g.node("Add", [e, g.const(np.array(1.0, np.float32))])]),
+                          g.const(np.array(0.5, np.float32))])
+
+
+def _encoder_tail(g: Net, x, attn, name: str) -> onnx.ModelProto:
+    """residual + LayerNorm + Gelu MLP (on [N * T, C] rows) + residual + LayerNorm, mean over T, head."""
+    c, rng = ATT_C, g.rng
+
+    def ln(v):
+        return g.node("LayerNormalization", [v, g.const(rng.uniform(0.5, 1.5, c).astype(np.float32)),
+                                             g.const(rng.normal(0, 0.1, c).astype(np.float32))], axis=-1, epsilon=1e-6)
+
+    x = ln(g.node("Add", [x, attn]))
+    rows = g.node("Reshape", [x, g.const(np.array([-1, c], np.int64))])
+    h = g.node("Add", [g.node("MatMul", [rows, g.const((rng.standard_normal((c, 2 * c)) / np.sqrt(c)).astype(np.float32))]),
+                       g.const((rng.standard_normal(2 * c) * 0.1).astype(np.float32))])
+    h = g.node("Add", [g.node("MatMul", [_gelu(g, h), g.const((rng.standard_normal((2 * c, c)) / np.sqrt(2 * c)).astype(np.float32))]),
+                       g.const((rng.standard_normal(c) * 0.1).astype(np.float32))])
+    h = g.node("Reshape", [h, g.node("Shape", [x])])
+    x = ln(g.node("Add", [x, h]))
+    x = g.node("ReduceMean", [x], axes=[1], keepdims=0)
+    g.node("MatMul", [x, g.const((rng.standard_normal((c, 10)) / np.sqrt(c)).astype(np.float32))], "output")
+    return g.model(name, [_vi("input", ["N", "T", c])], [_vi("output", ["N", 10])])
+
+
+def keras_attention() -> onnx.ModelProto:
+    g = Net(SEED, opset=17)
+    c, heads, hd, rng = ATT_C, ATT_HEADS, ATT_HD, g.rng
+    x = "input"
+    rows = g.node("Reshape", [x, g.const(np.array([-1, c], np.int64), "to_rows")], "attention/to_rows")
+    lead = g.node("Slice", [g.node("Shape", [x], "attention/shape"), g.const(np.array([0], np.int64)),
+                            g.const(np.array([2], np.int64))], "attention/lead")
+    split = g.node("Concat", [lead, g.const(np.array([heads, hd], np.int64), "heads_hd")], "attention/split_shape", axis=0)
+    proj = {}
+    for p in "qkv":
+        y = g.node("MatMul", [rows, g.const((rng.standard_normal((c, c)) / np.sqrt(c)).astype(np.float32),
+                                             f"attention/{p}/kernel")], f"attention/{p}/MatMul")
+        y = g.node("Add", [y, g.const((rng.standard_normal(c) * 0.1).astype(np.float32), f"attention/{p}/bias")])
+        proj[p] = g.node("Reshape", [y, split], f"attention/{p}/Reshape")
+    q = g.node("Mul", [g.node("Transpose", [proj["q"]], perm=[0, 2, 1, 3]), g.const(np.array(hd ** -0.5, np.float32))])
+    k = g.node("Transpose", [proj["k"]], perm=[0, 2, 3, 1])
+    v = g.node("Transpose", [proj["v"]], perm=[0, 2, 1, 3])
+    a = g.node("Softmax", [g.node("MatMul", [q, k], "attention/scores")], axis=-1)
+    ctx = g.node("Transpose", [g.node("MatMul", [a, v], "attention/context")], perm=[0, 2, 1, 3])
+    ctx = g.node("Reshape", [ctx, g.const(np.array([-1, c], np.int64), "merge_heads")], "attention/merge")
+    y = g.node("MatMul", [ctx, g.const((rng.standard_normal((c, c)) / np.sqrt(c)).astype(np.float32),
+                                       "attention/output/kernel")], "attention/output/MatMul")
+    y = g.node("Add", [y, g.const((rng.standard_normal(c) * 0.1).astype(np.float32), "attention/output/bias")])
+    attn = g.node("Reshape", [y, g.node("Shape", [x])], "attention/to_sequence")
+    return _encoder_tail(g, x, attn, "keras_attention")
+
+
+def einsum_attention() -> onnx.ModelProto:
+    g = Net(SEED + 1, opset=17)
+    c, heads, hd, rng = ATT_C, ATT_HEADS, ATT_HD, g.rng
+    x = "input"
+    proj = {}
+    for p in "qkv":
+        y = g.node("Einsum", [x, g.const((rng.standard_normal((c, heads, hd)) / np.sqrt(c)).astype(np.float32),
+                                         f"attention/{p}/kernel")], f"attention/{p}/einsum", equation="abc,cde->abde")
+        proj[p] = g.node("Add", [y, g.const((rng.standard_normal((heads, hd)) * 0.1).astype(np.float32),
+                                            f"attention/{p}/bias")])
+    q = g.node("Mul", [proj["q"], g.const(np.array(hd ** -0.5, np.float32))])
+    scores = g.node("Einsum", [proj["k"], q], "attention/scores", equation="aecd,abcd->acbe")
+    a = g.node("Softmax", [scores], axis=-1)
+    ctx = g.node("Einsum", [a, proj["v"]], "attention/context", equation="acbe,aecd->abcd")
+    y = g.node("Einsum", [ctx, g.const((rng.standard_normal((heads, hd, c)) / np.sqrt(c)).astype(np.float32),
+                                       "attention/output/kernel")], "attention/output/einsum", equation="abcd,cde->abe")
+    attn = g.node("Add", [y, g.const((rng.standard_normal(c) * 0.1).astype(np.float32), "attention/output/bias")])
+    return _encoder_tail(g, x, attn, "einsum_attention")
+
+
+def gqa_attention() -> onnx.ModelProto:
+    g = Net(SEED + 2, opset=17)
+    c, heads, hd, rng = ATT_C, ATT_HEADS, ATT_HD, g.rng
+    kv_heads = 2
+    x = "input"
+    proj = {}
+    for p, n in (("q", heads), ("k", kv_heads), ("v", kv_heads)):
+        y = g.node("MatMul", [x, g.const((rng.standard_normal((c, n * hd)) / np.sqrt(c)).astype(np.float32),
+                                         f"self_attn.{p}_proj.weight")], f"/self_attn/{p}_proj/MatMul")
+        y = g.node("Reshape", [y, g.const(np.array([0, 0, n, hd], np.int64))], f"/self_attn/{p}_view")
+        y = g.node("Transpose", [y], f"/self_attn/{p}_t", perm=[0, 2, 1, 3])
+        if p != "q":  # repeat_kv: [N, G, T, hd] -> [N, G, heads/G, T, hd] -> [N, heads, T, hd]
+            y = g.node("Unsqueeze", [y, g.const(np.array([2], np.int64))], f"/self_attn/{p}_unsqueeze")
+            y = g.node("Expand", [y, g.const(np.array([1, kv_heads, heads // kv_heads, 1, 1], np.int64))],
+                       f"/self_attn/{p}_expand")
+            y = g.node("Reshape", [y, g.const(np.array([0, heads, -1, hd], np.int64))], f"/self_attn/{p}_repeat")
+        proj[p] = y
+    k = g.node("Transpose", [proj["k"]], perm=[0, 1, 3, 2])
+    s = g.node("Mul", [g.node("MatMul", [proj["q"], k], "/self_attn/scores"), g.const(np.array(hd ** -0.5, np.float32))])
+    ctx = g.node("MatMul", [g.node("Softmax", [s], axis=-1), proj["v"]], "/self_attn/context")
+    ctx = g.node("Reshape", [g.node("Transpose", [ctx], perm=[0, 2, 1, 3]), g.const(np.array([0, 0, c], np.int64))])
+    attn = g.node("MatMul", [ctx, g.const((rng.standard_normal((c, c)) / np.sqrt(c)).astype(np.float32),
+                                          "self_attn.o_proj.weight")], "/self_attn/o_proj/MatMul")
+    return _encoder_tail(g, x, attn, "gqa_attention")
+
+
+# ------------------------------------------------------------------------------- old exports
+def weights_as_inputs(ir_version: int, opset: int) -> onnx.ModelProto:
+    """small_cnn with BN, every weight also declared as a graph input (after the data input), as
+    IR 3 requires and PyTorch < 1.3 (keep_initializers_as_inputs) wrote at IR 4."""
+    m = small_cnn(opset=opset, bn=True, seed=SEED + ir_version)
+    m.graph.input.extend(_vi(t.name, list(t.dims), t.data_type) for t in m.graph.initializer)
+    m.ir_version = ir_version
+    m.producer_name, m.producer_version = "pytorch", "1.2"
+    return m
+
+
 # ------------------------------------------------------------------------------- opsets
 def opset_cnn(opset: int) -> onnx.ModelProto:
     """Conv-BN-Clip, Split + two convs + Concat + residual Add, Pad + depthwise conv,
@@ -726,6 +858,11 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "qdq_bn_cnn_pt": ((lambda: qdq_bn_cnn(False)), "onnxruntime.quantization.quantize_static (QDQ, per-tensor weights, "
                       "BN not folded)", ("onnxruntime",)),
     "dynamic_hw_cnn": (dynamic_hw_cnn, "onnx.helper (dynamic N, H, W)", ()),
+    "keras_attention": (keras_attention, "onnx.helper, tf2onnx Keras MultiHeadAttention style", ()),
+    "einsum_attention": (einsum_attention, "onnx.helper, Keras EinsumDense / einsum attention style", ()),
+    "gqa_attention": (gqa_attention, "onnx.helper, Hugging Face grouped-query attention (repeat_kv)", ()),
+    "weights_as_inputs_ir4": ((lambda: weights_as_inputs(4, 9)), "onnx.helper, weights also graph inputs (IR 4)", ()),
+    "weights_as_inputs_ir3": ((lambda: weights_as_inputs(3, 8)), "onnx.helper, weights also graph inputs (IR 3)", ()),
     **{f"opset{n}_cnn": ((lambda n=n: opset_cnn(n)), f"onnx.helper, opset {n}", ()) for n in OPSETS},
 }
 

@@ -44,8 +44,12 @@ class Analyzer:
         self.param_aliases: dict[str, set[str]] = defaultdict(set)
         self.blocked: dict[int, str] = {}
         self.inexact: dict[int, str] = {}
+        self.statistics: list[tuple[onnx.NodeProto, np.ndarray]] = []  # lossy-only nodes and the atoms of their input
         self.fixups: list[Fixup] = []
         self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
+        # (id(node), input index, entry): a shape entry read from a tensor's channel count at run
+        # time that must hold the kept count of the same channels (x.view(-1, x.size(-1)))
+        self.self_counted: set[tuple[int, int, int]] = set()
         self.shape_reads: list[tuple[onnx.NodeProto, np.ndarray, str]] = []
         self.balances: list[tuple[np.ndarray, int]] = []
         self.zero_states: dict[str, np.ndarray] = {}  # run-time zero initial states -> the hidden units they follow
@@ -152,6 +156,7 @@ class Analyzer:
     def lossy_only(self, atoms, reason: str) -> None:
         """These channels can be removed only in lossy mode: something reads statistics over the
         channel axis (LayerNorm over channels), so even a zero channel changes the outputs."""
+        self.statistics.append((self.node, np.asarray(atoms, dtype=np.int64)))
         for a in np.asarray(atoms, dtype=np.int64).tolist():
             if a >= 0:
                 self.inexact.setdefault(a, reason)
@@ -164,10 +169,13 @@ class Analyzer:
                 self.block(tc.atoms, reason)
 
     def param(self, name: str, axis: int, atoms: np.ndarray, role: str, values: np.ndarray | None = None,
-              tensor: str | None = None, groups: int = 1) -> bool:
+              tensor: str | None = None, groups: int = 1, reader: onnx.NodeProto | None = None) -> bool:
         """Declare that constant `name` loses positions of `axis` with `atoms`. False if not a constant.
         With `groups` > 1 the axis is a grouped conv's input axis: row block k of the parameter reads
-        positions k*n..(k+1)*n-1 of `atoms` (n = the axis size)."""
+        positions k*n..(k+1)*n-1 of `atoms` (n = the axis size). `reader`: the node that reads the
+        parameter, when it is not the one whose rule declares it (an Expand of a class token that
+        only a Concat reads)."""
+        label = node_label(reader) if reader is not None else self.label
         if not self.is_const(name):
             self.block(atoms, f"{self.label}: parameter '{name}' is not a constant")
             return False
@@ -179,12 +187,12 @@ class Analyzer:
         if shape[axis] * groups != len(atoms):
             self.block(atoms, f"{self.label}: parameter '{name}' has {shape[axis]} entries on axis {axis}, expected {len(atoms)}")
             return False
-        self.param_users[name].add(self.label)
+        self.param_users[name].add(label)
         key = (name, axis)
-        self.axis_users[key].add(self.label)
+        self.axis_users[key].add(label)
         old = self.members.get(key)
         if old is None:
-            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, self.label, values, tensor,
+            self.members[key] = Member(name, axis, np.asarray(atoms, dtype=np.int64), role, label, values, tensor,
                                        groups)
         elif old.groups != 1 or groups != 1:
             self.block(np.concatenate([old.atoms, atoms]), f"{self.label}: grouped parameter '{name}' is shared")
@@ -221,6 +229,19 @@ class Analyzer:
         self.fixups.append(Fixup(self.label, apply))
         for i in frozen_inputs:
             self.frozen.add((id(node), i))
+
+    def counts_itself(self, node: onnx.NodeProto, index: int, entry: int, atoms: np.ndarray) -> bool:
+        """Does entry `entry` of input `index` of `node` (a shape) read, at run time, the count of
+        exactly these channels (Shape of a tensor carrying `atoms` on that dim)? Then it holds the
+        kept count after the rewrite by itself: no fixup, and that Shape read is allowed."""
+        origin = self.graph.partial_origin(node.input[index], entry)
+        if origin is None:
+            return False
+        tc = self.tensors.get(origin[0])
+        if tc is None or tc.axis != origin[1] or not np.array_equal(tc.atoms, atoms):
+            return False
+        self.self_counted.add((id(node), index, entry))
+        return True
 
     def read_channel_count(self, node: onnx.NodeProto, atoms: np.ndarray, position: int) -> None:
         """A Shape op reads the channel count (at `position` of its output): fine only if every use
@@ -290,7 +311,7 @@ class Analyzer:
             return False
         for user in self.graph.users(name):
             for i, inp in enumerate(user.input):
-                if inp != name or (id(user), i) in self.frozen:
+                if inp != name or (id(user), i) in self.frozen or (id(user), i, position) in self.self_counted:
                     continue
                 if user.op_type not in SHAPE_OPS or id(user) in self.graph.implicit_inputs:
                     return False
@@ -374,6 +395,7 @@ class Analysis:
         self.tiled = az.tiled  # heads merged into another axis: only value_info shapes need them
         self.members = list(az.members.values())
         self.fixups = az.fixups
+        self.statistics = az.statistics  # what the lossy oracle recomputes over the kept channels
         n = len(az.uf.parent)
         self.roots = az.uf.roots() if n else np.zeros(0, dtype=np.int64)
         # Groups: channels joined through their sources.

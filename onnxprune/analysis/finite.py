@@ -43,8 +43,6 @@ def nonfinite_tensors(graph: ModelGraph) -> set[str]:
     tainted: set[str] = set()
     stored = list(graph.initializers) + list(graph.constant_nodes)
     for name in stored:
-        if name in graph.overridable:
-            continue
         value = graph.const_value(name)
         if value is not None and value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
             tainted.add(name)

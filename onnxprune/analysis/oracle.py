@@ -3,7 +3,9 @@ those channels zeroed computes what the pruned model computes. Used by the tests
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from ..graph import ModelGraph
 from .analyzer import Analysis
@@ -27,3 +29,64 @@ def zero_positions(graph: ModelGraph, analysis: Analysis, removed, roles) -> Non
         if len(gone) == 0:
             continue
         graph.replace_const(m.param, m.zeroed(graph.const_value(m.param), gone))
+
+
+def lossy_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[int]) -> onnx.ModelProto:
+    """The oracle for lossy-only channels: `zeroed_reference`, with every statistic over the channel
+    axis (`Analysis.statistics`: LayerNormalization, ReduceMean/Max/Min over the channels) taken over
+    the kept positions only, as the pruned model takes it. A LayerNormalization reads a Gather of
+    the kept positions with its scale and bias cut alike, and its output is spread back to every
+    position (zero where a channel went: nothing reads those any more); a reduction reads the
+    Gather and keeps its single position."""
+    ref = zeroed_reference(model, analysis, removed)
+    g = ref.graph
+    by_output = {n.output[0]: n for n in g.node if n.output}
+    stored = {t.name: t for t in g.initializer}
+    for original, atoms in analysis.statistics:
+        node = by_output.get(original.output[0])
+        tc = analysis.tensors.get(original.input[0])
+        kept = analysis.kept_positions(atoms, removed)
+        if node is None or tc is None or len(kept) == len(atoms):
+            continue
+        axis, tag = tc.axis, original.output[0]
+        kept_name = _const(g, stored, np.asarray(kept, dtype=np.int64), f"{tag}_oracle_kept")
+        nodes = [onnx.helper.make_node("Gather", [node.input[0], kept_name], [f"{tag}_oracle_in"], axis=axis)]
+        node.input[0] = f"{tag}_oracle_in"
+        after = []
+        if node.op_type == "LayerNormalization":
+            for i in (1, 2):
+                if len(node.input) > i and node.input[i]:
+                    value = numpy_helper.to_array(stored[node.input[i]]) if node.input[i] in stored else None
+                    if value is None:
+                        value = ModelGraph(ref, infer=False).const_value(node.input[i])
+                    node.input[i] = _const(g, stored, np.take(value, kept, axis=-1), f"{tag}_oracle_p{i}")
+            spread = np.full(len(atoms), len(kept), dtype=np.int64)  # removed positions read the zero column
+            spread[kept] = np.arange(len(kept))
+            out = node.output[0]
+            node.output[0] = f"{tag}_oracle_out"
+            first = _const(g, stored, np.array([0], dtype=np.int64), f"{tag}_oracle_0")
+            one = _const(g, stored, np.array([1], dtype=np.int64), f"{tag}_oracle_1")
+            ax = _const(g, stored, np.array([axis], dtype=np.int64), f"{tag}_oracle_axis")
+            zero = _const(g, stored, np.array(0, dtype=np.float32), f"{tag}_oracle_zero")
+            after = [
+                onnx.helper.make_node("Slice", [node.output[0], first, one, ax], [f"{tag}_oracle_col"]),
+                onnx.helper.make_node("Mul", [f"{tag}_oracle_col", zero], [f"{tag}_oracle_zeros"]),
+                onnx.helper.make_node("Concat", [node.output[0], f"{tag}_oracle_zeros"], [f"{tag}_oracle_padded"],
+                                      axis=axis),
+                onnx.helper.make_node("Gather", [f"{tag}_oracle_padded",
+                                                 _const(g, stored, spread, f"{tag}_oracle_spread")], [out], axis=axis),
+            ]
+        at = list(g.node).index(node)
+        for k, extra in enumerate(nodes):
+            g.node.insert(at + k, extra)
+        at = list(g.node).index(node)
+        for k, extra in enumerate(after):
+            g.node.insert(at + 1 + k, extra)
+    return ref
+
+
+def _const(g: onnx.GraphProto, stored: dict, value: np.ndarray, name: str) -> str:
+    t = numpy_helper.from_array(value, name)
+    g.initializer.append(t)
+    stored[name] = g.initializer[-1]
+    return name

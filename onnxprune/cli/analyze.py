@@ -8,6 +8,7 @@ import click
 
 from ..analysis.sparsity import format_sparsity, weight_sparsity
 from ..api import analyze_model
+from ..passes.weight_inputs import weight_inputs_note
 from ..report import format_groups
 from . import options
 from .output import human_echo, json_target, write_json
@@ -49,6 +50,8 @@ def analyze_cmd(input_path, verbose, json_path, calib, preprocess, shapes, laten
     echo(f"input shapes: {analysis.shapes.describe()} ({analysis.shapes.source})")
     for note in analysis.shapes.notes:
         echo(f"note: {note}")
+    if analysis.graph.weight_inputs:
+        echo(f"note: {weight_inputs_note(analysis.graph.weight_inputs, analysis.graph.model.ir_version, 'keep')}")
     sparsity = weight_sparsity(analysis.graph)
     echo("")
     echo(format_sparsity(sparsity))

@@ -150,6 +150,10 @@ quantize = _option(OUTPUT, "--quantize", type=click.Choice(list(QUANTIZE_MODES))
                         "--threads, --device (each layer timed in both forms), the pruned float model if that is "
                         "not faster as a whole. Fidelity is reported per step; the written model's speed against "
                         "the pruned float model is measured (a warning when it is slower).")
+weight_inputs = _option(OUTPUT, "--weight-inputs", type=click.Choice(["keep", "drop"]), default="keep", show_default=True,
+                        help="Weights also listed as graph inputs (IR 3 exports, keep_initializers_as_inputs) are "
+                             "pruned as the constants they hold; keep them as inputs of the written model (at their "
+                             "new shapes) or drop them from its inputs (IR 4 and later).")
 overwrite = _option(OUTPUT, "--overwrite", is_flag=True, help="Allow OUT to be the input file.")
 quiet = _option(OUTPUT, "-q", "--quiet", is_flag=True,
                 help="Print only errors (no progress bar; there is none unless stderr is a terminal).")

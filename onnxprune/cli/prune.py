@@ -45,12 +45,13 @@ from .output import STDOUT, StderrProgress, human_echo, json_target, write_json
 @options.latency_cache
 @options.fold_bn
 @options.quantize
+@options.weight_inputs
 @options.json_option("--report")
 @options.overwrite
 @options.quiet
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, target_latency, batch, threads,
               latency_cache, criterion, allocation, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
-              metric, fold_bn, quantize, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
+              metric, fold_bn, quantize, weight_inputs, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     with as_flags():
@@ -60,7 +61,8 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
                              shapes=tuple(shapes),
                              repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
                              metric=metric, target_latency=target_latency, batch=options.one_batch(batch, 1), threads=threads,
-                             latency_cache=latency_cache, quantize=quantize)
+                             latency_cache=latency_cache, quantize=quantize,
+                             weight_inputs=weight_inputs)
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)

@@ -84,7 +84,7 @@ class Folding:
 
     def const_tensor(self, name: str) -> onnx.TensorProto | None:
         name = self.resolve(name)
-        if name in self.initializers and name not in self.overridable:
+        if name in self.initializers:
             return self.initializers[name]
         if name not in self.constant_nodes:
             value = self.folded(name)
@@ -203,6 +203,24 @@ class Folding:
                 return None
             step = int(b[3].reshape(-1)[0]) if b[3] is not None else 1
             return data[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
+        if op == "Reshape" and self.rank(name) == 1:
+            return self.partial_value(node.input[0], _depth + 1)  # a 1-D shape vector stays as it is
+        if op == "ConstantOfShape":
+            count = self.partial_value(node.input[0], _depth + 1)
+            fill = next((numpy_helper.to_array(a.t) for a in node.attribute if a.name == "value"), np.zeros(1))
+            if count is None or len(count) != 1 or not isinstance(count[0], int) or fill.dtype.kind not in "iu":
+                return None
+            return [int(fill.reshape(-1)[0])] * count[0]
+        if op in ("Equal", "Where"):
+            # torch's expand(n, -1, -1): Where(Equal(shape, -1), ones, shape), entry by entry
+            parts = [self.partial_value(i, _depth + 1) for i in node.input]
+            if any(p is None for p in parts) or len({len(p) for p in parts} - {1}) > 1:
+                return None
+            n = max(len(p) for p in parts)
+            parts = [p * n if len(p) == 1 else p for p in parts]
+            if op == "Equal":
+                return [int(a == b) if isinstance(a, int) and isinstance(b, int) else None for a, b in zip(*parts)]
+            return [(x if c else y) if isinstance(c, int) else None for c, x, y in zip(*parts)]
         if op in _PARTIAL_ARITHMETIC and len(node.input) == 2 and self.dtypes.get(name) in _INT64_32:
             # head_dim = Shape(x)[2] / heads: entries known on both sides are computed, others unknown
             a, b = (self.partial_value(i, _depth + 1) for i in node.input)
@@ -234,6 +252,51 @@ class Folding:
                     return node, i, index - offset
                 return self.partial_source(piece, index - offset, _depth + 1)
             offset += len(vals)
+        return None
+
+    def partial_origin(self, name: str, index: int, _depth: int = 0) -> tuple[str, int] | None:
+        """Entry `index` of a shape computation when it is a copy of one dim of a tensor:
+        (tensor, dim) of the Shape op it comes from, through Cast/Identity/Squeeze/Unsqueeze,
+        Concat, and Gather/Slice with constant indices; else None."""
+        node = self.producer.get(name)
+        if node is None or _depth > 32 or node.domain not in ("", "ai.onnx"):
+            return None
+        op = node.op_type
+        if op in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
+            return self.partial_origin(node.input[0], index, _depth + 1)
+        if op == "Shape":
+            dims = self.dims(node.input[0])
+            if dims is None:
+                return None
+            start, end = slice(attr(node, "start", 0), attr(node, "end", len(dims))).indices(len(dims))[:2]
+            return (node.input[0], start + index) if start + index < end else None
+        if op == "Concat":
+            offset = 0
+            for piece in node.input:
+                vals = self.partial_value(piece)
+                if vals is None:
+                    return None
+                if index < offset + len(vals):
+                    return self.partial_origin(piece, index - offset, _depth + 1)
+                offset += len(vals)
+            return None
+        if op in ("Gather", "Slice"):
+            data = self.partial_value(node.input[0])
+            if data is None:
+                return None
+            positions = list(range(len(data)))
+            if op == "Gather":
+                idx = self.const_value(node.input[1])
+                if idx is None or attr(node, "axis", 0) != 0:
+                    return None
+                picked = [positions[int(i)] for i in idx.reshape(-1) if -len(data) <= int(i) < len(data)]
+            else:
+                b = [self.const_value(i) if i else None for i in node.input[1:5]] + [None] * 4
+                if b[0] is None or b[1] is None or (len(node.input) > 3 and node.input[3] and b[2] is None):
+                    return None
+                step = int(b[3].reshape(-1)[0]) if b[3] is not None else 1
+                picked = positions[int(b[0].reshape(-1)[0]):int(b[1].reshape(-1)[0]):step]
+            return self.partial_origin(node.input[0], picked[index], _depth + 1) if index < len(picked) else None
         return None
 
     def const_shape(self, name: str) -> Shape | None:

@@ -141,7 +141,7 @@ class GraphIndex:
         return self.alias.get(name, name)
 
     def _stored_constant(self, name: str) -> bool:
-        return (name in self.initializers and name not in self.overridable) or name in self.constant_nodes
+        return name in self.initializers or name in self.constant_nodes
 
     def is_stored(self, name: str) -> bool:
         """A constant held as a tensor (initializer or Constant node), not computed by a node."""

@@ -42,8 +42,10 @@ class ModelGraph(GraphIndex, Folding, QDQWeights, ShapeInference, Edits):
         # Identity(constant) is the constant under another name (PyTorch writes one copy of equal
         # tensors and an Identity for the others): such names resolve to the stored tensor.
         self.alias: dict[str, str] = {}
-        # Initializers listed as graph inputs can be overridden at run time: never constants.
-        self.overridable = {i.name for i in g.input if i.name in self.initializers}
+        # Initializers also listed as graph inputs (IR 3, keep_initializers_as_inputs): what a runtime
+        # uses when they are not fed, so constants here; the written model keeps them as inputs
+        # (declared at their new shapes) unless asked to drop them (passes/weight_inputs.py).
+        self.weight_inputs = [i.name for i in g.input if i.name in self.initializers]
         self.graph_outputs = {o.name for o in g.output}
         for n in self.all_nodes:
             if n.op_type == "Identity" and n.domain in ("", "ai.onnx") and n.output[0] not in self.graph_outputs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..analysis import Analysis, analyze
 from .base import Pass, PassResult
+from .weight_inputs import weight_inputs_note
 
 
 class Analyze(Pass):
@@ -15,6 +16,9 @@ class Analyze(Pass):
         state.analysis = analyze(state.graph)
         state.groups_before = state.analysis.groups
         state.prunable_flops_share = prunable_flops_share(state.analysis)
+        if state.graph.weight_inputs:
+            state.notes.append(weight_inputs_note(state.graph.weight_inputs, state.model.ir_version,
+                                                  state.config.weight_inputs))
         return PassResult(False, {"groups": len(state.analysis.groups),
                                   "prunable": len(state.analysis.prunable_groups())})
 

@@ -1,7 +1,7 @@
 """One pipeline run: the passes a config asks for, in order, over one model at resolved shapes.
 
     [fold-bn] -> analyze -> select -> [measure-bn] -> [repair-consumers] -> prune-channels
-              -> [repair-bn] -> retie-shared -> cleanup
+              -> [repair-bn] -> retie-shared -> cleanup -> weight-inputs
 
 `run_pipeline` dispatches nothing: whatever searches over pipelines (the fidelity guard, the latency
 loop, quantize-then-check; onnxprune/strategies/) calls it, never the other way round."""
@@ -14,7 +14,7 @@ from ..config import PruneConfig
 from ..cost import count_flops, count_params
 from ..graph import ModelGraph
 from ..io import check_proto, load_model
-from ..report import GroupSummary, PruneReport, PruneResult
+from ..report import GroupSummary, PruneReport, PruneResult, nothing_removed_warning
 from ..shapes import ResolvedShapes
 from .analyze import Analyze
 from .base import Pass, PassManager
@@ -24,6 +24,7 @@ from .repair import MeasureBN, RecalibrateBN, RepairConsumers
 from .select import SelectExact
 from .state import PruneState
 from .untie import RetieShared, untie_shared
+from .weight_inputs import DeclareWeightInputs, check_weight_inputs_mode
 
 
 def _select_pass(config: PruneConfig, timer=None) -> Pass:
@@ -50,12 +51,13 @@ def build_pipeline(config: PruneConfig, timer=None) -> list[Pass]:
     passes.append(PruneChannels())
     if config.lossy and "bn" in config.repair:
         passes.append(RecalibrateBN())
-    passes += [RetieShared(), Cleanup()]
+    passes += [RetieShared(), Cleanup(), DeclareWeightInputs()]
     return passes
 
 
 def run_pipeline(model: onnx.ModelProto, config: PruneConfig, shapes: ResolvedShapes, timer=None) -> PruneResult:
     """Prune `model` (edited in place) at `shapes` with the passes `config` asks for."""
+    check_weight_inputs_mode(model, config.weight_inputs)
     state = PruneState(model=model, config=config, shapes=shapes)
     params_before = count_params(model)
     state.ties = untie_shared(model)  # merged back by RetieShared
@@ -77,6 +79,8 @@ def run_pipeline(model: onnx.ModelProto, config: PruneConfig, shapes: ResolvedSh
         input_shapes=shapes.per_sample().describe(), shapes_source=shapes.source,
         latency=state.latency,
     )
+    if config.lossy and not removed:
+        report.warnings.append(nothing_removed_warning(groups))
     if config.lossy and config.calib is not None and config.criterion == "recon" and state.removed:
         report.notes.insert(0, "channels chosen by how much of the next layer's output they carry on the "
                                "calibration data (--criterion recon, the default with --calib)")

@@ -66,7 +66,8 @@ def drop_channels(analysis: Analysis, removed: set[int]) -> int:
 def _update_value_info(analysis: Analysis, rw: Rewriter) -> None:
     graph = analysis.graph
     g = graph.model.graph
-    infos = list(g.value_info)
+    # Weights also declared as graph inputs (old exports) are declared at their new shapes.
+    infos = list(g.value_info) + [i for i in g.input if i.name in graph.initializers]
     outputs = list(g.output)
     for bodies in graph.bodies.values():
         for body in bodies:

@@ -76,9 +76,9 @@ def test_lossy_ratio_keeps_half_the_heads(vit):
     pruned = onnxprune.prune(copy(vit), ratio=0.5).model  # a head is 24 columns: no alignment to 16
     onnx.checker.check_model(pruned, full_check=True)
     after = stored(pruned)
-    for layer in (0, 1):
-        assert after[in_proj(vit, layer)].shape == (DIM, 3 * 2 * HEAD_DIM)
-        assert after[f"layers.{layer}.self_attention.out_proj.weight"].shape == (DIM, 2 * HEAD_DIM)
+    for layer in (0, 1):  # half the heads, and half the residual stream (tests/analysis/test_transformers.py)
+        assert after[in_proj(vit, layer)].shape == (DIM // 2, 3 * 2 * HEAD_DIM)
+        assert after[f"layers.{layer}.self_attention.out_proj.weight"].shape == (DIM // 2, 2 * HEAD_DIM)
     for batch in (1, 2):
         (y,) = run(pruned, feeds(vit, batch=batch))
         assert y.shape == (batch, 10) and np.all(np.isfinite(y))
@@ -154,7 +154,7 @@ def test_packed_heads_oracle_and_ratio():
     after = stored(pruned)
     for layer in (0, 1):
         qkv, proj, bias = packed_weights(model, layer)
-        assert after[qkv].shape == (DIM, 3 * 2 * HEAD_DIM) and after[proj].shape == (2 * HEAD_DIM, DIM)
+        assert after[qkv].shape == (DIM // 2, 3 * 2 * HEAD_DIM) and after[proj].shape == (2 * HEAD_DIM, DIM // 2)
         assert after[bias].shape == (2, 17, 17)
     (y,) = run(pruned, feeds(model, batch=2))
     assert y.shape == (2, 10) and np.all(np.isfinite(y))
@@ -209,4 +209,124 @@ def test_hf_layout_heads_are_one_group_over_q_k_v():
     shapes = resolve_input_shapes(model, PruneConfig(shapes={"x": (1, 5, 8), "mask": (1, 1, 1, 5)}))
     info = check_oracle(model, shapes=shapes, inputs=inputs, choose=lambda a: {next(
         g for g in a.groups if "q_mm" in g.sources).channels[1]})
+    assert info["removed"] == 1
+
+
+# Attention as other exporters write it (tests/fixtures/exporters/, tools/make_fixtures.py): one
+# encoder block of 4 heads of 8 on a [N, T, 32] input.
+EXPORTERS = Path(__file__).resolve().parents[1] / "fixtures" / "exporters"
+FORMS = {
+    # fixture: (q, k, v sources, out-projection weight and its head axis, the q/k/v weights and theirs)
+    "keras_attention": (["attention/q/MatMul", "attention/k/MatMul", "attention/v/MatMul"],
+                        ("attention/output/kernel", 0, DIM), [(f"attention/{p}/kernel", 1, DIM) for p in "qkv"]),
+    "einsum_attention": (["attention/q/einsum", "attention/k/einsum", "attention/v/einsum"],
+                         ("attention/output/kernel", 0, HEADS), [(f"attention/{p}/kernel", 1, HEADS) for p in "qkv"]),
+    # grouped-query: a channel is one K/V head with the 2 query heads that read it
+    "gqa_attention": (["/self_attn/q_proj/MatMul", "/self_attn/k_proj/MatMul", "/self_attn/v_proj/MatMul"],
+                      ("self_attn.o_proj.weight", 0, DIM), [("self_attn.q_proj.weight", 1, DIM),
+                                                             ("self_attn.k_proj.weight", 1, DIM // 2),
+                                                             ("self_attn.v_proj.weight", 1, DIM // 2)]),
+}
+
+
+def exporter_heads(analysis, name):
+    return next(g for g in analysis.groups if FORMS[name][0][0] in g.sources)
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_exporter_heads_are_exact_groups(name):
+    model = onnx.load(str(EXPORTERS / f"{name}.onnx"))
+    analysis = onnxprune.analyze(copy(model))
+    g = exporter_heads(analysis, name)
+    sources, out_proj, projections = FORMS[name]
+    assert g.exact and g.sources == sources, (g.sources, g.reasons)
+    assert g.size == (2 if name == "gqa_attention" else HEADS)
+    params = {(m.param, m.axis, len(m.atoms)) for m in g.members}
+    assert {out_proj, *projections} <= params, params
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+@pytest.mark.parametrize("seed, batch", [(0, 2), (1, 3)])
+def test_exporter_heads_oracle(name, seed, batch):
+    model = onnx.load(str(EXPORTERS / f"{name}.onnx"))
+    shapes = resolve_input_shapes(model, PruneConfig())
+    # one head (group) removed, then random channels of every exact group
+    one = check_oracle(model, seed=seed, shapes=shapes, inputs=feeds(model, batch=batch, seed=seed),
+                       choose=lambda a: {exporter_heads(a, name).channels[(seed + 1) % exporter_heads(a, name).size]})
+    assert one["removed"] == 1
+    info = check_oracle(model, seed=seed, shapes=shapes, inputs=feeds(model, batch=batch, seed=seed))
+    assert info["removed"] >= 1
+
+
+@pytest.mark.parametrize("name", sorted(FORMS))
+def test_exporter_heads_ratio_and_dead_head(name):
+    model = onnx.load(str(EXPORTERS / f"{name}.onnx"))
+    out_proj, axis, size = FORMS[name][1]
+    pruned = onnxprune.prune(copy(model), ratio=0.5).model
+    onnx.checker.check_model(pruned, full_check=True)
+    assert stored(pruned)[out_proj].shape[axis] == size // 2
+    if name == "gqa_attention":  # repeat_kv's Expand now repeats the one K/V head left
+        expand = next(n for n in pruned.graph.node if n.op_type == "Expand")
+        assert stored(pruned)[expand.input[1]].tolist() == [1, 1, 2, 1, 1]
+    for batch in (1, 3):
+        (y,) = run(pruned, feeds(model, batch=batch, seed=batch))
+        assert y.shape == (batch, 10) and np.all(np.isfinite(y))
+    # Exact mode: a head nothing reads (its rows of the out-projection zero) goes, outputs unchanged.
+    dead = copy(model)
+    w = next(t for t in dead.graph.initializer if t.name == out_proj)
+    value = numpy_helper.to_array(w).copy()
+    per_channel = size // exporter_heads(onnxprune.analyze(copy(model)), name).size
+    np.moveaxis(value, axis, 0)[per_channel:2 * per_channel] = 0  # the second channel
+    w.CopyFrom(numpy_helper.from_array(value, w.name))
+    result = onnxprune.prune(copy(dead))
+    assert result.report.channels_removed == 1
+    assert stored(result.model)[out_proj].shape[axis] == size - per_channel
+    for batch in (1, 3):
+        inputs = feeds(dead, batch=batch, seed=batch)
+        np.testing.assert_allclose(run(result.model, inputs)[0], run(dead, inputs)[0], rtol=1e-5, atol=1e-5)
+
+
+def einsum_model(equation: str, w_shape=None, x_shape=(2, 5, 8), y_shape=None) -> onnx.ModelProto:
+    """x -> MatMul (8 channels) -> Einsum(equation) with a weight or a second activation."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((x_shape[-1], 8)).astype(np.float32), "w0")]
+    second = "y"
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))]
+    if w_shape is not None:
+        inits.append(numpy_helper.from_array(rng.standard_normal(w_shape).astype(np.float32), "w1"))
+        second = "w1"
+    else:
+        inputs.append(helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y_shape)))
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h"], name="proj"),
+             helper.make_node("Einsum", ["h", second], ["out"], name="einsum", equation=equation)]
+    graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    model.graph.output[0].CopyFrom(inferred.graph.output[0])  # the output's shape, as an exporter declares it
+    return model
+
+
+@pytest.mark.parametrize("equation, w_shape, y_shape, prunable", [
+    ("abc,cd->abd", (8, 3), None, True),             # a dense layer: the channels are its input columns
+    ("abc,cde->abde", (8, 2, 3), None, True),        # EinsumDense to [heads, head_dim]
+    ("...c,cd->...d", (8, 3), None, False),          # ellipsis: not followed
+    ("abc,abd->acd", None, (2, 5, 4), True),         # channels pass through, the other side has no label c
+    ("abc,adc->abd", None, (2, 6, 8), False),        # two activations contracted over the channels
+    ("abc,abc->ab", None, (2, 5, 8), False),         # summed over the channels
+])
+def test_einsum_forms(equation, w_shape, y_shape, prunable):
+    model = einsum_model(equation, w_shape, y_shape=y_shape)
+    onnx.checker.check_model(model, full_check=True)
+    analysis = onnxprune.analyze(copy(model))
+    g = next(g for g in analysis.groups if "proj" in g.sources)
+    if not prunable:
+        assert not g.prunable and g.reasons
+        return
+    if "abd->acd" in equation:  # passed through to the graph output: blocked there
+        assert not g.prunable and any("graph output" in r for r in g.reasons), g.reasons
+        return
+    assert g.exact, g.reasons
+    inputs = {"x": np.random.default_rng(1).standard_normal((2, 5, 8)).astype(np.float32)}
+    info = check_oracle(model, inputs=inputs, choose=lambda a: {next(
+        x for x in a.groups if "proj" in x.sources).channels[2]})
     assert info["removed"] == 1

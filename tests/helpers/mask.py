@@ -16,7 +16,7 @@ def mask_channels(analysis: Analysis, channels: set[int]) -> None:
 
 def pick_channels(analysis: Analysis, rng: np.random.Generator, fraction: float = 0.3) -> set[int]:
     chosen = set()
-    for g in analysis.prunable_groups():
+    for g in analysis.exact_groups():  # exact mode never takes lossy-only channels (a LayerNorm's stream)
         k = max(1, int(len(g.channels) * fraction))
         chosen |= {int(c) for c in rng.choice(g.channels, size=min(k, len(g.channels) - 1), replace=False)}
     return chosen

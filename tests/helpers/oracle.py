@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 
 from onnxprune.analysis import analyze
-from onnxprune.analysis.oracle import zeroed_reference
+from onnxprune.analysis.oracle import lossy_reference, zeroed_reference
 from onnxprune.cost import count_params
 from onnxprune.graph import ModelGraph
 from onnxprune.passes.prune_channels import drop_channels
@@ -43,9 +43,10 @@ def feeds(model: onnx.ModelProto, batch: int = 2, seed: int = 0) -> dict[str, np
 
 
 
-def random_removal(analysis, rng, fraction=None) -> set[int]:
+def random_removal(analysis, rng, fraction=None, lossy: bool = False) -> set[int]:
     removed = set()
-    for g in analysis.exact_groups():  # lossy-only groups (LayerNorm over channels) change outputs
+    # lossy-only groups (LayerNorm over channels) change outputs: only the lossy oracle takes them
+    for g in (analysis.prunable_groups() if lossy else analysis.exact_groups()):
         f = fraction if fraction is not None else rng.uniform(0.1, 0.9)
         k = min(len(g.channels) - 1, max(1, int(round(len(g.channels) * f))))
         removed |= {int(c) for c in rng.choice(g.channels, size=k, replace=False)}
@@ -79,16 +80,18 @@ def check_kept_slices(analysis, pruned_graph, removed: set[int]) -> None:
 
 
 def check_oracle(model: onnx.ModelProto, seed: int = 0, fraction=None, atol=1e-4, rtol=1e-3, choose=None,
-                 inputs: dict | None = None, shapes=None) -> dict:
+                 inputs: dict | None = None, shapes=None, lossy: bool = False) -> dict:
     """Prune random channels (or those `choose(analysis)` picks); assert validity and exactness.
+    `lossy`: lossy-only groups too (the residual stream of a transformer), against the reference
+    whose statistics over the channels are taken over the kept ones (analysis/oracle.lossy_reference).
     Returns figures for the caller."""
     rng = np.random.default_rng(seed)
     model = copy(model)
     ties = untie_shared(model)  # as prune() does: each reader of a shared tensor follows its own channels
     graph = (lambda m: ModelGraph(m, shapes=shapes.per_sample())) if shapes is not None else (lambda m: m)
     analysis = analyze(graph(copy(model)))
-    removed = choose(analysis) if choose else random_removal(analysis, rng, fraction)
-    reference = zeroed_reference(model, analysis, removed)
+    removed = choose(analysis) if choose else random_removal(analysis, rng, fraction, lossy)
+    reference = (lossy_reference if lossy else zeroed_reference)(model, analysis, removed)
     pruned = copy(model)
     pruned_analysis = analyze(graph(pruned))
     drop_channels(pruned_analysis, removed)

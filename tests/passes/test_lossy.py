@@ -239,3 +239,24 @@ def test_cli_lossy_summary(tmp_path):
                                   "--calib", str(EVAL))
     assert r.exit_code == 0, r.output
     assert "FLOPs" in r.stdout and "lossy" in r.stdout and "acc original/pruned" in r.stdout
+
+
+def test_a_lossy_run_that_removes_nothing_warns_with_the_reasons(tmp_path):
+    """Nothing prunable (every group of the Loop fixture is blocked): exit 0 as before, but a warning
+    names the commonest reasons, in the summary and in --report's `warnings`."""
+    loop = REPO / "tests" / "fixtures" / "exporters" / "subgraph_loop.onnx"
+    r = invoke(loop, tmp_path / "out.onnx", "--ratio", "0.5", "--no-validate", "--report", tmp_path / "r.json")
+    assert r.exit_code == 0, r.output
+    (line,) = [x for x in r.output.splitlines() if x.startswith("warning: the lossy run removed nothing")]
+    assert "all 4 channel groups are blocked" in line and "2 x Loop reads it inside a subgraph" in line, line
+    import json
+
+    assert json.loads((tmp_path / "r.json").read_text())["warnings"] == [line[len("warning: "):]]
+    # Prunable groups, but a ratio too small to take a channel from any of them.
+    result = prune(onnx.load(str(DIGITS)), ratio=0.01)
+    assert result.report.channels_removed == 0
+    (warning,) = result.report.warnings
+    assert "are prunable but the target" in warning, warning
+    # Something removed, or exact mode: no warning.
+    assert prune(onnx.load(str(DIGITS)), ratio=0.5).report.warnings == []
+    assert prune(onnx.load(str(loop))).report.warnings == []

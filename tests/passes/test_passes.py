@@ -24,12 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 DIGITS = REPO / "models" / "digits_cnn.onnx"
 CALIB = REPO / "models" / "digits_calib.npz"
 SHARED = REPO / "tests" / "fixtures" / "torch_densenet_tiny_fresh.onnx"  # BN tensors read by many nodes
+WEIGHT_INPUTS = REPO / "tests" / "fixtures" / "exporters" / "weights_as_inputs_ir4.onnx"  # weights also inputs
 
 CONFIGS = {
     "exact": (DIGITS, dict()),
     "exact-fold-bn": (DIGITS, dict(fold_bn=True)),
     "lossy-repair-all": (DIGITS, dict(target_flops=0.6, calib=str(CALIB))),
     "lossy-shared-params": (SHARED, dict(ratio=0.5)),
+    "lossy-weight-inputs-drop": (WEIGHT_INPUTS, dict(ratio=0.5, fold_bn=True, weight_inputs="drop")),
 }
 
 
@@ -60,7 +62,7 @@ def test_each_pass_leaves_a_valid_model_that_runs(case):
         assert got.shape == expected.shape, p.name
         if not config.lossy or not state.removed or p.name in ("fold-bn", "analyze", "select", "select-exact"):
             np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-3, err_msg=p.name)
-    assert names[-2:] == ["retie-shared", "cleanup"] and "prune-channels" in names
+    assert names[-3:] == ["retie-shared", "cleanup", "weight-inputs"] and "prune-channels" in names
     if config.lossy:
         assert state.removed
 
@@ -68,7 +70,7 @@ def test_each_pass_leaves_a_valid_model_that_runs(case):
 def test_the_lossy_pipeline_with_repair_runs_every_repair_pass():
     names = [p.name for p in build_pipeline(PruneConfig(target_flops=0.6, calib=str(CALIB)))]
     assert names == ["analyze", "select", "measure-bn", "repair-consumers", "prune-channels", "repair-bn",
-                     "retie-shared", "cleanup"]
+                     "retie-shared", "cleanup", "weight-inputs"]
 
 
 def test_a_pass_run_without_what_it_needs_fails_by_name():

@@ -30,7 +30,8 @@ OPSETS = (11, 13, 15, 17, 19, 21, 23, 25)
 EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se_cnn", "layernorm_cnn", "grouped_cnn", "recurrent_cnn",
             "subgraph_if",
             "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
-            "qdq_cnn", "qdq_bn_cnn", "qdq_bn_cnn_pt", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS]]
+            "qdq_cnn", "qdq_bn_cnn", "qdq_bn_cnn_pt", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS],
+            "weights_as_inputs_ir4", "weights_as_inputs_ir3", "keras_attention", "einsum_attention", "gqa_attention"]
 # Run-time Reshape targets and dims declared -1, tested in test_dynamic_dims.py (their outputs are
 # not [N, 10], and paddle_reshape_cnn's batch is no symbol).
 DYNAMIC = ["paddle_reshape_cnn", "yolo_reshape_cnn"]
@@ -47,10 +48,14 @@ def group_with(analysis, source: str):
 
 
 def inputs_for(model: onnx.ModelProto, batch: int, hw: int = 16, seed: int = 0) -> dict:
-    """Random inputs: dim 0 is the batch, other dynamic dims (H, W) are `hw`."""
+    """Random inputs: dim 0 is the batch, other dynamic dims (H, W) are `hw`; weights that are also
+    inputs (old exports) not fed."""
     rng = np.random.default_rng(seed)
     out = {}
+    weights = {t.name for t in model.graph.initializer}
     for vi in model.graph.input:
+        if vi.name in weights:
+            continue
         tt = vi.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else (batch if k == 0 else hw) for k, d in enumerate(tt.shape.dim)]
         out[vi.name] = rng.standard_normal(shape).astype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))
@@ -568,3 +573,86 @@ def test_opset_versions(opset):
     onnx.checker.check_model(pruned, full_check=True)
     (y,) = run(pruned, feeds(model))
     assert y.shape == (2, 10)
+
+
+# ------------------------------------------------------------------------------ weights as inputs
+WEIGHT_INPUTS = ["weights_as_inputs_ir4", "weights_as_inputs_ir3"]
+
+
+def declared(model: onnx.ModelProto) -> dict[str, list[int]]:
+    return {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+
+
+def assert_weights_declared_as_stored(model: onnx.ModelProto) -> None:
+    dims = declared(model)
+    for t in model.graph.initializer:
+        assert dims[t.name] == list(t.dims), f"{t.name}: declared {dims[t.name]}, stored {list(t.dims)}"
+
+
+@pytest.mark.parametrize("name", WEIGHT_INPUTS)
+def test_weights_that_are_inputs_are_pruned_as_constants(name, tmp_path):
+    """Old exports (IR 3, keep_initializers_as_inputs): every weight is also a graph input. They are
+    the constants a runtime uses when they are not fed, so every conv group is prunable; the written
+    model keeps the same inputs, declared at the shapes the rewrite leaves, and one note says so."""
+    model = load(name)
+    assert len(model.graph.input) == 1 + len(model.graph.initializer)
+    analysis = onnxprune.analyze(copy(model))
+    assert len(analysis.prunable_groups()) == 3, [g.reasons for g in analysis.groups]
+    out = tmp_path / "half.onnx"
+    r = invoke(FIX / f"{name}.onnx", out, "--ratio", "0.5")
+    assert r.exit_code == 0, r.output
+    assert "also listed as graph inputs" in r.output and "NOT CHECKED" in r.output  # ran in ORT, figures only
+    written = onnx.load(str(out))
+    onnx.checker.check_model(written, full_check=True)
+    assert written.ir_version == model.ir_version
+    assert [i.name for i in written.graph.input] == [i.name for i in model.graph.input]
+    assert_weights_declared_as_stored(written)
+    assert declared(written)["conv1.weight"][0] < declared(model)["conv1.weight"][0]
+    (y,) = run(written, feeds(model, seed=1))
+    assert y.shape == (2, 10)
+    r = invoke("analyze", FIX / f"{name}.onnx")
+    assert r.exit_code == 0 and "also listed as graph inputs" in r.stdout, r.output
+
+
+@pytest.mark.parametrize("name", WEIGHT_INPUTS)
+def test_weights_that_are_inputs_exact_mode(name, tmp_path):
+    """A dead filter of conv2 goes in exact mode; conv2's weight input and conv3's are declared at
+    their new shapes and the outputs are unchanged."""
+    model = load(name)
+    for t in model.graph.initializer:
+        if t.name in ("conv2.weight", "conv2.bias"):  # filter 3 outputs Relu(-1) = 0
+            value = onnx.numpy_helper.to_array(t).copy()
+            value[3] = 0 if value.ndim > 1 else -1
+            t.CopyFrom(onnx.numpy_helper.from_array(value, t.name))
+    result = onnxprune.prune(copy(model))
+    assert result.report.channels_removed == 1
+    assert any("also listed as graph inputs" in n for n in result.report.notes)
+    onnx.checker.check_model(result.model, full_check=True)
+    assert_weights_declared_as_stored(result.model)
+    assert declared(result.model)["conv3.weight"] == [8, 7, 3, 3]
+    outputs_match(model, result.model)
+
+
+def test_weight_inputs_drop(tmp_path):
+    """--weight-inputs drop: the written model's only input is the data (IR 4 and later); an IR 3
+    model cannot drop them: one error line, nothing written."""
+    out = tmp_path / "half.onnx"
+    r = invoke(FIX / "weights_as_inputs_ir4.onnx", out, "--ratio", "0.5", "--weight-inputs", "drop")
+    assert r.exit_code == 0, r.output
+    assert "drops them" in r.output
+    written = onnx.load(str(out))
+    onnx.checker.check_model(written, full_check=True)
+    assert [i.name for i in written.graph.input] == ["input"]
+    r = invoke(FIX / "weights_as_inputs_ir3.onnx", tmp_path / "ir3.onnx", "--weight-inputs", "drop")
+    assert r.exit_code == 1 and "IR 3" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "ir3.onnx").exists()
+
+
+def test_ir3_rewrite_declares_new_weights():
+    """IR 3 requires every initializer to be a graph input: a bias that BN folding adds is declared too."""
+    model = load("weights_as_inputs_ir3")
+    result = onnxprune.prune(copy(model), fold_bn=True, ratio=0.5)
+    onnx.checker.check_model(result.model, full_check=True)
+    assert_weights_declared_as_stored(result.model)
+    assert {t.name for t in result.model.graph.initializer} <= set(declared(result.model))
+    outputs_match(result.model, result.model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph import attr, set_attr
-from ..channels import FIXED, MAX_POSITIONS, ROLE_CHANNEL, TensorChannels
+from ..channels import FIXED, MAX_POSITIONS, ROLE_CHANNEL, ROLE_OUT, TensorChannels
 from . import register
 
 
@@ -51,6 +51,8 @@ def concat(node, ctx):
         if t is None:
             if ctx.is_const(name):
                 ctx.param(name, ref.axis, ref.atoms, ROLE_CHANNEL)
+            elif _expanded_constant(node, ctx, name, ref):
+                pass
             else:
                 ctx.block(ref.atoms, f"{ctx.label}: input '{name}' has channels that are not followed")
                 return
@@ -181,6 +183,7 @@ def gather(node, ctx):
         ctx.block_node_inputs(node, f"{ctx.label}: channels reach Gather's indices")
         return
     if tc is None:
+        _embedding(node, ctx)
         return
     rank, idx_rank = ctx.rank(node.input[0]), ctx.rank(node.input[1])
     axis = attr(node, "axis", 0) % rank if rank else None
@@ -192,3 +195,46 @@ def gather(node, ctx):
         return
     out_axis = tc.axis if tc.axis < axis else tc.axis - 1 + idx_rank
     ctx.set(node.output[0], TensorChannels(out_axis, tc.atoms, tc.values))
+
+
+def _embedding(node, ctx) -> None:
+    """An embedding lookup: rows of a constant [vocab, hidden] float table gathered along axis 0
+    (token, position and token-type embeddings). A source: each hidden column is a channel, on the
+    output's last axis."""
+    table = node.input[0]
+    if attr(node, "axis", 0) != 0 or not ctx.is_const(table) or ctx.graph.dequantize_refused.get(table):
+        return
+    value = ctx.const(table)
+    if value is None or value.ndim != 2 or value.dtype.kind != "f" or value.shape[1] < 2:
+        return
+    rank = ctx.rank(node.output[0])
+    if rank is None:
+        return
+    atoms = ctx.new_atoms(value.shape[1])
+    ctx.param(table, 1, atoms, ROLE_OUT)
+    zero = ~np.any(value != 0, axis=0)  # a zero column gives zeros whatever the indices
+    ctx.set(node.output[0], TensorChannels(rank - 1, atoms, np.where(zero, 0.0, np.nan)))
+
+
+def _expanded_constant(concat, ctx, name: str, ref: TensorChannels) -> bool:
+    """A constant broadcast by Expand and read only by this Concat (ViT's class token,
+    `cls_token.expand(N, -1, -1)` joined to the patch tokens): the constant is a per-channel
+    parameter on the channel axis, which the Expand leaves as it is (its shape entry there is 1)."""
+    expand = ctx.graph.producer.get(name)
+    users = ctx.graph.users(name)
+    if expand is None or expand.op_type != "Expand" or len(users) != 1 or users[0] is not concat:
+        return False
+    data = expand.input[0]
+    shape = ctx.shape(data) if ctx.is_const(data) else None
+    target = ctx.graph.partial_value(expand.input[1])
+    rank = ctx.rank(name)
+    if shape is None or target is None or rank is None:
+        return False
+    axis = ref.axis - (rank - len(shape))
+    entry = ref.axis - (rank - len(target))
+    if axis < 0 or shape[axis] != len(ref.atoms) or (entry >= 0 and target[entry] != 1):
+        return False
+    if not ctx.param(data, axis, ref.atoms, ROLE_CHANNEL, reader=expand):
+        return False
+    ctx.set(name, TensorChannels(ref.axis, ref.atoms))
+    return True

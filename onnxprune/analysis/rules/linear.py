@@ -143,3 +143,99 @@ def _batch_channels(node, ctx, ta, tb) -> bool:
             zero |= tc.values == 0
     ctx.set(y, TensorChannels(out_axis, carrying[0].atoms, np.where(zero, 0.0, np.nan)))
     return True
+
+
+def _einsum_terms(node, ctx) -> tuple[list[str], str] | None:
+    """The labels of each operand and of the output of an explicit two-operand equation with one
+    label per axis and none repeated in a term; None for any other form (ellipsis, implicit output,
+    diagonals)."""
+    eq = (attr(node, "equation", b"") or b"")
+    eq = (eq.decode() if isinstance(eq, bytes) else str(eq)).replace(" ", "")
+    if "->" not in eq or "." in eq:
+        return None
+    lhs, out = eq.split("->")
+    terms = lhs.split(",")
+    if len(terms) != 2 or len(node.input) != 2 or len(set(out)) != len(out):
+        return None
+    for term, name in zip(terms, node.input):
+        if len(set(term)) != len(term) or ctx.rank(name) != len(term):
+            return None
+    return terms, out
+
+
+@register("Einsum")
+def einsum(node, ctx):
+    """Two-operand Einsum (Keras EinsumDense, Einsum attention). With a constant operand: the
+    activation's channel label contracted against it is a sink (the weight's axis of that label
+    loses the positions), and the first output label only the weight has is a source (Keras'
+    `abc,cde->abde`: the heads axis d, each head its head_dim positions). Two activations: a channel
+    label kept in the output passes through (the heads of `aecd,abcd->acbe`), the same channels on
+    both sides when both carry it; a contracted or summed channel label mixes channels and blocks."""
+    tcs = [ctx.channels(i) for i in node.input]
+    parsed = _einsum_terms(node, ctx)
+    y = node.output[0]
+    if parsed is None:
+        ctx.block_node_inputs(node, f"{ctx.label}: Einsum equation not followed (ellipsis, implicit "
+                                    "output, a repeated label or not two operands)")
+        return
+    terms, out = parsed
+    consts = [ctx.is_const(i) for i in node.input]
+    if all(consts):
+        return
+    if any(consts):
+        wi = consts.index(True)
+        xi = 1 - wi
+        _einsum_weight(node, ctx, tcs[xi], node.input[xi], terms[xi], node.input[wi], terms[wi], out, y)
+        return
+    labels = set()
+    for tc, term in zip(tcs, terms):
+        if tc is not None:
+            labels.add(term[tc.axis])
+    if not labels:
+        return
+    if len(labels) > 1:
+        ctx.block_node_inputs(node, f"{ctx.label}: channels on two labels of an Einsum")
+        return
+    label = labels.pop()
+    if label not in out:
+        ctx.block_node_inputs(node, f"{ctx.label}: Einsum of two activations sums over the channel axis")
+        return
+    carrying = [tc for tc in tcs if tc is not None]
+    for tc, term in zip(tcs, terms):
+        if tc is None and label in term:
+            ctx.block_node_inputs(node, f"{ctx.label}: the other Einsum operand has positions on the channel "
+                                        "label that are not channels")
+            return
+    if len(carrying) == 2:
+        ctx.unify(carrying[0].atoms, carrying[1].atoms, f"{ctx.label}: Einsum operands' channels differ")
+    n = len(carrying[0].atoms)
+    zero = np.zeros(n, dtype=bool)  # a zero slice gives a zero product when the other side is finite
+    for tc, other in zip(tcs, reversed(node.input)):
+        if tc is not None and not ctx.may_be_nonfinite(other):
+            zero |= tc.values == 0
+    ctx.set(y, TensorChannels(out.index(label), carrying[0].atoms, np.where(zero, 0.0, np.nan)))
+
+
+def _einsum_weight(node, ctx, tc, x, x_term, w, w_term, out, y) -> None:
+    passed = None
+    if tc is not None:
+        label = x_term[tc.axis]
+        if label in w_term and label not in out:
+            ctx.param(w, w_term.index(label), tc.atoms, ROLE_IN, values=tc.values, tensor=x)
+        elif label in out and label not in w_term:
+            passed = TensorChannels(out.index(label), tc.atoms)
+        else:
+            ctx.block(tc.atoms, f"{ctx.label}: Einsum with a constant shares or sums the channel label")
+            return
+    new = [lab for lab in out if lab in w_term and lab not in x_term]
+    if passed is not None or not new:
+        ctx.set(y, passed)
+        return
+    axis = w_term.index(new[0])
+    wv = ctx.const(w)
+    if wv is None or wv.size == 0:
+        return
+    atoms = ctx.new_atoms(wv.shape[axis])
+    ctx.param(w, axis, atoms, ROLE_OUT)
+    values = np.where(_zero_columns(wv, axis) & (not ctx.may_be_nonfinite(x)), 0.0, np.nan)
+    ctx.set(y, TensorChannels(out.index(new[0]), atoms, values))

@@ -168,8 +168,9 @@ def reshape(node, ctx):
                         return
                     if target is not None:
                         _reshape_fixup(ctx, node, target, o, atoms)
-                    elif partial[o] != -1 and not _piece_fixup(ctx, node, o, atoms) and not _frozen_target_fixup(
-                            ctx, node, {o: (atoms, 1)}):
+                    elif (partial[o] != -1 and not ctx.counts_itself(node, 1, o, atoms)
+                          and not _piece_fixup(ctx, node, o, atoms)
+                          and not _frozen_target_fixup(ctx, node, {o: (atoms, 1)})):
                         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
                         return
                     ctx.set(node.output[0], TensorChannels(o, atoms, values))
@@ -247,7 +248,7 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
         return False
     plan = _freeze_plan(ctx, node)
     if plan is None or len(plan) != r_out or plan[-1] != m:
-        return False
+        return _regrouped_heads(node, ctx, tc, in_shape, out_shape)
     k = out_shape[-2]
     if r_out == r_in + 2 and _packed_heads(node, ctx, tc, in_shape, out_shape, plan):
         return True
@@ -274,7 +275,7 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
         ctx.set(node.output[0], TensorChannels(r_out - 1, parts[0], values))
         return True
     if r_out != r_in or r_in < 2 or list(out_shape[:-2]) != list(in_shape[:-2]):
-        return False
+        return _regrouped_heads(node, ctx, tc, in_shape, out_shape)
     heads, a = n // m, in_shape[-2]
     if isinstance(a, int) and isinstance(k, int) and k != a * heads:
         return False
@@ -297,6 +298,35 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
     if not _frozen_target_fixup(ctx, node, counted):
         return False
     ctx.set(node.output[0], TensorChannels(r_out - 2, blocks[:, 0], values, tiled=True))
+    return True
+
+
+def _regrouped_heads(node, ctx, tc, in_shape, out_shape) -> bool:
+    """[M, C] -> [B, L, heads, head_dim] (tf2onnx's Keras MultiHeadAttention: the projection runs on
+    B * L rows, the target splits them again): heads on the axis before last, as in Hugging Face's
+    view, when the leading dims hold as many elements and the heads entry is a constant the rewrite
+    can write (the target itself, or its Concat piece), so no dynamic dim is frozen."""
+    n, r_out = len(tc.atoms), len(out_shape)
+    k, m = out_shape[-2], out_shape[-1]
+    lead_in, lead_out = in_shape[:-1], out_shape[:-2]
+    if (tc.axis != len(in_shape) - 1 or r_out < 3 or not all(isinstance(d, int) and d > 1 for d in (k, m))
+            or k * m != n or not all(isinstance(d, int) for d in (*lead_in, *lead_out))
+            or prod(lead_in) != prod(lead_out) or _indexed_later(ctx.graph, node.output[0], r_out - 2)):
+        return False
+    blocks = tc.atoms.reshape(k, m)
+    heads = blocks[:, 0]
+    if ctx.is_const(node.input[1]):
+        target = ctx.const(node.input[1]).reshape(-1)
+        if len(target) != r_out or int(target[-2]) != k or int(target[-1]) != m:
+            return False
+        _reshape_fixup(ctx, node, target, r_out - 2, heads)
+    elif ctx.graph.partial_source(node.input[1], r_out - 2) is None or not _piece_fixup(ctx, node, r_out - 2, heads):
+        return False
+    for d in range(1, m):
+        ctx.unify(heads, blocks[:, d], f"{ctx.label}: head blocks differ in size")
+    vals = tc.values.reshape(k, m)
+    values = np.where(np.all(vals == vals[:, :1], axis=1), vals[:, 0], np.nan)
+    ctx.set(node.output[0], TensorChannels(r_out - 2, heads, values))
     return True
 
 
@@ -423,6 +453,44 @@ def _reshape_fixup(ctx, node, target, o, atoms):
         rw.set_const_input(node, 1, new)
 
     ctx.fixup(retarget, frozen_inputs=(1,) if computed else ())
+
+
+@register("Expand")
+def expand(node, ctx):
+    """Broadcast to a shape (Hugging Face's repeat_kv: grouped-query K/V heads repeated for their
+    query heads). Channels keep their axis (shifted by the ranks added in front); the shape's entry
+    for it must be 1 (kept as it is) or the channel count, a constant the rewrite writes."""
+    if ctx.channels(node.input[1]) is not None:
+        ctx.block_node_inputs(node, f"{ctx.label}: channels reach an Expand shape")
+        return
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    r_in, r_out = ctx.rank(node.input[0]), ctx.rank(node.output[0])
+    target = ctx.graph.partial_value(node.input[1])
+    if r_in is None or r_out is None or target is None:
+        ctx.block(tc.atoms, f"{ctx.label}: Expand shape unknown")
+        return
+    axis = tc.axis + r_out - r_in
+    entry = axis - (r_out - len(target))
+    n = len(tc.atoms)
+    if entry >= 0 and target[entry] != 1:
+        if target[entry] != n:
+            ctx.block(tc.atoms, f"{ctx.label}: Expand shape entry for the channel axis is neither 1 nor the channel count")
+            return
+        if ctx.is_const(node.input[1]):
+            const = ctx.const(node.input[1])
+
+            def retarget(rw, node=node, entry=entry, atoms=tc.atoms, const=const):
+                new = const.copy()
+                new.reshape(-1)[entry] = len(rw.kept(atoms))
+                rw.set_const_input(node, 1, new)
+
+            ctx.fixup(retarget)
+        elif not _piece_fixup(ctx, node, entry, tc.atoms):
+            ctx.block(tc.atoms, f"{ctx.label}: Expand shape computed at run time")
+            return
+    ctx.set(node.output[0], TensorChannels(axis, tc.atoms, tc.values))
 
 
 @register("Shape")
