@@ -85,7 +85,7 @@ def measure(model: str, keep: float, criterion: str, repair: str, paths, allocat
     return {"model": model, "keep": keep, "criterion": criterion, "repair": repair, "allocation": allocation,
             "metric": out.metric, "figure": out.agreement, "cosine": out.cosine,
             "flops_kept": r.flops_after / r.flops_before, "seconds": round(seconds, 1), "cpu_s": round(cpu, 1),
-            "samples": check.samples, "notes": r.notes, "code": code_version()}
+            "samples": check.samples, "notes": r.notes, "race": r.race, "code": code_version()}
 
 
 def code_version() -> str:
