@@ -68,7 +68,7 @@ def data_paths(model: str, workdir: Path, calib: int, holdout: int) -> tuple[Pat
     return CORPUS / f"{model}.onnx", c, e
 
 
-def measure(model: str, keep: float, criterion: str, repair: str, paths, allocation: str = "score") -> dict:
+def measure(model: str, keep: float, criterion: str, repair: str, paths, allocation: str | None = None) -> dict:
     import onnx
 
     from onnxprune import prune
@@ -82,7 +82,7 @@ def measure(model: str, keep: float, criterion: str, repair: str, paths, allocat
     check = compare_models(str(path), result.model, data=str(held_out), bounds=False)
     out = next((o for o in check.outputs if o.metric != "cosine"), check.outputs[0])
     r = result.report
-    return {"model": model, "keep": keep, "criterion": criterion, "repair": repair, "allocation": allocation,
+    return {"model": model, "keep": keep, "criterion": criterion, "repair": repair, "allocation": allocation or "score",
             "metric": out.metric, "figure": out.agreement, "cosine": out.cosine,
             "flops_kept": r.flops_after / r.flops_before, "seconds": round(seconds, 1), "cpu_s": round(cpu, 1),
             "samples": check.samples, "notes": r.notes, "race": r.race, "code": code_version()}
