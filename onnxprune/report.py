@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from .io import save_model
+from .runtime.metrics import LABELS
 from .shapes import ResolvedShapes
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class PruneReport:
     latency: dict | None = None
     quantize: dict | None = None  # what --quantize did (mode, per-channel, op counts)
     race: dict | None = None      # the criteria raced on held-out calibration data (strategies/race.py)
+    finetune: dict | None = None  # what --finetune did (strategies/finetuned.py)
 
     @property
     def channels_removed(self) -> int:
@@ -71,6 +73,7 @@ class PruneReport:
             "latency": self.latency,
             "quantize": self.quantize,
             "race": self.race,
+            "finetune": self.finetune,
         }
 
 
@@ -168,6 +171,14 @@ def format_summary(report, input_path=None, output_path=None) -> str:
         calib = f", {q['calibration_samples']} calibration samples" if q.get("calibration_samples") else ""
         ops = ", ".join(f"{n} {op}" for op, n in q.get("ops", {}).items())
         lines.append(f"  quantized   {q['mode']} ({q['format']}, {detail} int8 weights{calib}): {ops or 'nothing'}")
+    ft = getattr(report, "finetune", None)
+    if ft and ft.get("status") == "trained":
+        figures = "; ".join(f"{LABELS.get(f['metric'], f['metric'])} {f['before']:.1%} -> {f['after']:.1%}"
+                            for f in ft["held_out"].values() if f.get("before") is not None and f.get("after") is not None)
+        loss = ft["held_out_loss"]
+        lines.append(f"  finetuned   {ft['steps_run']} steps (best weights at step {ft['best_step']}) in "
+                     f"{ft['seconds']:.1f} s on {ft['samples']['train']} samples; held out ({ft['samples']['held_out']}): "
+                     f"{figures + ', ' if figures else ''}loss {loss['before']:.4g} -> {loss['after']:.4g}")
     if report.mode == "exact" and report.prunable_flops_share:
         lines.append(f"  note        {report.prunable_flops_share * 100:.0f}% of the FLOPs are in prunable layers; "
                      f"--ratio or --target-flops prunes them (lossy)")
