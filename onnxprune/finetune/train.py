@@ -144,16 +144,11 @@ def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     return copy
 
 
-def _run(session, samples: Samples, index: np.ndarray, batch: int, arrays=None) -> dict[str, np.ndarray]:
-    """ORT outputs over the samples `index`, batch by batch, concatenated along axis 0."""
-    parts: dict[str, list] = {}
-    source = samples.arrays if arrays is None else arrays
-    for start in range(0, len(index), batch):
-        rows = index[start:start + batch]
-        out = session.run(samples.feeds(None, {k: v[rows] for k, v in source.items()}))
-        for k, v in out.items():
-            parts.setdefault(k, []).append(v)
-    return {k: np.concatenate(v) if v[0].ndim else v[0] for k, v in parts.items()}
+def _run(session, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """The teacher's tensors `names` for one batch (kept per batch: an output's batch axis may be
+    any, [T, N, C] for a sequence-first recognizer)."""
+    out = session.run(feeds)
+    return {k: out[k] for k in names}
 
 
 def check_interpreter(module, pruned: onnx.ModelProto, samples: Samples, index, device: str, metric: str) -> dict:
@@ -231,9 +226,12 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             raise FinetuneError("--finetune: no float output to train towards")
         names = [t.name for t in targets]
         with create_session(_with_outputs(original, names), device, None, True) as teacher:
-            held_targets = _run(teacher, samples, held, settings.batch)
-            targets = refine(targets, held_targets)
-            held_targets = {k: torch.from_numpy(held_targets[k]) for k in names}
+            held_batches = []
+            for s in range(0, len(held), settings.batch):
+                feeds = samples.feeds(held[s:s + settings.batch])
+                held_batches.append(({k: torch.from_numpy(v) for k, v in feeds.items()}, _run(teacher, feeds, names)))
+            targets = refine(targets, held_batches[0][1])
+            held_batches = [(f, {k: torch.from_numpy(v) for k, v in t.items()}) for f, t in held_batches]
 
             def loss_of(outputs, wanted) -> torch.Tensor:
                 return sum(target_loss(t, o, wanted[t.name]) for t, o in zip(targets, outputs))
@@ -241,12 +239,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             def held_loss() -> float:
                 total = 0.0
                 with torch.no_grad():
-                    for s in range(0, len(held), settings.batch):
-                        rows = held[s:s + settings.batch]
-                        feeds = {k: torch.from_numpy(v) for k, v in samples.feeds(rows).items()}
-                        outs = module(feeds, names)
-                        total += float(loss_of(outs, {k: v[s:s + len(rows)] for k, v in held_targets.items()})) * len(rows)
-                return total / len(held)
+                    for feeds, wanted in held_batches:
+                        total += float(loss_of(module(feeds, names), wanted))
+                return total / len(held_batches)
 
             params = list(module.parameters())
             optimizer = torch.optim.Adam(params, lr=settings.lr)
@@ -268,9 +263,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                 batch = samples.take(rows)
                 if settings.augment:
                     batch = augment(rng, batch)
-                wanted = {k: torch.from_numpy(v) for k, v in _run(teacher, samples, np.arange(len(rows)),
-                                                                  len(rows), batch).items() if k in names}
-                outs = module({k: torch.from_numpy(v) for k, v in samples.feeds(None, batch).items()}, names)
+                feeds = samples.feeds(None, batch)
+                wanted = {k: torch.from_numpy(v) for k, v in _run(teacher, feeds, names).items()}
+                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, names)
                 loss = loss_of(outs, wanted)
                 if not torch.isfinite(loss):
                     raise FinetuneError("--finetune: the training loss is not finite")
