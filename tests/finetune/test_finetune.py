@@ -249,3 +249,16 @@ def test_the_best_weights_on_held_out_rows_are_kept(tmp_path):
     assert info["held_out_loss"]["curve"][-1][1] > info["held_out_loss"]["before"]
     assert info["best_step"] == 0 and info["held_out_loss"]["after"] == info["held_out_loss"]["before"]
     assert trained.SerializeToString() == pruned.SerializeToString()
+
+
+def test_finetune_runs_before_quantize_and_on_the_guards_fit_part_only(tmp_path):
+    model = onnx.load(str(ROOT / "tests" / "fixtures" / "torch_resnet_tiny.onnx"))
+    calib = _calib(tmp_path, model)
+    quantized = onnxprune.prune(onnx.load(str(ROOT / "tests" / "fixtures" / "torch_resnet_tiny.onnx")), ratio=0.5,
+                                calib=calib, repair="none", criterion="l1", finetune=3, quantize="int8")
+    assert quantized.report.finetune["status"] == "trained" and quantized.report.quantize
+    assert any(n.op_type == "DequantizeLinear" for n in quantized.model.graph.node)
+    assert not any(n.op_type == "DequantizeLinear" for n in quantized.float_model.graph.node)
+    guarded = onnxprune.prune(model, min_agreement=0.1, calib=calib, repair="none", criterion="l1", finetune=3)
+    samples = guarded.report.finetune["samples"]
+    assert samples["train"] + samples["held_out"] == 24  # 32 less the guard's 8 held-out samples
