@@ -2,10 +2,10 @@
 
 The original is the teacher, run by ONNX Runtime on each (augmented) batch; the pruned model is the
 student, run as a torch module (interpreter.py) whose outputs were first checked against ONNX
-Runtime's. Every 4th sample is held out: the loss there is measured before training and every few
-steps, and the weights of the best measurement are the ones written back (so the written model is
+Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
+during it, and the weights of the best measurement are the ones written back (so the written model is
 never worse on the held-out rows, by the loss, than the untrained one). Adam, a cosine learning
-rate, gradients clipped; BatchNormalization keeps its statistics. Only the weight tensors of
+rate after a short warm-up, gradients clipped; BatchNormalization keeps its statistics. Only the weight tensors of
 weight-bearing nodes are trained (interpreter.WEIGHT_INPUTS); nothing else of the graph changes.
 """
 
@@ -28,6 +28,8 @@ HOLDOUT_EVERY = 4          # every 4th calibration sample is held out (as repair
 MIN_SAMPLES = 8
 CHECK_SAMPLES = 4          # samples the interpreter is checked on against ONNX Runtime
 RTOL, ATOL = 1e-3, 1e-4    # per output: |torch - ORT| <= ATOL + RTOL * max|ORT|
+WARMUP_STEPS = 20         # the learning rate rises linearly over these
+EVALS = 20                 # held-out measurements over a run (by steps, and by time with a time budget)
 SAME_ANSWER = 0.99         # else: the output's metric agrees this well (TopK orders ties its own way)
 
 
@@ -39,7 +41,7 @@ class FinetuneError(OnnxPruneError):
 class FinetuneSettings:
     steps: int
     seconds: float | None = None    # stop after this much training time as well
-    lr: float = 3e-4
+    lr: float = 1e-4
     batch: int = 16
     seed: int = 0
     augment: bool = True
@@ -94,9 +96,10 @@ def read_samples(model: onnx.ModelProto, data) -> Samples:
 
 
 def augment(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Image-like float inputs ([N, C, H, W] or [N, H, W, C] with 1, 3 or 4 channels): per sample, a
-    shift of up to 1/16 of the size (edges repeated), a horizontal flip for images that are not text
-    lines (width at most twice the height), and a little noise. Other inputs are left as they are."""
+    """Image-like float inputs ([N, C, H, W] or [N, H, W, C] with 1, 3 or 4 channels): for half the
+    samples a shift of up to 1/16 of the size (edges repeated) and a little noise. No flips: an
+    orientation classifier's or a text recognizer's answer depends on them. Other inputs are left
+    as they are."""
     out = {}
     for name, x in batch.items():
         if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or min(x.shape[1:]) < 1:
@@ -124,8 +127,6 @@ def augment(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[str,
             index[axes[0]] = slice(abs(dy) + dy, abs(dy) + dy + H)
             index[axes[1]] = slice(abs(dx) + dx, abs(dx) + dx + W)
             sample = padded[tuple(index)]
-            if W <= 2 * H and rng.random() < 0.5:
-                sample = np.flip(sample, axis=axes[1])
             std = float(sample.std()) or 1.0
             x[i] = sample + rng.normal(0.0, 0.02 * std, sample.shape).astype(x.dtype)
         out[name] = x
@@ -245,11 +246,11 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
 
             params = list(module.parameters())
             optimizer = torch.optim.Adam(params, lr=settings.lr)
-            eval_every = settings.eval_every or max(5, settings.steps // 10)
+            eval_every = settings.eval_every or max(5, settings.steps // EVALS)
             before = best = held_loss()
             best_step, best_state = 0, [p.detach().clone() for p in params]
             curve = [(0, round(before, 6))]
-            train_start = time.perf_counter()
+            train_start = last_eval = time.perf_counter()
             step = 0
             for step in range(1, settings.steps + 1):
                 elapsed = time.perf_counter() - train_start
@@ -257,8 +258,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                     step -= 1
                     break
                 share = max(step / settings.steps, elapsed / settings.seconds if settings.seconds else 0.0)
+                warm = min(1.0, step / WARMUP_STEPS)  # Adam's first steps are sign-like: start small
                 for group in optimizer.param_groups:
-                    group["lr"] = settings.lr * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
+                    group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
                 rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
                 batch = samples.take(rows)
                 if settings.augment:
@@ -274,7 +276,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 optimizer.step()
                 report("finetune: steps", step, settings.steps)
-                if step % eval_every == 0 or step == settings.steps:
+                timed = settings.seconds is not None and time.perf_counter() - last_eval >= settings.seconds / EVALS
+                if step % eval_every == 0 or step == settings.steps or timed:
+                    last_eval = time.perf_counter()
                     current = held_loss()
                     curve.append((step, round(current, 6)))
                     if current < best:

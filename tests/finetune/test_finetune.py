@@ -245,7 +245,7 @@ def test_the_best_weights_on_held_out_rows_are_kept(tmp_path):
     model = onnx.load(str(ROOT / "tests" / "fixtures" / "torch_resnet_tiny.onnx"))
     calib = _calib(tmp_path, model)
     original, pruned = _pruned(model, calib)
-    trained, info = finetune_model(original, pruned, calib, FinetuneSettings(steps=6, lr=0.5, eval_every=3))
+    trained, info = finetune_model(original, pruned, calib, FinetuneSettings(steps=6, lr=50.0, eval_every=3))
     assert info["held_out_loss"]["curve"][-1][1] > info["held_out_loss"]["before"]
     assert info["best_step"] == 0 and info["held_out_loss"]["after"] == info["held_out_loss"]["before"]
     assert trained.SerializeToString() == pruned.SerializeToString()
