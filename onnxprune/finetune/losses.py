@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 
 from ..runtime.metrics import BoxF1, CharAccuracy, Cosine, TopOne, choose_metric
 
