@@ -48,24 +48,36 @@ def _in_unit(t: np.ndarray) -> bool:
 
 
 def selection_inputs(model: onnx.ModelProto, output: str) -> list[tuple[str, str, int]]:
-    """(float tensor, op, axis) read by the picking ops (SELECTING) that `output` is computed from."""
+    """(float tensor, op, axis) read by the picking ops (SELECTING) that `output` is computed from,
+    first picks only: a tensor that is itself computed from a pick (YOLO26's second TopK over the
+    classes of the first one's top anchors) is reordered by ties, so the first pick's inputs serve."""
     producer = {o: n for n in model.graph.node for o in n.output}
     stored = {t.name for t in model.graph.initializer} | {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
-    found, seen, todo = [], set(), [output]
-    while todo:
-        name = todo.pop()
-        node = producer.get(name)
-        if node is None or name in seen:
+
+    def upstream(start: str) -> list:
+        """The nodes `start` is computed from (itself included), each once."""
+        nodes, seen, todo = [], set(), [start]
+        while todo:
+            name = todo.pop()
+            node = producer.get(name)
+            if node is None or name in seen:
+                continue
+            seen.add(name)
+            nodes.append(node)
+            todo.extend(i for i in node.input if i)
+        return nodes
+
+    found = []
+    for node in upstream(output):
+        if node.op_type not in SELECTING or node.input[0] in stored:
             continue
-        seen.add(name)
-        if node.op_type in SELECTING:
-            data = node.input[0]
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 0 if node.op_type == "ArgMax" else -1)
-            if data not in stored and (data, node.op_type, axis) not in found:
-                found.append((data, node.op_type, axis))
-            continue  # the picked indices are not trained further up
-        todo.extend(i for i in node.input if i)
-    return found
+        data = node.input[0]
+        if any(n.op_type in SELECTING for n in upstream(data)):
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0 if node.op_type == "ArgMax" else -1)
+        if all(f[0] != data for f in found):
+            found.append((data, node.op_type, axis))
+    return sorted(found)
 
 
 def choose_targets(model: onnx.ModelProto, outputs: dict[str, np.ndarray], batch: int,

@@ -262,3 +262,18 @@ def test_finetune_runs_before_quantize_and_on_the_guards_fit_part_only(tmp_path)
     guarded = onnxprune.prune(model, min_agreement=0.1, calib=calib, repair="none", criterion="l1", finetune=3)
     samples = guarded.report.finetune["samples"]
     assert samples["train"] + samples["held_out"] == 24  # 32 less the guard's 8 held-out samples
+
+
+def test_a_pick_of_a_pick_trains_on_the_first_picks_inputs():
+    """YOLO26 picks the top anchors, then the top classes among them: the second pick's input is
+    reordered by the first one's ties, so the first one's inputs are the targets."""
+    from onnxprune.finetune.losses import selection_inputs
+
+    k = numpy_helper.from_array(np.array([3], np.int64), "k")
+    nodes = [helper.make_node("Relu", ["x"], ["scores"]),
+             helper.make_node("TopK", ["scores", "k"], ["top", "idx"], axis=-1),
+             helper.make_node("Neg", ["top"], ["again"]),
+             helper.make_node("TopK", ["again", "k"], ["y", "idx2"], axis=-1)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [k])
+    assert selection_inputs(helper.make_model(graph), "y") == [("scores", "TopK", -1)]
