@@ -45,6 +45,15 @@ def run_strategy(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pru
 
         check_quantizable(model, config.quantize)  # before a long pruning run
         return quantize_result(run_strategy(model, dataclasses.replace(config, quantize=None), timer), config, timer)
+    if config.finetune:
+        from .finetune import check_available
+        from .strategies.finetuned import finetune_result
+
+        check_available()  # before a long pruning run
+        original = onnx.ModelProto()
+        original.CopyFrom(model)
+        untrained = run_strategy(model, dataclasses.replace(config, finetune=None, finetune_time=None), timer)
+        return finetune_result(original, untrained, config)
     if config.guarded:
         from .strategies.guard import guarded_prune
 

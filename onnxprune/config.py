@@ -180,6 +180,8 @@ class PruneConfig:
                                           # its pipeline runs (statistics of one model on one calib set)
     weight_inputs: str = "keep"           # weights also listed as graph inputs (old exports): "keep" them as
                                           # inputs in the written model, or "drop" them
+    finetune: int | None = None           # after pruning and repair: distil from the original, at most this many steps
+    finetune_time: float | None = None    # ... and at most this many seconds of training (onnxprune/finetune/)
 
     def __post_init__(self):
         target, fidelity = self.target, self.fidelity
@@ -233,6 +235,17 @@ class PruneConfig:
                               "or a folder of images)")
         if self.repair and not self.calib:
             raise ConfigError("repair needs calibration data: give calib (an .npz, a .py loader or a folder of images)")
+        if self.finetune is not None or self.finetune_time is not None:
+            if self.finetune is None or self.finetune < 1:
+                raise ConfigError(f"finetune must be a number of training steps, at least 1, got {self.finetune}")
+            if self.finetune_time is not None and not self.finetune_time > 0:
+                raise ConfigError(f"finetune_time must be a positive number of seconds, got {self.finetune_time}")
+            if not self.calib:
+                raise ConfigError("finetune trains the pruned model to match the original on calibration data: give "
+                                  "calib (an .npz, a .py loader or a folder of images)")
+            if not self.lossy:
+                raise ConfigError("finetune recovers what lossy pruning lost; give a target (target_flops, "
+                                  "target_params, ratio, target_latency) or a fidelity bound")
         if self.quantize is not None:
             if self.quantize not in QUANTIZE_MODES:
                 raise ConfigError(f"--quantize must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize}")

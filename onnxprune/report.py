@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import onnx
 
 from .io import save_model
+from .runtime.metrics import LABELS
 from .shapes import ResolvedShapes
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class PruneReport:
     quantize: dict | None = None  # what --quantize did (mode, per-channel, op counts)
     race: dict | None = None      # the criteria raced on held-out calibration data (strategies/race.py)
     warnings: list[str] = field(default_factory=list)  # the `warning:` lines (a lossy run that removed nothing)
+    finetune: dict | None = None  # what --finetune did (strategies/finetuned.py)
 
     @property
     def channels_removed(self) -> int:
@@ -73,6 +75,7 @@ class PruneReport:
             "quantize": self.quantize,
             "race": self.race,
             "warnings": self.warnings,
+            "finetune": self.finetune,
         }
 
 
@@ -173,6 +176,14 @@ def format_summary(report, input_path=None, output_path=None) -> str:
     q = getattr(report, "quantize", None)
     if q:
         lines.extend(_quantize_lines(q))
+    ft = getattr(report, "finetune", None)
+    if ft and ft.get("status") == "trained":
+        figures = "; ".join(f"{LABELS.get(f['metric'], f['metric'])} {f['before']:.1%} -> {f['after']:.1%}"
+                            for f in ft["held_out"].values() if f.get("before") is not None and f.get("after") is not None)
+        loss = ft["held_out_loss"]
+        lines.append(f"  finetuned   {ft['steps_run']} steps (best weights at step {ft['best_step']}) in "
+                     f"{ft['seconds']:.1f} s on {ft['samples']['train']} samples; held out ({ft['samples']['held_out']}): "
+                     f"{figures + ', ' if figures else ''}loss {loss['before']:.4g} -> {loss['after']:.4g}")
     if report.mode == "exact" and report.prunable_flops_share:
         lines.append(f"  note        {report.prunable_flops_share * 100:.0f}% of the FLOPs are in prunable layers; "
                      f"--ratio or --target-flops prunes them (lossy)")

@@ -15,7 +15,7 @@ LAYERS = [
     {"api", "validation"},
     {"strategies", "sensitivity"},
     {"passes"},
-    {"latency", "importance", "repair", "quantize"},
+    {"latency", "importance", "repair", "quantize", "finetune"},
     {"report", "cost", "analysis", "runtime"},
     {"graph"},
     {"config", "alignment", "shapes", "io", "progress", "memo"},

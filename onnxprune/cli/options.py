@@ -123,6 +123,12 @@ atol = _option(FIDELITY, "--atol", type=float,
                help="Max abs error allowed per value (exact mode and check: 1e-4, plus 1e-3 relative in exact mode).")
 rtol = _option(FIDELITY, "--rtol", type=float, default=0.0, show_default=True,
                help="Adds rtol*|original| to atol per value.")
+finetune = _option(FIDELITY, "--finetune", type=int, metavar="STEPS",
+                   help="After pruning and repair, train the pruned model for up to STEPS steps to match the "
+                        "original's outputs on --calib (no labels needed; every 4th sample held out, the best weights "
+                        "kept). Needs torch: pip install 'onnxprune[finetune]'.")
+finetune_time = _option(FIDELITY, "--finetune-time", type=float, metavar="SECONDS",
+                        help="Stop --finetune after this much training time as well.")
 validate = _option(FIDELITY, "--validate/--no-validate", default=True, show_default=True,
                    help="Run both models in ONNX Runtime and compare before writing.")
 
@@ -210,7 +216,7 @@ def calib_data(calib, preprocess: str | None):
 
 # Library fields that the CLI spells as flags; a library error names the field, the CLI the flag.
 _FLAGS = ("ratio", "target_flops", "target_params", "target_latency", "max_group_ratio", "max_error", "min_cosine",
-          "min_agreement", "round_to", "repair", "calib", "metric", "device", "criterion", "allocation", "batch", "threads")
+          "min_agreement", "round_to", "repair", "calib", "finetune", "finetune_time", "metric", "device", "criterion", "allocation", "batch", "threads")
 _FIELD = re.compile(r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])")
 
 

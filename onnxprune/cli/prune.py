@@ -37,6 +37,8 @@ from .output import STDOUT, StderrProgress, human_echo, json_target, write_json
 @options.min_cosine
 @options.min_agreement
 @options.metric
+@options.finetune
+@options.finetune_time
 @options.atol
 @options.validate
 @options.device
@@ -51,7 +53,8 @@ from .output import STDOUT, StderrProgress, human_echo, json_target, write_json
 @options.quiet
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, target_latency, batch, threads,
               latency_cache, criterion, allocation, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
-              metric, fold_bn, quantize, weight_inputs, calib, preprocess, shapes, validate, device, atol, json_path, overwrite, quiet):
+              metric, finetune, finetune_time, fold_bn, quantize, weight_inputs, calib, preprocess, shapes, validate, device,
+              atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
     with as_flags():
@@ -62,7 +65,7 @@ def prune_cmd(input_path, output_path, ratio, target_flops, target_params, targe
                              repair=repair, max_error=max_error, min_cosine=min_cosine, min_agreement=min_agreement,
                              metric=metric, target_latency=target_latency, batch=options.one_batch(batch, 1), threads=threads,
                              latency_cache=latency_cache, quantize=quantize,
-                             weight_inputs=weight_inputs)
+                             weight_inputs=weight_inputs, finetune=finetune, finetune_time=finetune_time)
     resolve_output(input_path, output_path, overwrite)
     json_to = json_target(json_path, inputs=(input_path, output_path))
     echo = human_echo(json_to)

@@ -1,0 +1,329 @@
+"""Distil the pruned model from the original on unlabelled calibration data (--finetune).
+
+The original is the teacher, run by ONNX Runtime on each (augmented) batch; the pruned model is the
+student, run as a torch module (interpreter.py) whose outputs were first checked against ONNX
+Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
+during it, and the weights of the best measurement are the ones written back (so the written model is
+never worse on the held-out rows, by the loss, than the untrained one). Adam, a cosine learning
+rate after a short warm-up, gradients clipped; BatchNormalization keeps its statistics. Only the weight tensors of
+weight-bearing nodes are trained (interpreter.WEIGHT_INPUTS); nothing else of the graph changes.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from ..errors import OnnxPruneError
+from ..progress import report
+from ..runtime.data import input_specs, load_data
+
+HOLDOUT_EVERY = 4          # every 4th calibration sample is held out (as repair does)
+MIN_SAMPLES = 8
+CHECK_SAMPLES = 4          # samples the interpreter is checked on against ONNX Runtime
+RTOL, ATOL = 1e-3, 1e-4    # per output: |torch - ORT| <= ATOL + RTOL * max|ORT|
+WARMUP_STEPS = 20         # the learning rate rises linearly over these
+EVALS = 20                 # held-out measurements over a run (by steps, and by time with a time budget)
+SAME_ANSWER = 0.99         # else: the output's metric agrees this well (TopK orders ties its own way)
+
+
+class FinetuneError(OnnxPruneError):
+    """--finetune cannot train this model; the training-free result is kept."""
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    steps: int
+    seconds: float | None = None    # stop after this much training time as well
+    lr: float = 1e-4
+    batch: int = 16
+    seed: int = 0
+    augment: bool = True
+    metric: str = "auto"
+    threads: int | None = None
+    eval_every: int | None = None   # None: about 10 measurements over the run
+
+
+@dataclass
+class Samples:
+    """Calibration samples with each input's batch axis moved to the front (restored to feed)."""
+
+    arrays: dict[str, np.ndarray]
+    axes: dict[str, int]
+    fixed: dict[str, np.ndarray] = field(default_factory=dict)  # inputs without a batch axis
+
+    @property
+    def count(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    def feeds(self, index, arrays: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        arrays = self.arrays if arrays is None else arrays
+        out = {k: np.ascontiguousarray(np.moveaxis(v[index] if index is not None else v, 0, self.axes[k]))
+               for k, v in arrays.items()}
+        out.update(self.fixed)
+        return out
+
+    def take(self, index) -> dict[str, np.ndarray]:
+        return {k: v[index] for k, v in self.arrays.items()}
+
+
+def read_samples(model: onnx.ModelProto, data) -> Samples:
+    specs = input_specs(model)
+    dataset = load_data(data, specs)
+    if not dataset.batched:
+        raise FinetuneError("--finetune: the model's inputs have no batch axis to cut training batches along")
+    parts: dict[str, list] = {}
+    fixed = {}
+    axes = {s.name: s.batch_axis for s in specs if s.batched}
+    for item in dataset.batches(64):
+        for k, v in item.feeds.items():
+            if k in axes:
+                parts.setdefault(k, []).append(np.moveaxis(v, axes[k], 0))
+            else:
+                fixed[k] = v
+    arrays = {k: np.concatenate(v) for k, v in parts.items()}
+    samples = Samples(arrays, axes, fixed)
+    if samples.count < MIN_SAMPLES:
+        raise FinetuneError(f"--finetune: {samples.count} calibration samples; it needs at least {MIN_SAMPLES} "
+                            "(some are held out to keep the best weights)")
+    return samples
+
+
+def augment(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Image-like float inputs ([N, C, H, W] or [N, H, W, C] with 1, 3 or 4 channels): for half the
+    samples a shift of up to 1/16 of the size (edges repeated) and a little noise. No flips: an
+    orientation classifier's or a text recognizer's answer depends on them. Other inputs are left
+    as they are."""
+    out = {}
+    for name, x in batch.items():
+        if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or min(x.shape[1:]) < 1:
+            out[name] = x
+            continue
+        if x.shape[1] in (1, 3, 4) and min(x.shape[2:]) >= 8:
+            hw = (2, 3)
+        elif x.shape[3] in (1, 3, 4) and min(x.shape[1:3]) >= 8:
+            hw = (1, 2)
+        else:
+            out[name] = x
+            continue
+        x = x.copy()
+        H, W = x.shape[hw[0]], x.shape[hw[1]]
+        for i in range(len(x)):
+            if rng.random() < 0.5:
+                continue  # half the batch as it is
+            dy, dx = (int(rng.integers(-(s // 16), s // 16 + 1)) for s in (H, W))
+            sample = x[i]
+            axes = (hw[0] - 1, hw[1] - 1)
+            pad = [(0, 0)] * 3
+            pad[axes[0]], pad[axes[1]] = (abs(dy), abs(dy)), (abs(dx), abs(dx))
+            padded = np.pad(sample, pad, mode="edge")
+            index = [slice(None)] * 3
+            index[axes[0]] = slice(abs(dy) + dy, abs(dy) + dy + H)
+            index[axes[1]] = slice(abs(dx) + dx, abs(dx) + dx + W)
+            sample = padded[tuple(index)]
+            std = float(sample.std()) or 1.0
+            x[i] = sample + rng.normal(0.0, 0.02 * std, sample.shape).astype(x.dtype)
+        out[name] = x
+    return out
+
+
+def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of `model` that also returns the tensors `names` (the teacher's selection inputs)."""
+    extra = [n for n in names if n not in {o.name for o in model.graph.output}]
+    if not extra:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for n in extra:
+        copy.graph.output.append(onnx.ValueInfoProto(name=n))
+    return copy
+
+
+def _run(session, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """The teacher's tensors `names` for one batch (kept per batch: an output's batch axis may be
+    any, [T, N, C] for a sequence-first recognizer)."""
+    out = session.run(feeds)
+    return {k: out[k] for k in names}
+
+
+def check_interpreter(module, pruned: onnx.ModelProto, samples: Samples, index, device: str, metric: str) -> dict:
+    """The module's outputs against ONNX Runtime's on a few samples; FinetuneError when they differ.
+    Returns per output the max abs difference."""
+    import torch
+
+    from ..runtime.metrics import Cosine, choose_metric
+    from ..runtime.sessions import create_session
+    from .interpreter import ConversionError
+
+    feeds = samples.feeds(index)
+    with create_session(pruned, device, None, True) as session:
+        reference = session.run(feeds)
+    with torch.no_grad():
+        try:
+            got = module({k: torch.from_numpy(v) for k, v in feeds.items()})
+        except ConversionError as exc:
+            raise FinetuneError(f"--finetune: cannot convert: {exc}") from None
+    diffs = {}
+    for name, out in zip(module.output_names, got):
+        ref, out = reference[name], out.numpy()
+        if out.shape != ref.shape:
+            raise FinetuneError(f"--finetune: cannot convert: output {name} has shape {out.shape} in torch, "
+                                f"{ref.shape} in ONNX Runtime")
+        diff = float(np.abs(out.astype(np.float64) - ref).max()) if ref.size else 0.0
+        diffs[name] = diff
+        scale = float(np.abs(ref).max()) if ref.size else 0.0
+        if diff <= ATOL + RTOL * scale or not np.isfinite(scale):
+            continue
+        judge = choose_metric(ref, len(index), metric) if np.issubdtype(ref.dtype, np.floating) else None
+        if judge is not None and not isinstance(judge, Cosine):
+            judge.update(ref, out)
+            if judge.value is not None and judge.value >= SAME_ANSWER:
+                continue  # same answer (an end-to-end detector's TopK orders ties its own way)
+        raise FinetuneError(f"--finetune: cannot convert: output {name} differs from ONNX Runtime's by up to "
+                            f"{diff:.3g} (max |value| {scale:.3g})")
+    return diffs
+
+
+def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, settings: FinetuneSettings,
+                   device: str = "cpu") -> tuple[onnx.ModelProto, dict]:
+    """The pruned model with trained weights (a copy; `pruned` is not changed) and what was done.
+    Raises FinetuneError when the model cannot be trained (the caller keeps the untrained one)."""
+    import torch
+
+    from ..runtime.sessions import create_session
+    from .interpreter import ConversionError, OnnxModule
+    from .losses import choose_targets, refine, target_loss
+    from .writeback import write_weights
+
+    start_time = time.perf_counter()
+    samples = read_samples(pruned, data)
+    n = samples.count
+    held = np.arange(n)[np.arange(n) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
+    fit = np.setdiff1d(np.arange(n), held)
+    try:
+        module = OnnxModule(pruned)
+    except ConversionError as exc:
+        raise FinetuneError(f"--finetune: cannot convert: {exc}") from None
+    if not module.param_names:
+        raise FinetuneError("--finetune: the pruned model has no float weights of Conv, Gemm, MatMul or norm "
+                            "layers to train")
+    previous_threads = torch.get_num_threads()
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    rng = np.random.default_rng(settings.seed)
+    try:
+        diffs = check_interpreter(module, pruned, samples, held[:CHECK_SAMPLES], device, settings.metric)
+        with create_session(original, device, None, True) as session:
+            first = session.run(samples.feeds(held[:settings.batch]))
+        targets, kinds = choose_targets(original, first, min(settings.batch, len(held)), settings.metric)
+        if not targets:
+            raise FinetuneError("--finetune: no float output to train towards")
+        names = [t.name for t in targets]
+        with create_session(_with_outputs(original, names), device, None, True) as teacher:
+            held_batches = []
+            for s in range(0, len(held), settings.batch):
+                feeds = samples.feeds(held[s:s + settings.batch])
+                held_batches.append(({k: torch.from_numpy(v) for k, v in feeds.items()}, _run(teacher, feeds, names)))
+            targets = refine(targets, held_batches[0][1])
+            held_batches = [(f, {k: torch.from_numpy(v) for k, v in t.items()}) for f, t in held_batches]
+
+            def loss_of(outputs, wanted) -> torch.Tensor:
+                return sum(target_loss(t, o, wanted[t.name]) for t, o in zip(targets, outputs))
+
+            def held_loss() -> float:
+                total = 0.0
+                with torch.no_grad():
+                    for feeds, wanted in held_batches:
+                        total += float(loss_of(module(feeds, names), wanted))
+                return total / len(held_batches)
+
+            params = list(module.parameters())
+            optimizer = torch.optim.Adam(params, lr=settings.lr)
+            eval_every = settings.eval_every or max(5, settings.steps // EVALS)
+            before = best = held_loss()
+            best_step, best_state = 0, [p.detach().clone() for p in params]
+            curve = [(0, round(before, 6))]
+            train_start = last_eval = time.perf_counter()
+            step = 0
+            for step in range(1, settings.steps + 1):
+                elapsed = time.perf_counter() - train_start
+                if settings.seconds is not None and elapsed >= settings.seconds:
+                    step -= 1
+                    break
+                share = max(step / settings.steps, elapsed / settings.seconds if settings.seconds else 0.0)
+                warm = min(1.0, step / WARMUP_STEPS)  # Adam's first steps are sign-like: start small
+                for group in optimizer.param_groups:
+                    group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
+                rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
+                batch = samples.take(rows)
+                if settings.augment:
+                    batch = augment(rng, batch)
+                feeds = samples.feeds(None, batch)
+                wanted = {k: torch.from_numpy(v) for k, v in _run(teacher, feeds, names).items()}
+                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, names)
+                loss = loss_of(outs, wanted)
+                if not torch.isfinite(loss):
+                    raise FinetuneError("--finetune: the training loss is not finite")
+                optimizer.zero_grad()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 5.0)
+                optimizer.step()
+                report("finetune: steps", step, settings.steps)
+                timed = settings.seconds is not None and time.perf_counter() - last_eval >= settings.seconds / EVALS
+                if step % eval_every == 0 or step == settings.steps or timed:
+                    last_eval = time.perf_counter()
+                    current = held_loss()
+                    curve.append((step, round(current, 6)))
+                    if current < best:
+                        best, best_step = current, step
+                        best_state = [p.detach().clone() for p in params]
+            if curve[-1][0] != step and step > 0:
+                current = held_loss()
+                curve.append((step, round(current, 6)))
+                if current < best:
+                    best, best_step = current, step
+                    best_state = [p.detach().clone() for p in params]
+        trained = onnx.ModelProto()
+        trained.CopyFrom(pruned)
+        write_weights(trained, {name: value.numpy() for name, value in zip(module.param_names, best_state)})
+    finally:
+        torch.set_num_threads(previous_threads)
+    info = {
+        "status": "trained",
+        "steps": settings.steps, "steps_run": step, "best_step": best_step,
+        "seconds": round(time.perf_counter() - start_time, 3),
+        "samples": {"train": int(len(fit)), "held_out": int(len(held))},
+        "tensors_trained": len(module.param_names),
+        "parameters_trained": int(sum(p.numel() for p in params)),
+        "targets": kinds,
+        "held_out_loss": {"before": round(before, 6), "after": round(best, 6), "curve": curve},
+        "interpreter_max_abs_diff": diffs,
+    }
+    return trained, info
+
+
+def held_out_figures(original, untrained, trained, data, settings: FinetuneSettings, device: str = "cpu") -> dict:
+    """The task metric (runtime/metrics.py) of the untrained and the trained model against the
+    original on the held-out samples, per output: {name: {metric, before, after, cosine_before, cosine_after}}."""
+    from ..runtime.compare import compare_models
+
+    samples = read_samples(untrained, data)
+    n = samples.count
+    held = np.arange(n)[np.arange(n) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
+    with tempfile.TemporaryDirectory(prefix="onnxprune-finetune-") as tmp:
+        path = Path(tmp) / "held_out.npz"
+        np.savez(path, **samples.feeds(held))
+        before = compare_models(original, untrained, data=str(path), device=device, bounds=False, metric=settings.metric)
+        after = compare_models(original, trained, data=str(path), device=device, bounds=False, metric=settings.metric)
+    out = {}
+    for b, a in zip(before.outputs, after.outputs):
+        out[b.name] = {"metric": b.metric, "before": b.agreement, "after": a.agreement,
+                       "cosine_before": b.cosine, "cosine_after": a.cosine}
+    return out
