@@ -33,6 +33,7 @@ from .base import Pass, PassResult
 
 EXACT_ATOL, EXACT_RTOL = 1e-4, 1e-3  # exact-mode validation's bounds (validation.py)
 _PATH_OPS = {"Reshape", "Transpose", "Identity", "Gather", "Squeeze", "Unsqueeze", "Flatten", "Dropout", "Slice"}
+NO_STREAM = "no residual stream normalized by LayerNorm"
 _WRITER_OPS = {"Gather", "Gemm", "MatMul", "Conv", "Add", "Expand"}
 
 
@@ -76,7 +77,7 @@ def plan_rotation(analysis: Analysis) -> StreamPlan:
         if stats:
             streams.append((g, stats))
     if not streams:
-        raise NotRotatable("no residual stream normalized by LayerNorm")
+        raise NotRotatable(NO_STREAM)
     if len(streams) > 1:
         raise NotRotatable(f"{len(streams)} normalized streams; one is rotated at a time")
     g, stats = streams[0]
@@ -339,10 +340,14 @@ class RotateStream(Pass):
 
     def run(self, state) -> PassResult:
         cfg = state.config
+        if not any(n.op_type == "LayerNormalization" for n in state.graph.all_nodes):
+            return PassResult(False, {"rotated": False})  # nothing to rotate: no note, no second analysis
         device = "cpu" if cfg.device == "auto" else cfg.device
         try:
             rot = rotated_copy(state.model, state.shapes.per_sample(), cfg.calib_data, device)
         except NotRotatable as e:
+            if str(e) == NO_STREAM:
+                return PassResult(False, {"rotated": False})
             state.notes.append(f"residual stream not rotated ({e}); its channels are ranked like any other group's")
             return PassResult(False, {"rotated": False})
         state.model.CopyFrom(rot.model)
