@@ -159,6 +159,8 @@ class PruneConfig:
     allocation_default: bool = False      # set when allocation came from that default
     sensitivity_shares: tuple[float, ...] | None = None  # shares each group loses in its sensitivity probes
                                           # (None: importance/output_sensitivity.PROBE_SHARES)
+    rotate: bool = True                   # with calib in a lossy run: rotate a pre-norm transformer's residual
+                                          # stream to its principal axes before slicing (passes/rotate.py)
     round_to: int | None = None           # kept channel counts rounded to a multiple of this
     keep: tuple[str, ...] = field(default_factory=tuple)  # node-name patterns never pruned
     max_group_ratio: float = 0.9          # never remove more than this share of a group

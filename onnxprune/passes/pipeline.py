@@ -1,6 +1,6 @@
 """One pipeline run: the passes a config asks for, in order, over one model at resolved shapes.
 
-    [fold-bn] -> analyze -> select -> [measure-bn] -> [repair-consumers] -> prune-channels
+    [fold-bn] -> [rotate-stream] -> analyze -> select -> [measure-bn] -> [repair-consumers] -> prune-channels
               -> [repair-bn] -> retie-shared -> cleanup -> weight-inputs
 
 `run_pipeline` dispatches nothing: whatever searches over pipelines (the fidelity guard, the latency
@@ -43,6 +43,10 @@ def build_pipeline(config: PruneConfig, timer=None) -> list[Pass]:
     passes: list[Pass] = []
     if config.fold_bn:
         passes.append(FoldBatchNorm())
+    if config.lossy and config.rotate and config.calib is not None and config.target_latency is None:
+        from .rotate import RotateStream
+
+        passes.append(RotateStream())
     passes += [Analyze(), _select_pass(config, timer)]
     if config.lossy and "bn" in config.repair:
         passes.append(MeasureBN())

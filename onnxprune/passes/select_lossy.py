@@ -288,6 +288,10 @@ class SelectLossy(Pass):
         round_to = cfg.round_to if cfg.round_to is not None else DEFAULT_ROUND_TO[cfg.device]
         groups = eligible_groups(analysis, cfg.keep)
         scores = channel_scores(analysis, cfg)
+        if state.score_hints:
+            from .rotate import hinted_scores
+
+            scores = {**scores, **hinted_scores(analysis, state.score_hints)}
         if cfg.ratio is not None:
             wanted = {g.id: int(np.floor(g.size * cfg.ratio)) for g in groups}
             state.removed = self._removal(groups, scores, wanted, cfg.max_group_ratio, round_to, analysis)

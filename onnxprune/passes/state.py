@@ -28,4 +28,5 @@ class PruneState:
     ties: dict | None = None                 # constants untied before the analysis (RetieShared merges them back)
     bn_reference: dict | None = None         # BN input statistics of the unpruned model (MeasureBN -> RecalibrateBN)
     latency: dict | None = None              # what SelectLatency predicted and how (the report's `latency`)
+    score_hints: list | None = None          # (param, axis, score per position) that override the criterion (RotateStream)
     notes: list[str] = field(default_factory=list)  # lines for the report

@@ -9,7 +9,8 @@ from ..channels import TensorChannels
 from . import register
 
 _KEEPS_CONSTANTS = {"ReduceMax", "ReduceMin"}  # a mean is exact only up to rounding
-_STATISTICS = {"ReduceMean", "ReduceMax", "ReduceMin"}  # over the channels: a statistic of the kept ones
+# Over the channels: a statistic of the kept ones (ReduceSumSquare: the RMS norm passes/rotate.py writes)
+_STATISTICS = {"ReduceMean", "ReduceMax", "ReduceMin", "ReduceSumSquare"}
 REDUCE = ("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd", "ReduceL1", "ReduceL2",
           "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare")
 

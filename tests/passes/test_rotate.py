@@ -1,0 +1,135 @@
+"""SliceGPT's rotation of the residual stream (passes/rotate.py): an identity transform before any
+slicing (centred writers, LayerNorms folded into their readers as RMS norms, writers x Q, readers
+x Q^T), the lossy oracle on the rotated model, the least-variance directions dropped first, and
+post-norm (BERT) refused.
+
+LayerNorm scales and shifts and every bias are given random values first: the fixtures' Hugging
+Face initialisation (scale 1, shift 0, zero biases) would hide a folding bug."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+import onnxprune
+from onnxprune.api import resolve_input_shapes
+from onnxprune.config import PruneConfig
+from onnxprune.passes.rotate import NotRotatable, rotated_copy
+from onnxprune.passes.untie import untie_shared
+from tests.analysis.test_transformers import BERT, GPT2, VIT, feeds, stream
+from tests.helpers.oracle import check_oracle, copy, run
+
+
+def randomized(path, seed=0) -> onnx.ModelProto:
+    model = onnx.load(str(path))
+    untie_shared(model)
+    rng = np.random.default_rng(seed)
+    for t in model.graph.initializer:
+        if any(k in t.name for k in ("ln", "LayerNorm", "bias", "class_token", "pos_embedding")):
+            a = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array((a + rng.normal(0, 0.3, a.shape)).astype(a.dtype), t.name))
+    return model
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("calib")
+
+
+def calib(model, folder, batch=16, seed=0) -> str:
+    path = folder / f"{model.graph.name}_{batch}_{seed}.npz"
+    np.savez(path, **feeds(model, batch, 12, seed))
+    return str(path)
+
+
+def cosine(a, b) -> float:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return float(np.mean((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)))
+
+
+@pytest.mark.parametrize("path", [GPT2, VIT], ids=lambda p: p.stem)
+def test_rotation_unsliced_is_an_identity(path, calib_dir):
+    model = randomized(path)
+    data = calib(model, calib_dir)
+    rot = rotated_copy(model, resolve_input_shapes(model, PruneConfig(calib=data)).per_sample(), data)
+    ops = [n.op_type for n in rot.model.graph.node]
+    assert "LayerNormalization" not in ops and ops.count("ReduceSumSquare") == len(rot.plan.norms) == 5
+    assert rot.model.ir_version == model.ir_version and rot.model.opset_import == model.opset_import
+    onnx.checker.check_model(rot.model, full_check=True)
+    before = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    moved = [t.name for t in rot.model.graph.initializer
+             if t.name in before and before[t.name].shape == numpy_helper.to_array(t).shape
+             and not np.allclose(before[t.name], numpy_helper.to_array(t))]
+    assert len(moved) >= len(rot.plan.writers)  # the weights really changed
+    for batch, seq, seed in ((2, 9, 5), (3, 16, 6)):  # held-out inputs, other shapes
+        f = feeds(model, batch, seq, seed)
+        for a, b in zip(run(model, f), run(rot.model, f)):
+            np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3)
+    assert np.all(np.diff(rot.eigenvalues) <= 1e-9) and rot.eigenvalues[-1] >= -1e-6
+
+
+def test_rotation_is_validated_before_it_is_used(calib_dir):
+    """A Q that is not orthogonal breaks the invariance: the check refuses it."""
+    model = randomized(GPT2)
+    data = calib(model, calib_dir)
+    shapes = resolve_input_shapes(model, PruneConfig(calib=data)).per_sample()
+    q = np.linalg.qr(np.random.default_rng(0).standard_normal((64, 64)))[0] * 1.01
+    with pytest.raises(NotRotatable, match="exact-mode tolerance"):
+        rotated_copy(model, shapes, data, q=q)
+
+
+def test_post_norm_bert_is_refused(calib_dir):
+    model = randomized(BERT)
+    data = calib(model, calib_dir)
+    with pytest.raises(NotRotatable, match="post-norm"):
+        rotated_copy(model, resolve_input_shapes(model, PruneConfig(calib=data)).per_sample(), data)
+    result = onnxprune.prune(copy(model), ratio=0.25, calib=data, repair="none")
+    assert any("residual stream not rotated" in n and "post-norm" in n for n in result.report.notes)
+    assert any(n.op_type == "LayerNormalization" for n in result.model.graph.node)
+
+
+@pytest.mark.parametrize("path", [GPT2, VIT], ids=lambda p: p.stem)
+def test_lossy_oracle_on_the_rotated_model(path, calib_dir):
+    """The RMS norm (ReduceSumSquare over the stream) is a lossy statistic the rewrite and the lossy
+    oracle take over the kept channels."""
+    model = randomized(path)
+    data = calib(model, calib_dir)
+    shapes = resolve_input_shapes(model, PruneConfig(calib=data))
+    rot = rotated_copy(model, shapes.per_sample(), data)
+    for seed in (0, 1):
+        info = check_oracle(rot.model, seed=seed, shapes=shapes, inputs=feeds(model, 3, 11, seed), lossy=True)
+        g = stream(info["analysis"])
+        assert g.prunable and any("ReduceSumSquare" in r for r in g.inexact)
+        assert info["removed"] >= g.size // 10
+
+
+@pytest.mark.parametrize("path", [GPT2, VIT], ids=lambda p: p.stem)
+def test_calib_ratio_rotates_then_drops_the_least_used_directions(path, calib_dir):
+    model = randomized(path)
+    data = calib(model, calib_dir, batch=32)
+    held_out = feeds(model, 16, 12, 9)
+    reference = run(model, held_out)[0]
+    figures = {}
+    for rotate in (True, False):
+        result = onnxprune.prune(copy(model), ratio=0.25, calib=data, repair="none", rotate=rotate,
+                                  round_to=1)
+        pruned = result.model
+        onnx.checker.check_model(pruned, full_check=True)
+        rotated = any("rotated to its principal axes" in n for n in result.report.notes)
+        assert rotated == rotate
+        assert any(n.op_type == "LayerNormalization" for n in pruned.graph.node) != rotate
+        g = next(x for x in result.report.groups if x.lossy_only and x.size == stream_width(path))
+        assert g.kept == g.size - g.size // 4
+        figures[rotate] = cosine(reference, run(pruned, held_out)[0])
+    assert figures[True] > figures[False], figures
+
+
+def stream_width(path) -> int:
+    return 32 if path == VIT else 64
+
+
+def test_without_calib_the_stream_is_ranked_by_magnitude():
+    model = onnx.load(str(GPT2))
+    result = onnxprune.prune(copy(model), ratio=0.25)
+    assert not any("rotated" in n for n in result.report.notes)
+    assert sum(n.op_type == "LayerNormalization" for n in result.model.graph.node) == 5
