@@ -206,9 +206,9 @@ CURATED = [
            "outs.append([old for o, old in zip(self.output_names, self.batch_outputs[b])])"),
     Mutant("race-no-sensitivity", "the race never tries the sensitivity allocation",
            "onnxprune/strategies/race.py", '        plan.append((CANDIDATES[0], "sensitivity"))\n', "        pass\n"),
-    Mutant("race-cost-per-sample", "the sensitivity cost estimate forgets the probe samples",
-           "onnxprune/strategies/race.py", "estimate = len(shares) * runs * PROBE_SAMPLES * sample_seconds",
-           "estimate = len(shares) * runs * sample_seconds"),
+    Mutant("probe-budget-ignores-pace", "sensitivity probes project their time from the first trial's setup, not the pace",
+           "onnxprune/passes/select_lossy.py", "if spent * len(PROBE_SHARES) <= cfg.sensitivity_budget:",
+           "if spent <= cfg.sensitivity_budget:"),
     # issue 26: measured quantization and --quantize auto
     Mutant("auto-int8-where-slower", "--quantize auto: a layer goes int8 where its int8 form is slower",
            "onnxprune/strategies/precision.py", "timing.int8 = timing.int8_alone_ms <= PAYS * timing.float_ms",

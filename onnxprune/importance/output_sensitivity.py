@@ -22,6 +22,7 @@ from ..progress import report
 
 PROBE_SAMPLES = 16
 PROBE_SHARES = (0.25, 0.5, 0.75)  # shares of a group its sensitivity probes remove
+CORE_SHARE = 0.5                  # the one share probed first, and alone where time is short
 FRONTIER_BYTES = 1 << 30  # tensors kept so that trials run only the part of the model they change
 
 
@@ -67,24 +68,6 @@ def changed_part(model: onnx.ModelProto, analysis: Analysis, removed: set[int]) 
             marked.append(i)
             dirty.update(o for o in node.output if o)
     return marked
-
-
-def probe_cost(analysis: Analysis) -> tuple[int, float]:
-    """(groups, whole-model runs per calibration sample) that one share of --allocation
-    sensitivity's trials costs: each prunable group is tried once, and a trial runs only the part of
-    the model it changes (its share of the FLOPs; the whole model where that part cannot be cut out)."""
-    from ..cost import node_flops
-
-    graph = analysis.graph
-    nodes = list(graph.model.graph.node)
-    flops = np.array([node_flops(n, graph) for n in nodes], dtype=np.float64)
-    total = float(flops.sum()) or 1.0
-    groups = analysis.prunable_groups()
-    runs = 0.0
-    for g in groups:
-        part = changed_part(graph.model, analysis, set(g.channels))
-        runs += 1.0 if part is None else float(flops[part].sum()) / total
-    return len(groups), runs
 
 
 class SensitivityProbe:
@@ -253,10 +236,20 @@ def _part_model(trial: onnx.ModelProto, part: list[int], entering: list[str], fr
     return model, [o.name for o in outs]
 
 
+class ProbeBudgetExceeded(Exception):
+    """The probes would take longer than the seconds a caller allowed them (the criterion race)."""
+
+
 def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
-                 mean_replace: bool = True, max_samples: int = PROBE_SAMPLES, memo=None) -> dict[int, float]:
+                 mean_replace: bool = True, max_samples: int = PROBE_SAMPLES, memo=None,
+                 budget: float | None = None, spent: float = 0.0) -> dict[int, float]:
     """Output damage of each probe (a key -> the channels it removes), each tried alone. With a
-    memo (memo.CalibMemo) the probe's reference run and each trial are made once per model and data."""
+    memo (memo.CalibMemo) the probe's reference run and each trial are made once per model and data.
+    With a budget (seconds, `spent` of them already used): ProbeBudgetExceeded as soon as the
+    trials' measured pace says they would take longer."""
+    import time
+
+    start = time.perf_counter()
     if memo is None:
         probe = SensitivityProbe(analysis, data, device, mean_replace, max_samples)
         trial = probe.damage
@@ -270,9 +263,16 @@ def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
         def trial(removed):
             return memo.get(("sensitivity-trial", *scope, frozenset(removed)), lambda: probe.damage(removed))
     probe.prepare([set(r) for r in probes.values()])
+    setup = time.perf_counter() - start
     out = {}
     for k, (key, removed) in enumerate(probes.items()):
         report("sensitivity: pruning each group alone", k, len(probes))
         out[key] = trial(set(removed))
+        if budget is not None and k + 1 >= min(3, len(probes)):
+            elapsed = time.perf_counter() - start - setup
+            projected = spent + setup + elapsed * len(probes) / (k + 1)
+            if projected > budget:
+                raise ProbeBudgetExceeded(f"its probes ({len(probes)} trials on {probe.samples} samples) would take "
+                                          f"about {projected:.0f} s, more than the {budget:.0f} s allowed")
     report("sensitivity: pruning each group alone", len(probes), len(probes))
     return out

@@ -4,6 +4,7 @@ globally until a FLOPs / parameter budget is met (--target-flops, --target-param
 from __future__ import annotations
 
 import fnmatch
+import time
 from collections import defaultdict
 from math import prod
 
@@ -14,7 +15,7 @@ from ..analysis.analyzer import node_label
 from ..cost import node_flops
 from ..errors import TargetUnreachableError
 from ..importance import get_criterion
-from ..importance.output_sensitivity import PROBE_SAMPLES, PROBE_SHARES, group_damage
+from ..importance.output_sensitivity import CORE_SHARE, PROBE_SAMPLES, PROBE_SHARES, group_damage
 from ..memo import data_key, model_fingerprint
 from ..alignment import group_step
 from .base import Pass, PassResult
@@ -246,23 +247,44 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
     that are not comparable across layers. Ranking by damage per FLOP saved instead (NetAdapt's
     greedy) concentrated the cut in a few layers whose single-layer damage looked small and lost
     more: ppocrv6_tiny_rec at 50% of the FLOPs, 47% vs 83% character accuracy."""
-    shares = cfg.sensitivity_shares or PROBE_SHARES
     by_group = defaultdict(list)
     for u in units:
         by_group[u[1]].append(u)
     size = {g.id: g.size for g in groups}
-    probes = {}
-    for gid, us in by_group.items():
-        for share in shares:
-            chans: list[int] = []
-            for u in us:
-                chans += u[2]
-                if len(chans) >= share * size[gid]:
-                    break
-            probes[(gid, share)] = chans
+
+    def probes_at(shares):
+        probes = {}
+        for gid, us in by_group.items():
+            for share in shares:
+                chans: list[int] = []
+                for u in us:
+                    chans += u[2]
+                    if len(chans) >= share * size[gid]:
+                        break
+                probes[(gid, share)] = chans
+        return probes
+
     mean_replace = bool({"bias", "lsq"} & set(cfg.repair))
-    damage = group_damage(analysis, probes, cfg.calib_data, "cpu" if cfg.device == "auto" else cfg.device,
-                          mean_replace, memo=cfg.memo)
+    device = "cpu" if cfg.device == "auto" else cfg.device
+    if cfg.sensitivity_budget is None:
+        shares = PROBE_SHARES
+        probes = probes_at(shares)
+        damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo)
+    else:
+        # Within a time budget (the race): every group at half its channels first, the other shares
+        # only where the pace measured so far says they fit; fewer shares lose less than fewer samples.
+        t0 = time.perf_counter()
+        shares = (CORE_SHARE,)
+        probes = probes_at(shares)
+        damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo,
+                              budget=cfg.sensitivity_budget)
+        spent = time.perf_counter() - t0
+        rest = tuple(s for s in PROBE_SHARES if s != CORE_SHARE)
+        if spent * len(PROBE_SHARES) <= cfg.sensitivity_budget:
+            more = probes_at(rest)
+            damage.update(group_damage(analysis, more, cfg.calib_data, device, mean_replace, memo=cfg.memo))
+            probes.update(more)
+            shares = PROBE_SHARES
     out = []
     for gid, us in by_group.items():
         points = sorted({(0, 0.0)} | {(len(probes[(gid, s)]), damage[(gid, s)]) for s in shares})
@@ -275,7 +297,7 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
             level = float(np.interp(removed, xs, ys)) if removed <= xs[-1] else ys[-1] + slope * (removed - xs[-1])
             running = max(running, level)
             out.append((running, gid, chans))
-    return out, len(by_group)
+    return out, len(by_group), len(shares)
 
 
 class SelectLossy(Pass):
@@ -303,10 +325,10 @@ class SelectLossy(Pass):
             measure, budget, what = cost.params_count, cfg.target_params * cost.params_count(set()), "parameters"
         units = [u for g in groups for u in group_units(g, scores, cfg.max_group_ratio, round_to, analysis)]
         if cfg.allocation == "sensitivity" and measure(set()) > budget:
-            units, probed = sensitivity_units(units, groups, analysis, cfg)
+            units, probed, n_shares = sensitivity_units(units, groups, analysis, cfg)
             state.notes.append(
                 f"budget spread over layers by measured output sensitivity ({probed} groups each pruned alone at "
-                f"{len(cfg.sensitivity_shares or PROBE_SHARES)} shares on {PROBE_SAMPLES} calibration samples)")
+                f"{n_shares} share{'s' if n_shares > 1 else ''} on {PROBE_SAMPLES} calibration samples)")
         removed = self._global(units, scores, analysis, measure, budget)
         if removed is None:
             best = self._removal(groups, scores, {g.id: g.size for g in groups}, cfg.max_group_ratio, round_to, analysis)

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import onnx
 from onnx import numpy_helper
 
@@ -108,13 +109,45 @@ def test_trials_on_the_changed_part_equal_trials_on_the_whole_model(tmp_path):
         assert smaller > 0, name
 
 
-def test_probe_cost_counts_the_changed_part_of_each_trial():
-    from onnxprune.importance.output_sensitivity import PROBE_SHARES, changed_part, probe_cost
+def test_a_trial_runs_only_what_follows_the_layers_it_zeroes():
+    from onnxprune.importance.output_sensitivity import changed_part
 
     model = onnx.load(DIGITS)
     analysis = analyze_model(model)
-    groups, runs = probe_cost(analysis)
-    assert groups == len(analysis.prunable_groups())
-    assert 0 < runs < groups * len(PROBE_SHARES)  # deeper groups change less of the model
     parts = [changed_part(model, analysis, set(g.channels)) for g in analysis.prunable_groups()]
     assert min(map(len, parts)) < max(map(len, parts)) <= len(model.graph.node)
+    assert changed_part(model, analysis, set()) == []
+
+
+@pytest.mark.parametrize("budget, shares", [(100.0, 3), (20.0, 1)])
+def test_within_a_budget_the_other_shares_only_where_they_fit(budget, shares, monkeypatch):
+    # A fake clock: each trial takes one second. Nine groups: the half-share pass takes 9 s, all
+    # three shares 27 s.
+    import onnxprune.passes.select_lossy as sl
+    from onnxprune.config import PruneConfig
+
+    clock = [0.0]
+
+    def fake_damage(analysis, probes, *a, **k):
+        clock[0] += len(probes)
+        return {key: 0.1 for key in probes}
+
+    monkeypatch.setattr(sl, "group_damage", fake_damage)
+    monkeypatch.setattr(sl.time, "perf_counter", lambda: clock[0])
+    analysis = analyze_model(onnx.load(DIGITS))
+    cfg = PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_budget=budget)
+    groups = sl.eligible_groups(analysis, cfg.keep)
+    scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
+    units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
+    _, probed, n_shares = sl.sensitivity_units(units, groups, analysis, cfg)
+    assert probed == 9 and n_shares == shares
+
+
+def test_probes_stop_past_their_budget():
+    from onnxprune.importance.output_sensitivity import ProbeBudgetExceeded, group_damage
+
+    analysis = analyze_model(onnx.load(DIGITS))
+    probes = {g.id: g.channels[:2] for g in analysis.prunable_groups()}
+    with pytest.raises(ProbeBudgetExceeded, match="more than the 0 s allowed"):
+        group_damage(analysis, probes, str(CALIB), budget=1e-9)
+    assert len(group_damage(analysis, probes, str(CALIB), budget=1e9)) == len(probes)

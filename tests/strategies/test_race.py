@@ -32,23 +32,23 @@ def _fake_check(agreement: float, cosine: float):
     ({"recon": (0.95, 0.97), "l1": (0.97, 0.99), "sens": (0.97, 0.99)}, ("recon", "score")),  # one sample: noise
 ])
 def test_the_candidate_with_the_best_held_out_figure_is_kept(figures, kept, monkeypatch):
-    runs, shares = [], []
+    runs, budgets = [], []
     real = race.prune_once
 
     def counting(model, config, timer=None):
         runs.append((config.criterion, config.allocation))
-        shares.append(config.sensitivity_shares)
+        budgets.append(config.sensitivity_budget)
         return real(model, config, timer)
 
     def fake_compare(reference, model, **kwargs):
         return _fake_check(*figures["sens" if runs[-1][1] == "sensitivity" else runs[-1][0]])
 
     monkeypatch.setattr(race, "prune_once", counting)
-    monkeypatch.setattr(race, "_sensitivity_shares", lambda *a: ((0.25, 0.5, 0.75), None))
+    monkeypatch.setattr(race, "SENSITIVITY_BUDGET", 1e9)
     monkeypatch.setattr("onnxprune.runtime.compare.compare_models", fake_compare)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
     assert runs == [("recon", "score"), ("l1", "score"), ("recon", "sensitivity")]
-    assert shares == [None, None, (0.25, 0.5, 0.75)]
+    assert budgets[:2] == [None, None] and budgets[2] > 0
     assert (result.report.race["kept"], result.report.race["allocation"]) == kept
     assert [(c["criterion"], c["allocation"]) for c in result.report.race["candidates"]] == runs
     assert [c["score"] for c in result.report.race["candidates"]] == [figures[k][0] for k in ("recon", "l1", "sens")]
@@ -56,12 +56,7 @@ def test_the_candidate_with_the_best_held_out_figure_is_kept(figures, kept, monk
     assert result.report.race["skipped"] is None
 
 
-def test_sensitivity_is_raced_only_where_its_probes_are_cheap(monkeypatch):
-    # 60 whole-model runs' worth a sample and share, 16 samples at 10 ms a sample: 9.6 s a share
-    assert race._sensitivity_shares(30.0, 60, 60.0, 0.01) == ((0.25, 0.5, 0.75), None)  # 28.8 s: all three
-    assert race._sensitivity_shares(10.0, 60, 60.0, 0.01) == ((0.5,), None)             # one fits
-    shares, why = race._sensitivity_shares(5.0, 60, 60.0, 0.01)
-    assert shares is None and "about 10 s even at one share, more than 1x the 5 s" in why
+def test_sensitivity_is_dropped_where_its_probes_overrun(monkeypatch):
     runs = []
     real = race.prune_once
 
@@ -70,11 +65,12 @@ def test_sensitivity_is_raced_only_where_its_probes_are_cheap(monkeypatch):
         return real(model, config, timer)
 
     monkeypatch.setattr(race, "prune_once", counting)
-    monkeypatch.setattr(race, "_sensitivity_shares", lambda *a: (None, "too slow here"))
+    monkeypatch.setattr(race, "SENSITIVITY_BUDGET", 1e-9)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
-    assert runs == [("recon", "score"), ("l1", "score")]
-    assert result.report.race["skipped"] == "too slow here"
-    assert any(n.startswith("sensitivity allocation not raced: too slow here") for n in result.report.notes)
+    assert runs == [("recon", "score"), ("l1", "score"), ("recon", "sensitivity")]
+    assert [(c["criterion"], c["allocation"]) for c in result.report.race["candidates"]] == runs[:2]
+    assert "more than the 0 s allowed" in result.report.race["skipped"]
+    assert any(n.startswith("sensitivity allocation not raced: its probes") for n in result.report.notes)
 
 
 @pytest.mark.parametrize("allocation", ["score", "sensitivity"])
@@ -112,7 +108,7 @@ def test_the_candidates_share_calibration_statistics(monkeypatch):
 
     monkeypatch.setattr(reconstruct, "gram_matrices", counting_grams)
     monkeypatch.setattr(activations, "run_probe", counting_run)
-    monkeypatch.setattr(race, "_sensitivity_shares", lambda *a: ((0.25, 0.5, 0.75), None))
+    monkeypatch.setattr(race, "SENSITIVITY_BUDGET", 1e9)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
     assert len(result.report.race["candidates"]) == 3
     assert len(grams) == len(set(grams)) > 0       # no layer's Grams gathered twice
