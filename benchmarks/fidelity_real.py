@@ -187,12 +187,17 @@ def render(args) -> str:
                   f"{c['samples']} calibration samples, `--target-flops 0.7` with the defaults (criterion recon, "
                   f"repair all; {c['flops_kept']:.1%} of the FLOPs kept); CPU-seconds for the whole prune "
                   "(time.process_time, ONNX Runtime's threads included) and wall seconds on cores shared with "
-                  "other jobs; target: at most 60 s wall on 2 cores. Latest first:", ""]
+                  "other jobs; target (issue 23): at most 90 s wall on 2 cores, the race at most twice one pipeline run. "
+                  "Latest first:", ""]
         for c in reversed(costs):
             lines.append(f"- {c['cpu_s']} CPU-s, {c['wall_s']} s wall on {c.get('cores', 2)} cores"
                          + (f" (load average {c['load'][0]} at the start, {c['load'][1]} at the end)" if "load" in c
                             else "") + (f", code {c['code']}" if "code" in c else "") + "; per pass (wall): "
-                         + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items() if v) + ".")
+                         + ", ".join(f"{k} {v} s" for k, v in c["passes_s"].items() if v)
+                         + (f"; one pipeline run (recon, score allocation) before it: {c['single_run_wall_s']} s wall, "
+                            f"{c['single_run_cpu_s']} CPU-s, the defaults {c['cpu_s'] / c['single_run_cpu_s']:.2f}x its "
+                            f"CPU time; race {', '.join(f'{a}+{b} {t} s' for a, b, t in c['race'])}"
+                            if "single_run_cpu_s" in c else "") + ".")
         lines.append("")
     for model, rs in by_model.items():
         metric = LABEL.get(rs[0]["metric"], rs[0]["metric"])
@@ -305,15 +310,24 @@ def repair_cost(args) -> None:
     if not calib.exists():
         Path(args.workdir).mkdir(parents=True, exist_ok=True)
         np.savez(calib, **realdata.build("isbn_yolo26n", args.calib, 1, calib=True, det_size=416))
-    model = onnx.load(CORPUS / "isbn_yolo26n.onnx")
     load = os.getloadavg()[0]
+    # One pipeline run (recon, score allocation, repair all, on all samples) first: the race's cost is
+    # judged against it (issue 23: at most twice a single run).
     t0, c0 = time.perf_counter(), time.process_time()
-    result = prune(model, target_flops=0.7, calib=str(calib), validate=False)
+    prune(onnx.load(CORPUS / "isbn_yolo26n.onnx"), target_flops=0.7, calib=str(calib), criterion="recon",
+          allocation="score", validate=False)
+    single_wall, single_cpu = time.perf_counter() - t0, time.process_time() - c0
+    t0, c0 = time.perf_counter(), time.process_time()
+    result = prune(onnx.load(CORPUS / "isbn_yolo26n.onnx"), target_flops=0.7, calib=str(calib), validate=False)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     passes = {r.name: round(r.seconds, 1) for r in result.report.passes}
+    race = result.report.race or {}
     print(json.dumps({"model": "isbn_yolo26n", "size": 416, "samples": args.calib, "wall_s": round(wall, 1),
                       "cpu_s": round(cpu, 1), "passes_s": passes, "load": [round(load, 1), round(os.getloadavg()[0], 1)],
                       "cores": os.cpu_count(), "code": code_version(),
+                      "single_run_wall_s": round(single_wall, 1), "single_run_cpu_s": round(single_cpu, 1),
+                      "race": [(c["criterion"], c["allocation"], c["seconds"]) for c in race.get("candidates", [])],
+                      "race_skipped": race.get("skipped"),
                       "flops_kept": result.report.flops_after / result.report.flops_before}))
 
 

@@ -31,7 +31,10 @@ from ..runtime.metrics import LABELS
 
 CANDIDATES = ("recon", "l1")  # the first is the default: another must beat it clearly
 MARGIN_SAMPLES = 1.5
-SENSITIVITY_BUDGET = 1.0  # seconds the sensitivity candidate's probes may take, in pipeline runs of the first
+SENSITIVITY_BUDGET = 1.0  # seconds the sensitivity candidate's probes may take, in pipeline runs of the first,
+SENSITIVITY_FLOOR_S = 30.0  # ... or this many, whichever is more: on a small model a pipeline run takes a few
+                            # seconds, and saving them is not worth a collapse (COCO YOLO11n at 320 on an idle
+                            # 2-core machine: 7 s pipeline, 26 s of probes at one share, 30.8% -> 64.4% box F1)
 
 
 def races(config: PruneConfig) -> bool:
@@ -63,7 +66,7 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
             report("choosing the criterion on held-out data", i, len(plan))
             budget = None
             if allocation == "sensitivity" and config.allocation_default:
-                budget = SENSITIVITY_BUDGET * entries[0][3]
+                budget = max(SENSITIVITY_BUDGET * entries[0][3], SENSITIVITY_FLOOR_S)
             candidate = onnx.ModelProto()
             candidate.ParseFromString(original)
             trial = dataclasses.replace(config, calib=fit, preprocess=None, criterion=criterion,
@@ -102,7 +105,8 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
 def candidates(config: PruneConfig) -> list[tuple[str, str]]:
     """(criterion, allocation) pairs in race order; the first is the default that others must beat.
     Sensitivity allocation joins when the allocation was left to us too. Its probes then run within
-    SENSITIVITY_BUDGET times the first candidate's pipeline time, measured as they go: every group at
+    SENSITIVITY_BUDGET times the first candidate's pipeline time (at least SENSITIVITY_FLOOR_S),
+    measured as they go: every group at
     half its channels first, the quarter and three quarters only where the pace says they fit (fewer
     shares cost less fidelity than fewer samples: COCO YOLO11n at 70% of the FLOPs, 70.2% box F1 at
     3 shares x 16 samples, 61.5% at 1 x 16, 51.1% at 3 x 8, against 30.8% by score allocation), and

@@ -66,6 +66,7 @@ def test_sensitivity_is_dropped_where_its_probes_overrun(monkeypatch):
 
     monkeypatch.setattr(race, "prune_once", counting)
     monkeypatch.setattr(race, "SENSITIVITY_BUDGET", 1e-9)
+    monkeypatch.setattr(race, "SENSITIVITY_FLOOR_S", 1e-9)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
     assert runs == [("recon", "score"), ("l1", "score"), ("recon", "sensitivity")]
     assert [(c["criterion"], c["allocation"]) for c in result.report.race["candidates"]] == runs[:2]
