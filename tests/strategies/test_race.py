@@ -23,6 +23,20 @@ def _fake_check(agreement: float, cosine: float):
     return SimpleNamespace(outputs=[SimpleNamespace(agreement=agreement, cosine=cosine, metric="top1")])
 
 
+def _record_runs(monkeypatch) -> list:
+    """(criterion, allocation) of each pipeline run the race makes, in order."""
+    runs = []
+    real = race.prune_once
+
+    def counting(model, config, timer=None):
+        runs.append((config.criterion, config.allocation))
+        return real(model, config, timer)
+
+    monkeypatch.setattr(race, "prune_once", counting)
+    return runs
+
+
+
 @pytest.mark.parametrize("figures, kept", [
     ({"recon": (0.90, 0.99), "l1": (0.95, 0.98), "sens": (0.90, 0.99)}, ("l1", "score")),  # the task metric decides
     ({"recon": (0.95, 0.97), "l1": (0.90, 0.99), "sens": (0.90, 0.99)}, ("recon", "score")),
@@ -57,14 +71,7 @@ def test_the_candidate_with_the_best_held_out_figure_is_kept(figures, kept, monk
 
 
 def test_sensitivity_is_dropped_where_its_probes_overrun(monkeypatch):
-    runs = []
-    real = race.prune_once
-
-    def counting(model, config, timer=None):
-        runs.append((config.criterion, config.allocation))
-        return real(model, config, timer)
-
-    monkeypatch.setattr(race, "prune_once", counting)
+    runs = _record_runs(monkeypatch)
     monkeypatch.setattr(race, "SENSITIVITY_BUDGET", 1e-9)
     monkeypatch.setattr(race, "SENSITIVITY_FLOOR_S", 1e-9)
     result = prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB))
@@ -76,14 +83,7 @@ def test_sensitivity_is_dropped_where_its_probes_overrun(monkeypatch):
 
 @pytest.mark.parametrize("allocation", ["score", "sensitivity"])
 def test_a_given_allocation_is_not_raced(allocation, monkeypatch):
-    runs = []
-    real = race.prune_once
-
-    def counting(model, config, timer=None):
-        runs.append((config.criterion, config.allocation))
-        return real(model, config, timer)
-
-    monkeypatch.setattr(race, "prune_once", counting)
+    runs = _record_runs(monkeypatch)
     prune(onnx.load(DIGITS), target_flops=0.6, calib=str(CALIB), allocation=allocation)
     assert runs == [("recon", allocation), ("l1", allocation)]
 
