@@ -41,19 +41,8 @@ def vit_b_16_onnx() -> Path:
     import torch
     from torch import nn
 
-    class EncoderBlock(nn.Module):
-        def __init__(self, dim, heads, mlp):
-            super().__init__()
-            self.ln_1 = nn.LayerNorm(dim, eps=1e-6)
-            self.self_attention = nn.MultiheadAttention(dim, heads, batch_first=True)
-            self.ln_2 = nn.LayerNorm(dim, eps=1e-6)
-            self.mlp = nn.Sequential(nn.Linear(dim, mlp), nn.GELU(), nn.Linear(mlp, dim))
-
-        def forward(self, x):
-            y = self.ln_1(x)
-            y, _ = self.self_attention(y, y, y, need_weights=False)
-            x = x + y
-            return x + self.mlp(self.ln_2(x))
+    sys.path.insert(0, str(ROOT / "tools"))
+    from export_torch_fixtures import ViTBlock as EncoderBlock  # torchvision's block, shared with the fixtures
 
     class ViT(nn.Module):
         def __init__(self, dim=768, heads=12, mlp=3072, layers=12, patch=16, size=224, classes=1000):
