@@ -1,5 +1,9 @@
 """Consumer input features: what a Conv/Gemm/MatMul multiplies its weight with, as rows of a
-matrix, so its output is rows @ W.T + b. Repairs fit weights on these rows."""
+matrix, so its output is rows @ W.T + b. Repairs fit weights on these rows.
+
+A recurrent layer (LSTM/GRU/RNN) is one too: its input projection x_t W^T + Wb, all gates of both
+directions stacked as outputs, is linear in each step's features; the recurrence (R, Rb) reads the
+hidden state, which a restored projection restores, and is left as it is."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ class Consumer:
 
     node: onnx.NodeProto
     member: Member
-    kind: str                 # "conv", "gemm", "matmul"
+    kind: str                 # "conv", "gemm", "recurrent"
     feature_channel: np.ndarray  # position (along the member axis) of each feature column
     kernel: tuple = ()
 
@@ -31,13 +35,15 @@ class Consumer:
         w = graph.const_value(self.node.input[1]).astype(np.float64)
         if self.kind == "conv":
             return w.reshape(w.shape[0], -1)
+        if self.kind == "recurrent":  # W [dirs, gates * H, I]: every gate of every direction an output
+            return w.reshape(-1, w.shape[2])
         if self.kind == "gemm":
             return w if attr(self.node, "transB", 0) else w.T
         return w.T
 
     def _weight_tensor(self, graph: ModelGraph, wm: np.ndarray) -> np.ndarray:
         old = graph.const_value(self.node.input[1])
-        if self.kind == "conv":
+        if self.kind in ("conv", "recurrent"):
             new = wm.reshape(old.shape)
         elif self.kind == "gemm":
             new = wm if attr(self.node, "transB", 0) else wm.T
@@ -49,8 +55,13 @@ class Consumer:
         graph.replace_const(self.node.input[1], self._weight_tensor(graph, wm))
 
     @property
+    def bias_index(self) -> int:
+        return 3 if self.kind == "recurrent" else 2
+
+    @property
     def bias_name(self) -> str | None:
-        return self.node.input[2] if len(self.node.input) > 2 and self.node.input[2] else None
+        i = self.bias_index
+        return self.node.input[i] if len(self.node.input) > i and self.node.input[i] else None
 
     def quantized(self, graph: ModelGraph) -> bool:
         """Whether its weight or bias is stored as integers behind DequantizeLinear (a QDQ layer)."""
@@ -75,6 +86,11 @@ class Consumer:
 
     def bias(self, graph: ModelGraph) -> np.ndarray:
         n_out = self.weight_matrix(graph).shape[0]
+        if self.kind == "recurrent":  # B [dirs, 2 * gates * H]: the input bias Wb is its first half
+            if self.bias_name is None:
+                return np.zeros(n_out)
+            b = graph.const_value(self.bias_name).astype(np.float64)
+            return b[:, :b.shape[1] // 2].reshape(-1)
         if len(self.node.input) > 2 and self.node.input[2]:
             return graph.const_value(self.node.input[2]).astype(np.float64).reshape(-1)
         return np.zeros(n_out)
@@ -82,26 +98,36 @@ class Consumer:
     def set_bias(self, graph: ModelGraph, b: np.ndarray) -> str | None:
         """Write the bias; returns the name of a newly added bias initializer, if one was needed."""
         dtype = graph.const_value(self.node.input[1]).dtype
-        if len(self.node.input) > 2 and self.node.input[2]:
-            old = graph.const_value(self.node.input[2])
+        i = self.bias_index
+        if self.kind == "recurrent":  # only Wb, the input bias; Rb stays
+            dirs = graph.const_shape(self.node.input[1])[0]
+            full = (graph.const_value(self.bias_name).copy() if self.bias_name is not None
+                    else np.zeros((dirs, 2 * b.size // dirs), dtype))
+            full[:, :full.shape[1] // 2] = b.reshape(dirs, -1)
+            b = full
+        if self.bias_name is not None:
+            old = graph.const_value(self.bias_name)
             if old.size == b.size:
-                graph.replace_const(self.node.input[2], b.reshape(old.shape).astype(old.dtype))
+                graph.replace_const(self.bias_name, b.reshape(old.shape).astype(old.dtype))
                 return None
             raise ValueError("bias shape")
-        while len(self.node.input) < 2:
+        while len(self.node.input) < i:
             self.node.input.append("")
         name = graph.add_initializer(b.astype(dtype), f"{self.node.name or self.node.input[1]}.bias")
-        if len(self.node.input) == 2:
+        if len(self.node.input) == i:
             self.node.input.append(name)
         else:
-            self.node.input[2] = name
+            self.node.input[i] = name
         return name
 
     def rows(self, x: np.ndarray, rng: np.random.Generator, max_rows: int) -> np.ndarray:
         """Feature rows of input batch x, a random subset of at most max_rows."""
         if self.kind == "conv":
             return _conv_patches(x, self.node, self.kernel, rng, max_rows).astype(np.float64)
-        rows = x.T if attr(self.node, "transA", 0) else x
+        if self.kind == "recurrent":  # [T, N, I] (or [N, T, I]): one row per step and sample
+            rows = x.reshape(-1, x.shape[-1])
+        else:
+            rows = x.T if attr(self.node, "transA", 0) else x
         if len(rows) > max_rows:
             rows = rows[rng.choice(len(rows), size=max_rows, replace=False)]
         return rows.astype(np.float64)
@@ -172,12 +198,24 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
             feature_channel = np.arange(len(m.atoms))
             kind = "gemm"
             kernel = ()
+        elif node.op_type in ("LSTM", "GRU", "RNN"):
+            if m.axis != 2 or len(w_shape) != 3 or any(graph.is_dequantized(n) for n in node.input[1:4] if n):
+                continue
+            feature_channel = np.arange(len(m.atoms))
+            kind = "recurrent"
+            kernel = ()
         else:
             continue  # MatMul has no bias input to carry the intercept
-        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        if bias is not None and (not graph.is_constant(bias) or int(np.prod(graph.const_shape(bias))) != w_shape[
-                0 if node.op_type == "Conv" or attr(node, "transB", 0) else 1]):
-            continue  # a broadcast or computed bias cannot take per-output corrections
+        if kind == "recurrent":
+            bias = node.input[3] if len(node.input) > 3 and node.input[3] else None
+            if bias is not None and (not graph.is_constant(bias) or tuple(graph.const_shape(bias)) != (
+                    w_shape[0], 2 * w_shape[1])):
+                continue
+        else:
+            bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if bias is not None and (not graph.is_constant(bias) or int(np.prod(graph.const_shape(bias))) != w_shape[
+                    0 if node.op_type == "Conv" or attr(node, "transB", 0) else 1]):
+                continue  # a broadcast or computed bias cannot take per-output corrections
         if len(feature_channel) > max_features:
             continue
         out.append(Consumer(node, m, kind, feature_channel, kernel))

@@ -229,4 +229,7 @@ def _follow_new_bias(analysis: Analysis, layer: Consumer, name: str) -> None:
     out = next((m for m in analysis.members if m.node == layer.member.node and m.role != ROLE_IN
                 and m.param == analysis.graph.resolve(weight)), None)
     if out is not None:
-        analysis.members.append(Member(name, 0, out.atoms, out.role, out.node))
+        if layer.kind == "recurrent":  # B [dirs, 2 * gates * H]: Wb then Rb, each laid out as W's rows
+            analysis.members.append(Member(name, 1, np.tile(out.atoms, 2), out.role, out.node))
+        else:
+            analysis.members.append(Member(name, 0, out.atoms, out.role, out.node))
