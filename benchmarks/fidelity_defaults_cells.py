@@ -28,11 +28,14 @@ def main() -> None:
     ap.add_argument("--repair", default="all")
     ap.add_argument("--results", default=str(REPO / "benchmarks" / "fidelity_defaults.json"))
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "onnxprune-fidelity"))
+    ap.add_argument("--calib", type=int, default=96, help="calibration samples (another count: give another --workdir)")
+    ap.add_argument("--holdout", type=int, default=64, help="held-out samples")
     args = ap.parse_args()
     for keep in args.keeps:
         for model in args.models:
             try:
-                row = measure(model, keep, None, args.repair, data_paths(model, Path(args.workdir), 96, 64))
+                row = measure(model, keep, None, args.repair, data_paths(model, Path(args.workdir), args.calib, args.holdout))
+                row["calib_samples"], row["holdout_samples"] = args.calib, args.holdout
             except Exception as exc:  # noqa: BLE001 - a crash is the finding
                 row = {"model": model, "keep": keep, "repair": args.repair, "crash": f"{type(exc).__name__}: {exc}",
                        "trace": traceback.format_exc()[-800:], "code": code_version()}

@@ -289,6 +289,8 @@ CURATED = [
     Mutant("rotate-scores-inverted", "stream rotation: the largest-variance directions dropped first",
            "onnxprune/passes/rotate.py", "order = np.argsort(-vals, kind=\"stable\")",
            "order = np.argsort(vals, kind=\"stable\")"),
+    Mutant("probe-floor-on-top-of-the-race", "race: the probes' 60 s floor granted whatever the race already took",
+           "onnxprune/strategies/race.py", "SENSITIVITY_FLOOR_S - race_so_far_s)", "SENSITIVITY_FLOOR_S)"),
     Mutant("recurrent-bias-into-rb", "recurrent repair: the refitted input bias written over Rb, not Wb",
            "onnxprune/repair/features.py", "full[:, :full.shape[1] // 2] = b.reshape(dirs, -1)",
            "full[:, full.shape[1] // 2:] = b.reshape(dirs, -1)"),

@@ -5,8 +5,10 @@ models it was tuned on, while magnitude (l1) kept more of two unseen detectors. 
 criterion prunes to the same target, repaired, on the first part of the calibration data, and the
 models are compared with the original on the held-out rest in each output's own metric (top-1,
 box F1, CTC characters, else cosine; runtime/metrics.py). The default (recon) is written unless the
-other beats it by more than one and a half held-out samples' worth; the report shows the race. Two
-pipeline runs: at most twice the cost of one.
+other beats it by more than one and a half held-out samples' worth; the report shows the race.
+With a FLOPs / parameter target and the allocation left to us, recon with sensitivity allocation
+runs third, its probes within a time budget (probe_budget); statistics are shared between the
+runs (memo.py), so the race costs two to three pipeline runs.
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from ..runtime.metrics import LABELS
 CANDIDATES = ("recon", "l1")  # the first is the default: another must beat it clearly
 MARGIN_SAMPLES = 1.5
 SENSITIVITY_BUDGET = 1.0  # seconds the sensitivity candidate's probes may take, in pipeline runs of the first,
-SENSITIVITY_FLOOR_S = 60.0  # ... or this many, whichever is more: on a small model a pipeline run takes a few
-                            # seconds, and saving them is not worth a collapse (COCO YOLO11n at 320 on an idle
-                            # 2-core machine: 7 s pipeline, 26 s of probes at one share, 30.8% -> 64.4% box F1;
-                            # 42 s with another job on the machine, so 30 s left the choice to the load)
+SENSITIVITY_FLOOR_S = 60.0  # ... or what is left of this many for the race as a whole, whichever is more: on a
+                            # small model a pipeline run takes a few seconds, and saving them is not worth a
+                            # collapse (COCO YOLO11n at 320 on an idle 2-core machine: 7 s pipeline, 26 s of
+                            # probes at one share, 30.8% -> 64.4% box F1; 42 s with another job on the machine,
+                            # so 30 s left the choice to the load); on a model whose pipeline run takes 30 s the
+                            # probes get 30, not 60 (the 416 x 416 detector's race within 90 s)
 
 
 def races(config: PruneConfig) -> bool:
@@ -63,11 +67,12 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
         entries = []
         plan = candidates(config)
         skipped = None
+        started = time.perf_counter()
         for i, (criterion, allocation) in enumerate(plan):
             report("choosing the criterion on held-out data", i, len(plan))
             budget = None
             if allocation == "sensitivity" and config.allocation_default:
-                budget = max(SENSITIVITY_BUDGET * entries[0][3], SENSITIVITY_FLOOR_S)
+                budget = probe_budget(entries[0][3], time.perf_counter() - started)
             candidate = onnx.ModelProto()
             candidate.ParseFromString(original)
             trial = dataclasses.replace(config, calib=fit, preprocess=None, criterion=criterion,
@@ -103,10 +108,17 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
     return result
 
 
+def probe_budget(first_run_s: float, race_so_far_s: float) -> float:
+    """Seconds the sensitivity probes may take: SENSITIVITY_BUDGET pipeline runs of the first
+    candidate, or what the race has left of SENSITIVITY_FLOOR_S, whichever is more."""
+    return max(SENSITIVITY_BUDGET * first_run_s, SENSITIVITY_FLOOR_S - race_so_far_s)
+
+
 def candidates(config: PruneConfig) -> list[tuple[str, str]]:
     """(criterion, allocation) pairs in race order; the first is the default that others must beat.
     Sensitivity allocation joins when the allocation was left to us too. Its probes then run within
-    SENSITIVITY_BUDGET times the first candidate's pipeline time (at least SENSITIVITY_FLOOR_S),
+    SENSITIVITY_BUDGET times the first candidate's pipeline time (or what is left of SENSITIVITY_FLOOR_S
+    for the whole race, where that is more: probe_budget),
     measured as they go: every group at
     half its channels first, the quarter and three quarters only where the pace says they fit (fewer
     shares cost less fidelity than fewer samples: COCO YOLO11n at 70% of the FLOPs, 70.2% box F1 at

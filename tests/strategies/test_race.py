@@ -143,3 +143,14 @@ def test_cli_report_shows_the_race(tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["race"]["kept"] in ("recon", "l1") and len(report["race"]["candidates"]) in (2, 3)
     assert report["race"]["allocation"] in ("score", "sensitivity")
+
+
+@pytest.mark.parametrize("first, so_far, budget", [
+    (7.0, 12.0, 48.0),    # a small model: what the race has left of the floor
+    (30.0, 42.0, 30.0),   # a 30 s pipeline: one run's worth, not the floor on top of the race
+    (125.0, 175.0, 125.0),
+])
+def test_the_probe_budget_keeps_the_race_near_its_floor(first, so_far, budget, monkeypatch):
+    monkeypatch.setattr(race, "SENSITIVITY_BUDGET", 1.0)
+    monkeypatch.setattr(race, "SENSITIVITY_FLOOR_S", 60.0)
+    assert race.probe_budget(first, so_far) == pytest.approx(budget)
