@@ -81,8 +81,9 @@ svtr_neck                      onnx.helper, as paddle2onnx writes PaddleOCR PP-O
 keras_gap_layernorm            onnx.helper, as tf2onnx 1.9 writes a Keras post-norm encoder block (opset
                                13, IR 7): LayerNorm's means over the trailing axis of [N, T, 32] as
                                GlobalAveragePool (mean, then GlobalAveragePool(Mul(x - mean, x - mean))),
-                               Add eps, Sqrt, Reciprocal, Mul, scale and shift; projections on [N * T,
-                               32] rows, one head; a pre-norm variant (keras_gap_layernorm_prenorm)
+                               Add eps, Sqrt, Reciprocal, Mul, scale and shift; Dense layers as MatMul
+                               + Add on [N, T, C], one head; a pre-norm variant
+                               (keras_gap_layernorm_prenorm)
 weights_as_inputs_ir4          onnx.helper, as PyTorch 1.2 wrote CenterFace (IR 4, opset 9): the small
                                conv net with BN kept, every initializer also listed as a graph input
 weights_as_inputs_ir3          the same at IR 3 / opset 8, where the IR requires every initializer
@@ -871,11 +872,7 @@ def keras_gap_layernorm(pre_norm: bool = False) -> onnx.ModelProto:
         return g.node("Add", [y, g.const(rng.normal(0, 0.3, c).astype(np.float32))])
 
     def rows_dense(x, cin, cout, name):
-        rows = g.node("Reshape", [x, g.const(np.array([-1, cin], np.int64))])
-        y = _dense(g, rows, cin, cout, name)
-        return g.node("Reshape", [y, g.node("Concat", [g.node("Slice", [g.node("Shape", [x]), g.const(np.array([0], np.int64)),
-                                                                        g.const(np.array([2], np.int64))]),
-                                                       g.const(np.array([cout], np.int64))], axis=0)])
+        return _dense(g, x, cin, cout, name)
 
     x = _dense(g, "input", c, c, "embeddings")  # a Dense writes the stream
     for b in range(2):
