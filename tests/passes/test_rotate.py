@@ -208,3 +208,24 @@ def test_written_out_norms_calib_ratio_rotated_beats_magnitude(name, calib_dir):
         assert g.kept == g.size - g.size // 4
         figures[rotate] = cosine(reference, run(result.model, held_out)[0])
     assert figures[True] > figures[False], figures
+
+
+def test_cli_rotate_switch(calib_dir, tmp_path):
+    """--rotate/--no-rotate (Target options): rotate by default with --calib, not with --no-rotate;
+    --rotate without --calib is one error line, exit 1, nothing written."""
+    from tests.helpers.cli import assert_one_line_error, invoke
+
+    src = EXPORTERS / "svtr_neck.onnx"
+    _, data = exporter_calib("svtr_neck", calib_dir, batch=16)
+    help_text = invoke("prune", "--help").stdout
+    assert help_text.index("Target options:") < help_text.index("--rotate / --no-rotate") < help_text.index("Data options:")
+    for flags, rotated in (((), True), (("--rotate",), True), (("--no-rotate",), False)):
+        out = tmp_path / f"out{len(flags)}{rotated}.onnx"
+        r = invoke("prune", src, out, "--ratio", "0.25", "--calib", data, "--repair", "none", *flags)
+        assert r.exit_code == 0, r.output
+        assert ("rotated to its principal axes" in r.output) == rotated
+        ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+        assert ("ReduceSumSquare" in ops) == rotated
+    out = tmp_path / "none.onnx"
+    assert_one_line_error(invoke("prune", src, out, "--ratio", "0.25", "--rotate"), "--rotate", "--calib")
+    assert not out.exists()
