@@ -300,6 +300,17 @@ CURATED = [
     Mutant("recurrent-not-a-consumer", "recurrent repair: LSTM/GRU/RNN inputs not refitted",
            "onnxprune/repair/features.py", 'elif node.op_type in ("LSTM", "GRU", "RNN"):',
            'elif node.op_type in ():'),
+    Mutant("rotate-entry-not-last-axis", "stream rotation: the identity MatMul put where the stream is not on the last axis",
+           "onnxprune/passes/rotate.py", "        if rank and tc.axis == rank - 1:\n            last = t",
+           "        if rank:\n            last = t"),
+    Mutant("rotate-conv-shift-one-tap", "stream rotation: a Conv reader's bias gets LayerNorm's shift of one kernel tap",
+           "onnxprune/passes/rotate.py", "shift.reshape(len(shift), -1).sum(axis=1)", "shift.reshape(len(shift), -1)[:, 0]"),
+    Mutant("rotate-written-out-gamma-lost", "stream rotation: a written-out LayerNorm's scale not folded into its readers",
+           "onnxprune/passes/rotate.py", "gamma, beta = found.get(\"Mul\"), found.get(\"Add\")",
+           "gamma, beta = None, found.get(\"Add\")"),
+    Mutant("gap-trailing-axis-blocked", "GlobalAveragePool over the trailing axis of [B, L, C] blocks the stream",
+           "onnxprune/analysis/rules/pooling.py", "tc.axis == 2 and ctx.rank(node.input[0]) == 3",
+           "tc.axis == 1 and ctx.rank(node.input[0]) == 3"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

@@ -71,6 +71,19 @@ einsum_attention               onnx.helper, the same block as Keras' EinsumDense
 gqa_attention                  onnx.helper, Hugging Face's grouped-query attention (Llama's
                                repeat_kv): 4 query heads of 8, 2 K/V heads, each repeated by
                                Unsqueeze -> Expand([1, 2, 2, 1, 1]) -> Reshape([0, 4, -1, 8])
+svtr_neck                      onnx.helper, as paddle2onnx writes PaddleOCR PP-OCRv4's SVTR neck (opset 12,
+                               IR 8): Conv -> BN -> Swish, flattened (Reshape by Concat(Shape(x)[0:2],
+                               [-1])) and Transpose(0,2,1) to [N, L, 16]; two pre-norm blocks with
+                               every LayerNorm written out (ReduceMean / Sub / Pow / ReduceMean / Add /
+                               Sqrt / Div / Mul / Add), packed qkv Reshape([0,-1,3,2,8]) ->
+                               Transpose(2,0,3,1,4) -> Slice/Squeeze, Swish MLP; a final LayerNorm, back
+                               to NCHW (Reshape, Transpose(0,3,1,2)), a 2x2 Conv (no padding), GAP, Gemm
+keras_gap_layernorm            onnx.helper, as tf2onnx 1.9 writes a Keras post-norm encoder block (opset
+                               13, IR 7): LayerNorm's means over the trailing axis of [N, T, 32] as
+                               GlobalAveragePool (mean, then GlobalAveragePool(Mul(x - mean, x - mean))),
+                               Add eps, Sqrt, Reciprocal, Mul, scale and shift; Dense layers as MatMul
+                               + Add on [N, T, C], one head; a pre-norm variant
+                               (keras_gap_layernorm_prenorm)
 weights_as_inputs_ir4          onnx.helper, as PyTorch 1.2 wrote CenterFace (IR 4, opset 9): the small
                                conv net with BN kept, every initializer also listed as a graph input
 weights_as_inputs_ir3          the same at IR 3 / opset 8, where the IR requires every initializer
@@ -784,6 +797,105 @@ def gqa_attention() -> onnx.ModelProto:
     return _encoder_tail(g, x, attn, "gqa_attention")
 
 
+# ------------------------------------------------------------------------------- LayerNorm written out
+def _swish(g: Net, x):
+    return g.node("Mul", [x, g.node("Sigmoid", [x])])
+
+
+def _ln_reduce_mean(g: Net, x, c: int):
+    """paddle2onnx's LayerNorm over the last axis: ReduceMean / Sub / Pow / ReduceMean / Add / Sqrt /
+    Div / Mul / Add."""
+    rng = g.rng
+    mean = g.node("ReduceMean", [x], axes=[-1])
+    d = g.node("Sub", [x, mean])
+    var = g.node("ReduceMean", [g.node("Pow", [d, g.const(np.array(2.0, np.float32))])], axes=[-1])
+    y = g.node("Div", [d, g.node("Sqrt", [g.node("Add", [var, g.const(np.array(1e-5, np.float32))])])])
+    y = g.node("Mul", [y, g.const(rng.uniform(0.5, 1.5, c).astype(np.float32))])
+    return g.node("Add", [y, g.const(rng.normal(0, 0.3, c).astype(np.float32))])
+
+
+def _dense(g: Net, x, cin: int, cout: int, name: str):
+    rng = g.rng
+    y = g.node("MatMul", [x, g.const((rng.standard_normal((cin, cout)) / np.sqrt(cin)).astype(np.float32),
+                                      f"{name}.w_0")], f"{name}/MatMul")
+    return g.node("Add", [y, g.const((rng.standard_normal(cout) * 0.3).astype(np.float32), f"{name}.b_0")])
+
+
+def svtr_neck() -> onnx.ModelProto:
+    g = Net(SEED + 7, opset=12)
+    c, heads, hd, rng = 16, 2, 8, g.rng
+    x = _swish(g, g.bn(g.conv("x", 3, c, k=3, stride=2, bias=False, name="conv2d_0"), c, "batch_norm_0"))
+    lead = g.node("Slice", [g.node("Shape", [x]), g.const(np.array([0], np.int64)), g.const(np.array([2], np.int64)),
+                            g.const(np.array([0], np.int64))])
+    flat = g.node("Reshape", [x, g.node("Concat", [lead, g.const(np.array([-1], np.int64))], axis=0)], "neck_flatten")
+    h = g.node("Transpose", [flat], "neck_transpose", perm=[0, 2, 1])
+    for b in range(2):
+        qkv = _dense(g, _ln_reduce_mean(g, h, c), c, 3 * c, f"block{b}.qkv")
+        qkv = g.node("Transpose", [g.node("Reshape", [qkv, g.const(np.array([0, -1, 3, heads, hd], np.int64))])],
+                     perm=[2, 0, 3, 1, 4])
+        qkv_parts = []
+        for k in range(3):
+            part = g.node("Slice", [qkv, g.const(np.array([k], np.int64)), g.const(np.array([k + 1], np.int64)),
+                                    g.const(np.array([0], np.int64))])
+            qkv_parts.append(g.node("Squeeze", [part], axes=[0]))
+        q = g.node("Mul", [qkv_parts[0], g.const(np.array(hd ** -0.5, np.float32))])
+        a = g.node("Softmax", [g.node("MatMul", [q, g.node("Transpose", [qkv_parts[1]], perm=[0, 1, 3, 2])])], axis=3)
+        ctx = g.node("Transpose", [g.node("MatMul", [a, qkv_parts[2]])], perm=[0, 2, 1, 3])
+        ctx = g.node("Reshape", [ctx, g.const(np.array([0, -1, c], np.int64))])
+        h = g.node("Add", [h, _dense(g, ctx, c, c, f"block{b}.proj")])
+        m = _swish(g, _dense(g, _ln_reduce_mean(g, h, c), c, 2 * c, f"block{b}.fc1"))
+        h = g.node("Add", [h, _dense(g, m, 2 * c, c, f"block{b}.fc2")])
+    h = _ln_reduce_mean(g, h, c)
+    h = g.node("Reshape", [h, g.const(np.array([0, 4, 8, c], np.int64))], "reshape_back")
+    h = g.node("Transpose", [h], "to_nchw", perm=[0, 3, 1, 2])
+    y = _swish(g, g.bn(g.conv(h, c, 12, k=2, pad=0, bias=False, name="conv2d_1"), 12, "batch_norm_1"))
+    y = g.node("Flatten", [g.node("GlobalAveragePool", [y])])
+    g.gemm(y, 12, 10, name="fc")
+    g.nodes[-1].output[0] = "output"
+    return g.model("svtr_neck", [_vi("x", ["N", 3, 8, 16])], [_vi("output", ["N", 10])], ir_version=8)
+
+
+def keras_gap_layernorm(pre_norm: bool = False) -> onnx.ModelProto:
+    """tf2onnx 1.9's Keras LayerNormalization on [N, T, C]: GlobalAveragePool takes the mean over
+    the trailing axis (the only non-batch, non-"channel" axis it sees), then the variance the same
+    way; one-head attention on [N * T, C] rows; post-norm as in BERT (or pre-norm)."""
+    g = Net(SEED + 8, opset=13)
+    c, rng = ATT_C, g.rng
+
+    def ln(x):
+        mean = g.node("GlobalAveragePool", [x])
+        d = g.node("Sub", [x, mean])
+        var = g.node("GlobalAveragePool", [g.node("Mul", [d, d])])
+        r = g.node("Reciprocal", [g.node("Sqrt", [g.node("Add", [var, g.const(np.array(1e-3, np.float32))])])])
+        y = g.node("Mul", [d, r])
+        y = g.node("Mul", [y, g.const(rng.uniform(0.5, 1.5, c).astype(np.float32))])
+        return g.node("Add", [y, g.const(rng.normal(0, 0.3, c).astype(np.float32))])
+
+    def rows_dense(x, cin, cout, name):
+        return _dense(g, x, cin, cout, name)
+
+    x = _dense(g, "input", c, c, "embeddings")  # a Dense writes the stream
+    for b in range(2):
+        h = ln(x) if pre_norm else x
+        q, k, v = (rows_dense(h, c, c, f"layer{b}/attention/{p}") for p in "qkv")
+        s = g.node("Mul", [g.node("MatMul", [q, g.node("Transpose", [k], perm=[0, 2, 1])]),
+                           g.const(np.array(c ** -0.5, np.float32))])
+        ctx = g.node("MatMul", [g.node("Softmax", [s], axis=-1), v])
+        x = g.node("Add", [x, rows_dense(ctx, c, c, f"layer{b}/attention/output")])
+        x = x if pre_norm else ln(x)
+        h = ln(x) if pre_norm else x
+        m = g.node("Relu", [rows_dense(h, c, 2 * c, f"layer{b}/intermediate")])
+        x = g.node("Add", [x, rows_dense(m, 2 * c, c, f"layer{b}/output")])
+        x = x if pre_norm else ln(x)
+    if pre_norm:
+        x = ln(x)
+    x = g.node("ReduceMean", [x], axes=[1], keepdims=0)
+    g.node("MatMul", [x, g.const((rng.standard_normal((c, 10)) / np.sqrt(c)).astype(np.float32), "head")], "output")
+    name = "keras_gap_layernorm" + ("_prenorm" if pre_norm else "")
+    return g.model(name, [_vi("input", ["N", "T", c])], [_vi("output", ["N", 10])], producer="tf2onnx",
+                   ir_version=7)
+
+
 # ------------------------------------------------------------------------------- old exports
 def weights_as_inputs(ir_version: int, opset: int) -> onnx.ModelProto:
     """small_cnn with BN, every weight also declared as a graph input (after the data input), as
@@ -861,6 +973,10 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "keras_attention": (keras_attention, "onnx.helper, tf2onnx Keras MultiHeadAttention style", ()),
     "einsum_attention": (einsum_attention, "onnx.helper, Keras EinsumDense / einsum attention style", ()),
     "gqa_attention": (gqa_attention, "onnx.helper, Hugging Face grouped-query attention (repeat_kv)", ()),
+    "svtr_neck": (svtr_neck, "onnx.helper, paddle2onnx PP-OCRv4 SVTR neck (LayerNorm written out, conv in and out)",
+                  ()),
+    "keras_gap_layernorm": (keras_gap_layernorm, "onnx.helper, tf2onnx 1.9 Keras LayerNorm from GlobalAveragePool", ()),
+    "keras_gap_layernorm_prenorm": ((lambda: keras_gap_layernorm(True)), "onnx.helper, the same, pre-norm blocks", ()),
     "weights_as_inputs_ir4": ((lambda: weights_as_inputs(4, 9)), "onnx.helper, weights also graph inputs (IR 4)", ()),
     "weights_as_inputs_ir3": ((lambda: weights_as_inputs(3, 8)), "onnx.helper, weights also graph inputs (IR 3)", ()),
     **{f"opset{n}_cnn": ((lambda n=n: opset_cnn(n)), f"onnx.helper, opset {n}", ()) for n in OPSETS},

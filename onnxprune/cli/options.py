@@ -88,6 +88,11 @@ keep = _option(TARGET, "--keep", multiple=True, metavar="PATTERN",
                help="Never prune groups with a node matching this glob.")
 max_group_ratio = _option(TARGET, "--max-group-ratio", type=float, default=0.9, show_default=True,
                           help="Never remove more than this share of one group.")
+rotate = _option(TARGET, "--rotate/--no-rotate", default=None,
+                 help="In a lossy run with --calib, rotate a pre-norm transformer's residual stream to the "
+                      "principal axes of the calibration data before slicing it (SliceGPT; checked unsliced against "
+                      "the original at exact-mode tolerance), so the directions the data uses least go first; "
+                      "--no-rotate ranks the stream like any other group [default: rotate when --calib is given].")
 ratios = _option(TARGET, "--ratios", default="0.25,0.5,0.75", show_default=True,
                  help="Comma-separated shares of each group to remove.")
 

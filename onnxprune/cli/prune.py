@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..api import prune
-from ..config import PruneConfig
+from ..config import ConfigError, PruneConfig
 from ..io import load_model, resolve_output, save_model
 from ..report import format_summary
 from ..validation import validate_result
@@ -29,6 +29,7 @@ from .output import STDOUT, StderrProgress, human_echo, json_target, write_json
 @options.round_to
 @options.keep
 @options.max_group_ratio
+@options.rotate
 @options.calib
 @options.preprocess
 @options.shape
@@ -52,13 +53,15 @@ from .output import STDOUT, StderrProgress, human_echo, json_target, write_json
 @options.overwrite
 @options.quiet
 def prune_cmd(input_path, output_path, ratio, target_flops, target_params, target_latency, batch, threads,
-              latency_cache, criterion, allocation, round_to, keep, max_group_ratio, repair, max_error, min_cosine, min_agreement,
+              latency_cache, criterion, allocation, round_to, keep, max_group_ratio, rotate, repair, max_error, min_cosine, min_agreement,
               metric, finetune, finetune_time, fold_bn, quantize, weight_inputs, calib, preprocess, shapes, validate, device,
               atol, json_path, overwrite, quiet):
     """Prune channels of IN.onnx and write OUT.onnx. Exact by default: only channels that cannot
     change any output are removed."""
+    if rotate and calib is None:
+        raise ConfigError("--rotate rotates the residual stream to the principal axes of --calib data; give --calib")
     with as_flags():
-        config = PruneConfig(fold_bn=fold_bn, ratio=ratio, target_flops=target_flops, target_params=target_params,
+        config = PruneConfig(fold_bn=fold_bn, rotate=rotate is not False, ratio=ratio, target_flops=target_flops, target_params=target_params,
                              criterion=criterion, allocation=allocation, round_to=round_to, keep=tuple(keep), max_group_ratio=max_group_ratio,
                              calib=str(calib) if calib else None, preprocess=preprocess, validate=validate, device=device,
                              shapes=tuple(shapes),

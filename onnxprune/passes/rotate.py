@@ -34,6 +34,7 @@ from .base import Pass, PassResult
 EXACT_ATOL, EXACT_RTOL = 1e-4, 1e-3  # exact-mode validation's bounds (validation.py)
 _PATH_OPS = {"Reshape", "Transpose", "Identity", "Gather", "Squeeze", "Unsqueeze", "Flatten", "Dropout", "Slice"}
 NO_STREAM = "no residual stream normalized by LayerNorm"
+_READ_PATH_OPS = _PATH_OPS | {"ReduceMean"}  # a reader's path from a norm: a mean over tokens commutes too
 _WRITER_OPS = {"Gather", "Gemm", "MatMul", "Conv", "Add", "Expand"}
 
 
@@ -43,10 +44,20 @@ class NotRotatable(Exception):
 
 @dataclass
 class Norm:
-    node: onnx.NodeProto
+    """A LayerNorm over the stream's last axis: one LayerNormalization node, or the ops that write it
+    out (ReduceMean or, on a [B, L, C] tensor, GlobalAveragePool for the mean and the variance)."""
+
+    nodes: list[str]  # labels of the nodes the RMS norm replaces, the first one reading x
+    x: str
+    y: str
+    eps: float
     gamma: str | None
     beta: str | None
     readers: list[Member] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return self.nodes[0]
 
 
 @dataclass
@@ -60,15 +71,14 @@ class StreamPlan:
     writers: list[Member]
     readers: list[Member]
     order: dict  # id(member) or tensor name -> canonical index per position
+    entries: list = field(default_factory=list)  # tensors given an identity MatMul as their writer (open_entries)
 
     def perm(self, key) -> np.ndarray:
         return self.order[key]
 
 
-def plan_rotation(analysis: Analysis) -> StreamPlan:
-    """The residual stream of `analysis` (a prunable group normalized by LayerNorms only), or
-    NotRotatable saying why not."""
-    graph = analysis.graph
+def _stream(analysis: Analysis):
+    """The prunable group some statistic normalizes (the residual stream), and those statistics."""
     streams = []
     for g in analysis.prunable_groups():
         chans = set(g.channels)
@@ -80,7 +90,128 @@ def plan_rotation(analysis: Analysis) -> StreamPlan:
         raise NotRotatable(NO_STREAM)
     if len(streams) > 1:
         raise NotRotatable(f"{len(streams)} normalized streams; one is rotated at a time")
-    g, stats = streams[0]
+    return streams[0]
+
+
+def _norms(analysis: Analysis, stats) -> list[Norm]:
+    """Each statistic over the stream read as a LayerNorm over its last axis, or NotRotatable."""
+    graph = analysis.graph
+    norms, claimed = [], set()
+    for n in stats:
+        if node_label(n) in claimed:
+            continue
+        if n.op_type == "LayerNormalization":
+            norm = _layer_norm_node(graph, n)
+        elif n.op_type in ("ReduceMean", "GlobalAveragePool"):
+            norm = _written_out_norm(graph, n)
+        else:
+            raise NotRotatable(f"{node_label(n)}: {n.op_type} over the stream (only a LayerNorm is folded)")
+        tc = analysis.tensors[norm.x]
+        rank = graph.rank(norm.x)
+        if rank is None or tc.axis != rank - 1:
+            raise NotRotatable(f"{norm.label}: LayerNorm not over the last axis alone")
+        claimed |= set(norm.nodes)
+        norms.append(norm)
+    return norms
+
+
+def _layer_norm_node(graph: ModelGraph, n: onnx.NodeProto) -> Norm:
+    rank = graph.rank(n.input[0])
+    if rank is None or attr(n, "axis", -1) % rank != rank - 1:
+        raise NotRotatable(f"{node_label(n)}: LayerNormalization not over the last axis alone")
+    if any(o for o in n.output[1:]):
+        raise NotRotatable(f"{node_label(n)}: LayerNormalization statistics outputs are used")
+    params = [graph.resolve(n.input[i]) if len(n.input) > i and n.input[i] else None for i in (1, 2)]
+    return Norm([node_label(n)], n.input[0], n.output[0], float(attr(n, "epsilon", 1e-5)), *params)
+
+
+def _mean_over_last(graph: ModelGraph, n: onnx.NodeProto | None, x: str | None = None) -> bool:
+    """n takes the mean of x over its last axis alone, keeping it (ReduceMean, or GlobalAveragePool
+    on a rank-3 [B, L, C] tensor, as tf2onnx writes Keras' mean over the trailing axis)."""
+    if n is None or (x is not None and n.input[0] != x):
+        return False
+    rank = graph.rank(n.input[0])
+    if not rank:
+        return False
+    if n.op_type == "GlobalAveragePool":
+        return rank == 3
+    if n.op_type != "ReduceMean" or not attr(n, "keepdims", 1):
+        return False
+    axes = attr(n, "axes")
+    if axes is None and len(n.input) > 1 and n.input[1]:
+        value = graph.const_value(n.input[1])
+        axes = None if value is None else value.reshape(-1).tolist()
+    return axes is not None and sorted(int(a) % rank for a in axes) == [rank - 1]
+
+
+def _scalar(graph: ModelGraph, name: str) -> float | None:
+    v = graph.const_value(name)
+    return float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
+
+
+def _written_out_norm(graph: ModelGraph, mean: onnx.NodeProto) -> Norm:
+    """mean = Mean(x); d = x - mean; var = Mean(d ** 2 or d * d); y = d / Sqrt(var + eps), then
+    optionally * gamma and + beta (per channel): the LayerNorm paddle2onnx, older exporters and
+    tf2onnx write out. Every intermediate is read only inside the pattern."""
+    label = node_label(mean)
+    outputs = graph.graph_outputs
+
+    def only_user(t, ops):
+        users = {id(u): u for u in graph.users(t)}
+        if len(users) != 1 or t in outputs:
+            return None
+        (u,) = users.values()
+        return u if u.op_type in ops else None
+
+    def other(node, t):
+        return node.input[1] if node.input[0] == t else node.input[0]
+
+    x = mean.input[0]
+    if not _mean_over_last(graph, mean):
+        raise NotRotatable(f"{label}: {mean.op_type} over the stream is not a LayerNorm's mean over the last axis")
+    sub = only_user(mean.output[0], {"Sub"})
+    if sub is None or list(sub.input) != [x, mean.output[0]]:
+        raise NotRotatable(f"{label}: {mean.op_type} over the stream is not the mean of a LayerNorm written out")
+    d = sub.output[0]
+    users = list({id(u): u for u in graph.users(d)}.values())
+    sq = next((u for u in users if (u.op_type == "Pow" and u.input[0] == d and _scalar(graph, u.input[1]) == 2.0)
+               or (u.op_type == "Mul" and list(u.input) == [d, d])), None)
+    var = only_user(sq.output[0], {"ReduceMean", "GlobalAveragePool"}) if sq is not None else None
+    add = only_user(var.output[0], {"Add"}) if _mean_over_last(graph, var, sq.output[0] if sq else None) else None
+    eps = _scalar(graph, other(add, var.output[0])) if add is not None else None
+    sqrt = only_user(add.output[0], {"Sqrt"}) if eps is not None else None
+    # d / std, or d * Reciprocal(std) (tf2onnx)
+    inv = only_user(sqrt.output[0], {"Div", "Reciprocal"}) if sqrt is not None else None
+    div = None
+    if inv is not None and inv.op_type == "Div" and list(inv.input) == [d, sqrt.output[0]]:
+        div, inv = inv, None
+    elif inv is not None and inv.op_type == "Reciprocal":
+        div = only_user(inv.output[0], {"Mul"})
+        div = div if div is not None and sorted(div.input) == sorted([d, inv.output[0]]) else None
+    if len(users) != 2 or d in outputs or div is None or div not in users:
+        raise NotRotatable(f"{label}: {mean.op_type} over the stream is not the mean of a LayerNorm written out "
+                           f"(x - mean, its mean square, + eps, Sqrt, Div)")
+    nodes, y = [mean, sub, sq, var, add, sqrt] + ([inv] if inv is not None else []) + [div], div.output[0]
+    width = graph.static_shape(x)
+    width = width[-1] if width else None
+    found = {}
+    for op in ("Mul", "Add"):  # gamma, then beta, each optional
+        nxt = only_user(y, {op})
+        value = graph.const_value(other(nxt, y)) if nxt is not None else None
+        if value is None or width is None or value.size != width or value.shape[-1] != width:
+            continue
+        nodes.append(nxt)
+        found[op] = graph.resolve(other(nxt, y))
+        y = nxt.output[0]
+    gamma, beta = found.get("Mul"), found.get("Add")
+    return Norm([node_label(n) for n in nodes], x, y, eps, gamma, beta)
+
+
+def plan_rotation(analysis: Analysis) -> StreamPlan:
+    """The residual stream of `analysis` (a prunable group normalized by LayerNorms only), or
+    NotRotatable saying why not."""
+    graph = analysis.graph
+    g, stats = _stream(analysis)
     index = {c: k for k, c in enumerate(g.channels)}
     order = {}
 
@@ -90,25 +221,14 @@ def plan_rotation(analysis: Analysis) -> StreamPlan:
             raise NotRotatable(f"'{key}' does not hold each of the {g.size} stream channels once")
         order[key] = np.array([index[c] for c in ch.tolist()], dtype=np.int64)
 
-    by_node = {}
-    for m in g.members:
-        by_node.setdefault(m.node, []).append(m)
     norms = {}
-    for n in stats:
-        if n.op_type != "LayerNormalization":
-            raise NotRotatable(f"{node_label(n)}: {n.op_type} over the stream (only LayerNormalization is folded)")
-        tc = analysis.tensors[n.input[0]]
-        rank = graph.rank(n.input[0])
-        if rank is None or attr(n, "axis", -1) % rank != rank - 1 or tc.axis != rank - 1:
-            raise NotRotatable(f"{node_label(n)}: LayerNormalization not over the last axis alone")
-        if any(o for o in n.output[1:]):
-            raise NotRotatable(f"{node_label(n)}: LayerNormalization statistics outputs are used")
-        canon(n.input[0], tc.atoms)
-        params = [graph.resolve(n.input[i]) if len(n.input) > i and n.input[i] else None for i in (1, 2)]
-        norms[n.output[0]] = Norm(n, *params)
+    for norm in _norms(analysis, stats):
+        canon(norm.x, analysis.tensors[norm.x].atoms)
+        norms[norm.y] = norm
+    in_norms = {lab for norm in norms.values() for lab in norm.nodes}
     writers, readers = [], []
     for m in g.members:
-        if m.node in {node_label(x.node) for x in norms.values()}:
+        if m.node in in_norms:
             continue
         if m.role == ROLE_IN:
             norm = _norm_read(graph, m, norms)
@@ -137,6 +257,14 @@ def _check_members(graph, writers, readers) -> None:
     for m in readers:
         n = nodes[m.node]
         w = graph.const_value(m.param)
+        if n.op_type == "Conv":
+            # A Conv reading the stream as its input channels (the stream turned back into an image by
+            # Reshape/Transpose): its weight's axis 1 folds and rotates like a MatMul's rows. beta
+            # folds into its bias only where every output sums the whole kernel: no padding.
+            if w is None or m.axis != 1 or attr(n, "group", 1) != 1 or any(attr(n, "pads", []) or [0]) \
+                    or attr(n, "auto_pad", b"NOTSET") not in (b"NOTSET", b"VALID", "NOTSET", "VALID"):
+                raise NotRotatable(f"{m.node}: a padded or grouped Conv reads the stream")
+            continue
         if n.op_type not in ("Gemm", "MatMul") or w is None or w.ndim != 2:
             raise NotRotatable(f"{m.node}: a {n.op_type} reader of the stream is not folded")
         if n.op_type == "Gemm" and attr(n, "alpha", 1.0) != 1.0:
@@ -148,7 +276,7 @@ def _norm_read(graph, m: Member, norms: dict) -> Norm:
     name = m.tensor
     while name not in norms:
         p = graph.producer.get(name)
-        if p is None or p.op_type not in _PATH_OPS:
+        if p is None or p.op_type not in _READ_PATH_OPS:
             raise NotRotatable(f"{m.node} reads the stream not through a LayerNorm")
         name = p.input[0]
     return norms[name]
@@ -157,7 +285,7 @@ def _norm_read(graph, m: Member, norms: dict) -> Norm:
 def _check_pre_norm(graph, norm: Norm) -> None:
     """The norm's output reaches only its readers (and Shape ops): a pre-norm block."""
     reader_nodes = {m.node for m in norm.readers}
-    todo, seen = [norm.node.output[0]], set()
+    todo, seen = [norm.y], set()
     while todo:
         t = todo.pop()
         for n in graph.users(t):
@@ -166,10 +294,10 @@ def _check_pre_norm(graph, norm: Norm) -> None:
             seen.add(id(n))
             if node_label(n) in reader_nodes or n.op_type == "Shape":
                 continue
-            if n.op_type in _PATH_OPS and n.input[0] == t:
+            if n.op_type in _READ_PATH_OPS and n.input[0] == t:
                 todo.extend(n.output)
                 continue
-            raise NotRotatable(f"{node_label(norm.node)}: its output is also read by {node_label(n)} ({n.op_type}): "
+            raise NotRotatable(f"{norm.label}: its output is also read by {node_label(n)} ({n.op_type}): "
                                f"a post-norm block, whose scale multiplies the stream itself")
 
 
@@ -191,11 +319,9 @@ def invariant_form(graph: ModelGraph, plan: StreamPlan) -> list[str]:
     opset = graph.opset
     inputs = []
     for norm in plan.norms:
-        ln = norm.node
-        eps = attr(ln, "epsilon", 1e-5)
         gamma = graph.const_value(norm.gamma).astype(np.float64).reshape(-1) if norm.gamma else np.ones(d)
         beta = graph.const_value(norm.beta).astype(np.float64).reshape(-1) if norm.beta else np.zeros(d)
-        ln_perm = plan.perm(ln.input[0])
+        ln_perm = plan.perm(norm.x)
         g_canon, b_canon = np.empty(d), np.empty(d)
         g_canon[ln_perm], b_canon[ln_perm] = gamma, beta
         for m in norm.readers:
@@ -205,13 +331,15 @@ def invariant_form(graph: ModelGraph, plan: StreamPlan) -> list[str]:
             shape[m.axis] = d
             scale = (np.sqrt(d) * g_canon[perm]).reshape(shape)
             shift = np.tensordot(b_canon[perm], w, axes=([0], [m.axis]))
+            # one value per output: a Conv's sums its kernel window (no padding: _check_members)
+            shift = shift.reshape(len(shift), -1).sum(axis=1) if shift.ndim > 1 else shift
             graph.replace_const(m.param, w * scale)
             if np.any(shift):
                 _add_to_bias(graph, nodes[m.node], shift)
         dtype = graph.const_value(norm.gamma).dtype if norm.gamma else np.float32
-        x, y, tag = ln.input[0], ln.output[0], ln.output[0]
+        x, y, tag = norm.x, norm.y, norm.y
         axes = graph.add_initializer(np.array([-1], dtype=np.int64), f"{tag}_rms_axes")
-        deps = graph.add_initializer(np.array(d * eps, dtype=dtype), f"{tag}_rms_eps")
+        deps = graph.add_initializer(np.array(d * norm.eps, dtype=dtype), f"{tag}_rms_eps")
         if opset >= 18:
             ss = onnx.helper.make_node("ReduceSumSquare", [x, axes], [f"{tag}_rms_ss"], keepdims=1)
         else:
@@ -221,9 +349,11 @@ def invariant_form(graph: ModelGraph, plan: StreamPlan) -> list[str]:
                onnx.helper.make_node("Sqrt", [f"{tag}_rms_var"], [f"{tag}_rms_norm"]),
                onnx.helper.make_node("Div", [x, f"{tag}_rms_norm"], [y])]
         for k, n in enumerate(new):
-            n.name = f"{ln.name or tag}/rms{k}"
-        at = list(model.graph.node).index(ln)
-        del model.graph.node[at]
+            n.name = f"{norm.label}/rms{k}"
+        old = [nodes[lab] for lab in norm.nodes]
+        at = min(list(model.graph.node).index(n) for n in old)
+        for n in old:
+            model.graph.node.remove(n)
         for k, n in enumerate(new):
             model.graph.node.insert(at + k, n)
         inputs.append(x)
@@ -244,6 +374,17 @@ def _add_to_bias(graph: ModelGraph, node: onnx.NodeProto, shift: np.ndarray) -> 
             while len(node.input) < 2:
                 node.input.append("")
             node.input.append(graph.add_initializer(shift.astype(np.float32) / beta, f"{node_label(node)}_bias"))
+        return
+    if node.op_type == "Conv":
+        if len(node.input) > 2 and node.input[2]:
+            c = graph.const_value(node.input[2])
+            if c is None:
+                raise NotRotatable(f"{node_label(node)}: its bias is computed at run time")
+            graph.replace_const(node.input[2], c + shift.reshape(c.shape))
+        else:
+            while len(node.input) < 2:
+                node.input.append("")
+            node.input.append(graph.add_initializer(shift.astype(np.float32), f"{node_label(node)}_bias"))
         return
     users = graph.users(node.output[0])
     if len(users) == 1 and users[0].op_type == "Add":
@@ -303,21 +444,87 @@ class Rotation:
     scores: list  # (param, axis, score per position): the eigenvalue of the direction each position holds
 
 
+def _entries(analysis: Analysis, chans: set, norms: list[Norm]) -> list[str]:
+    """Where the stream begins other than at a linear writer: walking back from every norm input
+    through residual Adds, Concat and shape-only ops, the last tensor holding the stream on its last
+    axis before an op no rotation folds into (a PaddleOCR SVTR neck's stream is Swish(BN(Conv)),
+    flattened and transposed to [B, L, C]). Linear writers (MatMul/Gemm/Conv with a constant weight,
+    an embedding Gather, a constant Expand) end the walk."""
+    graph = analysis.graph
+    entries, seen = [], set()
+    outputs = {n.y: n for n in norms}
+    todo = [(n.x, None) for n in norms]
+    while todo:
+        t, last = todo.pop()
+        if t in outputs:
+            raise NotRotatable(f"{outputs[t].label}: its output is also the residual stream: a post-norm block, "
+                               f"whose scale multiplies the stream itself")
+        tc = analysis.tensors.get(t)
+        if graph.is_stored(t) or tc is None or not set(analysis.channel_of(tc.atoms).tolist()) & chans:
+            continue
+        rank = graph.rank(t)
+        if rank and tc.axis == rank - 1:
+            last = t
+        if (t, last) in seen:
+            continue
+        seen.add((t, last))
+        p = graph.producer.get(t)
+        op = p.op_type if p is not None else None
+        if op in ("MatMul", "Gemm", "Conv") and len(p.input) > 1 and graph.is_stored(p.input[1]) \
+                and not graph.is_stored(p.input[0]):
+            continue
+        if op in ("Gather", "Expand") and graph.is_stored(p.input[0]):
+            continue
+        if op in ("Add", "Concat"):
+            todo.extend((i, last) for i in p.input if i)
+            continue
+        if op in _PATH_OPS:
+            todo.append((p.input[0], last))
+            continue
+        if last is None:
+            raise NotRotatable(f"the stream begins at '{t}' ({op or 'a model input'}) not on its last axis")
+        if last in graph.graph_outputs:
+            raise NotRotatable(f"the stream begins at '{last}', a model output")
+        if last not in entries:
+            entries.append(last)
+    return entries
+
+
+def open_entries(analysis: Analysis) -> list[str]:
+    """Give the stream a linear writer where it has none (_entries): a MatMul by the identity after
+    each entry tensor, read instead of it from then on. Edits analysis.graph.model; returns the
+    entry tensors (none: nothing changed)."""
+    g, stats = _stream(analysis)
+    entries = _entries(analysis, set(g.channels), _norms(analysis, stats))
+    graph, model = analysis.graph, analysis.graph.model
+    for t in entries:
+        eye = graph.add_initializer(np.eye(g.size, dtype=np.float32), f"{t}_rotation")
+        out = f"{t}_rotated"
+        for n in model.graph.node:
+            for k, name in enumerate(n.input):
+                if name == t:
+                    n.input[k] = out
+        node = onnx.helper.make_node("MatMul", [t, eye], [out], name=f"{t}/rotation")
+        p = graph.producer.get(t)
+        model.graph.node.insert(list(model.graph.node).index(p) + 1 if p is not None else 0, node)
+    return entries
+
+
 def rotated_copy(model: onnx.ModelProto, shapes, data, device: str = "cpu", q: np.ndarray | None = None) -> Rotation:
     """The model with its residual stream rotated (steps 1-4) and checked unsliced against `model`
     at exact-mode tolerance; NotRotatable when it has none or the check fails. `q` replaces the
     principal axes (tests)."""
     from ..runtime.compare import compare_models
 
-    analysis = analyze(ModelGraph(model, shapes=shapes))
-    plan = plan_rotation(analysis)
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
+    analysis = analyze(ModelGraph(copy, shapes=shapes))
+    entries = open_entries(analysis)
+    if entries:
+        analysis = analyze(ModelGraph(copy, shapes=shapes))
+    plan = plan_rotation(analysis)
+    plan.entries = entries
     graph = ModelGraph(copy, shapes=shapes)
-    nodes = _nodes_by_label(graph)
-    # The plan's nodes are the analysed model's; point them at the copy's.
-    for norm in plan.norms:
-        norm.node = nodes[node_label(norm.node)]
     names = invariant_form(graph, plan)
     graph = ModelGraph(copy, shapes=shapes)
     moment = stream_moment(copy, plan, names, data, device)
@@ -331,6 +538,18 @@ def rotated_copy(model: onnx.ModelProto, shapes, data, device: str = "cpu", q: n
     return Rotation(copy, plan, vals, scores)
 
 
+def may_have_layer_norm(graph: ModelGraph) -> bool:
+    """A cheap look before the analysis: a LayerNormalization, or a mean over the last axis that a
+    Sub reads (the written-out form)."""
+    for n in graph.all_nodes:
+        if n.op_type == "LayerNormalization":
+            return True
+        if n.op_type in ("ReduceMean", "GlobalAveragePool") and any(u.op_type == "Sub" for u in graph.users(n.output[0])) \
+                and _mean_over_last(graph, n):
+            return True
+    return False
+
+
 class RotateStream(Pass):
     """With calibration data in a lossy run: rotate the residual stream (rotated_copy) before the
     analysis, and hand the select pass each stream channel's eigenvalue as its score."""
@@ -340,7 +559,7 @@ class RotateStream(Pass):
 
     def run(self, state) -> PassResult:
         cfg = state.config
-        if not any(n.op_type == "LayerNormalization" for n in state.graph.all_nodes):
+        if not may_have_layer_norm(state.graph):
             return PassResult(False, {"rotated": False})  # nothing to rotate: no note, no second analysis
         device = "cpu" if cfg.device == "auto" else cfg.device
         try:
@@ -354,8 +573,11 @@ class RotateStream(Pass):
         state.graph = ModelGraph(state.model, shapes=state.shapes.per_sample())
         state.score_hints = rot.scores
         kept = np.cumsum(rot.eigenvalues) / max(float(rot.eigenvalues.sum()), 1e-30)
+        entry = (f"; a {rot.plan.width} x {rot.plan.width} MatMul begins the stream at "
+                 f"{', '.join(repr(t) for t in rot.plan.entries)}, where no linear layer writes it"
+                 if rot.plan.entries else "")
         state.notes.append(
-            f"residual stream ({rot.plan.width} wide, {len(rot.plan.norms)} LayerNorms made RMS norms) rotated to its "
+            f"residual stream ({rot.plan.width} wide, {len(rot.plan.norms)} LayerNorms made RMS norms{entry}) rotated to its "
             f"principal axes on the calibration data (SliceGPT, one rotation for the whole stream), checked unsliced "
             f"against the original at exact-mode tolerance; its channels go in order of least variance "
             f"(the first 75% of directions hold {kept[int(np.ceil(0.75 * rot.plan.width)) - 1]:.1%} of it)")

@@ -133,3 +133,99 @@ def test_without_calib_the_stream_is_ranked_by_magnitude():
     result = onnxprune.prune(copy(model), ratio=0.25)
     assert not any("rotated" in n for n in result.report.notes)
     assert sum(n.op_type == "LayerNormalization" for n in result.model.graph.node) == 5
+
+
+# ---------------------------------------------------------------- LayerNorm written out, conv in and out
+EXPORTERS = BERT.parents[1] / "exporters"
+
+
+def exporter_calib(name, folder, batch=32, seed=0, tokens=16):
+    from tests.robustness.test_exporter_fixtures import inputs_for
+
+    model = onnx.load(str(EXPORTERS / f"{name}.onnx"))
+    path = folder / f"{name}_{batch}_{seed}.npz"
+    np.savez(path, **inputs_for(model, batch, tokens, seed))
+    return model, str(path)
+
+
+@pytest.mark.parametrize("name, entries", [("svtr_neck", ["neck_transpose"]), ("keras_gap_layernorm_prenorm", [])])
+def test_written_out_norms_rotate_as_an_identity(name, entries, calib_dir):
+    """PP-OCRv4's SVTR neck as paddle2onnx writes it (LayerNorm as ReduceMean / Sub / Pow / ... / Div /
+    Mul / Add; the stream begins at Swish(BN(Conv)) flattened and transposed, and ends in a Conv) and
+    tf2onnx's Keras LayerNorm from GlobalAveragePool (Reciprocal, Mul): every norm becomes an RMS
+    norm, the SVTR stream gets an identity MatMul as its first writer, and the rotated, unsliced
+    model computes what the original does on held-out inputs."""
+    from tests.robustness.test_exporter_fixtures import inputs_for
+
+    model, data = exporter_calib(name, calib_dir)
+    rot = rotated_copy(model, resolve_input_shapes(model, PruneConfig(calib=data)).per_sample(), data)
+    assert rot.plan.entries == entries and len(rot.plan.norms) == 5
+    ops = [n.op_type for n in rot.model.graph.node]
+    assert ops.count("ReduceSumSquare") == 5 and "Sub" not in ops and "Sqrt" in ops
+    assert "ReduceMean" not in ops if name == "svtr_neck" else ops.count("GlobalAveragePool") == 0
+    assert rot.model.ir_version == model.ir_version and rot.model.opset_import == model.opset_import
+    onnx.checker.check_model(rot.model, full_check=True)
+    if name == "svtr_neck":
+        conv = next(n for n in rot.model.graph.node if n.name == "conv2d_1")
+        assert len(conv.input) == 3  # LayerNorm's shift folded into a new bias of the 2x2 reader conv
+    for batch, seed in ((2, 5), (3, 6)):
+        f = inputs_for(model, batch, 11, seed)
+        for a, b in zip(run(model, f), run(rot.model, f)):
+            np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-3)
+
+
+def test_post_norm_gap_layernorm_is_refused(calib_dir):
+    model, data = exporter_calib("keras_gap_layernorm", calib_dir)
+    with pytest.raises(NotRotatable, match="post-norm"):
+        rotated_copy(model, resolve_input_shapes(model, PruneConfig(calib=data)).per_sample(), data)
+
+
+@pytest.mark.parametrize("name", ["svtr_neck", "keras_gap_layernorm_prenorm"])
+def test_lossy_oracle_on_rotated_written_out_norms(name, calib_dir):
+    from tests.robustness.test_exporter_fixtures import inputs_for
+
+    model, data = exporter_calib(name, calib_dir)
+    shapes = resolve_input_shapes(model, PruneConfig(calib=data))
+    rot = rotated_copy(model, shapes.per_sample(), data)
+    for seed in (0, 1):
+        info = check_oracle(rot.model, seed=seed, shapes=shapes, inputs=inputs_for(model, 3, 16, seed), lossy=True)
+        assert info["removed"] >= 1
+
+
+@pytest.mark.parametrize("name", ["svtr_neck", "keras_gap_layernorm_prenorm"])
+def test_written_out_norms_calib_ratio_rotated_beats_magnitude(name, calib_dir):
+    from tests.robustness.test_exporter_fixtures import inputs_for
+
+    model, data = exporter_calib(name, calib_dir, batch=48)
+    held_out = inputs_for(model, 16, 16, 9)
+    reference = run(model, held_out)[0]
+    figures = {}
+    for rotate in (True, False):
+        result = onnxprune.prune(copy(model), ratio=0.25, calib=data, repair="none", rotate=rotate, round_to=1,
+                                 criterion="l1")
+        assert any("rotated to its principal axes" in n for n in result.report.notes) == rotate
+        g = next(x for x in result.report.groups if x.lossy_only)
+        assert g.kept == g.size - g.size // 4
+        figures[rotate] = cosine(reference, run(result.model, held_out)[0])
+    assert figures[True] > figures[False], figures
+
+
+def test_cli_rotate_switch(calib_dir, tmp_path):
+    """--rotate/--no-rotate (Target options): rotate by default with --calib, not with --no-rotate;
+    --rotate without --calib is one error line, exit 1, nothing written."""
+    from tests.helpers.cli import assert_one_line_error, invoke
+
+    src = EXPORTERS / "svtr_neck.onnx"
+    _, data = exporter_calib("svtr_neck", calib_dir, batch=16)
+    help_text = invoke("prune", "--help").stdout
+    assert help_text.index("Target options:") < help_text.index("--rotate / --no-rotate") < help_text.index("Data options:")
+    for flags, rotated in (((), True), (("--rotate",), True), (("--no-rotate",), False)):
+        out = tmp_path / f"out{len(flags)}{rotated}.onnx"
+        r = invoke("prune", src, out, "--ratio", "0.25", "--calib", data, "--repair", "none", *flags)
+        assert r.exit_code == 0, r.output
+        assert ("rotated to its principal axes" in r.output) == rotated
+        ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+        assert ("ReduceSumSquare" in ops) == rotated
+    out = tmp_path / "none.onnx"
+    assert_one_line_error(invoke("prune", src, out, "--ratio", "0.25", "--rotate"), "--rotate", "--calib")
+    assert not out.exists()

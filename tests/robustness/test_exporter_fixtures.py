@@ -31,7 +31,8 @@ EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se
             "subgraph_if",
             "subgraph_if_owned", "subgraph_loop", "fp16_cnn",
             "qdq_cnn", "qdq_bn_cnn", "qdq_bn_cnn_pt", "dynamic_hw_cnn", *[f"opset{n}_cnn" for n in OPSETS],
-            "weights_as_inputs_ir4", "weights_as_inputs_ir3", "keras_attention", "einsum_attention", "gqa_attention"]
+            "weights_as_inputs_ir4", "weights_as_inputs_ir3", "keras_attention", "einsum_attention", "gqa_attention",
+            "svtr_neck", "keras_gap_layernorm", "keras_gap_layernorm_prenorm"]
 # Run-time Reshape targets and dims declared -1, tested in test_dynamic_dims.py (their outputs are
 # not [N, 10], and paddle_reshape_cnn's batch is no symbol).
 DYNAMIC = ["paddle_reshape_cnn", "yolo_reshape_cnn"]
@@ -656,3 +657,34 @@ def test_ir3_rewrite_declares_new_weights():
     assert_weights_declared_as_stored(result.model)
     assert {t.name for t in result.model.graph.initializer} <= set(declared(result.model))
     outputs_match(result.model, result.model)
+
+
+# ------------------------------------------------------------------------------ LayerNorm written out
+@pytest.mark.parametrize("name, stat", [("svtr_neck", "ReduceMean"), ("keras_gap_layernorm", "GlobalAveragePool"),
+                                        ("keras_gap_layernorm_prenorm", "GlobalAveragePool")])
+def test_written_out_layer_norms_make_one_lossy_stream(name, stat):
+    """paddle2onnx's ReduceMean LayerNorm after a conv (PP-OCRv4's SVTR neck) and tf2onnx's
+    GlobalAveragePool one on [N, T, C]: the stream, from its first writer (the conv, the embedding
+    Dense) through every residual Add and LayerNorm, is one lossy-only group."""
+    model = load(name)
+    analysis = onnxprune.analyze(model)
+    first = "conv2d_0" if name == "svtr_neck" else "embeddings/MatMul"
+    g = group_with(analysis, first)
+    assert g.prunable and not g.exact and g.size == (16 if name == "svtr_neck" else 32)
+    assert any(f"{stat} over the channel axis" in r for r in g.inexact)
+    writers = {s for s in g.sources if s.endswith(("proj/MatMul", "fc2/MatMul", "output/MatMul"))}
+    assert len(writers) == 4  # attention output and MLP output of both blocks
+    for seed in (0, 1):
+        info = check_oracle(model, seed=seed, lossy=True)
+        assert info["removed"] >= 1
+
+
+@pytest.mark.parametrize("name", ["svtr_neck", "keras_gap_layernorm"])
+def test_written_out_layer_norm_stream_ratio(name):
+    model = load(name)
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    onnx.checker.check_model(result.model, full_check=True)
+    g = next(x for x in result.report.groups if x.lossy_only)
+    assert g.kept == g.size // 2
+    (y,) = run(result.model, inputs_for(result.model, 2))
+    assert y.shape == (2, 10) and np.all(np.isfinite(y))

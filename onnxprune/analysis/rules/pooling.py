@@ -42,6 +42,15 @@ def keeps_constants(node, ctx):
 def average_pool(node, ctx):
     """The mean of a constant c is c only up to rounding (sum, then divide), and padding mixes in
     zeros: only a zero channel stays exactly zero."""
+    tc = ctx.channels(node.input[0])
+    if (node.op_type == "GlobalAveragePool" and tc is not None and tc.axis == 2 and ctx.rank(node.input[0]) == 3
+            and not any(ctx.channels(i) is not None for i in node.input[1:] if i)):
+        # tf2onnx writes Keras' mean over the trailing axis of [B, L, C] (a LayerNorm's mean and
+        # variance) as GlobalAveragePool, which averages axis 2: a statistic of the kept channels,
+        # like ReduceMean over them (rules/reduce.py), its output [B, L, 1] free of channels.
+        ctx.lossy_only(tc.atoms, f"{ctx.label}: GlobalAveragePool over the channel axis of a [B, L, C] tensor (a "
+                                 f"statistic of the channels: it changes)")
+        return
     _spatial(node, ctx, _zero_only)
 
 
