@@ -563,7 +563,7 @@ class RotateStream(Pass):
             return PassResult(False, {"rotated": False})  # nothing to rotate: no note, no second analysis
         device = "cpu" if cfg.device == "auto" else cfg.device
         try:
-            rot = rotated_copy(state.model, state.shapes.per_sample(), cfg.calib_data, device)
+            rot = self._rotation(state.model, state.shapes.per_sample(), cfg, device)
         except NotRotatable as e:
             if str(e) == NO_STREAM:
                 return PassResult(False, {"rotated": False})
@@ -582,6 +582,26 @@ class RotateStream(Pass):
             f"against the original at exact-mode tolerance; its channels go in order of least variance "
             f"(the first 75% of directions hold {kept[int(np.ceil(0.75 * rot.plan.width)) - 1]:.1%} of it)")
         return PassResult(True, {"rotated": True, "width": rot.plan.width})
+
+    @staticmethod
+    def _rotation(model: onnx.ModelProto, shapes, cfg, device: str) -> Rotation:
+        """rotated_copy, once per model and data where a strategy keeps a memo (the race's and the
+        guard's runs rotate the same model on the same data): a refusal is kept too."""
+        if cfg.memo is None:
+            return rotated_copy(model, shapes, cfg.calib_data, device)
+        from ..memo import data_key, model_fingerprint
+
+        def compute():
+            try:
+                return rotated_copy(model, shapes, cfg.calib_data, device)
+            except NotRotatable as e:
+                return e
+
+        key = ("rotation", model_fingerprint(model), data_key(cfg.calib_data), device, repr(shapes))
+        got = cfg.memo.get(key, compute)
+        if isinstance(got, NotRotatable):
+            raise got
+        return got
 
 
 def hinted_scores(analysis: Analysis, hints) -> dict[int, float]:

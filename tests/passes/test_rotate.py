@@ -229,3 +229,23 @@ def test_cli_rotate_switch(calib_dir, tmp_path):
     out = tmp_path / "none.onnx"
     assert_one_line_error(invoke("prune", src, out, "--ratio", "0.25", "--rotate"), "--rotate", "--calib")
     assert not out.exists()
+
+
+def test_the_race_rotates_once(calib_dir, monkeypatch):
+    """The race's candidates rotate the same model on the same data: the rotation (its calibration
+    pass and identity check) is made once and shared through the strategy's memo."""
+    import onnxprune.passes.rotate as rotate_module
+
+    calls = []
+    real = rotate_module.rotated_copy
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(rotate_module, "rotated_copy", counting)
+    model = randomized(GPT2)
+    result = onnxprune.prune(copy(model), target_flops=0.7, calib=calib(model, calib_dir, batch=32), validate=False)
+    assert len(result.report.race["candidates"]) >= 2
+    assert any("rotated to its principal axes" in n for n in result.report.notes)
+    assert len(calls) == 1
