@@ -28,6 +28,7 @@ from onnx import numpy_helper
 
 from ..analysis import ROLE_IN, ROLE_OUT, Analysis, Member, analyze
 from ..analysis.analyzer import node_label
+from ..errors import OnnxPruneError
 from ..graph import ModelGraph, attr
 from .base import Pass, PassResult
 
@@ -569,6 +570,12 @@ class RotateStream(Pass):
                 return PassResult(False, {"rotated": False})
             state.notes.append(f"residual stream not rotated ({e}); its channels are ranked like any other group's")
             return PassResult(False, {"rotated": False})
+        except OnnxPruneError:
+            raise  # bad data, a runtime that cannot run the model: the user's to fix, as in any pass
+        except Exception as e:  # noqa: BLE001 - a form the planner misread: the model as given, said so
+            state.notes.append(f"residual stream not rotated (a form the rotation does not handle: "
+                               f"{type(e).__name__}: {str(e)[:120]}); its channels are ranked like any other group's")
+            return PassResult(False, {"rotated": False, "error": f"{type(e).__name__}: {e}"})
         state.model.CopyFrom(rot.model)
         state.graph = ModelGraph(state.model, shapes=state.shapes.per_sample())
         state.score_hints = rot.scores

@@ -249,3 +249,28 @@ def test_the_race_rotates_once(calib_dir, monkeypatch):
     assert len(result.report.race["candidates"]) >= 2
     assert any("rotated to its principal axes" in n for n in result.report.notes)
     assert len(calls) == 1
+
+
+def test_a_rotation_that_fails_unexpectedly_leaves_the_model_as_given(calib_dir, monkeypatch):
+    """The rotation is an option on top of the proven path: a form its planner misreads (here any
+    internal error) gives a note and the unrotated run, not a crash; a user's error still stops it."""
+    import onnxprune.passes.rotate as rotate_module
+    from onnxprune.errors import DataError
+
+    def broken(*a, **k):
+        raise IndexError("index 7 is out of bounds")
+
+    monkeypatch.setattr(rotate_module, "rotated_copy", broken)
+    model = randomized(GPT2)
+    data = calib(model, calib_dir, batch=32)
+    result = onnxprune.prune(copy(model), ratio=0.25, calib=data, repair="none", round_to=1)
+    assert any("residual stream not rotated (a form the rotation does not handle: IndexError" in n
+               for n in result.report.notes)
+    assert any(n.op_type == "LayerNormalization" for n in result.model.graph.node)
+
+    def bad_data(*a, **k):
+        raise DataError("calibration data: input 'x' has 3 dims, the model wants 2")
+
+    monkeypatch.setattr(rotate_module, "rotated_copy", bad_data)
+    with pytest.raises(DataError):
+        onnxprune.prune(copy(model), ratio=0.25, calib=data, repair="none", round_to=1)
