@@ -21,6 +21,7 @@ from ..graph import ModelGraph
 from ..progress import report
 
 PROBE_SAMPLES = 16
+MIN_PROBE_SAMPLES = 8  # where 16 do not fit a time budget, the probes may run on half as many, not fewer
 PROBE_SHARES = (0.25, 0.5, 0.75)  # shares of a group its sensitivity probes remove
 CORE_SHARE = 0.5                  # the one share probed first, and alone where time is short
 FRONTIER_BYTES = 1 << 30  # tensors kept so that trials run only the part of the model they change
@@ -237,7 +238,12 @@ def _part_model(trial: onnx.ModelProto, part: list[int], entering: list[str], fr
 
 
 class ProbeBudgetExceeded(Exception):
-    """The probes would take longer than the seconds a caller allowed them (the criterion race)."""
+    """The probes would take longer than the seconds a caller allowed them (the criterion race).
+    `trials_s`: the seconds the trials alone were projected to take (setup and earlier spending apart)."""
+
+    def __init__(self, message: str, trials_s: float = float("inf")):
+        super().__init__(message)
+        self.trials_s = trials_s
 
 
 def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
@@ -273,6 +279,7 @@ def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
             projected = spent + setup + elapsed * len(probes) / (k + 1)
             if projected > budget:
                 raise ProbeBudgetExceeded(f"its probes ({len(probes)} trials on {probe.samples} samples) would take "
-                                          f"about {projected:.0f} s, more than the {budget:.0f} s allowed")
+                                          f"about {projected:.0f} s, more than the {budget:.0f} s allowed",
+                                          trials_s=elapsed * len(probes) / (k + 1))
     report("sensitivity: pruning each group alone", len(probes), len(probes))
     return out

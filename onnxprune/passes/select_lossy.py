@@ -15,7 +15,8 @@ from ..analysis.analyzer import node_label
 from ..cost import node_flops
 from ..errors import TargetUnreachableError
 from ..importance import get_criterion
-from ..importance.output_sensitivity import CORE_SHARE, PROBE_SAMPLES, PROBE_SHARES, group_damage
+from ..importance.output_sensitivity import (CORE_SHARE, MIN_PROBE_SAMPLES, PROBE_SAMPLES, PROBE_SHARES,
+                                             ProbeBudgetExceeded, group_damage)
 from ..memo import data_key, model_fingerprint
 from ..alignment import group_step
 from .base import Pass, PassResult
@@ -266,6 +267,7 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
 
     mean_replace = bool({"bias", "lsq"} & set(cfg.repair))
     device = "cpu" if cfg.device == "auto" else cfg.device
+    samples = PROBE_SAMPLES
     if cfg.sensitivity_budget is None:
         shares = PROBE_SHARES
         probes = probes_at(shares)
@@ -273,16 +275,30 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
     else:
         # Within a time budget (the race): every group at half its channels first, the other shares
         # only where the pace measured so far says they fit; fewer shares lose less than fewer samples.
+        # Where even that pass would overrun on PROBE_SAMPLES samples, it runs on half as many if
+        # the pace says those fit (a 640 x 640 detector whose probes ran 135 s against 125 s; the
+        # race still compares the result with the other candidates on held-out rows).
         t0 = time.perf_counter()
         shares = (CORE_SHARE,)
         probes = probes_at(shares)
-        damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo,
-                              budget=cfg.sensitivity_budget)
+        while True:
+            try:
+                damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo,
+                                      max_samples=samples, budget=cfg.sensitivity_budget,
+                                      spent=time.perf_counter() - t0)
+                break
+            except ProbeBudgetExceeded as exc:
+                fewer = samples // 2
+                if fewer < MIN_PROBE_SAMPLES or (time.perf_counter() - t0 + exc.trials_s * fewer / samples
+                                                 > cfg.sensitivity_budget):
+                    raise
+                samples = fewer
         spent = time.perf_counter() - t0
         rest = tuple(s for s in PROBE_SHARES if s != CORE_SHARE)
         if spent * len(PROBE_SHARES) <= cfg.sensitivity_budget:
             more = probes_at(rest)
-            damage.update(group_damage(analysis, more, cfg.calib_data, device, mean_replace, memo=cfg.memo))
+            damage.update(group_damage(analysis, more, cfg.calib_data, device, mean_replace, memo=cfg.memo,
+                                       max_samples=samples))
             probes.update(more)
             shares = PROBE_SHARES
     out = []
@@ -297,7 +313,7 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
             level = float(np.interp(removed, xs, ys)) if removed <= xs[-1] else ys[-1] + slope * (removed - xs[-1])
             running = max(running, level)
             out.append((running, gid, chans))
-    return out, len(by_group), len(shares)
+    return out, len(by_group), len(shares), samples
 
 
 class SelectLossy(Pass):
@@ -325,10 +341,10 @@ class SelectLossy(Pass):
             measure, budget, what = cost.params_count, cfg.target_params * cost.params_count(set()), "parameters"
         units = [u for g in groups for u in group_units(g, scores, cfg.max_group_ratio, round_to, analysis)]
         if cfg.allocation == "sensitivity" and measure(set()) > budget:
-            units, probed, n_shares = sensitivity_units(units, groups, analysis, cfg)
+            units, probed, n_shares, n_samples = sensitivity_units(units, groups, analysis, cfg)
             state.notes.append(
                 f"budget spread over layers by measured output sensitivity ({probed} groups each pruned alone at "
-                f"{n_shares} share{'s' if n_shares > 1 else ''} on {PROBE_SAMPLES} calibration samples)")
+                f"{n_shares} share{'s' if n_shares > 1 else ''} on {n_samples} calibration samples)")
         removed = self._global(units, scores, analysis, measure, budget)
         if removed is None:
             best = self._removal(groups, scores, {g.id: g.size for g in groups}, cfg.max_group_ratio, round_to, analysis)

@@ -139,8 +139,8 @@ def test_within_a_budget_the_other_shares_only_where_they_fit(budget, shares, mo
     groups = sl.eligible_groups(analysis, cfg.keep)
     scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
     units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
-    _, probed, n_shares = sl.sensitivity_units(units, groups, analysis, cfg)
-    assert probed == 9 and n_shares == shares
+    _, probed, n_shares, samples = sl.sensitivity_units(units, groups, analysis, cfg)
+    assert probed == 9 and n_shares == shares and samples == 16
 
 
 def test_probes_stop_past_their_budget():
@@ -151,3 +151,40 @@ def test_probes_stop_past_their_budget():
     with pytest.raises(ProbeBudgetExceeded, match="more than the 0 s allowed"):
         group_damage(analysis, probes, str(CALIB), budget=1e-9)
     assert len(group_damage(analysis, probes, str(CALIB), budget=1e9)) == len(probes)
+
+
+@pytest.mark.parametrize("budget, samples, shares", [(100.0, 16, 3), (16.0, 8, 1), (14.0, None, None)])
+def test_where_sixteen_samples_overrun_the_probes_run_on_eight_if_those_fit(budget, samples, shares, monkeypatch):
+    # A fake clock: a trial takes 2 s on 16 samples, 1 s on 8. Nine groups: the half-share pass takes
+    # 18 s on 16 samples; past its budget it stops after three trials (6 s) and says so.
+    import onnxprune.passes.select_lossy as sl
+    from onnxprune.config import PruneConfig
+    from onnxprune.importance.output_sensitivity import ProbeBudgetExceeded
+
+    clock = [0.0]
+    seen = []
+
+    def fake_damage(analysis, probes, *a, max_samples=16, budget=None, spent=0.0, **k):
+        seen.append(max_samples)
+        cost = len(probes) * 2.0 * max_samples / 16
+        if budget is not None and spent + cost > budget:
+            clock[0] += 3 * 2.0 * max_samples / 16
+            raise ProbeBudgetExceeded("over", trials_s=cost)
+        clock[0] += cost
+        return {key: 0.1 for key in probes}
+
+    monkeypatch.setattr(sl, "group_damage", fake_damage)
+    monkeypatch.setattr(sl.time, "perf_counter", lambda: clock[0])
+    analysis = analyze_model(onnx.load(DIGITS))
+    cfg = PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_budget=budget)
+    groups = sl.eligible_groups(analysis, cfg.keep)
+    scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
+    units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
+    if samples is None:
+        with pytest.raises(ProbeBudgetExceeded):
+            sl.sensitivity_units(units, groups, analysis, cfg)
+        assert seen == [16]
+        return
+    _, probed, n_shares, n_samples = sl.sensitivity_units(units, groups, analysis, cfg)
+    assert (probed, n_shares, n_samples) == (9, shares, samples)
+    assert set(seen) == {samples} | {16}
