@@ -107,12 +107,14 @@ def render(args) -> str:
             before = f"{before['figure']:.1%}" if before and before.get("figure") is not None else "-"
             lines.append(f"| {m} | {metric} | " + " | ".join(cells) + f" | {kept} | {before} | {met70} | {ge90} | {third} |")
         lines.append("")
-    lines += ["Not measured here: doclaynet_yolov8n (1024 x 1024: 96 calibration samples take several minutes "
-              "per run on 2 cores). The default rows were measured by one process per target at e3d87b6 (0.7) and "
-              "2d78d97 (0.5, 0.9; the same race with a 60 s floor for the probes instead of 30 s); the `l1, none` "
-              "rows earlier (they do not depend on the race). Which candidates a race runs depends on measured "
-              "time: fall_yolov8s's probes paced at 135 s against the 125 s its first candidate took, so its "
-              "race ran recon and l1 only. "
+    lines += ["doclaynet_yolov8n (1024 x 1024) was measured on 48 calibration and 32 held-out pages (one run takes "
+              "6 minutes on the shared 2-core machine with 96). The default rows were measured by one process per "
+              "target; the code of each row is in benchmarks/fidelity_defaults.json (`code`), the `l1, none` rows "
+              "earlier (they do not depend on the race). Which candidates a race runs depends on measured time: "
+              "fall_yolov8s's probes paced at 135 s on 16 samples against the 125 s its first candidate took, so its "
+              "race ran recon and l1 only until the probes could fall back to 8 samples (9e47cbb); the LSTM "
+              "recognizers' rows from 2d08e7e on include the LSTM's input projection in repair; en_ppocrv4_rec's "
+              "from 4214426 on rotate its SVTR stream. "
               "orinet_orientation's and isbn_yolo26n's held-out photo crops include `skimage.data.cat()`, the same "
               "array as the calibration photo `chelsea()` (their inputs were kept as they were for comparison "
               "with docs/ACCURACY.md); the models added later draw from photo lists without overlap.", ""]
