@@ -51,6 +51,8 @@ class FinetuneSettings:
     metric: str = "auto"
     threads: int | None = None
     eval_every: int | None = None   # None: about 10 measurements over the run
+    features: int = 0               # train towards the original's values at up to this many layers after pruned channels
+    feature_weight: float = 1.0     # their mean loss's weight beside the outputs'
 
 
 @dataclass
@@ -169,6 +171,10 @@ def output_batch_axes(teacher, samples: Samples, rows, names: list[str]) -> dict
     return axes
 
 
+def _bytes_per_sample(teacher, samples: Samples, rows, names: list[str]) -> float:
+    return float(sum(v.nbytes for v in _run(teacher, samples.feeds(rows[:1]), names).values()))
+
+
 class TeacherCache:
     """The original's tensors for the training samples as they are, computed once (each sample's
     values along the front axis); a step runs the original only on the samples it augments."""
@@ -240,7 +246,7 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
 
     from ..runtime.sessions import create_session
     from .interpreter import ConversionError, OnnxModule
-    from .losses import choose_targets, refine, target_loss
+    from .losses import choose_targets, feature_loss, feature_tensors, refine, target_loss
     from .writeback import write_weights
 
     start_time = time.perf_counter()
@@ -268,17 +274,33 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
         if not targets:
             raise FinetuneError("--finetune: no float output to train towards")
         names = [t.name for t in targets]
-        with create_session(_with_outputs(original, names), device, None, True) as teacher:
+        features = [f for f in feature_tensors(original, pruned, settings.features) if f not in names]
+        with create_session(_with_outputs(original, names + features), device, None, True) as teacher:
+            if features:  # kept where the pruned model's tensor has the original's shape
+                feeds = samples.feeds(held[:2])
+                want = _run(teacher, feeds, features)
+                with torch.no_grad():
+                    got = module({k: torch.from_numpy(v) for k, v in feeds.items()}, features)
+                features = [f for f, g in zip(features, got) if tuple(g.shape) == want[f].shape]
+            train_names = names + features
             held_batches = []
             for s in range(0, len(held), settings.batch):
                 feeds = samples.feeds(held[s:s + settings.batch])
                 held_batches.append(({k: torch.from_numpy(v) for k, v in feeds.items()}, _run(teacher, feeds, names)))
             targets = refine(targets, held_batches[0][1])
-            held_batches_np = [t for _, t in held_batches]
             held_batches = [(f, {k: torch.from_numpy(v) for k, v in t.items()}) for f, t in held_batches]
 
             def loss_of(outputs, wanted) -> torch.Tensor:
                 return sum(target_loss(t, o, wanted[t.name]) for t, o in zip(targets, outputs))
+
+            def train_loss(outputs, wanted) -> torch.Tensor:
+                """The outputs' loss and, with features, their mean scaled squared error beside it."""
+                loss = loss_of(outputs, wanted)
+                if features:
+                    extra = outputs[len(targets):]
+                    loss = loss + settings.feature_weight * sum(
+                        feature_loss(o, wanted[f]) for f, o in zip(features, extra)) / len(features)
+                return loss
 
             def held_loss() -> float:
                 total = 0.0
@@ -292,11 +314,10 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             eval_every = settings.eval_every or max(5, settings.steps // EVALS)
             clock = {"augment": 0.0, "teacher": 0.0, "student": 0.0, "held_out": 0.0}
             tick = time.perf_counter()
-            axes = output_batch_axes(teacher, samples, fit, names) if len(fit) >= 2 else None
+            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 else None
             cache = None
-            if axes is not None and sum(v.nbytes for v in held_batches_np[0].values()) / min(settings.batch, len(held)) \
-                    * len(fit) <= CACHE_BYTES:
-                cache = TeacherCache(teacher, samples, fit, names, axes, settings.batch)
+            if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
+                cache = TeacherCache(teacher, samples, fit, train_names, axes, settings.batch)
             clock["teacher"] += time.perf_counter() - tick
             tick = time.perf_counter()
             before = best = held_loss()
@@ -329,14 +350,14 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                 clock["augment"] += tock - tick
                 wanted = cache.take(plain) if cache is not None else None
                 if len(varied):
-                    out = _run(teacher, samples.feeds(None, fresh), names)
+                    out = _run(teacher, samples.feeds(None, fresh), train_names)
                     wanted = out if wanted is None else cache.join(wanted, out)
                 wanted = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in wanted.items()}
                 tick = time.perf_counter()
                 clock["teacher"] += tick - tock
                 feeds = samples.feeds(None, batch)
-                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, names)
-                loss = loss_of(outs, wanted)
+                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, train_names)
+                loss = train_loss(outs, wanted)
                 if not torch.isfinite(loss):
                     raise FinetuneError("--finetune: the training loss is not finite")
                 optimizer.zero_grad()
@@ -382,6 +403,7 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
         "held_out_loss": {"before": round(before, 6), "after": round(best, 6), "curve": curve},
         "interpreter_max_abs_diff": diffs,
         "teacher_cached": cache is not None,
+        "features": features,
         "timing": {k: round(v, 3) for k, v in clock.items()} | {
             "per_step": round(sum(clock[k] for k in ("augment", "teacher", "student")) / max(step, 1), 4)},
     }
