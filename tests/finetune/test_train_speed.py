@@ -134,3 +134,31 @@ def test_feature_loss_trains_and_is_reported(tmp_path):
     assert info["held_out_loss"]["after"] < info["held_out_loss"]["before"]
     _, plain = finetune_model(original, pruned, calib, FinetuneSettings(steps=10, lr=2e-3, eval_every=5, metric="ctc"))
     assert plain["features"] == [] and plain["held_out_loss"]["curve"] != info["held_out_loss"]["curve"]
+
+
+def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds(tmp_path, monkeypatch):
+    """A fine-tune that recovers the original exactly (faked: the trained model is the original,
+    with a real run's report): every cut past the guard's training-free pick then passes once
+    fine-tuned, so the search goes below that pick; judged untrained, those cuts would fail."""
+    import onnxprune.finetune.train as train
+
+    real = train.finetune_model
+
+    def perfect(original, pruned, data, settings, device="cpu"):
+        _, info = real(original, pruned, data, FinetuneSettings(steps=1, eval_every=1), device)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(original)
+        return copy, info
+
+    monkeypatch.setattr(train, "finetune_model", perfect)
+    model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
+    calib = _calib(tmp_path, model, 48)
+    result = onnxprune.prune(model, min_cosine=0.99, calib=calib, repair="none", criterion="l1", finetune=2)
+    guard = result.report.guard
+    first, *further = guard["finetuned"]
+    assert first["target_flops"] == guard["target_flops"] < 1.0 and first["passed"]
+    passed = [t for t in further if t["passed"]]
+    assert passed and guard["target_flops_finetuned"] == min(t["target_flops"] for t in passed) < guard["target_flops"]
+    kept = result.report.flops_after / result.report.flops_before
+    assert kept == pytest.approx(min(t["flops_kept"] for t in passed)) and kept < first["flops_kept"]
+    assert any("judged after fine-tuning" in n for n in result.report.notes)
