@@ -1,8 +1,9 @@
 """Distil the pruned model from the original on unlabelled calibration data (--finetune).
 
-The original is the teacher, run by ONNX Runtime on each (augmented) batch; the pruned model is the
-student, run as a torch module (interpreter.py) whose outputs were first checked against ONNX
-Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
+The original is the teacher, run by ONNX Runtime: once on the training samples as they are (its
+answers cached, TeacherCache) and per step on the half of the batch that is augmented; the pruned
+model is the student, run as a torch module (interpreter.py) whose outputs were first checked
+against ONNX Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
 during it, and the weights of the best measurement are the ones written back (so the written model is
 never worse on the held-out rows, by the loss, than the untrained one). Adam, a cosine learning
 rate after a short warm-up, gradients clipped; BatchNormalization keeps its statistics. Only the weight tensors of
