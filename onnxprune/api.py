@@ -50,6 +50,10 @@ def run_strategy(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pru
         from .strategies.finetuned import finetune_result
 
         check_available()  # before a long pruning run
+        if config.guarded:
+            from .strategies.finetuned import guarded_finetune
+
+            return guarded_finetune(model, config)
         original = onnx.ModelProto()
         original.CopyFrom(model)
         untrained = run_strategy(model, dataclasses.replace(config, finetune=None, finetune_time=None), timer)

@@ -158,6 +158,11 @@ def _bce(student, teacher) -> torch.Tensor:
     return (loss - floor).mean()  # 0 for a perfect copy
 
 
+def feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Squared error at an inner layer, scaled by the original's variance there."""
+    return _scaled_mse(student.float(), teacher.float())
+
+
 def target_loss(target: Target, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     student = student.float()
     teacher = teacher.float()
@@ -174,3 +179,33 @@ def target_loss(target: Target, student: torch.Tensor, teacher: torch.Tensor) ->
     if target.kind == "bce":
         return _bce(student, teacher) * 10
     return _scaled_mse(student, teacher)
+
+
+def feature_tensors(original: onnx.ModelProto, pruned: onnx.ModelProto, limit: int) -> list[str]:
+    """Outputs of the layers right after pruned channels, by name in both graphs: a Conv, Gemm or
+    MatMul whose weight lost input channels (or rows) and kept its output ones. The original's
+    values there are what repair aimed at; the last `limit` of them in graph order (the deeper ones,
+    smaller maps; graph outputs have their own loss), for a feature loss beside the outputs'."""
+    from .interpreter import stored_constants
+
+    def weights(model):
+        stored = stored_constants(model.graph)
+        out = {}
+        for node in model.graph.node:
+            if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1 and node.input[1] in stored:
+                shape = tuple(stored[node.input[1]].dims)
+                trans = node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute)
+                out[node.output[0]] = (node.op_type, shape, trans)
+        return out
+
+    before, after = weights(original), weights(pruned)
+    outputs = {o.name for o in original.graph.output}
+    found = []
+    for name, (op_type, shape, trans) in after.items():
+        old = before.get(name)
+        if old is None or name in outputs or old[0] != op_type or len(old[1]) != len(shape) or len(shape) < 2:
+            continue
+        into, out = (1, 0) if op_type == "Conv" or trans else (0, 1)
+        if shape[out] == old[1][out] and shape[into] < old[1][into]:
+            found.append(name)
+    return found[-limit:] if limit > 0 else []

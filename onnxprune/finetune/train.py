@@ -1,8 +1,9 @@
 """Distil the pruned model from the original on unlabelled calibration data (--finetune).
 
-The original is the teacher, run by ONNX Runtime on each (augmented) batch; the pruned model is the
-student, run as a torch module (interpreter.py) whose outputs were first checked against ONNX
-Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
+The original is the teacher, run by ONNX Runtime: once on the training samples as they are (its
+answers cached, TeacherCache) and per step on the half of the batch that is augmented; the pruned
+model is the student, run as a torch module (interpreter.py) whose outputs were first checked
+against ONNX Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
 during it, and the weights of the best measurement are the ones written back (so the written model is
 never worse on the held-out rows, by the loss, than the untrained one). Adam, a cosine learning
 rate after a short warm-up, gradients clipped; BatchNormalization keeps its statistics. Only the weight tensors of
@@ -30,6 +31,9 @@ CHECK_SAMPLES = 4          # samples the interpreter is checked on against ONNX 
 RTOL, ATOL = 1e-3, 1e-4    # per output: |torch - ORT| <= ATOL + RTOL * max|ORT|
 WARMUP_STEPS = 20         # the learning rate rises linearly over these
 EVALS = 20                 # held-out measurements over a run (by steps, and by time with a time budget)
+AUGMENTED = 0.5            # share of each batch shifted and noised (the rest: the original's answers cached)
+CACHE_BYTES = 2 << 30      # the original's tensors for the training samples are kept when they fit this
+EVAL_SHARE = 10            # a timed held-out measurement waits at least 10 times its own cost
 SAME_ANSWER = 0.99         # else: the output's metric agrees this well (TopK orders ties its own way)
 
 
@@ -48,6 +52,8 @@ class FinetuneSettings:
     metric: str = "auto"
     threads: int | None = None
     eval_every: int | None = None   # None: about 10 measurements over the run
+    features: int = 0               # train towards the original's values at up to this many layers after pruned channels
+    feature_weight: float = 1.0     # their mean loss's weight beside the outputs'
 
 
 @dataclass
@@ -95,11 +101,11 @@ def read_samples(model: onnx.ModelProto, data) -> Samples:
     return samples
 
 
-def augment(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Image-like float inputs ([N, C, H, W] or [N, H, W, C] with 1, 3 or 4 channels): for half the
-    samples a shift of up to 1/16 of the size (edges repeated) and a little noise. No flips: an
-    orientation classifier's or a text recognizer's answer depends on them. Other inputs are left
-    as they are."""
+def augment(rng: np.random.Generator, batch: dict[str, np.ndarray], share: float = 0.5) -> dict[str, np.ndarray]:
+    """Image-like float inputs ([N, C, H, W] or [N, H, W, C] with 1, 3 or 4 channels): for `share` of
+    the samples (by chance; 1: all) a shift of up to 1/16 of the size (edges repeated) and a little
+    noise. No flips: an orientation classifier's or a text recognizer's answer depends on them. Other
+    inputs are left as they are."""
     out = {}
     for name, x in batch.items():
         if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or min(x.shape[1:]) < 1:
@@ -115,8 +121,8 @@ def augment(rng: np.random.Generator, batch: dict[str, np.ndarray]) -> dict[str,
         x = x.copy()
         H, W = x.shape[hw[0]], x.shape[hw[1]]
         for i in range(len(x)):
-            if rng.random() < 0.5:
-                continue  # half the batch as it is
+            if share < 1 and rng.random() >= share:
+                continue  # this sample as it is
             dy, dx = (int(rng.integers(-(s // 16), s // 16 + 1)) for s in (H, W))
             sample = x[i]
             axes = (hw[0] - 1, hw[1] - 1)
@@ -150,6 +156,49 @@ def _run(session, feeds: dict[str, np.ndarray], names: list[str]) -> dict[str, n
     any, [T, N, C] for a sequence-first recognizer)."""
     out = session.run(feeds)
     return {k: out[k] for k in names}
+
+
+def output_batch_axes(teacher, samples: Samples, rows, names: list[str]) -> dict[str, int] | None:
+    """Per teacher tensor the axis its samples lie along (sizes 1 and 2 for one and two samples), or
+    None when some tensor has no such axis (its values cannot be cut per sample and cached)."""
+    one, two = _run(teacher, samples.feeds(rows[:1]), names), _run(teacher, samples.feeds(rows[:2]), names)
+    axes = {}
+    for k in names:
+        a, b = one[k].shape, two[k].shape
+        moved = [i for i in range(len(a)) if len(a) == len(b) and a[i] != b[i]]
+        if len(a) != len(b) or len(moved) != 1 or (a[moved[0]], b[moved[0]]) != (1, 2):
+            return None
+        axes[k] = moved[0]
+    return axes
+
+
+def _bytes_per_sample(teacher, samples: Samples, rows, names: list[str]) -> float:
+    return float(sum(v.nbytes for v in _run(teacher, samples.feeds(rows[:1]), names).values()))
+
+
+class TeacherCache:
+    """The original's tensors for the training samples as they are, computed once (each sample's
+    values along the front axis); a step runs the original only on the samples it augments."""
+
+    def __init__(self, teacher, samples: Samples, rows: np.ndarray, names: list[str], axes: dict[str, int],
+                 batch: int):
+        self.axes = axes
+        self.position = {int(r): i for i, r in enumerate(rows)}
+        parts: dict[str, list] = {k: [] for k in names}
+        for s in range(0, len(rows), batch):
+            out = _run(teacher, samples.feeds(rows[s:s + batch]), names)
+            for k in names:
+                parts[k].append(np.moveaxis(out[k], axes[k], 0))
+        self.values = {k: np.concatenate(v) for k, v in parts.items()}
+
+    def take(self, rows) -> dict[str, np.ndarray]:
+        index = [self.position[int(r)] for r in rows]
+        return {k: np.moveaxis(v[index], 0, self.axes[k]) for k, v in self.values.items()}
+
+    def join(self, cached: dict[str, np.ndarray], fresh: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        if not fresh:
+            return cached
+        return {k: np.concatenate([cached[k], fresh[k]], axis=self.axes[k]) for k in cached}
 
 
 def check_interpreter(module, pruned: onnx.ModelProto, samples: Samples, index, device: str, metric: str) -> dict:
@@ -198,7 +247,7 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
 
     from ..runtime.sessions import create_session
     from .interpreter import ConversionError, OnnxModule
-    from .losses import choose_targets, refine, target_loss
+    from .losses import choose_targets, feature_loss, feature_tensors, refine, target_loss
     from .writeback import write_weights
 
     start_time = time.perf_counter()
@@ -226,7 +275,15 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
         if not targets:
             raise FinetuneError("--finetune: no float output to train towards")
         names = [t.name for t in targets]
-        with create_session(_with_outputs(original, names), device, None, True) as teacher:
+        features = [f for f in feature_tensors(original, pruned, settings.features) if f not in names]
+        with create_session(_with_outputs(original, names + features), device, None, True) as teacher:
+            if features:  # kept where the pruned model's tensor has the original's shape
+                feeds = samples.feeds(held[:2])
+                want = _run(teacher, feeds, features)
+                with torch.no_grad():
+                    got = module({k: torch.from_numpy(v) for k, v in feeds.items()}, features)
+                features = [f for f, g in zip(features, got) if tuple(g.shape) == want[f].shape]
+            train_names = names + features
             held_batches = []
             for s in range(0, len(held), settings.batch):
                 feeds = samples.feeds(held[s:s + settings.batch])
@@ -236,6 +293,15 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
 
             def loss_of(outputs, wanted) -> torch.Tensor:
                 return sum(target_loss(t, o, wanted[t.name]) for t, o in zip(targets, outputs))
+
+            def train_loss(outputs, wanted) -> torch.Tensor:
+                """The outputs' loss and, with features, their mean scaled squared error beside it."""
+                loss = loss_of(outputs, wanted)
+                if features:
+                    extra = outputs[len(targets):]
+                    loss = loss + settings.feature_weight * sum(
+                        feature_loss(o, wanted[f]) for f, o in zip(features, extra)) / len(features)
+                return loss
 
             def held_loss() -> float:
                 total = 0.0
@@ -247,7 +313,17 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             params = list(module.parameters())
             optimizer = torch.optim.Adam(params, lr=settings.lr)
             eval_every = settings.eval_every or max(5, settings.steps // EVALS)
+            clock = {"augment": 0.0, "teacher": 0.0, "student": 0.0, "held_out": 0.0}
+            tick = time.perf_counter()
+            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 else None
+            cache = None
+            if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
+                cache = TeacherCache(teacher, samples, fit, train_names, axes, settings.batch)
+            clock["teacher"] += time.perf_counter() - tick
+            tick = time.perf_counter()
             before = best = held_loss()
+            eval_cost = time.perf_counter() - tick
+            clock["held_out"] += eval_cost
             best_step, best_state = 0, [p.detach().clone() for p in params]
             curve = [(0, round(before, 6))]
             train_start = last_eval = time.perf_counter()
@@ -261,31 +337,53 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                 warm = min(1.0, step / WARMUP_STEPS)  # Adam's first steps are sign-like: start small
                 for group in optimizer.param_groups:
                     group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
+                tick = time.perf_counter()
                 rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
-                batch = samples.take(rows)
-                if settings.augment:
-                    batch = augment(rng, batch)
+                changed = rng.random(len(rows)) < AUGMENTED if settings.augment else np.zeros(len(rows), bool)
+                if cache is None:
+                    changed[:] = True  # every row through the original
+                plain, varied = rows[~changed], rows[changed]
+                fresh = samples.take(varied)
+                if settings.augment and len(varied):
+                    fresh = augment(rng, fresh, share=1.0)
+                batch = {k: np.concatenate([samples.arrays[k][plain], fresh[k]]) for k in fresh}
+                tock = time.perf_counter()
+                clock["augment"] += tock - tick
+                wanted = cache.take(plain) if cache is not None else None
+                if len(varied):
+                    out = _run(teacher, samples.feeds(None, fresh), train_names)
+                    wanted = out if wanted is None else cache.join(wanted, out)
+                wanted = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in wanted.items()}
+                tick = time.perf_counter()
+                clock["teacher"] += tick - tock
                 feeds = samples.feeds(None, batch)
-                wanted = {k: torch.from_numpy(v) for k, v in _run(teacher, feeds, names).items()}
-                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, names)
-                loss = loss_of(outs, wanted)
+                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, train_names)
+                loss = train_loss(outs, wanted)
                 if not torch.isfinite(loss):
                     raise FinetuneError("--finetune: the training loss is not finite")
                 optimizer.zero_grad()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 optimizer.step()
+                clock["student"] += time.perf_counter() - tick
                 report("finetune: steps", step, settings.steps)
-                timed = settings.seconds is not None and time.perf_counter() - last_eval >= settings.seconds / EVALS
+                now = time.perf_counter()
+                # by time: every 1/EVALS of the budget, but never more than a tenth of the time on it
+                timed = settings.seconds is not None and now - last_eval >= max(settings.seconds / EVALS,
+                                                                                 EVAL_SHARE * eval_cost)
                 if step % eval_every == 0 or step == settings.steps or timed:
-                    last_eval = time.perf_counter()
+                    last_eval = now
                     current = held_loss()
+                    eval_cost = time.perf_counter() - now
+                    clock["held_out"] += eval_cost
                     curve.append((step, round(current, 6)))
                     if current < best:
                         best, best_step = current, step
                         best_state = [p.detach().clone() for p in params]
             if curve[-1][0] != step and step > 0:
+                tick = time.perf_counter()
                 current = held_loss()
+                clock["held_out"] += time.perf_counter() - tick
                 curve.append((step, round(current, 6)))
                 if current < best:
                     best, best_step = current, step
@@ -305,6 +403,10 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
         "targets": kinds,
         "held_out_loss": {"before": round(before, 6), "after": round(best, 6), "curve": curve},
         "interpreter_max_abs_diff": diffs,
+        "teacher_cached": cache is not None,
+        "features": features,
+        "timing": {k: round(v, 3) for k, v in clock.items()} | {
+            "per_step": round(sum(clock[k] for k in ("augment", "teacher", "student")) / max(step, 1), 4)},
     }
     return trained, info
 

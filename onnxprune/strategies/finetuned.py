@@ -2,14 +2,17 @@
 calibration data (onnxprune/finetune/), or, where it cannot be trained, kept as it is with one note
 saying why.
 
-With a fidelity guard the guard searches training-free as always and the fine-tune trains on the
-guard's fit part only, so the guard's held-out samples (which the final check reads) stay unseen;
-the fine-tune then raises the held-out figure above what the guard accepted. It does not prune past
-the guard's pick."""
+With a fidelity guard (guarded_finetune): prune further, then recover. The guard searches
+training-free as always and its pick is fine-tuned; then FURTHER bisection steps between the guard's
+floor and that pick each prune a candidate, fine-tune it (the same --finetune steps and time each)
+and judge it on the guard's held-out samples: the fewest FLOPs that pass after fine-tuning are kept.
+Every fine-tune trains on the guard's fit part only, so the held-out samples (which the final check
+reads too) stay unseen."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -18,6 +21,8 @@ import onnx
 from ..config import PruneConfig
 from ..progress import report
 from ..report import PruneResult
+
+FURTHER = 3  # bisection steps below the guard's training-free pick, each pruned and then fine-tuned
 
 
 def finetune_result(original: onnx.ModelProto, result: PruneResult, config: PruneConfig) -> PruneResult:
@@ -48,3 +53,79 @@ def finetune_result(original: onnx.ModelProto, result: PruneResult, config: Prun
         info["held_out"] = held_out_figures(original, result.model, trained, data, settings, config.device)
     result.report.finetune = info
     return PruneResult(trained, result.report, result.shapes, result.float_model, result.source)
+
+
+def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult:
+    """The fidelity guard's pick, fine-tuned, and then up to FURTHER cuts past it, each fine-tuned
+    and judged on the guard's held-out samples; the smallest FLOPs share that passes is returned
+    (the guard's pick untrained where its fine-tune fell below the bound). `report.guard["finetuned"]`
+    lists each judged share."""
+    from ..errors import TargetUnreachableError
+    from ..memo import CalibMemo
+    from ..passes.pipeline import prune_once
+    from ..progress import silenced
+    from ..runtime.compare import Reference, compare_models
+    from .guard import _figure, guarded_prune, split_calibration
+
+    serialized = model.SerializeToString()
+
+    def fresh() -> onnx.ModelProto:
+        copy = onnx.ModelProto()
+        copy.ParseFromString(serialized)
+        return copy
+
+    untrained_config = dataclasses.replace(config, finetune=None, finetune_time=None)
+    picked = guarded_prune(fresh(), untrained_config)
+    share = picked.report.guard["target_flops"]
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onnxprune-guard-finetune-"))
+        fit, hold, _ = split_calibration(fresh(), config.calib_data, config.holdout, Path(tmp))
+        reference = stack.enter_context(Reference(fresh(), data=hold, device=config.device))
+
+        def judged(result: PruneResult, target: float) -> tuple[PruneResult, bool, dict]:
+            trained = finetune_result(fresh(), result, config)
+            with silenced():
+                check = compare_models(reference, trained.model, atol=config.max_error, min_cosine=config.min_cosine,
+                                       min_agreement=config.min_agreement, metric=config.metric)
+            kept = result.report.flops_after / max(result.report.flops_before, 1)
+            status = (trained.report.finetune or {}).get("status")
+            return trained, bool(check), {"target_flops": target, "flops_kept": kept, "finetune": status,
+                                          "figure": _figure(check, config), "passed": bool(check)}
+
+        best, passed, first = judged(picked, share)
+        tries = [first]
+        if not passed:
+            best = picked  # the fine-tune fell below the bound: the guard's untrained pick stands
+        trained_ok = first["finetune"] == "trained"
+        base = dataclasses.replace(untrained_config, calib=fit, preprocess=None, max_error=None, min_cosine=None,
+                                   min_agreement=None, ratio=None, target_params=None, target_flops=None,
+                                   validate=False, memo=CalibMemo())
+        lo = config.target_flops if config.target_flops is not None else 0.05
+        hi = share
+        for _ in range(FURTHER if trained_ok else 0):
+            if hi - lo < 0.01:
+                break
+            mid = (lo + hi) / 2
+            report("fidelity guard: prune further, then fine-tune", len(tries), FURTHER + 1)
+            try:
+                with silenced():
+                    candidate = prune_once(fresh(), dataclasses.replace(base, target_flops=mid))
+            except TargetUnreachableError:
+                tries.append({"target_flops": mid, "flops_kept": None, "finetune": None, "figure": "unreachable",
+                              "passed": False})
+                lo = mid
+                continue
+            trained, passed, row = judged(candidate, mid)
+            tries.append(row)
+            if passed:
+                best, hi = trained, mid
+            else:
+                lo = mid
+    if best.report is not picked.report:  # a cut past the guard's pick (the pick's fine-tune shares its report)
+        best.report.guard = dict(picked.report.guard)
+        best.report.notes.extend([n for n in picked.report.notes if n.startswith("fidelity guard")])
+    best.report.guard = dict(best.report.guard or {}, finetuned=tries, target_flops_finetuned=hi)
+    tried = "; ".join(f"{t['target_flops']:.3f} -> {t['figure']} ({'pass' if t['passed'] else 'fail'})" for t in tries)
+    best.report.notes.append(f"fidelity guard with --finetune judged after fine-tuning --target-flops {tried}; "
+                             f"kept {best.report.flops_after / max(best.report.flops_before, 1):.1%} of the FLOPs")
+    return best
