@@ -119,12 +119,30 @@ def test_a_trial_runs_only_what_follows_the_layers_it_zeroes():
     assert changed_part(model, analysis, set()) == []
 
 
+def budget_config(budget: float):
+    from onnxprune.config import PruneConfig
+
+    return PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_budget=budget)
+
+
+def _digits_units(budget: float):
+    """digits_cnn's removal units by l1 score, its groups and analysis: what sensitivity_units re-ranks."""
+    import onnxprune.passes.select_lossy as sl
+    from onnxprune.config import PruneConfig
+
+    analysis = analyze_model(onnx.load(DIGITS))
+    cfg = budget_config(budget)
+    groups = sl.eligible_groups(analysis, cfg.keep)
+    scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
+    units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
+    return units, groups, analysis
+
+
 @pytest.mark.parametrize("budget, shares", [(100.0, 3), (20.0, 1)])
 def test_within_a_budget_the_other_shares_only_where_they_fit(budget, shares, monkeypatch):
     # A fake clock: each trial takes one second. Nine groups: the half-share pass takes 9 s, all
     # three shares 27 s.
     import onnxprune.passes.select_lossy as sl
-    from onnxprune.config import PruneConfig
 
     clock = [0.0]
 
@@ -134,12 +152,7 @@ def test_within_a_budget_the_other_shares_only_where_they_fit(budget, shares, mo
 
     monkeypatch.setattr(sl, "group_damage", fake_damage)
     monkeypatch.setattr(sl.time, "perf_counter", lambda: clock[0])
-    analysis = analyze_model(onnx.load(DIGITS))
-    cfg = PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_budget=budget)
-    groups = sl.eligible_groups(analysis, cfg.keep)
-    scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
-    units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
-    _, probed, n_shares, samples = sl.sensitivity_units(units, groups, analysis, cfg)
+    _, probed, n_shares, samples = sl.sensitivity_units(*_digits_units(budget), budget_config(budget))
     assert probed == 9 and n_shares == shares and samples == 16
 
 
@@ -158,7 +171,6 @@ def test_where_sixteen_samples_overrun_the_probes_run_on_eight_if_those_fit(budg
     # A fake clock: a trial takes 2 s on 16 samples, 1 s on 8. Nine groups: the half-share pass takes
     # 18 s on 16 samples; past its budget it stops after three trials (6 s) and says so.
     import onnxprune.passes.select_lossy as sl
-    from onnxprune.config import PruneConfig
     from onnxprune.importance.output_sensitivity import ProbeBudgetExceeded
 
     clock = [0.0]
@@ -175,16 +187,12 @@ def test_where_sixteen_samples_overrun_the_probes_run_on_eight_if_those_fit(budg
 
     monkeypatch.setattr(sl, "group_damage", fake_damage)
     monkeypatch.setattr(sl.time, "perf_counter", lambda: clock[0])
-    analysis = analyze_model(onnx.load(DIGITS))
-    cfg = PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_budget=budget)
-    groups = sl.eligible_groups(analysis, cfg.keep)
-    scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
-    units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
+    args = (*_digits_units(budget), budget_config(budget))
     if samples is None:
         with pytest.raises(ProbeBudgetExceeded):
-            sl.sensitivity_units(units, groups, analysis, cfg)
+            sl.sensitivity_units(*args)
         assert seen == [16]
         return
-    _, probed, n_shares, n_samples = sl.sensitivity_units(units, groups, analysis, cfg)
+    _, probed, n_shares, n_samples = sl.sensitivity_units(*args)
     assert (probed, n_shares, n_samples) == (9, shares, samples)
     assert set(seen) == {samples} | {16}
