@@ -624,19 +624,23 @@ class _Reader:
         pass
 
 
-def qdq_cnn() -> onnx.ModelProto:
+def _quantize_static(model: onnx.ModelProto, per_channel: bool) -> onnx.ModelProto:
+    """The model as onnxruntime's quantize_static writes it: QDQ, uint8 activations, int8 weights."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(_Reader, CalibrationDataReader):
         pass
 
-    model = small_cnn(seed=SEED + 4)
     with tempfile.TemporaryDirectory() as d:
         src, dst = Path(d) / "fp32.onnx", Path(d) / "qdq.onnx"
         onnx.save(model, src)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
         return onnx.load(dst)
+
+
+def qdq_cnn() -> onnx.ModelProto:
+    return _quantize_static(small_cnn(seed=SEED + 4), per_channel=True)
 
 
 def bn_cnn(seed: int) -> onnx.ModelProto:
@@ -663,18 +667,7 @@ def qdq_bn_cnn(per_channel: bool) -> onnx.ModelProto:
     """bn_cnn quantized by quantize_static without folding BN first: BN scale and bias become
     int8 / int32 behind DequantizeLinear (the bias's scale [1], its zero point []), the tied bias
     an Identity of a DequantizeLinear output."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class Reader(_Reader, CalibrationDataReader):
-        pass
-
-    model = bn_cnn(seed=SEED + 6)
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = Path(d) / "fp32.onnx", Path(d) / "qdq.onnx"
-        onnx.save(model, src)
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-        return onnx.load(dst)
+    return _quantize_static(bn_cnn(seed=SEED + 6), per_channel)
 
 
 # ------------------------------------------------------------------------------- dynamic dims
