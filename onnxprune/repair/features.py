@@ -206,17 +206,17 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
             kernel = ()
         else:
             continue  # MatMul has no bias input to carry the intercept
-        if kind == "recurrent":
-            bias = node.input[3] if len(node.input) > 3 and node.input[3] else None
-            if bias is not None and (not graph.is_constant(bias) or tuple(graph.const_shape(bias)) != (
-                    w_shape[0], 2 * w_shape[1])):
-                continue
-        else:
-            bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            if bias is not None and (not graph.is_constant(bias) or int(np.prod(graph.const_shape(bias))) != w_shape[
-                    0 if node.op_type == "Conv" or attr(node, "transB", 0) else 1]):
+        layer = Consumer(node, m, kind, feature_channel, kernel)
+        bias = layer.bias_name
+        if bias is not None:
+            if kind == "recurrent":  # B [dirs, 2 * gates * H]
+                fits = tuple(graph.const_shape(bias) or ()) == (w_shape[0], 2 * w_shape[1])
+            else:
+                fits = int(np.prod(graph.const_shape(bias) or (0,))) == w_shape[
+                    0 if node.op_type == "Conv" or attr(node, "transB", 0) else 1]
+            if not graph.is_constant(bias) or not fits:
                 continue  # a broadcast or computed bias cannot take per-output corrections
         if len(feature_channel) > max_features:
             continue
-        out.append(Consumer(node, m, kind, feature_channel, kernel))
+        out.append(layer)
     return out
