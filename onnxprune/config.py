@@ -157,8 +157,8 @@ class PruneConfig:
                                           # each group by its measured output damage (needs calib); None: score,
                                           # raced against sensitivity where the criterion race runs
     allocation_default: bool = False      # set when allocation came from that default
-    sensitivity_budget: float | None = None  # seconds the sensitivity probes may take (the race sets it);
-                                          # past it they stop (ProbeBudgetExceeded); short of it, one share only
+    sensitivity_limited: bool = False     # the race: the probes within an allowance of FLOPs, else dropped
+                                          # (passes/select_lossy.py probe_allowance; ProbeBudgetExceeded)
     rotate: bool = True                   # with calib in a lossy run: rotate a pre-norm transformer's residual
                                           # stream to its principal axes before slicing (passes/rotate.py)
     round_to: int | None = None           # kept channel counts rounded to a multiple of this

@@ -21,7 +21,7 @@ from ..graph import ModelGraph
 from ..progress import report
 
 PROBE_SAMPLES = 16
-MIN_PROBE_SAMPLES = 8  # where 16 do not fit a time budget, the probes may run on half as many, not fewer
+MIN_PROBE_SAMPLES = 8  # where 16 do not fit the race's allowance, the probes may run on half as many, not fewer
 PROBE_SHARES = (0.25, 0.5, 0.75)  # shares of a group its sensitivity probes remove
 CORE_SHARE = 0.5                  # the one share probed first, and alone where time is short
 FRONTIER_BYTES = 1 << 30  # tensors kept so that trials run only the part of the model they change
@@ -238,24 +238,13 @@ def _part_model(trial: onnx.ModelProto, part: list[int], entering: list[str], fr
 
 
 class ProbeBudgetExceeded(Exception):
-    """The probes would take longer than the seconds a caller allowed them (the criterion race).
-    `trials_s`: the seconds the trials alone were projected to take (setup and earlier spending apart)."""
-
-    def __init__(self, message: str, trials_s: float = float("inf")):
-        super().__init__(message)
-        self.trials_s = trials_s
+    """The probes would cost more than a caller allowed them (the criterion race)."""
 
 
 def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
-                 mean_replace: bool = True, max_samples: int = PROBE_SAMPLES, memo=None,
-                 budget: float | None = None, spent: float = 0.0) -> dict[int, float]:
+                 mean_replace: bool = True, max_samples: int = PROBE_SAMPLES, memo=None) -> dict[int, float]:
     """Output damage of each probe (a key -> the channels it removes), each tried alone. With a
-    memo (memo.CalibMemo) the probe's reference run and each trial are made once per model and data.
-    With a budget (seconds, `spent` of them already used): ProbeBudgetExceeded as soon as the
-    trials' measured pace says they would take longer."""
-    import time
-
-    start = time.perf_counter()
+    memo (memo.CalibMemo) the probe's reference run and each trial are made once per model and data."""
     if memo is None:
         probe = SensitivityProbe(analysis, data, device, mean_replace, max_samples)
         trial = probe.damage
@@ -269,17 +258,9 @@ def group_damage(analysis: Analysis, probes: dict, data, device: str = "cpu",
         def trial(removed):
             return memo.get(("sensitivity-trial", *scope, frozenset(removed)), lambda: probe.damage(removed))
     probe.prepare([set(r) for r in probes.values()])
-    setup = time.perf_counter() - start
     out = {}
     for k, (key, removed) in enumerate(probes.items()):
         report("sensitivity: pruning each group alone", k, len(probes))
         out[key] = trial(set(removed))
-        if budget is not None and k + 1 >= min(3, len(probes)):
-            elapsed = time.perf_counter() - start - setup
-            projected = spent + setup + elapsed * len(probes) / (k + 1)
-            if projected > budget:
-                raise ProbeBudgetExceeded(f"its probes ({len(probes)} trials on {probe.samples} samples) would take "
-                                          f"about {projected:.0f} s, more than the {budget:.0f} s allowed",
-                                          trials_s=elapsed * len(probes) / (k + 1))
     report("sensitivity: pruning each group alone", len(probes), len(probes))
     return out

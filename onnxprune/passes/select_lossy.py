@@ -4,7 +4,6 @@ globally until a FLOPs / parameter budget is met (--target-flops, --target-param
 from __future__ import annotations
 
 import fnmatch
-import time
 from collections import defaultdict
 from math import prod
 
@@ -12,11 +11,11 @@ import numpy as np
 
 from ..analysis import ROLE_IN, ROLE_OUT, Analysis
 from ..analysis.analyzer import node_label
-from ..cost import node_flops
+from ..cost import count_flops, node_flops
 from ..errors import TargetUnreachableError
 from ..importance import get_criterion
 from ..importance.output_sensitivity import (CORE_SHARE, MIN_PROBE_SAMPLES, PROBE_SAMPLES, PROBE_SHARES,
-                                             ProbeBudgetExceeded, group_damage)
+                                             ProbeBudgetExceeded, changed_part, group_damage)
 from ..memo import data_key, model_fingerprint
 from ..alignment import group_step
 from .base import Pass, PassResult
@@ -238,6 +237,35 @@ def _give_back_channels(removed: set[int], scores, measure, budget: float, total
 
 
 
+# The race's sensitivity candidate (strategies/race.py) probes within an allowance of FLOPs: the
+# richest of these plans (shares probed per group, samples) that fits, else none.
+PROBE_PLANS = ((PROBE_SHARES, PROBE_SAMPLES), ((CORE_SHARE,), PROBE_SAMPLES), ((CORE_SHARE,), MIN_PROBE_SAMPLES))
+PROBE_FLOOR_FLOPS = 1.5e12  # any model's probes may cost this much: about a minute on an idle 2-core machine
+                            # (COCO YOLO11n at 320: one share on 16 samples, 0.65 TFLOP, 26 s). A budget of
+                            # wall seconds left the choice to the machine's load: beside another job COCO
+                            # YOLO11n's probes were dropped at 70% of the FLOPs (30.8% box F1, 64.4% with them)
+PROBE_MODEL_RUNS = 250.0    # ... or this many runs of the whole model on one sample, where that is more: about
+                            # one pipeline run of a large model (a 640 x 640 YOLOv8s, 28.6 GFLOP a run: its
+                            # half-share probes on 8 samples, 5.7 TFLOP, took about as long as a pipeline run)
+
+
+def probe_allowance(analysis: Analysis) -> float:
+    """FLOPs the race's sensitivity probes may cost: PROBE_FLOOR_FLOPS, or PROBE_MODEL_RUNS runs of
+    the whole model at the resolved shapes, whichever is more."""
+    return max(PROBE_FLOOR_FLOPS, PROBE_MODEL_RUNS * count_flops(analysis.graph))
+
+
+def _trial_flops(analysis: Analysis):
+    """removed channels -> FLOPs per sample of the part of the model a trial of them runs."""
+    model = analysis.graph.model
+    per_node = [node_flops(n, analysis.graph) for n in model.graph.node]
+
+    def flops(removed) -> int:
+        part = changed_part(model, analysis, set(removed))
+        return sum(per_node) if part is None else sum(per_node[i] for i in part)
+    return flops
+
+
 def sensitivity_units(units, groups, analysis: Analysis, cfg):
     """Units re-ranked by measured output damage (--allocation sensitivity). Each group alone loses
     its first units up to each of PROBE_SHARES of its channels, and the output damage of each trial
@@ -267,40 +295,25 @@ def sensitivity_units(units, groups, analysis: Analysis, cfg):
 
     mean_replace = bool({"bias", "lsq"} & set(cfg.repair))
     device = "cpu" if cfg.device == "auto" else cfg.device
-    samples = PROBE_SAMPLES
-    if cfg.sensitivity_budget is None:
-        shares = PROBE_SHARES
+    if not cfg.sensitivity_limited:
+        shares, samples = PROBE_SHARES, PROBE_SAMPLES
         probes = probes_at(shares)
-        damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo)
     else:
-        # Within a time budget (the race): every group at half its channels first, the other shares
-        # only where the pace measured so far says they fit; fewer shares lose less than fewer samples.
-        # Where even that pass would overrun on PROBE_SAMPLES samples, it runs on half as many if
-        # the pace says those fit (a 640 x 640 detector whose probes ran 135 s against 125 s; the
-        # race still compares the result with the other candidates on held-out rows).
-        t0 = time.perf_counter()
-        shares = (CORE_SHARE,)
-        probes = probes_at(shares)
-        while True:
-            try:
-                damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo,
-                                      max_samples=samples, budget=cfg.sensitivity_budget,
-                                      spent=time.perf_counter() - t0)
+        # Within the race's allowance: the richest plan whose cost fits, counted in FLOPs from the
+        # model (a trial runs what follows the layers it zeroes, per sample; the reference run the
+        # whole model), so the same model is probed the same way on any machine at any load.
+        allowance = probe_allowance(analysis)
+        follows = _trial_flops(analysis)
+        for shares, samples in PROBE_PLANS:
+            probes = probes_at(shares)
+            cost = samples * (count_flops(analysis.graph) + sum(follows(r) for r in probes.values()))
+            if cost <= allowance:
                 break
-            except ProbeBudgetExceeded as exc:
-                fewer = samples // 2
-                if fewer < MIN_PROBE_SAMPLES or (time.perf_counter() - t0 + exc.trials_s * fewer / samples
-                                                 > cfg.sensitivity_budget):
-                    raise
-                samples = fewer
-        spent = time.perf_counter() - t0
-        rest = tuple(s for s in PROBE_SHARES if s != CORE_SHARE)
-        if spent * len(PROBE_SHARES) <= cfg.sensitivity_budget:
-            more = probes_at(rest)
-            damage.update(group_damage(analysis, more, cfg.calib_data, device, mean_replace, memo=cfg.memo,
-                                       max_samples=samples))
-            probes.update(more)
-            shares = PROBE_SHARES
+        else:
+            raise ProbeBudgetExceeded(f"its probes ({len(probes)} trials on {samples} samples) would cost "
+                                      f"{cost / 1e12:.2f} TFLOP, more than the {allowance / 1e12:.2f} allowed")
+    damage = group_damage(analysis, probes, cfg.calib_data, device, mean_replace, memo=cfg.memo,
+                          max_samples=samples)
     out = []
     for gid, us in by_group.items():
         points = sorted({(0, 0.0)} | {(len(probes[(gid, s)]), damage[(gid, s)]) for s in shares})

@@ -7,8 +7,9 @@ models are compared with the original on the held-out rest in each output's own 
 box F1, CTC characters, else cosine; runtime/metrics.py). The default (recon) is written unless the
 other beats it by more than one and a half held-out samples' worth; the report shows the race.
 With a FLOPs / parameter target and the allocation left to us, recon with sensitivity allocation
-runs third, its probes within a time budget (probe_budget); statistics are shared between the
-runs (memo.py), so the race costs two to three pipeline runs.
+runs second, its probes within an allowance of FLOPs counted from the model (the same on every
+machine at any load: passes/select_lossy.py probe_allowance), and l1 last; statistics are shared
+between the runs (memo.py), so the race costs two to three pipeline runs plus the probes.
 """
 
 from __future__ import annotations
@@ -33,13 +34,7 @@ from ..runtime.metrics import LABELS
 
 CANDIDATES = ("recon", "l1")  # the first is the default: another must beat it clearly
 MARGIN_SAMPLES = 1.5
-SENSITIVITY_BUDGET = 1.0  # seconds the sensitivity candidate's probes may take, in pipeline runs of the first,
-SENSITIVITY_FLOOR_S = 60.0  # ... or what is left of this many for the race as a whole, whichever is more: on a
-                            # small model a pipeline run takes a few seconds, and saving them is not worth a
-                            # collapse (COCO YOLO11n at 320 on an idle 2-core machine: 7 s pipeline, 26 s of
-                            # probes at one share, 30.8% -> 64.4% box F1; 42 s with another job on the machine,
-                            # so 30 s left the choice to the load); on a model whose pipeline run takes 30 s the
-                            # probes get 30, not 60 (the 416 x 416 detector's race within 90 s)
+
 
 
 def races(config: PruneConfig) -> bool:
@@ -67,17 +62,13 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
         entries = []
         plan = candidates(config)
         skipped = None
-        started = time.perf_counter()
         for i, (criterion, allocation) in enumerate(plan):
             report("choosing the criterion on held-out data", i, len(plan))
-            budget = None
-            if allocation == "sensitivity" and config.allocation_default:
-                budget = probe_budget(entries[0][3], time.perf_counter() - started)
             candidate = onnx.ModelProto()
             candidate.ParseFromString(original)
             trial = dataclasses.replace(config, calib=fit, preprocess=None, criterion=criterion,
                                         criterion_default=False, allocation=allocation, memo=memo,
-                                        sensitivity_budget=budget)
+                                        sensitivity_limited=allocation == "sensitivity" and config.allocation_default)
             t0 = time.perf_counter()
             try:
                 result = prune_once(candidate, trial, timer)
@@ -91,7 +82,7 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
         report("choosing the criterion on held-out data", len(plan), len(plan))
     scored = [_score(check) for _, _, check, _ in entries]
     best = _winner(scored, n_hold)
-    (criterion, allocation), result, _, _ = entries[best]
+    (criterion, allocation), result, *_ = entries[best]
     figures = [{"criterion": c, "allocation": a, "figure": _figure(ch), "score": round(_score(ch)[0], 6),
                 "cosine": round(_score(ch)[1], 6),
                 "flops_kept": round(r.report.flops_after / max(r.report.flops_before, 1), 4),
@@ -108,27 +99,22 @@ def race_criteria(model: onnx.ModelProto, config: PruneConfig, timer=None) -> Pr
     return result
 
 
-def probe_budget(first_run_s: float, race_so_far_s: float) -> float:
-    """Seconds the sensitivity probes may take: SENSITIVITY_BUDGET pipeline runs of the first
-    candidate, or what the race has left of SENSITIVITY_FLOOR_S, whichever is more."""
-    return max(SENSITIVITY_BUDGET * first_run_s, SENSITIVITY_FLOOR_S - race_so_far_s)
-
-
 def candidates(config: PruneConfig) -> list[tuple[str, str]]:
     """(criterion, allocation) pairs in race order; the first is the default that others must beat.
-    Sensitivity allocation joins when the allocation was left to us too. Its probes then run within
-    SENSITIVITY_BUDGET times the first candidate's pipeline time (or what is left of SENSITIVITY_FLOOR_S
-    for the whole race, where that is more: probe_budget),
-    measured as they go: every group at
-    half its channels first, the quarter and three quarters only where the pace says they fit (fewer
-    shares cost less fidelity than fewer samples: COCO YOLO11n at 70% of the FLOPs, 70.2% box F1 at
-    3 shares x 16 samples, 61.5% at 1 x 16, 51.1% at 3 x 8, against 30.8% by score allocation), and
-    the candidate is dropped, the report saying why, where even that one share would not fit."""
+    Sensitivity allocation joins, second, when the allocation was left to us too, ahead of l1: in the
+    last race of each of the 48 cells of benchmarks/fidelity_defaults.json (16 models x 0.9 / 0.7 /
+    0.5) l1 was kept in none and sensitivity in 9, and 8 had dropped sensitivity for time that l1's run
+    had used. Its probes run within an allowance of FLOPs (passes/select_lossy.py probe_allowance):
+    every group at a quarter, half and three quarters of its channels on 16 samples where that fits,
+    else at half only, else at half on 8 samples (fewer shares cost less fidelity than fewer
+    samples: COCO YOLO11n at 70% of the FLOPs, 70.2% box F1 at 3 shares x 16 samples, 61.5% at
+    1 x 16, 51.1% at 3 x 8, against 30.8% by score allocation), and the candidate is dropped, the
+    report saying why, where none fits."""
     allocation = config.allocation
-    plan = [(c, allocation) for c in CANDIDATES]
+    plan = [(CANDIDATES[0], allocation)]
     if config.allocation_default and (config.target_flops is not None or config.target_params is not None):
         plan.append((CANDIDATES[0], "sensitivity"))
-    return plan
+    return plan + [(c, allocation) for c in CANDIDATES[1:]]
 
 
 def _winner(scored: list[tuple[float, float]], n_hold: int) -> int:

@@ -119,80 +119,80 @@ def test_a_trial_runs_only_what_follows_the_layers_it_zeroes():
     assert changed_part(model, analysis, set()) == []
 
 
-def budget_config(budget: float):
+def limited_config():
     from onnxprune.config import PruneConfig
 
-    return PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_budget=budget)
+    return PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity", sensitivity_limited=True)
 
 
-def _digits_units(budget: float):
+def _digits_units():
     """digits_cnn's removal units by l1 score, its groups and analysis: what sensitivity_units re-ranks."""
     import onnxprune.passes.select_lossy as sl
     from onnxprune.config import PruneConfig
 
     analysis = analyze_model(onnx.load(DIGITS))
-    cfg = budget_config(budget)
+    cfg = limited_config()
     groups = sl.eligible_groups(analysis, cfg.keep)
     scores = sl.channel_scores(analysis, PruneConfig(target_flops=0.5))
     units = [u for g in groups for u in sl.group_units(g, scores, cfg.max_group_ratio, 1, analysis)]
     return units, groups, analysis
 
 
-@pytest.mark.parametrize("budget, shares", [(100.0, 3), (20.0, 1)])
-def test_within_a_budget_the_other_shares_only_where_they_fit(budget, shares, monkeypatch):
-    # A fake clock: each trial takes one second. Nine groups: the half-share pass takes 9 s, all
-    # three shares 27 s.
-    import onnxprune.passes.select_lossy as sl
-
-    clock = [0.0]
-
-    def fake_damage(analysis, probes, *a, **k):
-        clock[0] += len(probes)
-        return {key: 0.1 for key in probes}
-
-    monkeypatch.setattr(sl, "group_damage", fake_damage)
-    monkeypatch.setattr(sl.time, "perf_counter", lambda: clock[0])
-    _, probed, n_shares, samples = sl.sensitivity_units(*_digits_units(budget), budget_config(budget))
-    assert probed == 9 and n_shares == shares and samples == 16
-
-
-def test_probes_stop_past_their_budget():
-    from onnxprune.importance.output_sensitivity import ProbeBudgetExceeded, group_damage
-
-    analysis = analyze_model(onnx.load(DIGITS))
-    probes = {g.id: g.channels[:2] for g in analysis.prunable_groups()}
-    with pytest.raises(ProbeBudgetExceeded, match="more than the 0 s allowed"):
-        group_damage(analysis, probes, str(CALIB), budget=1e-9)
-    assert len(group_damage(analysis, probes, str(CALIB), budget=1e9)) == len(probes)
-
-
-@pytest.mark.parametrize("budget, samples, shares", [(100.0, 16, 3), (16.0, 8, 1), (14.0, None, None)])
-def test_where_sixteen_samples_overrun_the_probes_run_on_eight_if_those_fit(budget, samples, shares, monkeypatch):
-    # A fake clock: a trial takes 2 s on 16 samples, 1 s on 8. Nine groups: the half-share pass takes
-    # 18 s on 16 samples; past its budget it stops after three trials (6 s) and says so.
+@pytest.mark.parametrize("allowance, shares, samples", [
+    (500_000, 3, 16),    # nine groups at three shares on 16 samples: 9 * 3 * 16 * 1000 = 432000 FLOPs
+    (200_000, 1, 16),    # at half only: 144000
+    (100_000, 1, 8),     # at half on 8 samples: 72000
+    (50_000, None, None),
+])
+def test_within_an_allowance_the_richest_plan_that_fits(allowance, shares, samples, monkeypatch):
+    # Each trial costs 1000 FLOPs per sample, the reference run nothing.
     import onnxprune.passes.select_lossy as sl
     from onnxprune.importance.output_sensitivity import ProbeBudgetExceeded
 
-    clock = [0.0]
     seen = []
 
-    def fake_damage(analysis, probes, *a, max_samples=16, budget=None, spent=0.0, **k):
-        seen.append(max_samples)
-        cost = len(probes) * 2.0 * max_samples / 16
-        if budget is not None and spent + cost > budget:
-            clock[0] += 3 * 2.0 * max_samples / 16
-            raise ProbeBudgetExceeded("over", trials_s=cost)
-        clock[0] += cost
+    def fake_damage(analysis, probes, *a, max_samples=16, **k):
+        seen.append((len(probes), max_samples))
         return {key: 0.1 for key in probes}
 
     monkeypatch.setattr(sl, "group_damage", fake_damage)
-    monkeypatch.setattr(sl.time, "perf_counter", lambda: clock[0])
-    args = (*_digits_units(budget), budget_config(budget))
-    if samples is None:
-        with pytest.raises(ProbeBudgetExceeded):
-            sl.sensitivity_units(*args)
-        assert seen == [16]
+    monkeypatch.setattr(sl, "_trial_flops", lambda analysis: lambda removed: 1000)
+    monkeypatch.setattr(sl, "count_flops", lambda graph: 0)
+    monkeypatch.setattr(sl, "probe_allowance", lambda analysis: allowance)
+    if shares is None:
+        with pytest.raises(ProbeBudgetExceeded, match="9 trials on 8 samples"):
+            sl.sensitivity_units(*_digits_units(), limited_config())
+        assert seen == []
         return
-    _, probed, n_shares, n_samples = sl.sensitivity_units(*args)
+    _, probed, n_shares, n_samples = sl.sensitivity_units(*_digits_units(), limited_config())
     assert (probed, n_shares, n_samples) == (9, shares, samples)
-    assert set(seen) == {samples} | {16}
+    assert seen == [(9 * shares, samples)]
+
+
+def test_a_trial_costs_what_follows_the_layers_it_zeroes():
+    import onnxprune.passes.select_lossy as sl
+    from onnxprune.cost import count_flops, node_flops
+    from onnxprune.importance.output_sensitivity import changed_part
+
+    model = onnx.load(DIGITS)
+    analysis = analyze_model(model)
+    cost = sl._trial_flops(analysis)
+    per_node = [node_flops(n, analysis.graph) for n in model.graph.node]
+    figures = []
+    for g in analysis.prunable_groups():
+        figures.append(cost(g.channels[:1]))
+        assert figures[-1] == sum(per_node[i] for i in changed_part(model, analysis, set(g.channels[:1])))
+    assert 0 < min(figures) < max(figures) < count_flops(analysis.graph)
+
+
+def test_the_allowance_is_the_floor_or_model_runs(monkeypatch):
+    import onnxprune.passes.select_lossy as sl
+    from onnxprune.cost import count_flops
+
+    analysis = analyze_model(onnx.load(DIGITS))
+    flops = count_flops(analysis.graph)
+    monkeypatch.setattr(sl, "PROBE_MODEL_RUNS", 10.0)
+    monkeypatch.setattr(sl, "PROBE_FLOOR_FLOPS", 5 * flops)
+    assert sl.probe_allowance(analysis) == 10 * flops
+    monkeypatch.setattr(sl, "PROBE_FLOOR_FLOPS", 20 * flops)
+    assert sl.probe_allowance(analysis) == 20 * flops
