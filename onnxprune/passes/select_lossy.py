@@ -240,8 +240,9 @@ def _give_back_channels(removed: set[int], scores, measure, budget: float, total
 # The race's sensitivity candidate (strategies/race.py) probes within an allowance of FLOPs: the
 # richest of these plans (shares probed per group, samples) that fits, else none.
 PROBE_PLANS = ((PROBE_SHARES, PROBE_SAMPLES), ((CORE_SHARE,), PROBE_SAMPLES), ((CORE_SHARE,), MIN_PROBE_SAMPLES))
-PROBE_FLOOR_FLOPS = 1.5e12  # any model's probes may cost this much: about a minute on an idle 2-core machine
-                            # (COCO YOLO11n at 320: one share on 16 samples, 0.65 TFLOP, 26 s). A budget of
+PROBE_FLOOR_FLOPS = 2.0e12  # any model's probes may cost this much: about 80 s on an idle 2-core machine at the
+                            # 25 GFLOP/s COCO YOLO11n's ran (at 320: one share on 16 samples, 0.65 TFLOP, 26 s;
+                            # all three, 1.98 TFLOP, held 70.2% box F1 at 70% of the FLOPs, one 61.5%). A budget of
                             # wall seconds left the choice to the machine's load: beside another job COCO
                             # YOLO11n's probes were dropped at 70% of the FLOPs (30.8% box F1, 64.4% with them)
 PROBE_MODEL_RUNS = 250.0    # ... or this many runs of the whole model on one sample, where that is more: about
