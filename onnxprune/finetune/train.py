@@ -363,7 +363,8 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             eval_every = settings.eval_every or max(5, settings.steps // EVALS)
             clock = {"augment": 0.0, "teacher": 0.0, "student": 0.0, "held_out": 0.0}
             tick = time.perf_counter()
-            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 else None
+            every_row_new = settings.augment and AUGMENTED >= 1  # then the answers as they are are never used
+            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 and not every_row_new else None
             cache = None
             if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
                 cache = TeacherCache(teacher, samples, fit, train_names, axes, settings.batch)
