@@ -1,7 +1,10 @@
 """Distil the pruned model from the original on unlabelled calibration data (--finetune).
 
-The original is the teacher, run by ONNX Runtime: once on the training samples as they are (its
-answers cached, TeacherCache) and per step on the half of the batch that is augmented; the pruned
+The original is the teacher, run by ONNX Runtime per step on the very views the student trains on
+("consistent teaching", Beyer et al. 2022: any view of an image gives valid targets without labels,
+so views far from the calibration images - mixed, zoomed - are what keep a few images from being
+learnt by heart); rows left as they are (non-image inputs, AUGMENTED < 1) take its answers computed
+once (TeacherCache). The pruned
 model is the student, run as a torch module (interpreter.py) whose outputs were first checked
 against ONNX Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
 during it, and the weights of the best measurement are the ones written back (so the written model is
@@ -363,7 +366,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             eval_every = settings.eval_every or max(5, settings.steps // EVALS)
             clock = {"augment": 0.0, "teacher": 0.0, "student": 0.0, "held_out": 0.0}
             tick = time.perf_counter()
-            every_row_new = settings.augment and AUGMENTED >= 1  # then the answers as they are are never used
+            # augmentation changes image-like inputs only; without one every row takes the cached answers
+            augmenting = settings.augment and any(_image_axes(v) is not None for v in samples.arrays.values())
+            every_row_new = augmenting and AUGMENTED >= 1  # then the answers as they are are never used
             axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 and not every_row_new else None
             cache = None
             if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
@@ -388,12 +393,12 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                     group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
                 tick = time.perf_counter()
                 rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
-                changed = rng.random(len(rows)) < AUGMENTED if settings.augment else np.zeros(len(rows), bool)
+                changed = rng.random(len(rows)) < AUGMENTED if augmenting else np.zeros(len(rows), bool)
                 if cache is None:
                     changed[:] = True  # every row through the original
                 plain, varied = rows[~changed], rows[changed]
                 fresh = samples.take(varied)
-                if settings.augment and len(varied):  # mixed with other training rows, never held-out ones
+                if augmenting and len(varied):  # mixed with other training rows, never held-out ones
                     partners = samples.take(rng.choice(fit, size=len(varied)))
                     fresh = augment(rng, fresh, share=1.0, partners=partners, flip=FLIP)
                 batch = {k: np.concatenate([samples.arrays[k][plain], fresh[k]]) for k in fresh}

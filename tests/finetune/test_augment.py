@@ -167,3 +167,20 @@ def test_mixup_partners_are_training_rows_never_held_out_ones(tmp_path, monkeypa
     for feeds in teacher:
         peak = np.abs(feeds["input"]).reshape(len(feeds["input"]), -1).max(axis=1)
         assert ((peak < 5) | (peak == 50.0)).all()  # a training row's view, or a held-out row as it is
+
+
+def test_without_image_inputs_the_originals_answers_are_computed_once(tmp_path, monkeypatch):
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((16, 32)).astype(np.float32), "w1"),
+               numpy_helper.from_array(rng.standard_normal((32, 10)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    np.savez(tmp_path / "calib.npz", x=rng.standard_normal((24, 16)).astype(np.float32))
+    views = []
+    monkeypatch.setattr(train, "augment", lambda rng, batch, **kw: views.append(batch) or batch)
+    _, info = finetune_model(model, model, str(tmp_path / "calib.npz"), FinetuneSettings(steps=3, batch=8))
+    assert info["teacher_cached"] is True and views == []
