@@ -34,7 +34,8 @@ CHECK_SAMPLES = 4          # samples the interpreter is checked on against ONNX 
 RTOL, ATOL = 1e-3, 1e-4    # per output: |torch - ORT| <= ATOL + RTOL * max|ORT|
 WARMUP_STEPS = 20         # the learning rate rises linearly over these
 EVALS = 20                 # held-out measurements over a run (by steps, and by time with a time budget)
-AUGMENTED = 1.0            # share of each batch given a new view (the rest: the original's answers cached)
+AUGMENTED = 1.0            # share of each batch given a strong view (detectors; the rest: the original's answers cached)
+MILD_SHARE = 0.5           # share given a mild view (a move and noise only) where the outputs are not a detector's
 MIX_PROB = 0.5             # an augmented image is mixed with another training image this often (weight U(0, 1))
 ZOOM = (0.6, 1.4)          # zoom out / in (log-uniform), padded with the image's mean or cropped back
 SHIFT = 1 / 16             # a move of up to this share of the size beyond the room the zoom leaves
@@ -133,14 +134,16 @@ def _linear_taps(size: int, offset: float, scale: float):
     return low, high, (src - low).astype(np.float32), inside
 
 
-def _view(rng: np.random.Generator, image: np.ndarray, partner: np.ndarray | None, flip: bool) -> np.ndarray:
+def _view(rng: np.random.Generator, image: np.ndarray, partner: np.ndarray | None, flip: bool,
+          strong: bool = True) -> np.ndarray:
     """One augmented view of a [C, H, W] image (float32): mixed with `partner`, zoomed and moved,
-    maybe mirrored left-right, brightness and contrast jittered, a little noise."""
+    maybe mirrored left-right, brightness and contrast jittered, a little noise; not `strong`: moved
+    (up to SHIFT of the size) and noised only."""
     C, H, W = image.shape
-    if partner is not None and rng.random() < MIX_PROB:
+    if strong and partner is not None and rng.random() < MIX_PROB:
         weight = np.float32(rng.random())
         image = weight * image + (1 - weight) * partner
-    scale = float(np.exp(rng.uniform(np.log(ZOOM[0]), np.log(ZOOM[1]))))
+    scale = float(np.exp(rng.uniform(np.log(ZOOM[0]), np.log(ZOOM[1])))) if strong else 1.0
     fill = image.mean(axis=(1, 2), keepdims=True)
     out = image
     for axis, size in ((1, H), (2, W)):
@@ -157,14 +160,16 @@ def _view(rng: np.random.Generator, image: np.ndarray, partner: np.ndarray | Non
         out = out[:, :, ::-1]
     mean = out.mean(axis=(1, 2), keepdims=True)
     std = float(out.std()) or 1.0
-    contrast = rng.uniform(1 - JITTER, 1 + JITTER)
-    brightness = rng.uniform(-JITTER, JITTER) * std
+    jitter = JITTER if strong else 0.0
+    contrast = rng.uniform(1 - jitter, 1 + jitter)
+    brightness = rng.uniform(-jitter, jitter) * std
     out = mean + contrast * (out - mean) + brightness
     return out + rng.normal(0.0, NOISE * std, out.shape).astype(np.float32)
 
 
 def augment(rng: np.random.Generator, batch: dict[str, np.ndarray], share: float = 1.0,
-            partners: dict[str, np.ndarray] | None = None, flip: bool = False) -> dict[str, np.ndarray]:
+            partners: dict[str, np.ndarray] | None = None, flip: bool = False,
+            strong: bool = True) -> dict[str, np.ndarray]:
     """Image-like float inputs (_image_axes): for `share` of the samples (by chance; 1: all) a new view
     (_view): mixed with the same row of `partners` (other calibration samples) when given, zoomed in
     or out (ZOOM, padded with the image's mean or cropped back to the size) and moved, mirrored
@@ -184,10 +189,19 @@ def augment(rng: np.random.Generator, batch: dict[str, np.ndarray], share: float
         for i in np.flatnonzero(chosen):
             image = np.moveaxis(x[i], (hw[0] - 1, hw[1] - 1), (1, 2)).astype(np.float32)  # [C, H, W]
             partner = None if other is None else np.moveaxis(other[i], (hw[0] - 1, hw[1] - 1), (1, 2))
-            view = _view(rng, image, partner, flip)
+            view = _view(rng, image, partner, flip, strong)
             x[i] = np.moveaxis(view, (1, 2), (hw[0] - 1, hw[1] - 1)).astype(x.dtype)
         out[name] = x
     return out
+
+
+def strong_views(kinds: dict[str, str]) -> bool:
+    """Whether the views are strong (mixup, zoom, jitter; every row): where an output is a detector's
+    (a YOLO-style head, or an end-to-end head's picks). Measured at 300 s (docs/FINETUNE.md): they
+    helped a detector and cost a text recognizer and an orientation classifier, whose answers change
+    with what a mix or a zoom does to a text line; those keep the mild views (a move and noise, half
+    of each batch)."""
+    return any(k == "boxes" or k.startswith("selection") for k in kinds.values())
 
 
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -368,7 +382,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             tick = time.perf_counter()
             # augmentation changes image-like inputs only; without one every row takes the cached answers
             augmenting = settings.augment and any(_image_axes(v) is not None for v in samples.arrays.values())
-            every_row_new = augmenting and AUGMENTED >= 1  # then the answers as they are are never used
+            strong = strong_views(kinds)
+            view_share = AUGMENTED if strong else MILD_SHARE
+            every_row_new = augmenting and view_share >= 1  # then the answers as they are are never used
             axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 and not every_row_new else None
             cache = None
             if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
@@ -393,14 +409,14 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                     group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
                 tick = time.perf_counter()
                 rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
-                changed = rng.random(len(rows)) < AUGMENTED if augmenting else np.zeros(len(rows), bool)
+                changed = rng.random(len(rows)) < view_share if augmenting else np.zeros(len(rows), bool)
                 if cache is None:
                     changed[:] = True  # every row through the original
                 plain, varied = rows[~changed], rows[changed]
                 fresh = samples.take(varied)
                 if augmenting and len(varied):  # mixed with other training rows, never held-out ones
-                    partners = samples.take(rng.choice(fit, size=len(varied)))
-                    fresh = augment(rng, fresh, share=1.0, partners=partners, flip=FLIP)
+                    partners = samples.take(rng.choice(fit, size=len(varied))) if strong else None
+                    fresh = augment(rng, fresh, share=1.0, partners=partners, flip=FLIP, strong=strong)
                 batch = {k: np.concatenate([samples.arrays[k][plain], fresh[k]]) for k in fresh}
                 tock = time.perf_counter()
                 clock["augment"] += tock - tick
@@ -459,6 +475,7 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
         "held_out_loss": {"before": round(before, 6), "after": round(best, 6), "curve": curve},
         "interpreter_max_abs_diff": diffs,
         "teacher_cached": cache is not None,
+        "views": ("strong" if strong else "mild") if augmenting else "none",
         "features": features,
         "timing": {k: round(v, 3) for k, v in clock.items()} | {
             "per_step": round(sum(clock[k] for k in ("augment", "teacher", "student")) / max(step, 1), 4)},

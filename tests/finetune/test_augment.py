@@ -133,6 +133,7 @@ def test_the_original_is_run_on_the_view_the_pruned_model_trains_on(tmp_path, mo
     original.CopyFrom(model)
     pruned = onnxprune.prune(model, ratio=0.5, calib=calib, repair="none", criterion="l1").model
     monkeypatch.setattr(train, "AUGMENTED", 1.0)
+    monkeypatch.setattr(train, "MILD_SHARE", 1.0)
     monkeypatch.setattr(train, "augment", lambda rng, batch, **kw: {k: v + 100.0 for k, v in batch.items()})
     student = []
     forward = OnnxModule.forward
@@ -152,20 +153,21 @@ def test_the_original_is_run_on_the_view_the_pruned_model_trains_on(tmp_path, mo
 
 
 def test_mixup_partners_are_training_rows_never_held_out_ones(tmp_path, monkeypatch):
-    model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
-    x = np.random.default_rng(0).uniform(-1, 1, (24, 3, 32, 32)).astype(np.float32)
+    from tests.finetune.test_finetune import _boxes_model
+    model = _boxes_model(end2end=False)  # a detector's head: strong views
+    x = np.random.default_rng(0).uniform(-1, 1, (24, 3, 8, 8)).astype(np.float32)
     x[train.HOLDOUT_EVERY - 1::train.HOLDOUT_EVERY] = 50.0  # the held-out rows
-    np.savez(tmp_path / "calib.npz", input=x)
+    np.savez(tmp_path / "calib.npz", x=x)
     calib = str(tmp_path / "calib.npz")
-    original = onnx.ModelProto()
-    original.CopyFrom(model)
-    pruned = onnxprune.prune(model, ratio=0.5, calib=calib, repair="none", criterion="l1").model
+    original, pruned = model, model
     monkeypatch.setattr(train, "MIX_PROB", 1.0)
     teacher = []
     _marked_run(monkeypatch, teacher)
-    finetune_model(original, pruned, calib, FinetuneSettings(steps=6, batch=8, eval_every=100))
+    settings = FinetuneSettings(steps=6, batch=8, eval_every=100, metric="boxes")
+    _, info = finetune_model(original, pruned, calib, settings)
+    assert info["views"] == "strong"
     for feeds in teacher:
-        peak = np.abs(feeds["input"]).reshape(len(feeds["input"]), -1).max(axis=1)
+        peak = np.abs(feeds["x"]).reshape(len(feeds["x"]), -1).max(axis=1)
         assert ((peak < 5) | (peak == 50.0)).all()  # a training row's view, or a held-out row as it is
 
 
@@ -184,3 +186,22 @@ def test_without_image_inputs_the_originals_answers_are_computed_once(tmp_path, 
     monkeypatch.setattr(train, "augment", lambda rng, batch, **kw: views.append(batch) or batch)
     _, info = finetune_model(model, model, str(tmp_path / "calib.npz"), FinetuneSettings(steps=3, batch=8))
     assert info["teacher_cached"] is True and views == []
+
+
+def test_strong_views_for_detectors_mild_ones_elsewhere(tmp_path, monkeypatch):
+    assert train.strong_views({"y": "boxes"}) and train.strong_views({"a": "classes", "b": "selection: s"})
+    assert not train.strong_views({"y": "classes"}) and not train.strong_views({"y": "ctc", "z": "mse"})
+    strong = []
+    real = train.augment
+
+    def spy(rng, batch, **kw):
+        strong.append(kw["strong"])
+        return real(rng, batch, **kw)
+    monkeypatch.setattr(train, "augment", spy)
+    model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))  # a classifier
+    np.savez(tmp_path / "calib.npz", input=np.random.default_rng(0).standard_normal((24, 3, 32, 32)).astype(np.float32))
+    _, info = finetune_model(model, model, str(tmp_path / "calib.npz"), FinetuneSettings(steps=4, batch=8))
+    assert info["views"] == "mild" and info["teacher_cached"] is True and strong and not any(strong)
+    x = _images("nchw")
+    only = augment(np.random.default_rng(0), {"x": x}, partners={"x": x[::-1]}, strong=False)["x"]
+    assert np.abs(only - x).mean() < np.abs(augment(np.random.default_rng(0), {"x": x}, partners={"x": x[::-1]})["x"] - x).mean()
