@@ -3,8 +3,9 @@
 The original is the teacher, run by ONNX Runtime per step on the very views the student trains on
 ("consistent teaching", Beyer et al. 2022: any view of an image gives valid targets without labels,
 so views far from the calibration images - mixed, zoomed - are what keep a few images from being
-learnt by heart); rows left as they are (non-image inputs, AUGMENTED < 1) take its answers computed
-once (TeacherCache). The pruned
+learnt by heart). Strong views (mixup, zoom, jitter) on every row where an output is a detector's,
+mild ones (a move, noise) on half of each batch otherwise (strong_views: measured); rows left as they
+are take its answers computed once (TeacherCache). The pruned
 model is the student, run as a torch module (interpreter.py) whose outputs were first checked
 against ONNX Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
 during it, and the weights of the best measurement are the ones written back (so the written model is
