@@ -1,7 +1,11 @@
 """Distil the pruned model from the original on unlabelled calibration data (--finetune).
 
-The original is the teacher, run by ONNX Runtime: once on the training samples as they are (its
-answers cached, TeacherCache) and per step on the half of the batch that is augmented; the pruned
+The original is the teacher, run by ONNX Runtime per step on the very views the student trains on
+("consistent teaching", Beyer et al. 2022: any view of an image gives valid targets without labels,
+so views far from the calibration images - mixed, zoomed - are what keep a few images from being
+learnt by heart). Strong views (mixup, zoom, jitter) on every row where an output is a detector's,
+mild ones (a move, noise) on half of each batch otherwise (strong_views: measured); rows left as they
+are take its answers computed once (TeacherCache). The pruned
 model is the student, run as a torch module (interpreter.py) whose outputs were first checked
 against ONNX Runtime's. Every 4th sample is held out: the loss there is measured before training and 20 times
 during it, and the weights of the best measurement are the ones written back (so the written model is
@@ -31,7 +35,14 @@ CHECK_SAMPLES = 4          # samples the interpreter is checked on against ONNX 
 RTOL, ATOL = 1e-3, 1e-4    # per output: |torch - ORT| <= ATOL + RTOL * max|ORT|
 WARMUP_STEPS = 20         # the learning rate rises linearly over these
 EVALS = 20                 # held-out measurements over a run (by steps, and by time with a time budget)
-AUGMENTED = 0.5            # share of each batch shifted and noised (the rest: the original's answers cached)
+AUGMENTED = 1.0            # share of each batch given a strong view (detectors; the rest: the original's answers cached)
+MILD_SHARE = 0.5           # share given a mild view (a move and noise only) where the outputs are not a detector's
+MIX_PROB = 0.5             # an augmented image is mixed with another training image this often (weight U(0, 1))
+ZOOM = (0.6, 1.4)          # zoom out / in (log-uniform), padded with the image's mean or cropped back
+SHIFT = 1 / 16             # a move of up to this share of the size beyond the room the zoom leaves
+JITTER = 0.2               # contrast x U(1 -+ JITTER) about the mean, brightness + U(-+ JITTER) std
+NOISE = 0.02               # Gaussian noise, this share of the image's std
+FLIP = False               # mirror left-right half of the views
 CACHE_BYTES = 2 << 30      # the original's tensors for the training samples are kept when they fit this
 EVAL_SHARE = 10            # a timed held-out measurement waits at least 10 times its own cost
 SAME_ANSWER = 0.99         # else: the output's metric agrees this well (TopK orders ties its own way)
@@ -101,42 +112,97 @@ def read_samples(model: onnx.ModelProto, data) -> Samples:
     return samples
 
 
-def augment(rng: np.random.Generator, batch: dict[str, np.ndarray], share: float = 0.5) -> dict[str, np.ndarray]:
-    """Image-like float inputs ([N, C, H, W] or [N, H, W, C] with 1, 3 or 4 channels): for `share` of
-    the samples (by chance; 1: all) a shift of up to 1/16 of the size (edges repeated) and a little
-    noise. No flips: an orientation classifier's or a text recognizer's answer depends on them. Other
-    inputs are left as they are."""
+def _image_axes(x: np.ndarray) -> tuple[int, int] | None:
+    """The (H, W) axes of an image-like float batch ([N, C, H, W] or [N, H, W, C], 1/3/4 channels,
+    both sides >= 8), or None."""
+    if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or min(x.shape[1:]) < 1:
+        return None
+    if x.shape[1] in (1, 3, 4) and min(x.shape[2:]) >= 8:
+        return 2, 3
+    if x.shape[3] in (1, 3, 4) and min(x.shape[1:3]) >= 8:
+        return 1, 2
+    return None
+
+
+def _linear_taps(size: int, offset: float, scale: float):
+    """Source positions of the output pixels of one axis for a zoom by `scale` placed at `offset`:
+    (lower index, upper index, upper weight, inside the source)."""
+    src = (np.arange(size) + 0.5 - offset) / scale - 0.5
+    inside = (src >= -0.5) & (src <= size - 0.5)
+    src = np.clip(src, 0, size - 1)
+    low = np.floor(src).astype(np.intp)
+    high = np.minimum(low + 1, size - 1)
+    return low, high, (src - low).astype(np.float32), inside
+
+
+def _view(rng: np.random.Generator, image: np.ndarray, partner: np.ndarray | None, flip: bool,
+          strong: bool = True) -> np.ndarray:
+    """One augmented view of a [C, H, W] image (float32): mixed with `partner`, zoomed and moved,
+    maybe mirrored left-right, brightness and contrast jittered, a little noise; not `strong`: moved
+    (up to SHIFT of the size) and noised only."""
+    C, H, W = image.shape
+    if strong and partner is not None and rng.random() < MIX_PROB:
+        weight = np.float32(rng.random())
+        image = weight * image + (1 - weight) * partner
+    scale = float(np.exp(rng.uniform(np.log(ZOOM[0]), np.log(ZOOM[1])))) if strong else 1.0
+    fill = image.mean(axis=(1, 2), keepdims=True)
+    out = image
+    for axis, size in ((1, H), (2, W)):
+        room = abs(1 - scale) / 2 + SHIFT
+        offset = ((1 - scale) / 2 + rng.uniform(-room, room)) * size
+        low, high, weight, inside = _linear_taps(size, offset, scale)
+        shape = [1, 1, 1]
+        shape[axis] = size
+        weight = weight.reshape(shape)
+        out = np.take(out, low, axis=axis) * (1 - weight) + np.take(out, high, axis=axis) * weight
+        if not inside.all():
+            out = np.where(inside.reshape(shape), out, fill)
+    if flip and rng.random() < 0.5:
+        out = out[:, :, ::-1]
+    mean = out.mean(axis=(1, 2), keepdims=True)
+    std = float(out.std()) or 1.0
+    jitter = JITTER if strong else 0.0
+    contrast = rng.uniform(1 - jitter, 1 + jitter)
+    brightness = rng.uniform(-jitter, jitter) * std
+    out = mean + contrast * (out - mean) + brightness
+    return out + rng.normal(0.0, NOISE * std, out.shape).astype(np.float32)
+
+
+def augment(rng: np.random.Generator, batch: dict[str, np.ndarray], share: float = 1.0,
+            partners: dict[str, np.ndarray] | None = None, flip: bool = False,
+            strong: bool = True) -> dict[str, np.ndarray]:
+    """Image-like float inputs (_image_axes): for `share` of the samples (by chance; 1: all) a new view
+    (_view): mixed with the same row of `partners` (other calibration samples) when given, zoomed in
+    or out (ZOOM, padded with the image's mean or cropped back to the size) and moved, mirrored
+    left-right when `flip`, brightness and contrast jittered, a little noise. The original is run on
+    the same view, so any view gives valid targets. Other inputs are left as they are."""
     out = {}
+    chosen = None
     for name, x in batch.items():
-        if x.ndim != 4 or not np.issubdtype(x.dtype, np.floating) or min(x.shape[1:]) < 1:
+        hw = _image_axes(x)
+        if hw is None:
             out[name] = x
             continue
-        if x.shape[1] in (1, 3, 4) and min(x.shape[2:]) >= 8:
-            hw = (2, 3)
-        elif x.shape[3] in (1, 3, 4) and min(x.shape[1:3]) >= 8:
-            hw = (1, 2)
-        else:
-            out[name] = x
-            continue
+        if chosen is None:
+            chosen = np.ones(len(x), bool) if share >= 1 else rng.random(len(x)) < share
         x = x.copy()
-        H, W = x.shape[hw[0]], x.shape[hw[1]]
-        for i in range(len(x)):
-            if share < 1 and rng.random() >= share:
-                continue  # this sample as it is
-            dy, dx = (int(rng.integers(-(s // 16), s // 16 + 1)) for s in (H, W))
-            sample = x[i]
-            axes = (hw[0] - 1, hw[1] - 1)
-            pad = [(0, 0)] * 3
-            pad[axes[0]], pad[axes[1]] = (abs(dy), abs(dy)), (abs(dx), abs(dx))
-            padded = np.pad(sample, pad, mode="edge")
-            index = [slice(None)] * 3
-            index[axes[0]] = slice(abs(dy) + dy, abs(dy) + dy + H)
-            index[axes[1]] = slice(abs(dx) + dx, abs(dx) + dx + W)
-            sample = padded[tuple(index)]
-            std = float(sample.std()) or 1.0
-            x[i] = sample + rng.normal(0.0, 0.02 * std, sample.shape).astype(x.dtype)
+        other = None if partners is None else partners.get(name)
+        for i in np.flatnonzero(chosen):
+            image = np.moveaxis(x[i], (hw[0] - 1, hw[1] - 1), (1, 2)).astype(np.float32)  # [C, H, W]
+            partner = None if other is None else np.moveaxis(other[i], (hw[0] - 1, hw[1] - 1), (1, 2))
+            view = _view(rng, image, partner, flip, strong)
+            x[i] = np.moveaxis(view, (1, 2), (hw[0] - 1, hw[1] - 1)).astype(x.dtype)
         out[name] = x
     return out
+
+
+def strong_views(kinds: dict[str, str]) -> bool:
+    """Whether the views are strong (mixup, zoom, jitter; every row): where an output is a detector's
+    (a YOLO-style head, or an end-to-end head's picks). Measured at 300 s (docs/FINETUNE.md): they
+    helped a detector and cost a text recognizer and an orientation classifier, whose answers change
+    with what a mix or a zoom does to a text line; those keep the mild views (a move and noise, half
+    of each batch)."""
+    return any(k == "boxes" or k.startswith("selection") for k in kinds.values())
 
 
 def _with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
@@ -315,7 +381,12 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             eval_every = settings.eval_every or max(5, settings.steps // EVALS)
             clock = {"augment": 0.0, "teacher": 0.0, "student": 0.0, "held_out": 0.0}
             tick = time.perf_counter()
-            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 else None
+            # augmentation changes image-like inputs only; without one every row takes the cached answers
+            augmenting = settings.augment and any(_image_axes(v) is not None for v in samples.arrays.values())
+            strong = strong_views(kinds)
+            view_share = AUGMENTED if strong else MILD_SHARE
+            every_row_new = augmenting and view_share >= 1  # then the answers as they are are never used
+            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 and not every_row_new else None
             cache = None
             if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
                 cache = TeacherCache(teacher, samples, fit, train_names, axes, settings.batch)
@@ -339,13 +410,14 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                     group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
                 tick = time.perf_counter()
                 rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
-                changed = rng.random(len(rows)) < AUGMENTED if settings.augment else np.zeros(len(rows), bool)
+                changed = rng.random(len(rows)) < view_share if augmenting else np.zeros(len(rows), bool)
                 if cache is None:
                     changed[:] = True  # every row through the original
                 plain, varied = rows[~changed], rows[changed]
                 fresh = samples.take(varied)
-                if settings.augment and len(varied):
-                    fresh = augment(rng, fresh, share=1.0)
+                if augmenting and len(varied):  # mixed with other training rows, never held-out ones
+                    partners = samples.take(rng.choice(fit, size=len(varied))) if strong else None
+                    fresh = augment(rng, fresh, share=1.0, partners=partners, flip=FLIP, strong=strong)
                 batch = {k: np.concatenate([samples.arrays[k][plain], fresh[k]]) for k in fresh}
                 tock = time.perf_counter()
                 clock["augment"] += tock - tick
@@ -404,6 +476,7 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
         "held_out_loss": {"before": round(before, 6), "after": round(best, 6), "curve": curve},
         "interpreter_max_abs_diff": diffs,
         "teacher_cached": cache is not None,
+        "views": ("strong" if strong else "mild") if augmenting else "none",
         "features": features,
         "timing": {k: round(v, 3) for k, v in clock.items()} | {
             "per_step": round(sum(clock[k] for k in ("augment", "teacher", "student")) / max(step, 1), 4)},

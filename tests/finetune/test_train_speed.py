@@ -77,8 +77,9 @@ def test_training_uses_the_cache_and_reports_where_the_time_went(tmp_path):
     model = onnx.load(str(FIXTURES / "torch_crnn_tiny.onnx"))
     calib = _calib(tmp_path, model)
     original, pruned = _pruned(model, calib)
-    _, info = finetune_model(original, pruned, calib, FinetuneSettings(steps=8, lr=2e-3, eval_every=4, metric="ctc"))
-    assert info["teacher_cached"] is True
+    settings = FinetuneSettings(steps=8, lr=2e-3, eval_every=4, metric="ctc", augment=False)
+    _, info = finetune_model(original, pruned, calib, settings)
+    assert info["teacher_cached"] is True  # (with every row augmented, the default, nothing is cached)
     assert set(info["timing"]) == {"augment", "teacher", "student", "held_out", "per_step"}
     assert info["held_out_loss"]["after"] < info["held_out_loss"]["before"]
 
@@ -129,11 +130,13 @@ def test_feature_loss_trains_and_is_reported(tmp_path):
     calib = _calib(tmp_path, model)
     original, pruned = _pruned(model, calib)
     settings = FinetuneSettings(steps=10, lr=2e-3, eval_every=5, features=4, metric="ctc")
-    _, info = finetune_model(original, pruned, calib, settings)
+    trained, info = finetune_model(original, pruned, calib, settings)
     assert info["features"] == ["/fc/MatMul_output_0"]
     assert info["held_out_loss"]["after"] < info["held_out_loss"]["before"]
-    _, plain = finetune_model(original, pruned, calib, FinetuneSettings(steps=10, lr=2e-3, eval_every=5, metric="ctc"))
-    assert plain["features"] == [] and plain["held_out_loss"]["curve"] != info["held_out_loss"]["curve"]
+    other, plain = finetune_model(original, pruned, calib, FinetuneSettings(steps=10, lr=2e-3, eval_every=5, metric="ctc"))
+    assert plain["features"] == []
+    # the feature loss changed the training (the rounded held-out curves may agree: Adam scales steps)
+    assert trained.graph.initializer != other.graph.initializer
 
 
 def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds(tmp_path, monkeypatch):
