@@ -345,6 +345,8 @@ CURATED = [
            "onnxprune/importance/output_sensitivity.py",
            "consts = {t.name for t in self.model.graph.initializer} | set(_constant_nodes(self.model))",
            "consts = {t.name for t in self.model.graph.initializer}"),
+    Mutant("whole-feed-note-stacked", "the one-feed note also for data already stacked as whole feeds",
+           "onnxprune/shapes.py", "n not in sample or np.ndim(sample[n]) != len(d) for", "n not in sample for"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
