@@ -195,7 +195,8 @@ def run(model: str, target: float, outdir: Path, calib: Path, timeout: int) -> d
 
 
 def table(results: Path) -> str:
-    """The markdown table of results.jsonl: one row per model, a column per target."""
+    """The markdown table of results.jsonl: one row per model, a column per target (cell: exit code,
+    seconds, FLOPs kept, lowest output cosine, the criterion the race kept; other-shape runs), and a count."""
     rows = [json.loads(ln) for ln in results.read_text().splitlines() if ln.strip()]
     targets = sorted({r["target"] for r in rows}, reverse=True)
     by = {(r["model"], r["target"]): r for r in rows}
@@ -208,16 +209,25 @@ def table(results: Path) -> str:
         if r["exit"] == "timeout":
             return f"timeout ({r['seconds']:.0f} s)"
         if r["exit"] != 0:
-            return f"**exit {r['exit']}** ({r['seconds']:.0f} s): {r.get('error', '')[:160]}"
+            return f"**exit {r['exit']}**, {r['seconds']:.0f} s: {r.get('error', '').removeprefix('onnxprune: error: ')[:130]}"
         other = ", ".join(f"{w} {'ok' if p else 'FAILED' if p is False else 'n/a'}" for w, p in r.get("other_shapes") or [])
         race = r.get("race") or "not raced"
-        return (f"0 ({r['seconds']:.0f} s): {100 * r['flops_kept']:.1f}% FLOPs, cosine {r['cosine']:.3f}, {race}"
+        return (f"0, {r['seconds']:.0f} s, {100 * r['flops_kept']:.1f}%, {r['cosine']:.3f}, {race}"
                 + (f"; {other}" if other else ""))
 
     head = "| model | calibration input | " + " | ".join(f"--target-flops {t}" for t in targets) + " |"
     lines = [head, "|---|---|" + "---|" * len(targets)]
     for m in models:
         lines.append(f"| {m} | {inputs[m]} | " + " | ".join(cell(by.get((m, t))) for t in targets) + " |")
+    runs = [r for r in rows]
+    count = {k: sum(1 for r in runs if (r["exit"] if r["exit"] in (0, 1, 3, "timeout") else "other") == k)
+             for k in (0, 1, 3, "timeout", "other")}
+    tracebacks = sum(1 for r in runs if r.get("traceback"))
+    failed_elsewhere = sum(1 for r in runs for _, p in r.get("other_shapes") or [] if p is False)
+    lines.append("")
+    lines.append(f"{len(runs)} runs: exit 0 {count[0]}, exit 1 {count[1]}, exit 3 {count[3]}, timeout {count['timeout']}, "
+                 f"other exit codes {count['other']}, tracebacks {tracebacks}, written models failing at another "
+                 f"batch / size {failed_elsewhere}")
     return "\n".join(lines)
 
 
