@@ -354,6 +354,16 @@ CURATED = [
     Mutant("gap-trailing-axis-blocked", "GlobalAveragePool over the trailing axis of [B, L, C] blocks the stream",
            "onnxprune/analysis/rules/pooling.py", "tc.axis == 2 and ctx.rank(node.input[0]) == 3",
            "tc.axis == 1 and ctx.rank(node.input[0]) == 3"),
+    Mutant("sens-part-dims-unknown", "a sensitivity trial's part declares its entering tensors with unknown dims",
+           "onnxprune/importance/output_sensitivity.py",
+           "dims = [d if all(x.shape[a] == d for x in values) else None for a, d in enumerate(values[0].shape)]",
+           "dims = [None] * values[0].ndim"),
+    Mutant("sens-part-constants-as-inputs", "a sensitivity trial's part gets the Constant nodes it reads as inputs",
+           "onnxprune/importance/output_sensitivity.py",
+           "consts = {t.name for t in self.model.graph.initializer} | set(_constant_nodes(self.model))",
+           "consts = {t.name for t in self.model.graph.initializer}"),
+    Mutant("whole-feed-note-stacked", "the one-feed note also for data already stacked as whole feeds",
+           "onnxprune/shapes.py", "n not in sample or np.ndim(sample[n]) != len(d) for", "n not in sample for"),
 ]
 
 _COMPARE_SWAP = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,

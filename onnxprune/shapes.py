@@ -264,6 +264,8 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
         for d, v in zip(decl or (), dims):
             if isinstance(d, str):
                 symbols.setdefault(d, v)
+    if sample is not None and not any(a is not None for a in axes.values()):
+        notes.extend(_whole_feed_note(declared, sample))
     # 3: guesses for the rest, the first candidate that `accept` takes.
     primary = GUESS_DETECTION if resizes else GUESS_IMAGE
     candidates = list(dict.fromkeys([((primary, primary), GUESS_SEQUENCE), *_FALLBACKS]))
@@ -279,6 +281,25 @@ def resolve_shapes(model: onnx.ModelProto | None = None, given: Mapping[str, tup
                     f"{min(len(candidates), MAX_TRIES) - 1} other guesses); give the shape to use with --shape (shapes= "
                     f"from Python), e.g. {' '.join('--shape ' + i.text() for i in first_error.inputs)}, or pass --calib "
                     f"data (calib=)")
+
+
+def _whole_feed_note(declared, sample) -> list[str]:
+    """Calibration data for a model with no batch axis is run whole. Where every input leaves dim 0
+    dynamic under a name of its own (tf2onnx: unk__330, unk__331) and the data holds the same n > 1
+    rows there, those rows are most likely n samples: one note says they make one feed, and how to
+    give them as n."""
+    ranked = {n: d for n, d in declared.items() if d}
+    if not ranked or any(is_fixed(d[0]) or n not in sample or np.ndim(sample[n]) != len(d) for n, d in ranked.items()):
+        return []
+    rows = {np.shape(sample[n])[0] for n in ranked}
+    if len(rows) != 1 or (n := rows.pop()) < 2:
+        return []
+    names = list(ranked)
+    first = names[0]
+    return [f"the model's inputs share no batch axis (dim 0 of {', '.join(names)} are different unknowns), so "
+            f"the calibration data is run whole: one feed of {n} rows, not {n} samples (too few to hold any "
+            f"out for the criterion race and repair); if those rows are samples, stack them along a new axis 0 "
+            f"({first} of shape {[n, 1, *np.shape(sample[first])[1:]]})"]
 
 
 # Other image sizes (H, W) and sequence lengths tried when the first guess does not run: square

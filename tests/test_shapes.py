@@ -97,6 +97,23 @@ def test_batch_axis_is_where_the_model_says():
     assert batch_axes({"x": (1, 3, 224, 224)}) == {"x": 0}
 
 
+def test_rows_of_a_whole_feed_are_said_to_be_one_sample():
+    # thai_deepcut (tf2onnx): input_1, input_2 [unk__330, 21] and [unk__331, 21] share no batch axis,
+    # so 32 rows of each in --calib were one feed: the race and repair saw one sample, and the only
+    # note said "only 1 calibration samples". A note now says why, and how to give 32.
+    declared = {"a": ("unk__1", 21), "b": ("unk__2", 21)}
+    rows = {"a": np.zeros((32, 21), np.float32), "b": np.zeros((32, 21), np.float32)}
+    said = resolve_shapes(declared=declared, sample=rows, resizes=False)
+    assert said["a"] == (32, 21)
+    assert any("one feed of 32 rows" in n and "a of shape [32, 1, 21]" in n for n in said.notes)
+    stacked = resolve_shapes(declared=declared, sample={k: v[:, None] for k, v in rows.items()}, resizes=False)
+    assert stacked["a"] == (1, 21) and not any("one feed" in n for n in stacked.notes)
+    one = resolve_shapes(declared=declared, sample={k: v[:1] for k, v in rows.items()}, resizes=False)
+    assert not any("one feed" in n for n in one.notes)
+    shared = resolve_shapes(declared={"a": ("n", 21), "b": ("n", 21)}, sample=rows, resizes=False)
+    assert shared["a"] == (1, 21) and not any("one feed" in n for n in shared.notes)
+
+
 # -- FLOPs at the resolved shapes ------------------------------------------------------------
 def _conv_flops(cout, cin, k, h, w):
     return 2 * cout * h * w * cin * k * k

@@ -134,7 +134,7 @@ class SensitivityProbe:
     def _entering(self, part: list[int]) -> list[str]:
         nodes = self.model.graph.node
         produced = {o for i in part for o in nodes[i].output}
-        consts = {t.name for t in self.model.graph.initializer}
+        consts = {t.name for t in self.model.graph.initializer} | set(_constant_nodes(self.model))
         return sorted({x for i in part for x in nodes[i].input if x and x not in produced and x not in consts})
 
     def prepare(self, trials: list[set[int]]) -> None:
@@ -216,25 +216,37 @@ class SensitivityProbe:
 def _part_model(trial: onnx.ModelProto, part: list[int], entering: list[str], frontier: dict, outputs: list[str]
                 ) -> tuple[onnx.ModelProto, list[str]]:
     """The trial's changed part as a model of its own: the tensors entering it are its inputs (typed
-    from the values kept for them), the model's outputs it computes are its outputs."""
+    from the values kept for them, each dim fixed where every feed's value has the same), the model's
+    outputs it computes are its outputs."""
     g = trial.graph
     nodes = [g.node[i] for i in part]
     produced = {o for n in nodes for o in n.output}
     used = {x for n in nodes for x in n.input}
+    # Constant nodes the part reads go with it, not as inputs: ONNX Runtime's shape inference reads
+    # a Slice's bounds or a Resize's sizes from them (a size built as Concat(Slice(Shape(x), 0, 2),
+    # ...) with unknown bounds makes it refuse the model: PyTorch's F.interpolate(size=...) export)
+    constants = _constant_nodes(trial)
+    nodes = [constants[x] for x in sorted(used - produced) if x in constants] + nodes
     types = {i.name: i for i in g.input}
     inputs = []
     for name in entering:
         if name in types:
             inputs.append(types[name])
         else:
-            v = frontier[name][0]
+            values = frontier[name]
+            dims = [d if all(x.shape[a] == d for x in values) else None for a, d in enumerate(values[0].shape)]
             inputs.append(onnx.helper.make_tensor_value_info(
-                name, onnx.helper.np_dtype_to_tensor_dtype(v.dtype), [None] * v.ndim))
+                name, onnx.helper.np_dtype_to_tensor_dtype(values[0].dtype), dims))
     outs = [o for o in g.output if o.name in produced]
     sub = onnx.helper.make_graph(nodes, "part", inputs, outs, [t for t in g.initializer if t.name in used])
     model = onnx.helper.make_model(sub, opset_imports=trial.opset_import, ir_version=trial.ir_version)
     model.functions.extend(trial.functions)
     return model, [o.name for o in outs]
+
+
+def _constant_nodes(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    """The main graph's Constant nodes by the tensor each makes."""
+    return {n.output[0]: n for n in model.graph.node if n.op_type == "Constant" and n.output}
 
 
 class ProbeBudgetExceeded(Exception):

@@ -122,3 +122,33 @@ def recurrent_state_model() -> onnx.ModelProto:
                           [helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["N", 1]),
                            helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, "N", h])], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def interpolate_to_skip_model() -> onnx.ModelProto:
+    """x [N, 3, H, W] -> conv a (8) -> Relu -> conv b (8) -> Resize to twice x's size -> conv c -> y,
+    with the Resize sizes as PyTorch writes F.interpolate(u, size=...): Concat(Slice(Shape(u), 0, 2)
+    with Constant-node bounds, Cast of a size computed from Shape(x)) (trueocr_det's FPN)."""
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array((rng.standard_normal(s) * 0.3).astype(np.float32), n)
+             for n, s in (("wa", (8, 3, 3, 3)), ("wb", (8, 8, 3, 3)), ("wc", (4, 8, 1, 1)))]
+
+    def const(name, value):
+        return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(np.array(value, np.int64)))
+
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], pads=[1, 1, 1, 1], name="conv_a"),
+             helper.make_node("Relu", ["a"], ["ra"]),
+             helper.make_node("Conv", ["ra", "wb"], ["u"], pads=[1, 1, 1, 1], name="conv_b"),
+             helper.make_node("Shape", ["x"], ["sx"]),
+             const("c_hw_from", [2]), const("c_hw_to", [4]), const("c_two", [2]),
+             helper.make_node("Slice", ["sx", "c_hw_from", "c_hw_to"], ["hw"]),
+             helper.make_node("Mul", ["hw", "c_two"], ["hw2"]),
+             helper.make_node("Cast", ["hw2"], ["hw2c"], to=TensorProto.INT64),
+             helper.make_node("Shape", ["u"], ["su"]),
+             const("c_nc_from", [0]), const("c_nc_to", [2]),
+             helper.make_node("Slice", ["su", "c_nc_from", "c_nc_to"], ["nc"]),
+             helper.make_node("Concat", ["nc", "hw2c"], ["sizes"], axis=0),
+             helper.make_node("Resize", ["u", "", "", "sizes"], ["up"], mode="nearest"),
+             helper.make_node("Conv", ["up", "wc"], ["y"], name="conv_c")]
+    g = helper.make_graph(nodes, "fpn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)

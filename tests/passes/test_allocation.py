@@ -196,3 +196,26 @@ def test_the_allowance_is_the_floor_or_model_runs(monkeypatch):
     assert sl.probe_allowance(analysis) == 10 * flops
     monkeypatch.setattr(sl, "PROBE_FLOOR_FLOPS", 20 * flops)
     assert sl.probe_allowance(analysis) == 20 * flops
+
+
+def test_a_trial_part_whose_resize_sizes_come_from_shape_ops(tmp_path):
+    # trueocr_det (PyTorch, F.interpolate(u, size=skip.shape[-2:])): the changed part of a trial
+    # holds the Resize and the Slice of Shape(u) whose bounds are Constant nodes; the size entering
+    # from outside the part is a 1-D int64 tensor. Fed to the part as inputs of unknown length,
+    # ONNX Runtime refused the part ("Number of elements of input 'sizes' (0) must be same as rank
+    # of input 'X'") and every --calib run that probed sensitivity stopped with exit 1.
+    from tests.helpers.models import interpolate_to_skip_model
+
+    model = interpolate_to_skip_model()
+    calib = tmp_path / "c.npz"
+    np.savez(calib, x=np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32))
+    analysis = analyze_model(model, calib=str(calib))
+    group = next(g for g in analysis.prunable_groups() if "conv_a" in g.sources)
+    removed = set(group.channels[:4])
+    whole = SensitivityProbe(analysis, str(calib), max_samples=8)
+    part = SensitivityProbe(analysis, str(calib), max_samples=8)
+    part.prepare([removed])
+    assert part.frontier and len(part.changed_part(removed)) < len(model.graph.node)
+    assert np.isclose(part.damage(removed), whole.damage(removed), rtol=1e-4, atol=1e-9)
+    r = prune(model, target_flops=0.6, calib=str(calib), allocation="sensitivity")
+    assert r.report.flops_after <= 0.6 * r.report.flops_before
