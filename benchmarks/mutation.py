@@ -328,6 +328,8 @@ CURATED = [
     Mutant("probe-allowance-floor-only", "race: the probes' allowance ignores the model's size",
            "onnxprune/passes/select_lossy.py",
            "max(PROBE_FLOOR_FLOPS, PROBE_MODEL_RUNS * count_flops(analysis.graph))", "PROBE_FLOOR_FLOPS"),
+    Mutant("metric-boxes-as-ctc", "metric auto: [N, K, 4] box coordinates read as CTC scores again",
+           "onnxprune/runtime/metrics.py", "        if a.shape[2] == BOX_COORDS:\n", "        if False:\n"),
     Mutant("race-probes-unlimited", "race: the sensitivity candidate's probes run whatever they cost",
            "onnxprune/strategies/race.py", 'sensitivity_limited=allocation == "sensitivity" and config.allocation_default',
            "sensitivity_limited=False"),

@@ -29,6 +29,7 @@ from ..config import METRICS  # noqa: F401 (re-exported)
 from ..errors import ConfigError
 
 SCORE_THRESHOLD = 0.25
+BOX_COORDS = 4  # [N, K, 4]: boxes (x1, y1, x2, y2 or cx, cy, w, h), never read as CTC scores unless asked
 MIN_CTC_FRAMES = 10  # fewer "frames" is a stack of layers (a recurrent state [layers, N, H]), not a sequence
 LAYOUTS = {"end2end": "end-to-end [N, K, 6] (x1, y1, x2, y2, score, class)",
            "raw": "YOLOv8/YOLO11 raw [N, 4+C, A] (cx, cy, w, h, class scores)",
@@ -289,6 +290,9 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
         if frames < MIN_CTC_FRAMES:
             return Cosine(), (f"{dims}: {frames} {'frame is' if frames == 1 else 'frames are'} too few for a CTC head (a recurrent state "
                               "[layers, N, H] looks like this)")
+        if a.shape[2] == BOX_COORDS:
+            return Cosine(), (f"{dims}: four values per row read as box coordinates, not class scores (a CTC "
+                              "alphabet of three symbols and a blank is not a recognizer's)")
         if _looks_ctc(a, axis):
             return CharAccuracy(axis), f"{dims}: {layout} per-frame class scores, mostly one class (the CTC blank)"
         return Cosine(), f"{dims}: per-frame scores whose best class is not mostly one (no CTC blank)"

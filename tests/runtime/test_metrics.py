@@ -154,6 +154,20 @@ def test_recurrent_state_is_not_read_as_ctc():
     assert isinstance(choose_metric(state, 1, "ctc", declared=(2, "batch", 128)), CharAccuracy)  # when asked
 
 
+def test_box_coordinates_are_not_read_as_ctc():
+    """A table recognizer's cell boxes [N, 501, 4] (PaddleOCR's SLANet): one coordinate is the largest
+    in most rows, which looked like a CTC blank; they get cosine unless --metric ctc asks."""
+    rng = np.random.default_rng(0)
+    boxes = rng.random((2, 501, 4)).astype(np.float32)
+    boxes[..., 2] += 1.0  # x2 > x1 in every row
+    assert isinstance(choose_metric(boxes, 2), Cosine)
+    assert "box coordinates" in choose_metric(boxes, 2).reason
+    assert isinstance(choose_metric(boxes, 2, "ctc"), CharAccuracy)
+    frames = rng.random((2, 40, 5)).astype(np.float32)  # a four-symbol alphabet and the blank: CTC
+    frames[:, ::2, 0] += 2.0
+    assert isinstance(choose_metric(frames, 2), CharAccuracy)
+
+
 def test_objectness_head_is_decoded_with_objectness_times_class():
     ref = _objectness([[30, 30, 20, 20, 0.9, 1, 0.8], [31, 30, 20, 20, 0.9, 1, 0.7], [80, 80, 10, 10, 0.9, 2, 0.6]])
     m = BoxF1("objectness")
