@@ -235,8 +235,6 @@ def _give_back_channels(removed: set[int], scores, measure, budget: float, total
     return removed
 
 
-
-
 # The race's sensitivity candidate (strategies/race.py) probes within an allowance of FLOPs: the
 # richest of these plans (shares probed per group, samples) that fits, else none.
 PROBE_PLANS = ((PROBE_SHARES, PROBE_SAMPLES), ((CORE_SHARE,), PROBE_SAMPLES), ((CORE_SHARE,), MIN_PROBE_SAMPLES))
@@ -246,8 +244,8 @@ PROBE_FLOOR_FLOPS = 2.0e12  # any model's probes may cost this much: about 80 s 
                             # wall seconds left the choice to the machine's load: beside another job COCO
                             # YOLO11n's probes were dropped at 70% of the FLOPs (30.8% box F1, 64.4% with them)
 PROBE_MODEL_RUNS = 250.0    # ... or this many runs of the whole model on one sample, where that is more: about
-                            # one pipeline run of a large model (a 640 x 640 YOLOv8s, 28.6 GFLOP a run: its
-                            # half-share probes on 8 samples, 5.7 TFLOP, took about as long as a pipeline run)
+                            # one pipeline run of a large model (a 640 x 640 YOLOv8s, 28.4 GFLOP a run: its
+                            # half-share probes on 8 samples, 5.1 TFLOP, took about as long as a pipeline run)
 
 
 def probe_allowance(analysis: Analysis) -> float:
