@@ -36,7 +36,6 @@ CANDIDATES = ("recon", "l1")  # the first is the default: another must beat it c
 MARGIN_SAMPLES = 1.5
 
 
-
 def races(config: PruneConfig) -> bool:
     """Whether a run races criteria: lossy to a fixed target, with data, the criterion left to us."""
     return (config.lossy and config.calib is not None and config.criterion_default and not config.guarded
