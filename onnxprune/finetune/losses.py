@@ -85,9 +85,12 @@ def choose_targets(model: onnx.ModelProto, outputs: dict[str, np.ndarray], batch
     """Targets for the original's first batch of outputs (name -> array), and per graph output the
     kind it was given (for the report)."""
     targets, kinds = [], {}
+    declared = {o.name: tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                              for d in o.type.tensor_type.shape.dim)
+                for o in model.graph.output if o.type.tensor_type.HasField("shape")}
     for name, value in outputs.items():
         floating = np.issubdtype(value.dtype, np.floating)
-        chosen = choose_metric(value, batch, metric) if floating else None
+        chosen = choose_metric(value, batch, metric, declared.get(name)) if floating else None
         if isinstance(chosen, BoxF1) and chosen.layout == "raw":
             targets.append(Target(name, "boxes"))
             kinds[name] = "boxes"

@@ -31,6 +31,7 @@ from ..errors import ConfigError
 SCORE_THRESHOLD = 0.25
 BOX_COORDS = 4  # [N, K, 4]: boxes (x1, y1, x2, y2 or cx, cy, w, h), never read as CTC scores unless asked
 MIN_CTC_FRAMES = 10  # fewer "frames" is a stack of layers (a recurrent state [layers, N, H]), not a sequence
+CTC_BLANK_SHARE = 0.3  # a CTC head's best class is the blank in at least this share of its frames
 LAYOUTS = {"end2end": "end-to-end [N, K, 6] (x1, y1, x2, y2, score, class)",
            "raw": "YOLOv8/YOLO11 raw [N, 4+C, A] (cx, cy, w, h, class scores)",
            "objectness": "YOLOv5/YOLOX [N, A, 5+C] (cx, cy, w, h, objectness, class scores)"}
@@ -82,14 +83,20 @@ class Cosine(Metric):
 
 
 class TopOne(Metric):
+    """Share of samples with the same arg-max class; with ids, the output holds the class ids
+    already ([N] or [N, 1] integers: a classifier that takes its arg-max inside the graph)."""
     name = "top1"
 
-    def __init__(self):
+    def __init__(self, ids: bool = False):
+        self.ids = ids
         self.same = self.count = 0
 
     def update(self, a, b):
         a2, b2 = a.reshape(len(a), -1), b.reshape(len(b), -1)
-        self.same += int((a2.argmax(1) == b2.argmax(1)).sum())
+        if self.ids:
+            self.same += int((a2 == b2).all(1).sum())
+        else:
+            self.same += int((a2.argmax(1) == b2.argmax(1)).sum())
         self.count += len(a2)
 
     @property
@@ -187,31 +194,47 @@ def edit_distance(a: list[int], b: list[int]) -> int:
     return prev[-1]
 
 
-def ctc_greedy(frames: np.ndarray, blank: int) -> list[list[int]]:
-    """Best class per frame, repeats merged, blanks dropped; frames is [N, T, C]."""
-    best = frames.argmax(-1)
+def ctc_greedy(frames: np.ndarray, blank: int | None, ids: bool = False, collapse: bool = True) -> list[list[int]]:
+    """Best class per frame (frames [N, T, C]; with ids, frames are already the classes [N, T]),
+    repeats merged unless not collapse, blanks dropped."""
+    best = frames if ids else frames.argmax(-1)
     out = []
     for seq in best:
         keep = np.ones(len(seq), dtype=bool)
-        keep[1:] = seq[1:] != seq[:-1]
+        if collapse:
+            keep[1:] = seq[1:] != seq[:-1]
         out.append([int(c) for c in seq[keep] if c != blank])
     return out
 
 
+def _commonest(values: np.ndarray) -> tuple[int, float]:
+    """The commonest value of an integer array and its share."""
+    found, counts = np.unique(values.ravel(), return_counts=True)
+    return int(found[counts.argmax()]), float(counts.max() / values.size)
+
+
 class CharAccuracy(Metric):
+    """Greedy CTC decode of both (per-frame scores, or with ids the per-frame class ids a model that
+    decodes inside the graph gives), then 1 - edit distance / length of the original's string. With
+    collapse=False the rows are token sequences already (a decoded, padded output): compared as they
+    are, the padding (the commonest id where it fills 30% of the first batch) dropped."""
     name = "ctc"
 
-    def __init__(self, batch_axis: int):
-        self.batch_axis = batch_axis
+    def __init__(self, batch_axis: int, ids: bool = False, collapse: bool = True):
+        self.batch_axis, self.ids, self.collapse = batch_axis, ids, collapse
         self.blank: int | None = None
+        self.seen = False
         self.errors = self.chars = 0
 
     def update(self, a, b):
         if self.batch_axis == 1:
             a, b = a.swapaxes(0, 1), b.swapaxes(0, 1)
-        if self.blank is None:  # CTC outputs are mostly blank: the original's commonest class is it
-            self.blank = int(np.bincount(a.argmax(-1).ravel()).argmax())
-        for sa, sb in zip(ctc_greedy(a, self.blank), ctc_greedy(b, self.blank)):
+        if not self.seen:  # CTC outputs are mostly blank: the original's commonest class is it
+            self.seen = True
+            value, share = _commonest(a if self.ids else a.argmax(-1))
+            self.blank = value if self.collapse or share >= CTC_BLANK_SHARE else None
+        for sa, sb in zip(ctc_greedy(a, self.blank, self.ids, self.collapse),
+                          ctc_greedy(b, self.blank, self.ids, self.collapse)):
             self.errors += edit_distance(sa, sb)
             self.chars += len(sa)
 
@@ -265,12 +288,18 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
     dims = "[" + ", ".join(map(str, a.shape)) + "]"
     if wanted == "cosine":
         return Cosine(), "--metric cosine"
+    if np.issubdtype(a.dtype, np.integer) and wanted in ("auto", "top1", "ctc"):
+        return _choose_ids(a, batch, wanted, declared, dims)
     if not np.issubdtype(a.dtype, np.floating):
         return Cosine(), f"{dims} {a.dtype} values: no scores"
+    symbolic = declared is not None and len(declared) == a.ndim and a.ndim >= 2 and isinstance(declared[-1], str)
     if wanted == "top1":
         if a.ndim >= 2 and a.shape[-1] >= 2:
             return TopOne(), f"--metric top1: {dims}, classes on the last axis"
         return Cosine(), f"--metric top1, but {dims} has no class axis"
+    if symbolic and wanted == "auto" and a.ndim in (2, 3):
+        return Cosine(), (f"{dims}: the last axis is declared dynamic ('{declared[-1]}'), so it holds no "
+                          "fixed set of classes (per-position values)")
     if wanted in ("auto", "boxes"):
         layout = detection_layout(a)
         if layout is not None:
@@ -301,9 +330,32 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
     return Cosine(), f"{dims}: not class scores, a detection head or a CTC head"
 
 
+def _choose_ids(a: np.ndarray, batch: int, wanted: str, declared: tuple | None, dims: str) -> tuple[Metric, str]:
+    """Integer outputs are answers already: class ids per sample ([N] or [N, 1]) agree or not, and a
+    row of ids per sample ([N, T] or [T, N]) is a string: per-frame CTC ids when one id, the blank,
+    fills at least 30% of T >= 10 frames (repeats merged, the blank dropped), else a decoded sequence."""
+    if a.ndim == 0 or a.size == 0:
+        return Cosine(), f"{dims} {a.dtype} values: no samples to compare"
+    if a.ndim == 1 or (a.ndim == 2 and a.shape[1] == 1):
+        return TopOne(ids=True), f"{dims} {a.dtype} values: one class id per sample, the same id or not"
+    if wanted == "top1":
+        return Cosine(), f"--metric top1, but {dims} {a.dtype} values are not one class id per sample"
+    if a.ndim == 2:
+        axis = batch_axis(a, batch, declared)
+        frames = a.shape[1 - axis]
+        layout = "[T, N]" if axis else "[N, T]"
+        value, share = _commonest(a)
+        if wanted == "ctc" or (frames >= MIN_CTC_FRAMES and share >= CTC_BLANK_SHARE):
+            return CharAccuracy(axis, ids=True), (f"{dims} {a.dtype} values: {layout} per-frame class ids, "
+                                                  f"mostly one ({value}, the CTC blank)")
+        return CharAccuracy(axis, ids=True, collapse=False), (f"{dims} {a.dtype} values: {layout} rows of "
+                                                              "ids, compared as strings")
+    return Cosine(), f"{dims} {a.dtype} values: ids of rank {a.ndim}, no task metric for them"
+
+
 def _looks_ctc(a: np.ndarray, axis: int) -> bool:
     """Per-frame class scores of a CTC head: a sequence of at most a few hundred frames whose best
     class is mostly one class, the blank."""
     frames = a.shape[1 - axis]
     best = a.argmax(-1).ravel()
-    return frames <= 512 and np.bincount(best).max() >= 0.3 * best.size
+    return frames <= 512 and np.bincount(best).max() >= CTC_BLANK_SHARE * best.size

@@ -277,3 +277,17 @@ def test_a_pick_of_a_pick_trains_on_the_first_picks_inputs():
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], [k])
     assert selection_inputs(helper.make_model(graph), "y") == [("scores", "TopK", -1)]
+
+
+def test_per_position_confidences_are_no_class_scores():
+    """An output [B, T] whose last axis the model declares dynamic (a recognizer's per-position
+    confidences) is trained by mse, not as T classes; a fixed last axis is classes."""
+    from onnxprune.finetune.losses import choose_targets
+
+    vi = helper.make_tensor_value_info
+    for dims, kind in ((["B", "T"], "mse"), (["B", 20], "classes")):
+        model = helper.make_model(helper.make_graph([helper.make_node("Sigmoid", ["x"], ["conf"])], "g",
+                                                    [vi("x", TensorProto.FLOAT, dims)], [vi("conf", TensorProto.FLOAT, dims)]))
+        conf = np.random.default_rng(0).random((4, 20)).astype(np.float32)
+        _, kinds = choose_targets(model, {"conf": conf}, 4)
+        assert kinds == {"conf": kind}

@@ -178,3 +178,57 @@ def test_objectness_head_is_decoded_with_objectness_times_class():
     m = BoxF1("objectness")
     m.update(ref, low_obj)
     assert m.value == pytest.approx(2 / 3)
+
+
+def test_integer_outputs_are_answers():
+    """A recognizer that decodes inside the graph (trueocr_rec: ids [B, T] int64 per-frame arg-max,
+    conf [B, T] per-position confidences, lengths [B]): the ids are a CTC string, the lengths class
+    ids per sample, and conf, whose last axis is declared dynamic, is no set of classes. They had
+    got cosine, top-1 over 128 'classes' and cosine."""
+    ids = np.zeros((2, 20), np.int64)
+    ids[0, [3, 4, 9]] = [5, 5, 7]                 # "5 7"
+    ids[1, [2, 8, 12]] = [4, 6, 6]                # "4 6 6"
+    m = choose_metric(ids, 2, declared=("B", "T"))
+    assert isinstance(m, CharAccuracy) and m.reason == (
+        "[2, 20] int64 values: [N, T] per-frame class ids, mostly one (0, the CTC blank)")
+    worse = ids.copy()
+    worse[1, 12] = 9                              # "4 6 9": one of five characters
+    m.update(ids, worse)
+    assert m.value == pytest.approx(4 / 5)
+    labels = choose_metric(np.array([3, 1, 2], np.int64), 3)
+    assert isinstance(labels, TopOne)
+    labels.update(np.array([3, 1, 2]), np.array([3, 1, 0]))
+    assert labels.value == pytest.approx(2 / 3)
+    conf = np.random.default_rng(0).random((2, 20)).astype(np.float32)
+    assert isinstance(choose_metric(conf, 2, declared=("B", "T")), Cosine)
+    assert isinstance(choose_metric(conf, 2, declared=("B", 20)), TopOne)  # a fixed last axis: classes
+
+
+def test_decoded_token_rows_are_compared_as_strings():
+    """Ids that are not per-frame (too few frames or no blank) are strings already: no repeats
+    merged ("book" stays four letters), the padding dropped where it fills 30% of the rows."""
+    a = np.array([[2, 15, 15, 11, 0, 0, 0, 0]], np.int64)
+    b = np.array([[2, 15, 11, 0, 0, 0, 0, 0]], np.int64)
+    m = choose_metric(a, 1, declared=("N", 8))
+    assert m.name == "ctc" and "compared as strings" in m.reason
+    m.update(a, b)
+    assert m.value == pytest.approx(3 / 4)
+
+
+def _argmax_frames(weights):
+    vi = helper.make_tensor_value_info
+    w = numpy_helper.from_array(np.asarray(weights, np.float32), "w")
+    nodes = [helper.make_node("Mul", ["x", "w"], ["s"]),
+             helper.make_node("ArgMax", ["s"], ["ids"], axis=2, keepdims=0)]
+    return make_model(nodes, [vi("x", TensorProto.FLOAT, ["N", 20, 6])], [vi("ids", TensorProto.INT64, ["N", 20])], [w])
+
+
+def test_compare_bounds_integer_ids(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 20, 6)).astype(np.float32)
+    x[..., 0] += 2.0
+    np.savez(tmp_path / "d.npz", x=x)
+    off = compare_models(_argmax_frames(np.ones(6)), _argmax_frames([1, 1, 1, 1, 1, 0.2]),
+                         data=tmp_path / "d.npz", min_agreement=0.99)
+    assert off.outputs[0].metric == "ctc" and not off and "char accuracy" in off.verdict()
+    assert off.outputs[0].cosine > 0.8  # what cosine alone would have let through
