@@ -297,9 +297,6 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
         if a.ndim >= 2 and a.shape[-1] >= 2:
             return TopOne(), f"--metric top1: {dims}, classes on the last axis"
         return Cosine(), f"--metric top1, but {dims} has no class axis"
-    if symbolic and wanted == "auto" and a.ndim in (2, 3):
-        return Cosine(), (f"{dims}: the last axis is declared dynamic ('{declared[-1]}'), so it holds no "
-                          "fixed set of classes (per-position values)")
     if wanted in ("auto", "boxes"):
         layout = detection_layout(a)
         if layout is not None:
@@ -307,6 +304,9 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
         if wanted == "boxes":
             return Cosine(), (f"--metric boxes, but {dims} is none of the heads it knows: "
                               + "; ".join(LAYOUTS.values()) + " (scores in [0, 1], boxes in pixels)")
+    if symbolic and wanted == "auto" and a.ndim in (2, 3):
+        return Cosine(), (f"{dims}: the last axis is declared dynamic ('{declared[-1]}'), so it holds no "
+                          "fixed set of classes (per-position values)")
     if a.ndim == 2 and a.shape[1] >= 2 and wanted == "auto":
         softmax = bool(np.all(a >= 0) and np.allclose(a.sum(1), 1.0, atol=1e-3))
         return TopOne(), f"{dims}: {a.shape[1]} class scores per sample" + (" (a softmax)" if softmax else " (logits)")

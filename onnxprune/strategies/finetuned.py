@@ -5,7 +5,8 @@ saying why.
 With a fidelity guard (guarded_finetune): prune further, then recover. The guard searches
 training-free as always and its pick is fine-tuned; then FURTHER bisection steps between the guard's
 floor and that pick each prune a candidate, fine-tune it (the same --finetune steps and time each)
-and judge it on the guard's held-out samples: the fewest FLOPs that pass after fine-tuning are kept.
+and judge it on the guard's held-out samples, a --min-agreement cleared by one held-out sample more
+than asked (further_bound): the fewest FLOPs that pass after fine-tuning are kept.
 Every fine-tune trains on the guard's fit part only, so the held-out samples (which the final check
 reads too) stay unseen."""
 
@@ -23,6 +24,17 @@ from ..progress import report
 from ..report import PruneResult
 
 FURTHER = 3  # bisection steps below the guard's training-free pick, each pruned and then fine-tuned
+FURTHER_MARGIN_SAMPLES = 1  # a cut past the pick must clear --min-agreement by this many held-out samples
+
+
+def further_bound(min_agreement: float | None, n_hold: int) -> float | None:
+    """The --min-agreement a cut past the guard's pick is held to: one held-out sample more than
+    the bound. Several such cuts are judged and the deepest that passes is kept, so a bare pass is
+    picked by luck: textline_ori_lcnet with --min-agreement 0.95 kept a fine-tuned cut at 18.9% of
+    the FLOPs that passed on 23 of its 24 held-out samples and agreed on 84.4% of 64 eval images."""
+    if min_agreement is None:
+        return None
+    return min(1.0, min_agreement + FURTHER_MARGIN_SAMPLES / max(n_hold, 1))
 
 
 def finetune_result(original: onnx.ModelProto, result: PruneResult, config: PruneConfig) -> PruneResult:
@@ -79,20 +91,21 @@ def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult
     share = picked.report.guard["target_flops"]
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onnxprune-guard-finetune-"))
-        fit, hold, _ = split_calibration(fresh(), config.calib_data, config.holdout, Path(tmp))
+        fit, hold, n_hold = split_calibration(fresh(), config.calib_data, config.holdout, Path(tmp))
         reference = stack.enter_context(Reference(fresh(), data=hold, device=config.device))
 
-        def judged(result: PruneResult, target: float) -> tuple[PruneResult, bool, dict]:
+        def judged(result: PruneResult, target: float, min_agreement: float | None) -> tuple[PruneResult, bool, dict]:
             trained = finetune_result(fresh(), result, config)
             with silenced():
                 check = compare_models(reference, trained.model, atol=config.max_error, min_cosine=config.min_cosine,
-                                       min_agreement=config.min_agreement, metric=config.metric)
+                                       min_agreement=min_agreement, metric=config.metric)
             kept = result.report.flops_after / max(result.report.flops_before, 1)
             status = (trained.report.finetune or {}).get("status")
             return trained, bool(check), {"target_flops": target, "flops_kept": kept, "finetune": status,
-                                          "figure": _figure(check, config), "passed": bool(check)}
+                                          "min_agreement": min_agreement, "figure": _figure(check, config),
+                                          "passed": bool(check)}
 
-        best, passed, first = judged(picked, share)
+        best, passed, first = judged(picked, share, config.min_agreement)
         tries = [first]
         if not passed:
             best = picked  # the fine-tune fell below the bound: the guard's untrained pick stands
@@ -111,11 +124,12 @@ def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult
                 with silenced():
                     candidate = prune_once(fresh(), dataclasses.replace(base, target_flops=mid))
             except TargetUnreachableError:
-                tries.append({"target_flops": mid, "flops_kept": None, "finetune": None, "figure": "unreachable",
+                tries.append({"target_flops": mid, "flops_kept": None, "finetune": None,
+                              "min_agreement": further_bound(config.min_agreement, n_hold), "figure": "unreachable",
                               "passed": False})
                 lo = mid
                 continue
-            trained, passed, row = judged(candidate, mid)
+            trained, passed, row = judged(candidate, mid, further_bound(config.min_agreement, n_hold))
             tries.append(row)
             if passed:
                 best, hi = trained, mid
@@ -126,6 +140,9 @@ def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult
         best.report.notes.extend([n for n in picked.report.notes if n.startswith("fidelity guard")])
     best.report.guard = dict(best.report.guard or {}, finetuned=tries, target_flops_finetuned=hi)
     tried = "; ".join(f"{t['target_flops']:.3f} -> {t['figure']} ({'pass' if t['passed'] else 'fail'})" for t in tries)
-    best.report.notes.append(f"fidelity guard with --finetune judged after fine-tuning --target-flops {tried}; "
+    stricter = ("" if len(tries) < 2 or tries[1]["min_agreement"] is None else
+                f" (cuts past the guard's pick held to agreement >= {tries[1]['min_agreement']:.2%}, one held-out "
+                "sample more than asked: the deepest of several bare passes is kept by luck)")
+    best.report.notes.append(f"fidelity guard with --finetune judged after fine-tuning --target-flops {tried}{stricter}; "
                              f"kept {best.report.flops_after / max(best.report.flops_before, 1):.1%} of the FLOPs")
     return best

@@ -165,3 +165,33 @@ def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds
     kept = result.report.flops_after / result.report.flops_before
     assert kept == pytest.approx(min(t["flops_kept"] for t in passed)) and kept < first["flops_kept"]
     assert any("judged after fine-tuning" in n for n in result.report.notes)
+
+
+def test_cuts_past_the_guards_pick_clear_the_bound_by_one_held_out_sample(tmp_path, monkeypatch):
+    """The deepest of several cuts that pass is kept, so a bare pass is luck: the cuts past the
+    guard's pick are held to --min-agreement plus one held-out sample; the pick to the bound."""
+    import onnxprune.finetune.train as train
+    from onnxprune.strategies.finetuned import further_bound
+
+    assert further_bound(0.95, 24) == pytest.approx(0.95 + 1 / 24) and 23 / 24 < further_bound(0.95, 24)
+    assert further_bound(0.99, 24) == 1.0 and further_bound(None, 24) is None
+    real = train.finetune_model
+
+    def perfect(original, pruned, data, settings, device="cpu"):
+        _, info = real(original, pruned, data, FinetuneSettings(steps=1, eval_every=1), device)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(original)
+        return copy, info
+
+    monkeypatch.setattr(train, "finetune_model", perfect)
+    model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
+    calib = _calib(tmp_path, model, 48)
+    # the cosine bound stops the training-free guard early, so there is room for cuts past its pick
+    result = onnxprune.prune(model, min_agreement=0.5, min_cosine=0.99, calib=calib, repair="none", criterion="l1",
+                             finetune=2)
+    guard = result.report.guard
+    first, *further = guard["finetuned"]
+    n_hold = guard["held_out_samples"]
+    assert first["min_agreement"] == 0.5 and [t for t in further if t["finetune"] == "trained"]
+    assert all(t["min_agreement"] == pytest.approx(0.5 + 1 / n_hold) for t in further)
+    assert any("one held-out sample more than asked" in n for n in result.report.notes)

@@ -202,6 +202,8 @@ def test_integer_outputs_are_answers():
     conf = np.random.default_rng(0).random((2, 20)).astype(np.float32)
     assert isinstance(choose_metric(conf, 2, declared=("B", "T")), Cosine)
     assert isinstance(choose_metric(conf, 2, declared=("B", 20)), TopOne)  # a fixed last axis: classes
+    # a YOLO head declares its anchors dynamic ([batch, 84, anchors]): still a detection head
+    assert isinstance(choose_metric(_raw([[30, 30, 20, 20, 1, 0.9]]), 1, declared=("batch", 7, "anchors")), BoxF1)
 
 
 def test_decoded_token_rows_are_compared_as_strings():
