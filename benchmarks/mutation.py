@@ -351,6 +351,8 @@ CURATED = [
            "onnxprune/runtime/metrics.py", '    if wanted in ("auto", "boxes"):\n        layout = detection_layout(a)\n',
            '    if symbolic and wanted == "auto" and a.ndim in (2, 3):\n        return Cosine(), ""\n'
            '    if wanted in ("auto", "boxes"):\n        layout = detection_layout(a)\n'),
+    Mutant("metric-id-map-per-sample", "metric: a map of class ids scored per sample (all pixels equal or not)",
+           "onnxprune/runtime/metrics.py", "        if self.elements:", "        if False:"),
     Mutant("metric-ids-argmax", "metric: class-id outputs compared by their arg-max",
            "onnxprune/runtime/metrics.py", "            self.same += int((a2 == b2).all(1).sum())",
            "            self.same += int((a2.argmax(1) == b2.argmax(1)).sum())"),

@@ -84,14 +84,19 @@ class Cosine(Metric):
 
 class TopOne(Metric):
     """Share of samples with the same arg-max class; with ids, the output holds the class ids
-    already ([N] or [N, 1] integers: a classifier that takes its arg-max inside the graph)."""
+    already ([N] or [N, 1] integers: a classifier that takes its arg-max inside the graph); with
+    elements, a map of them ([N, H, W]: the share of equal elements)."""
     name = "top1"
 
-    def __init__(self, ids: bool = False):
-        self.ids = ids
+    def __init__(self, ids: bool = False, elements: bool = False):
+        self.ids, self.elements = ids, elements
         self.same = self.count = 0
 
     def update(self, a, b):
+        if self.elements:  # a map of class ids (a segmentation's per-pixel arg-max): per element
+            self.same += int((a == b).sum())
+            self.count += a.size
+            return
         a2, b2 = a.reshape(len(a), -1), b.reshape(len(b), -1)
         if self.ids:
             self.same += int((a2 == b2).all(1).sum())
@@ -350,7 +355,8 @@ def _choose_ids(a: np.ndarray, batch: int, wanted: str, declared: tuple | None, 
                                                   f"mostly one ({value}, the CTC blank)")
         return CharAccuracy(axis, ids=True, collapse=False), (f"{dims} {a.dtype} values: {layout} rows of "
                                                               "ids, compared as strings")
-    return Cosine(), f"{dims} {a.dtype} values: ids of rank {a.ndim}, no task metric for them"
+    return TopOne(ids=True, elements=True), (f"{dims} {a.dtype} values: a map of class ids (a segmentation's "
+                                             "per-pixel arg-max), the share of equal elements")
 
 
 def _looks_ctc(a: np.ndarray, axis: int) -> bool:

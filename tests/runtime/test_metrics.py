@@ -195,6 +195,14 @@ def test_integer_outputs_are_answers():
     worse[1, 12] = 9                              # "4 6 9": one of five characters
     m.update(ids, worse)
     assert m.value == pytest.approx(4 / 5)
+    seg = np.zeros((2, 4, 5), np.int64)
+    seg[:, 1:3, 1:4] = 7                          # a segmentation's per-pixel arg-max
+    m = choose_metric(seg, 2)
+    assert m.name == "top1" and "map of class ids" in m.reason
+    shifted = seg.copy()
+    shifted[0, 1, 1:4] = 0                        # three of forty pixels
+    m.update(seg, shifted)
+    assert m.value == pytest.approx(37 / 40)
     labels = choose_metric(np.array([3, 1, 2], np.int64), 3)
     assert isinstance(labels, TopOne)
     labels.update(np.array([3, 1, 2]), np.array([3, 1, 0]))
