@@ -32,6 +32,8 @@ SCORE_THRESHOLD = 0.25
 BOX_COORDS = 4  # [N, K, 4]: boxes (x1, y1, x2, y2 or cx, cy, w, h), never read as CTC scores unless asked
 MIN_CTC_FRAMES = 10  # fewer "frames" is a stack of layers (a recurrent state [layers, N, H]), not a sequence
 CTC_BLANK_SHARE = 0.3  # a CTC head's best class is the blank in at least this share of its frames
+# Ids come as int64 (ArgMax, TopK) or int32; 8-bit outputs are quantized scores or pixels, not ids.
+ID_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 LAYOUTS = {"end2end": "end-to-end [N, K, 6] (x1, y1, x2, y2, score, class)",
            "raw": "YOLOv8/YOLO11 raw [N, 4+C, A] (cx, cy, w, h, class scores)",
            "objectness": "YOLOv5/YOLOX [N, A, 5+C] (cx, cy, w, h, objectness, class scores)"}
@@ -293,7 +295,7 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
     dims = "[" + ", ".join(map(str, a.shape)) + "]"
     if wanted == "cosine":
         return Cosine(), "--metric cosine"
-    if np.issubdtype(a.dtype, np.integer) and wanted in ("auto", "top1", "ctc"):
+    if a.dtype in ID_DTYPES and wanted in ("auto", "top1", "ctc"):
         return _choose_ids(a, batch, wanted, declared, dims)
     if not np.issubdtype(a.dtype, np.floating):
         return Cosine(), f"{dims} {a.dtype} values: no scores"

@@ -203,6 +203,8 @@ def test_integer_outputs_are_answers():
     shifted[0, 1, 1:4] = 0                        # three of forty pixels
     m.update(seg, shifted)
     assert m.value == pytest.approx(37 / 40)
+    quantized = np.random.default_rng(0).integers(0, 255, (2, 1001)).astype(np.uint8)  # 8-bit scores, not ids
+    assert choose_metric(quantized, 2).name == "cosine" and choose_metric(seg.astype(np.uint8), 2).name == "cosine"
     labels = choose_metric(np.array([3, 1, 2], np.int64), 3)
     assert isinstance(labels, TopOne)
     labels.update(np.array([3, 1, 2]), np.array([3, 1, 0]))
