@@ -331,7 +331,7 @@ CURATED = [
     Mutant("metric-boxes-as-ctc", "metric auto: [N, K, 4] box coordinates read as CTC scores again",
            "onnxprune/runtime/metrics.py", "        if a.shape[2] == BOX_COORDS:\n", "        if False:\n"),
     Mutant("metric-ids-as-cosine", "metric auto: integer outputs (class ids, per-frame ids) get cosine again",
-           "onnxprune/runtime/metrics.py", '    if np.issubdtype(a.dtype, np.integer) and wanted in ("auto", "top1", "ctc"):',
+           "onnxprune/runtime/metrics.py", '    if a.dtype in ID_DTYPES and wanted in ("auto", "top1", "ctc"):',
            '    if False:'),
     Mutant("metric-ids-always-collapsed", "metric: decoded token rows merged like CTC frames",
            "onnxprune/runtime/metrics.py", "        if collapse:\n            keep[1:]", "        if True:\n            keep[1:]"),
