@@ -342,7 +342,7 @@ CURATED = [
            "onnxprune/finetune/losses.py", "choose_metric(value, batch, metric, declared.get(name))",
            "choose_metric(value, batch, metric)"),
     Mutant("guard-further-bare-pass", "guard + finetune: cuts past the pick judged at the bare --min-agreement",
-           "onnxprune/strategies/finetuned.py", "judged(candidate, mid, further_bound(config.min_agreement, n_hold))",
+           "onnxprune/strategies/finetuned.py", "judged(candidate, mid, past)",
            "judged(candidate, mid, config.min_agreement)"),
     Mutant("guard-further-no-margin", "guard + finetune: the stricter bound adds no held-out sample",
            "onnxprune/strategies/finetuned.py", "min_agreement + FURTHER_MARGIN_SAMPLES / max(n_hold, 1)",

@@ -92,6 +92,7 @@ def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="onnxprune-guard-finetune-"))
         fit, hold, n_hold = split_calibration(fresh(), config.calib_data, config.holdout, Path(tmp))
+        past = further_bound(config.min_agreement, n_hold)  # the bound for cuts past the guard's pick
         reference = stack.enter_context(Reference(fresh(), data=hold, device=config.device))
 
         def judged(result: PruneResult, target: float, min_agreement: float | None) -> tuple[PruneResult, bool, dict]:
@@ -125,11 +126,11 @@ def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult
                     candidate = prune_once(fresh(), dataclasses.replace(base, target_flops=mid))
             except TargetUnreachableError:
                 tries.append({"target_flops": mid, "flops_kept": None, "finetune": None,
-                              "min_agreement": further_bound(config.min_agreement, n_hold), "figure": "unreachable",
+                              "min_agreement": past, "figure": "unreachable",
                               "passed": False})
                 lo = mid
                 continue
-            trained, passed, row = judged(candidate, mid, further_bound(config.min_agreement, n_hold))
+            trained, passed, row = judged(candidate, mid, past)
             tries.append(row)
             if passed:
                 best, hi = trained, mid
@@ -140,8 +141,8 @@ def guarded_finetune(model: onnx.ModelProto, config: PruneConfig) -> PruneResult
         best.report.notes.extend([n for n in picked.report.notes if n.startswith("fidelity guard")])
     best.report.guard = dict(best.report.guard or {}, finetuned=tries, target_flops_finetuned=hi)
     tried = "; ".join(f"{t['target_flops']:.3f} -> {t['figure']} ({'pass' if t['passed'] else 'fail'})" for t in tries)
-    stricter = ("" if len(tries) < 2 or tries[1]["min_agreement"] is None else
-                f" (cuts past the guard's pick held to agreement >= {tries[1]['min_agreement']:.2%}, one held-out "
+    stricter = ("" if len(tries) < 2 or past is None else
+                f" (cuts past the guard's pick held to agreement >= {past:.2%}, one held-out "
                 "sample more than asked: the deepest of several bare passes is kept by luck)")
     best.report.notes.append(f"fidelity guard with --finetune judged after fine-tuning --target-flops {tried}{stricter}; "
                              f"kept {best.report.flops_after / max(best.report.flops_before, 1):.1%} of the FLOPs")

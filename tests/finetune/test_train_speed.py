@@ -139,10 +139,9 @@ def test_feature_loss_trains_and_is_reported(tmp_path):
     assert trained.graph.initializer != other.graph.initializer
 
 
-def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds(tmp_path, monkeypatch):
-    """A fine-tune that recovers the original exactly (faked: the trained model is the original,
-    with a real run's report): every cut past the guard's training-free pick then passes once
-    fine-tuned, so the search goes below that pick; judged untrained, those cuts would fail."""
+def _fake_a_perfect_finetune(monkeypatch) -> None:
+    """A fine-tune that recovers the original exactly: the trained model is the original, with a
+    real (one-step) run's report."""
     import onnxprune.finetune.train as train
 
     real = train.finetune_model
@@ -154,6 +153,13 @@ def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds
         return copy, info
 
     monkeypatch.setattr(train, "finetune_model", perfect)
+
+
+def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds(tmp_path, monkeypatch):
+    """A fine-tune that recovers the original exactly (faked: the trained model is the original,
+    with a real run's report): every cut past the guard's training-free pick then passes once
+    fine-tuned, so the search goes below that pick; judged untrained, those cuts would fail."""
+    _fake_a_perfect_finetune(monkeypatch)
     model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
     calib = _calib(tmp_path, model, 48)
     result = onnxprune.prune(model, min_cosine=0.99, calib=calib, repair="none", criterion="l1", finetune=2)
@@ -170,20 +176,11 @@ def test_the_guard_with_finetune_prunes_further_while_the_fine_tuned_model_holds
 def test_cuts_past_the_guards_pick_clear_the_bound_by_one_held_out_sample(tmp_path, monkeypatch):
     """The deepest of several cuts that pass is kept, so a bare pass is luck: the cuts past the
     guard's pick are held to --min-agreement plus one held-out sample; the pick to the bound."""
-    import onnxprune.finetune.train as train
     from onnxprune.strategies.finetuned import further_bound
 
     assert further_bound(0.95, 24) == pytest.approx(0.95 + 1 / 24) and 23 / 24 < further_bound(0.95, 24)
     assert further_bound(0.99, 24) == 1.0 and further_bound(None, 24) is None
-    real = train.finetune_model
-
-    def perfect(original, pruned, data, settings, device="cpu"):
-        _, info = real(original, pruned, data, FinetuneSettings(steps=1, eval_every=1), device)
-        copy = onnx.ModelProto()
-        copy.CopyFrom(original)
-        return copy, info
-
-    monkeypatch.setattr(train, "finetune_model", perfect)
+    _fake_a_perfect_finetune(monkeypatch)
     model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
     calib = _calib(tmp_path, model, 48)
     # the cosine bound stops the training-free guard early, so there is room for cuts past its pick
