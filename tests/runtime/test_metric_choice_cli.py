@@ -47,3 +47,27 @@ def test_min_agreement_with_metric_boxes_on_a_yolox_head(tmp_path):
     report = json.loads(js.read_text())
     (out,) = report["validation"]["outputs"]
     assert out["metric"] == "boxes" and out["metric_reason"] == YOLOX_REASON and out["agreement"] >= 0.95
+
+
+def test_a_box_bound_read_on_few_boxes_is_said_to_be_coarse(tmp_path):
+    """One box that crosses the score threshold moves box F1 by 1/boxes: the COCO detector's guard
+    read 92.3% on 24 held-out images holding 35 boxes. A bound on fewer than FEW_BOXES of
+    the original's boxes gets a warning with the count; without --min-agreement there is none."""
+    from onnxprune.runtime import compare_models
+    from onnxprune.runtime.compare import FEW_BOXES
+
+    model = yolox_style_detector()
+    images = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    few, more = tmp_path / "few.npz", tmp_path / "more.npz"
+    np.savez(few, x=images[:2])
+    np.savez(more, x=images)  # 85 boxes
+    bounded = compare_models(model, model, data=few, min_agreement=0.9, metric="boxes")
+    (out,) = bounded.outputs
+    assert out.metric == "boxes"
+    boxes = next(w for w in bounded.warnings if "box F1 is read on" in w)
+    count = int(boxes.split("box F1 is read on ")[1].split(" ")[0])
+    assert 0 < count < FEW_BOXES and f"'{out.name}': box F1 is read on {count} boxes of the original" in boxes
+    assert f"one box moves it about {100 / count:.0f} points" in boxes
+    assert not any("box F1 is read on" in w for w in compare_models(model, model, data=few, metric="boxes").warnings)
+    assert not any("box F1 is read on" in w
+                   for w in compare_models(model, model, data=more, min_agreement=0.9, metric="boxes").warnings)
