@@ -364,6 +364,4 @@ def _choose_ids(a: np.ndarray, batch: int, wanted: str, declared: tuple | None, 
 def _looks_ctc(a: np.ndarray, axis: int) -> bool:
     """Per-frame class scores of a CTC head: a sequence of at most a few hundred frames whose best
     class is mostly one class, the blank."""
-    frames = a.shape[1 - axis]
-    best = a.argmax(-1).ravel()
-    return frames <= 512 and np.bincount(best).max() >= CTC_BLANK_SHARE * best.size
+    return a.shape[1 - axis] <= 512 and _commonest(a.argmax(-1))[1] >= CTC_BLANK_SHARE
