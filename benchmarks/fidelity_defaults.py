@@ -118,7 +118,11 @@ def render(args) -> str:
               "two other jobs, 1-minute load 4 to 8 on the 2 cores: their seconds are two to three times an idle "
               "machine's); the LSTM "
               "recognizers' rows from 2d08e7e on include the LSTM's input projection in repair; en_ppocrv4_rec's "
-              "from 4214426 on rotate its SVTR stream. "
+              "from 4214426 on rotate its SVTR stream. The rows at 02e0430 (fall_yolov8s at 0.9, doclaynet_yolov8n at "
+              "0.9 and 0.5; 2026-12-07 05:51-06:04 UTC, load 0.2-3.9) re-ran the last cells whose race had dropped the "
+              "sensitivity candidate for time (fall at 0.9: 84.8% -> 98.5%, sensitivity kept; doclaynet: the same "
+              "figures, recon kept, sensitivity scoring 55.9% and 5.4% on its 12 held-out pages). Why the raw-DFL "
+              "detectors miss 90% at 70%, and what was tried: docs/DETECTORS.md. "
               "orinet_orientation's and isbn_yolo26n's held-out photo crops include `skimage.data.cat()`, the same "
               "array as the calibration photo `chelsea()` (their inputs were kept as they were for comparison "
               "with docs/ACCURACY.md); the models added later draw from photo lists without overlap.", ""]

@@ -28,7 +28,7 @@ def main() -> None:
     ap.add_argument("--repair", default="all")
     ap.add_argument("--results", default=str(REPO / "benchmarks" / "fidelity_defaults.json"))
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "onnxprune-fidelity"))
-    ap.add_argument("--calib", type=int, default=96, help="calibration samples (another count: give another --workdir)")
+    ap.add_argument("--calib", type=int, default=96, help="calibration samples (a count other than 96 has its own file in --workdir)")
     ap.add_argument("--holdout", type=int, default=64, help="held-out samples")
     args = ap.parse_args()
     for keep in args.keeps:

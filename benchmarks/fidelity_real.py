@@ -60,10 +60,13 @@ def data_paths(model: str, workdir: Path, calib: int, holdout: int) -> tuple[Pat
 
     import realdata
 
-    c, e = workdir / f"{model}_calib.npz", workdir / f"{model}_eval.npz"
+    # 96 calibration samples unless asked for more (benchmarks/finetune.py --calib): their own file
+    c = workdir / (f"{model}_calib.npz" if calib == 96 else f"{model}_calib{calib}.npz")
+    e = workdir / f"{model}_eval.npz"
+    workdir.mkdir(parents=True, exist_ok=True)
     if not c.exists():
-        workdir.mkdir(parents=True, exist_ok=True)
         np.savez(c, **realdata.build(model, calib, 1, calib=True))
+    if not e.exists():
         np.savez(e, **realdata.build(model, holdout, 2, calib=False))
     return CORPUS / f"{model}.onnx", c, e
 

@@ -4,6 +4,7 @@ original before and after fine-tuning, and the wall time of pruning and of train
 
     python benchmarks/finetune.py --steps 2000 --seconds 240                # appends to benchmarks/finetune.json
     python benchmarks/finetune.py --models digits_cnn isbn_yolo26n --steps 300
+    python benchmarks/finetune.py --models isbn_yolo26n --calib 384 --steps 100000 --seconds 600   # more unlabelled data
 
 Calibration data trains (its every 4th sample is held out for keeping the best weights); the
 figures are on benchmarks/realdata.py's held-out inputs (disjoint sources), as in
@@ -65,13 +66,14 @@ def measure(model: str, keep: float, steps: int, seconds: float | None, paths) -
 def run(args) -> None:
     out = Path(args.results)
     for model in args.models:
-        paths = data_paths(model, Path(args.workdir), 96, 64)
+        paths = data_paths(model, Path(args.workdir), args.calib, 64)
         try:
             row = measure(model, args.keep, args.steps, args.seconds, paths)
         except Exception as exc:  # noqa: BLE001 - a crash is the finding
             row = {"model": model, "keep": args.keep, "crash": f"{type(exc).__name__}: {exc}",
                    "trace": traceback.format_exc()[-800:], "code": code_version()}
         row["load_1min"] = os.getloadavg()[0]
+        row["calib_samples"] = args.calib
         with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps({k: row.get(k) for k in ("model", "metric", "before", "after", "flops_kept", "prune_s",
@@ -81,22 +83,22 @@ def run(args) -> None:
 def render(args) -> str:
     rows = {}
     for r in map(json.loads, Path(args.results).read_text().splitlines()):
-        rows[r["model"]] = r
+        rows[r["model"], r.get("calib_samples", 96)] = r
     lines = []
     for title, models in (("First models", FIRST), ("Hold-out part", HOLD_OUT)):
-        lines += [f"### {title}", "", "| model | params | metric | FLOPs kept | before | after | target | steps run (best) "
-                  "| prune s | finetune s | load |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for m in models:
-            r = rows.get(m)
-            if r is None:
+        lines += [f"### {title}", "", "| model | params | calib samples | metric | FLOPs kept | before | after | target "
+                  "| steps run (best) | prune s | finetune s | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for (m, n), r in sorted(rows.items(), key=lambda kv: (models.index(kv[0][0]) if kv[0][0] in models else -1,
+                                                               kv[0][1])):
+            if m not in models:
                 continue
             if "crash" in r:
-                lines.append(f"| {m} | | crash: {r['crash'][:80]} | | | | | | | | |")
+                lines.append(f"| {m} | | {n} | crash: {r['crash'][:80]} | | | | | | | | |")
                 continue
             ft = r["finetune"]
             run_ = f"{ft['steps_run']} ({ft['best_step']})" if ft.get("status") == "trained" else ft.get("reason", "")
             target = TARGETS.get(r["metric"])
-            lines.append(f"| {m} | {r['params'] / 1e6:.2f} M | {r['metric']} | {r['flops_kept']:.1%} | {r['before']:.1%} "
+            lines.append(f"| {m} | {r['params'] / 1e6:.2f} M | {n} | {r['metric']} | {r['flops_kept']:.1%} | {r['before']:.1%} "
                          f"| {r['after']:.1%} | {'' if target is None else ('met' if r['after'] >= target else 'missed')} "
                          f"| {run_} | {r['prune_s']} | {r['finetune_s']} | {r['load_1min']:.1f} |")
         lines.append("")
@@ -107,6 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=FIRST + HOLD_OUT[:2])
     ap.add_argument("--keep", type=float, default=0.5)
+    ap.add_argument("--calib", type=int, default=96, help="calibration samples (built by benchmarks/realdata.py; "
+                    "the held-out set stays the same 64)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--seconds", type=float, default=240.0)
     ap.add_argument("--workdir", default=str(Path.home() / ".cache" / "onnxprune-fidelity"))
