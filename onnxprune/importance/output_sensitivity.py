@@ -28,7 +28,7 @@ FRONTIER_BYTES = 1 << 30  # tensors kept so that trials run only the part of the
 
 
 def output_damage(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
-    """Mean over outputs of the squared error relative to the output's variance on the data. A raw
+    """Mean over outputs of the squared error relative to the output's variance on the data. A
     detection head counts as two outputs, its box coordinates and its scores: coordinates in pixels
     would otherwise swamp scores in [0, 1] (on YOLO11n the whole head's damage chose a cut with output
     cosine 0.992 and box F1 0; per part, 0.72 at 70% of the FLOPs). Scaling every class on its own
@@ -37,22 +37,27 @@ def output_damage(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
     for a, b in zip(ref, out):
         a = np.nan_to_num(a.astype(np.float64))
         b = np.nan_to_num(b.astype(np.float64))
-        for part in _parts(a):
-            x, y = a[part], b[part]
+        for x, y in zip(_parts(a, a), _parts(a, b)):
             spread = float(np.sum((x - x.mean()) ** 2))
             figures.append(float(np.sum((y - x) ** 2)) / spread if spread > 0 else float(np.any(x != y)))
     return float(np.mean(figures)) if figures else 0.0
 
 
-def _parts(a: np.ndarray) -> list[tuple]:
-    """Index tuples of an output's parts on different scales: a YOLO-style raw head [N, 4+C, A]
-    split into boxes and scores; anything else whole (an end-to-end head [N, D, 6] too: its scores
-    and class ids sit beside its boxes already cut by a threshold, and nothing measured asks more)."""
+def _parts(ref: np.ndarray, a: np.ndarray) -> list[np.ndarray]:
+    """An output `a`'s parts on different scales, told by the original's values `ref`: a YOLO-style
+    raw head [N, 4+C, A] split into boxes and class scores; a YOLOv5/YOLOX head [N, A, 5+C] into
+    boxes and the scores a detection is read by, objectness and objectness x class score (its class
+    scores alone are conditional on an object: at background anchors they are free to move, and
+    nothing detected changes); anything else whole (an end-to-end head [N, D, 6] too: its scores and
+    class ids sit beside its boxes already cut by a threshold, and nothing measured asks more)."""
     from ..runtime.metrics import detection_layout
 
-    if a.ndim == 3 and detection_layout(a) == "raw":
-        return [(slice(None), slice(0, 4)), (slice(None), slice(4, None))]
-    return [(Ellipsis,)]
+    layout = detection_layout(ref) if ref.ndim == 3 else None
+    if layout == "raw":
+        return [a[:, :4], a[:, 4:]]
+    if layout == "objectness":
+        return [a[..., :4], np.concatenate([a[..., 4:5], a[..., 4:5] * a[..., 5:]], axis=-1)]
+    return [a]
 
 
 def changed_part(model: onnx.ModelProto, analysis: Analysis, removed: set[int]) -> list[int] | None:

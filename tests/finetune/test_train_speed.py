@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import pytest
 
 import onnxprune
@@ -192,3 +193,51 @@ def test_cuts_past_the_guards_pick_clear_the_bound_by_one_held_out_sample(tmp_pa
     assert first["min_agreement"] == 0.5 and [t for t in further if t["finetune"] == "trained"]
     assert all(t["min_agreement"] == pytest.approx(0.5 + 1 / n_hold) for t in further)
     assert any("one held-out sample more than asked" in n for n in result.report.notes)
+
+
+def test_a_fine_tune_that_loses_answers_is_not_written(tmp_path, monkeypatch):
+    """The keep-best check reads the training loss; the task metric on the held-out samples has the
+    last word: a trained model that agrees less with the original there than the untrained one (by
+    more than one sample) is not written, and the report says so. Faked: the 'trained' model has
+    its last layer's weights and bias negated (its answers turned around), with a real run's report."""
+    import onnxprune.finetune.train as train
+    from onnxprune.finetune.interpreter import stored_constants
+
+    real = train.finetune_model
+
+    handed = []
+
+    def ruinous(original, pruned, data, settings, device="cpu"):
+        _, info = real(original, pruned, data, FinetuneSettings(steps=1, eval_every=1), device)
+        handed.append(pruned.SerializeToString())
+        broken = onnx.ModelProto()
+        broken.CopyFrom(pruned)
+        stored = stored_constants(broken.graph)
+        last = [n for n in broken.graph.node if n.op_type in ("Gemm", "MatMul", "Conv") and n.input[1] in stored][-1]
+        for name in last.input[1:]:
+            if name in stored:
+                t = stored[name]
+                t.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(t), t.name))
+        return broken, info
+
+    monkeypatch.setattr(train, "finetune_model", ruinous)
+    model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
+    calib = _calib(tmp_path, model, 48)
+    result = onnxprune.prune(model, target_flops=0.6, calib=calib, repair="none", criterion="l1", finetune=2)
+    ft = result.report.finetune
+    figures = next(iter(ft["held_out"].values()))
+    assert figures["after"] < figures["before"] - 1 / ft["samples"]["held_out"]
+    assert ft["written"] == "untrained"
+    assert any("written untrained" in n and "agrees less" in n for n in result.report.notes)
+    assert result.model.SerializeToString() == handed[0]  # the model handed to the fine-tune, untrained
+
+
+def test_a_fine_tune_that_keeps_the_answers_is_written(tmp_path, monkeypatch):
+    _fake_a_perfect_finetune(monkeypatch)
+    model = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))
+    calib = _calib(tmp_path, model, 48)
+    result = onnxprune.prune(model, target_flops=0.6, calib=calib, repair="none", criterion="l1", finetune=2)
+    assert result.report.finetune["written"] == "trained"
+    kept = {t.name: tuple(t.dims) for t in result.model.graph.initializer}
+    original = onnx.load(str(FIXTURES / "torch_resnet_tiny.onnx"))  # `model` itself was pruned in place
+    assert kept == {t.name: tuple(t.dims) for t in original.graph.initializer}  # the fake's "trained" model
