@@ -80,8 +80,9 @@ def task_loss(figures: dict, n_held: int) -> str | None:
     """What the trained model lost on the held-out samples, in the outputs' own metrics, where it
     lost more than one sample's worth (the mean over outputs of each one's figure, cosine where it
     has none); None where it did not. The keep-best check reads the training loss, which can fall
-    while a detector's boxes go (a YOLOX-style head at half the FLOPs: loss 0.090 -> 0.028, box F1
-    on the eval crops 19.7% -> 0.0%, docs/DETECTORS.md)."""
+    while the answers get worse (a YOLOX-style head at half the FLOPs: held-out loss 0.090 -> 0.028
+    while its box F1 on other photos fell 19.7% -> 0.0%, docs/DETECTORS.md); the user's held-out
+    samples are what can tell, as far as they resemble what the model will see."""
     def mean(key: str) -> float | None:
         values = [f[key] if f.get(key) is not None else f.get(f"cosine_{key}") for f in figures.values()]
         values = [v for v in values if v is not None and np.isfinite(v)]
