@@ -17,7 +17,6 @@ import dataclasses
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from ..config import PruneConfig
@@ -83,12 +82,10 @@ def task_loss(figures: dict, n_held: int) -> str | None:
     while the answers get worse (a YOLOX-style head at half the FLOPs: held-out loss 0.090 -> 0.028
     while its box F1 on other photos fell 19.7% -> 0.0%, docs/DETECTORS.md); the user's held-out
     samples are what can tell, as far as they resemble what the model will see."""
-    def mean(key: str) -> float | None:
-        values = [f[key] if f.get(key) is not None else f.get(f"cosine_{key}") for f in figures.values()]
-        values = [v for v in values if v is not None and np.isfinite(v)]
-        return float(np.mean(values)) if values else None
+    from .race import figure_mean
 
-    before, after = mean("before"), mean("after")
+    before, after = (figure_mean((f.get(key), f.get(f"cosine_{key}")) for f in figures.values())
+                     for key in ("before", "after"))
     if before is None or after is None or after >= before - 1.0 / max(n_held, 1):
         return None
     return "; ".join(f"{LABELS.get(f['metric'], f['metric'])} {f['before']:.1%} -> {f['after']:.1%}"

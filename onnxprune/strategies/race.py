@@ -129,15 +129,22 @@ def _winner(scored: list[tuple[float, float]], n_hold: int) -> int:
     return best
 
 
+def figure_mean(pairs) -> float | None:
+    """The mean over outputs of each output's own metric, its cosine where it has none, from
+    (agreement, cosine) pairs; None where no output has a finite figure."""
+    values = [a if a is not None else c for a, c in pairs]
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(values)) if values else None
+
+
 def _score(check) -> tuple[float, float]:
     """The mean over outputs of each output's own metric (cosine where it has none), then the mean
     cosine (between challengers that both clear the margin)."""
-    def mean(values):
-        values = [v for v in values if v is not None and np.isfinite(v)]
-        return float(np.mean(values)) if values else -np.inf
+    def mean(pairs):
+        value = figure_mean(pairs)
+        return -np.inf if value is None else value
 
-    return (mean([o.agreement if o.agreement is not None else o.cosine for o in check.outputs]),
-            mean([o.cosine for o in check.outputs]))
+    return (mean((o.agreement, o.cosine) for o in check.outputs), mean((o.cosine, None) for o in check.outputs))
 
 
 def _figure(check) -> str:
