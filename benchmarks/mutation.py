@@ -73,7 +73,9 @@ SUBSETS = {
     # attention (heads through Reshape, Einsum, Expand): its own tests first, then the oracle's
     **{f"onnxprune/analysis/rules/{n}.py": ["tests/analysis/test_attention.py", *ORACLE_TESTS,
                                              "tests/passes/test_exact_mode.py"] for n in ("linear", "reshape")},
-    "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py", "tests/passes/test_exact_mode.py"],
+    "onnxprune/analysis/rules/recurrent.py": ["tests/analysis/test_recurrent_values.py",
+                                              "tests/analysis/test_recurrent_paddle_state.py",
+                                              "tests/passes/test_exact_mode.py"],
     # rules, analyzer (finite.py included), the rewrite; exact mode's tests check the rules' value
     # tracking (zero filters), the soundness tests constant and non-finite channels
     "onnxprune/": [*ORACLE_TESTS, "tests/passes/test_exact_mode.py", "tests/analysis/test_soundness.py"],
@@ -175,6 +177,15 @@ CURATED = [
            "onnxprune/strategies/race.py", "margin = MARGIN_SAMPLES / max(n_hold, 1)", "margin = 0.0"),
     Mutant("lstm-state-gate-index", "LSTM: the output gate taken for the cell gate when telling a silent unit",
            "onnxprune/analysis/rules/recurrent.py", '_STATE_GATE = {"LSTM": 3,', '_STATE_GATE = {"LSTM": 1,'),
+    Mutant("zero-state-any-constant", "a run-time initial state read as zeros whatever its constant holds",
+           "onnxprune/analysis/rules/recurrent.py", 'return value.dtype.kind in "fiub" and not np.any(value)',
+           'return value.dtype.kind in "fiub"'),
+    Mutant("zero-state-dropped-unpruned", "a run-time zero state dropped from a layer that keeps all its units",
+           "onnxprune/analysis/rules/recurrent.py", "            if len(rw.kept(hidden)) < len(hidden):\n",
+           "            if True:\n"),
+    Mutant("zero-state-index", "the zero cell state dropped in place of the hidden state",
+           "onnxprune/analysis/rules/recurrent.py", "for index, state in ((5, h0), (6, c0)):",
+           "for index, state in ((5, h0), (5, c0)):"),
     # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
     Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
            "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",

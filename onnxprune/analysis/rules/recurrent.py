@@ -5,7 +5,9 @@ recurrence, role `in`: a removed unit no longer feeds the others), in the initia
 every output. Both directions of a bidirectional layer lose unit j together (one position of the
 outputs' hidden axis). Initial states that exporters build at run time as zeros
 (`ConstantOfShape(Concat(..., batch, H))`, sliced per layer) follow the hidden count: the constant
-piece holding H is rewritten.
+piece holding H is rewritten. Other zeros built at run time (paddle2onnx: a zero Constant
+[1, dirs * layers, H] tiled by the batch, transposed and sliced per layer) are dropped from a layer
+that loses units: a missing initial state is zero (the ONNX default), so the result is the same.
 """
 
 from __future__ import annotations
@@ -73,14 +75,40 @@ def _zeros_source(ctx, name, axis):
     return None
 
 
+# Ops whose output is all zeros where their (first) input is: they move, repeat or cast values.
+_KEEPS_ZEROS = {"Identity", "Cast", "Slice", "Transpose", "Reshape", "Squeeze", "Unsqueeze", "Flatten",
+                "Tile", "Expand", "Gather"}
+
+
+def _zero_fill(ctx, name, depth: int = 0) -> bool:
+    """Whether `name` is all zeros for every input: a zero constant or ConstantOfShape, moved,
+    repeated or cast (Tile, Transpose, Slice, Reshape...), or a Concat of such."""
+    value = ctx.const(name)
+    if value is not None:
+        return value.dtype.kind in "fiub" and not np.any(value)
+    node = ctx.graph.producer.get(name)
+    if node is None or depth > 32:
+        return False
+    if node.op_type == "ConstantOfShape":
+        t = attr(node, "value")
+        return t is None or not np.any(onnx.numpy_helper.to_array(t))
+    if node.op_type == "Concat":
+        return all(_zero_fill(ctx, i, depth + 1) for i in node.input if i)
+    if node.op_type in _KEEPS_ZEROS:
+        return _zero_fill(ctx, node.input[0], depth + 1)
+    return False
+
+
 def _scalar_const(ctx, name) -> bool:
     value = ctx.const(name)
     return value is not None and value.size == 1
 
 
-def _initial_state(node, ctx, name, hidden, state_axis):
-    """An initial state: a constant (sliced), channels coupled with the hidden units, or zeros made
-    at run time whose size constant is rewritten. Anything else blocks the hidden units."""
+def _initial_state(node, ctx, index, hidden, state_axis):
+    """An initial state (input `index`): a constant (sliced), channels coupled with the hidden units,
+    zeros made at run time whose size constant is rewritten, or other zeros made at run time, dropped
+    where units go. Anything else blocks the hidden units."""
+    name = node.input[index]
     tc = ctx.channels(name)
     if tc is not None:
         if tc.axis != state_axis:
@@ -92,6 +120,13 @@ def _initial_state(node, ctx, name, hidden, state_axis):
         ctx.param(name, state_axis, hidden, ROLE_CHANNEL)
         return
     found = _zeros_source(ctx, name, state_axis)
+    if found is None and _zero_fill(ctx, name):
+        def drop_state(rw, node=node, index=index, hidden=hidden):
+            if len(rw.kept(hidden)) < len(hidden):
+                node.input[index] = ""  # the ONNX default: zeros of the kept size
+
+        ctx.fixup(drop_state)
+        return
     if found is None:
         ctx.block(hidden, f"{ctx.label}: initial state '{name}' is computed at run time")
         return
@@ -145,9 +180,9 @@ def recurrent(node, ctx):
     if p:
         ctx.param(p, 1, np.tile(hidden, 3), ROLE_CHANNEL)
     state_axis = 2  # [directions, batch, H], or [batch, directions, H] with layout 1
-    for state in (h0, c0):
+    for index, state in ((5, h0), (6, c0)):
         if state:
-            _initial_state(node, ctx, state, hidden, state_axis)
+            _initial_state(node, ctx, index, hidden, state_axis)
 
     def resize_hidden(rw, node=node, hidden=hidden):
         set_attr(node, "hidden_size", int(len(rw.kept(hidden))))
@@ -205,4 +240,4 @@ def _zero_state(ctx, name: str, size: int) -> np.ndarray:
         else:
             zero = fill is not None and not np.any(ctx.const(fill.input[0]))
         return np.full(size, bool(zero))
-    return np.zeros(size, dtype=bool)
+    return np.full(size, _zero_fill(ctx, name))
