@@ -186,6 +186,13 @@ CURATED = [
     Mutant("zero-state-index", "the zero cell state dropped in place of the hidden state",
            "onnxprune/analysis/rules/recurrent.py", "for index, state in ((5, h0), (6, c0)):",
            "for index, state in ((5, h0), (5, c0)):"),
+    # issue 23: sensitivity levels weighed by what a channel saves
+    Mutant("sens-cost-exponent-sign", "sensitivity levels multiplied, not divided, by a channel's saving",
+           "onnxprune/passes/select_lossy.py", "(saves[gid] / scale) ** COST_EXPONENT",
+           "(saves[gid] / scale) ** -COST_EXPONENT"),
+    Mutant("sens-cost-not-passed", "the select pass ranks sensitivity without the budget's measure",
+           "onnxprune/passes/select_lossy.py", "sensitivity_units(units, groups, analysis, cfg, measure)",
+           "sensitivity_units(units, groups, analysis, cfg)"),
     # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
     Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
            "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",

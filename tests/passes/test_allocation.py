@@ -219,3 +219,44 @@ def test_a_trial_part_whose_resize_sizes_come_from_shape_ops(tmp_path):
     assert np.isclose(part.damage(removed), whole.damage(removed), rtol=1e-4, atol=1e-9)
     r = prune(model, target_flops=0.6, calib=str(calib), allocation="sensitivity")
     assert r.report.flops_after <= 0.6 * r.report.flops_before
+
+
+def test_sensitivity_levels_are_weighed_by_what_a_channel_saves(monkeypatch):
+    """At the same measured damage, a group whose channels save more FLOPs is cut first: each
+    level is divided by the square root of its group's saving per channel (relative to the
+    geometric mean over groups), so the ratio falls as the saving grows and averages to one."""
+    import onnxprune.passes.select_lossy as sl
+    from onnxprune.config import PruneConfig
+
+    monkeypatch.setattr(sl, "group_damage", lambda analysis, probes, *a, **k: {key: 0.1 for key in probes})
+    units, groups, analysis = _digits_units()
+    cfg = PruneConfig(target_flops=0.5, calib=str(CALIB), allocation="sensitivity")
+    cost = sl.CostModel(analysis)
+    plain, *_ = sl.sensitivity_units(units, groups, analysis, cfg)
+    weighed, *_ = sl.sensitivity_units(units, groups, analysis, cfg, cost.flops)
+    assert [(g, c) for _, g, c in plain] == [(g, c) for _, g, c in weighed]
+    saving, ratio = {}, {}
+    for (p, gid, chans), (w, _, _) in zip(plain, weighed):
+        saving.setdefault(gid, (cost.flops(set()) - cost.flops(set(chans))) / len(chans))
+        if p > 0:
+            ratio.setdefault(gid, w / p)
+    assert len(set(saving.values())) > 2
+    by_saving = sorted(ratio, key=lambda g: saving[g])
+    assert all(ratio[a] > ratio[b] for a, b in zip(by_saving, by_saving[1:]) if saving[a] < saving[b])
+    assert np.exp(np.mean(np.log([ratio[g] for g in ratio]))) == pytest.approx(1.0, rel=0.35)
+
+
+def test_the_select_pass_weighs_sensitivity_by_the_budget_measure(monkeypatch):
+    import onnxprune.passes.select_lossy as sl
+
+    seen = []
+    real = sl.sensitivity_units
+
+    def spy(units, groups, analysis, cfg, measure=None):
+        seen.append(measure)
+        return real(units, groups, analysis, cfg, measure)
+
+    monkeypatch.setattr(sl, "sensitivity_units", spy)
+    prune(onnx.load(DIGITS), target_flops=0.6, criterion="l1", calib=str(CALIB), allocation="sensitivity",
+          repair="none", validate=False)
+    assert seen and seen[0] is not None and seen[0](set()) > 0
