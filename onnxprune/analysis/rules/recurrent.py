@@ -232,12 +232,4 @@ def _zero_state(ctx, name: str, size: int) -> np.ndarray:
     if value is not None and value.ndim == 3 and value.shape[2] == size:
         return np.all(value == 0, axis=(0, 1))
     found = _zeros_source(ctx, name, 2)
-    if found is not None:
-        fill = ctx.graph.producer.get(found[0])
-        if fill is not None and fill.op_type == "ConstantOfShape":
-            t = attr(fill, "value")
-            zero = t is None or not np.any(onnx.numpy_helper.to_array(t))
-        else:
-            zero = fill is not None and not np.any(ctx.const(fill.input[0]))
-        return np.full(size, bool(zero))
-    return np.full(size, _zero_fill(ctx, name))
+    return np.full(size, _zero_fill(ctx, found[0] if found is not None else name))
