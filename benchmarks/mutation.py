@@ -55,6 +55,7 @@ SUBSETS = {
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
+    "onnxprune/runtime/dataset.py": ["tests/runtime/test_data.py"],
     "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
     "onnxprune/runtime/compare.py": ["tests/runtime/test_metric_choice_cli.py", "tests/runtime/test_metrics.py"],
     "onnxprune/quantize.py": ["tests/test_quantize.py"],
@@ -193,6 +194,8 @@ CURATED = [
     Mutant("sens-cost-not-passed", "the select pass ranks sensitivity without the budget's measure",
            "onnxprune/passes/select_lossy.py", "sensitivity_units(units, groups, analysis, cfg, measure)",
            "sensitivity_units(units, groups, analysis, cfg)"),
+    Mutant("samples-axis-hint-any-dim", "the sample-axis hint given whatever the other dims hold",
+           "onnxprune/runtime/dataset.py", "i == axis or not is_fixed(d) or m == d for i,", "True or i == axis or not is_fixed(d) or m == d for i,"),
     # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
     Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
            "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",

@@ -179,7 +179,8 @@ def _check_array(where: str, spec: InputSpec, arr: np.ndarray, stacked: bool = F
                             f"the model expects rank {len(spec.shape)}: {spec.describe()}{along}")
         for i, (got, dim) in enumerate(zip(arr.shape, spec.shape)):
             if i != axis and is_fixed(dim) and got != dim:
-                raise DataError(f"{where}: input '{spec.name}' has shape {arr.shape}; dim {i} must be {dim} ({spec.describe()})")
+                raise DataError(f"{where}: input '{spec.name}' has shape {arr.shape}; dim {i} must be {dim} ({spec.describe()})"
+                                + _samples_first_hint(spec, arr, stacked))
     if axis is not None and arr.ndim == 0:
         raise DataError(f"{where}: input '{spec.name}' is a scalar; it needs samples along dim {axis}")
     if axis is not None and arr.shape[axis] == 0:
@@ -192,6 +193,20 @@ def _check_array(where: str, spec: InputSpec, arr: np.ndarray, stacked: bool = F
             first = int(np.argwhere(~finite)[0][axis or 0]) if arr.ndim else 0
             raise DataError(f"{where}: input '{spec.name}' contains {nan} NaN and {inf} Inf values "
                             f"(first in sample {first}); clean the data")
+
+
+def _samples_first_hint(spec: InputSpec, arr: np.ndarray, stacked: bool) -> str:
+    """Where samples were stacked first but the input carries them on another axis (a recurrent
+    state [layers, batch, H]), how to lay them out."""
+    axis = spec.batch_axis
+    if stacked or not axis or arr.ndim != len(spec.shape):
+        return ""
+    moved = list(arr.shape[1:])
+    moved.insert(axis, arr.shape[0])
+    moved = tuple(moved)
+    if all(i == axis or not is_fixed(d) or m == d for i, (m, d) in enumerate(zip(moved, spec.shape))):
+        return f"; this input takes its samples along dim {axis}: np.moveaxis(a, 0, {axis}) gives shape {moved}"
+    return ""
 
 
 def _check_labels(where: str, labels: np.ndarray, samples: int | None) -> np.ndarray:

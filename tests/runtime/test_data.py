@@ -170,6 +170,21 @@ def test_arrays_that_do_not_fit(tmp_path, array, message):
         load_data(_npz(tmp_path, input=array), [SPEC])
 
 
+def test_a_state_stacked_samples_first_is_told_its_sample_axis(tmp_path):
+    """A recurrent state [layers, batch, H] (Silero VAD's) takes its samples along dim 1; stacked
+    along dim 0 the error says how to lay them out, and that layout loads."""
+    specs = [InputSpec("x", F32, ("batch", 512)), InputSpec("state", F32, (2, "batch", 128), batch_axis=1)]
+    x = np.zeros((5, 512), np.float32)
+    with pytest.raises(DataError, match=r"dim 0 must be 2 .*takes its samples along dim 1: "
+                                         r"np.moveaxis\(a, 0, 1\) gives shape \(2, 5, 128\)$"):
+        load_data(_npz(tmp_path, x=x, state=np.zeros((5, 2, 128), np.float32)), specs)
+    with pytest.raises(DataError) as info:  # a wrong fixed dim elsewhere: no such hint
+        load_data(_npz(tmp_path, x=x, state=np.zeros((2, 5, 64), np.float32)), specs)
+    assert "moveaxis" not in str(info.value)
+    batches = list(load_data(_npz(tmp_path, x=x, state=np.zeros((2, 5, 128), np.float32)), specs).batches(2))
+    assert [b.feeds["state"].shape for b in batches] == [(2, 2, 128), (2, 2, 128), (2, 1, 128)]
+
+
 def test_nan_and_inf_are_rejected_with_counts(tmp_path, images):
     images[3, 0, 0, 0] = np.nan
     images[5, 1, 2, 3] = np.inf
