@@ -196,6 +196,12 @@ CURATED = [
            "sensitivity_units(units, groups, analysis, cfg)"),
     Mutant("samples-axis-hint-any-dim", "the sample-axis hint given whatever the other dims hold",
            "onnxprune/runtime/dataset.py", "i == axis or not is_fixed(d) or m == d for i,", "True or i == axis or not is_fixed(d) or m == d for i,"),
+    # --finetune on a model whose batch is fixed (ddddocr's OCR at batch 1)
+    Mutant("fixed-batch-first-piece-only", "a fixed-batch step trains on its first piece of rows only",
+           "onnxprune/finetune/train.py", "                for feeds, wanted in parts:\n",
+           "                for feeds, wanted in parts[:1]:\n"),
+    Mutant("fixed-batch-pieces-summed", "a fixed-batch step sums its pieces' losses instead of their mean",
+           "onnxprune/finetune/train.py", "(loss / len(parts)).backward()", "loss.backward()"),
     # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
     Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
            "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",

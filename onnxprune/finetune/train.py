@@ -112,6 +112,16 @@ def read_samples(model: onnx.ModelProto, data) -> Samples:
     return samples
 
 
+def fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The batch size the model's inputs fix (an export with batch 1 baked in), or None where it is
+    free. The original and the student then run on pieces of that size and a step's gradients are
+    summed over the pieces (the same step as one batch of them: no statistics are trained)."""
+    sizes = {s.fixed_batch for s in input_specs(model) if s.batched and s.fixed_batch is not None}
+    if len(sizes) > 1:
+        raise FinetuneError(f"--finetune: the inputs fix different batch sizes ({sorted(sizes)})")
+    return sizes.pop() if sizes else None
+
+
 def _image_axes(x: np.ndarray) -> tuple[int, int] | None:
     """The (H, W) axes of an image-like float batch ([N, C, H, W] or [N, H, W, C], 1/3/4 channels,
     both sides >= 8), or None."""
@@ -267,6 +277,12 @@ class TeacherCache:
         return {k: np.concatenate([cached[k], fresh[k]], axis=self.axes[k]) for k in cached}
 
 
+def _pieces(rows: np.ndarray, size: int, whole: bool = False) -> list[np.ndarray]:
+    """rows cut into runs of `size`; with `whole` only full runs (a fixed batch), else the last may be short."""
+    end = len(rows) - len(rows) % size if whole else len(rows)
+    return [rows[s:s + size] for s in range(0, end, size)]
+
+
 def check_interpreter(module, pruned: onnx.ModelProto, samples: Samples, index, device: str, metric: str) -> dict:
     """The module's outputs against ONNX Runtime's on a few samples; FinetuneError when they differ.
     Returns per output the max abs difference."""
@@ -321,6 +337,11 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
     n = samples.count
     held = np.arange(n)[np.arange(n) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1]
     fit = np.setdiff1d(np.arange(n), held)
+    micro = fixed_batch(pruned)
+    if micro is not None and min(len(held), len(fit)) < micro:
+        raise FinetuneError(f"--finetune: the model's batch is fixed at {micro}; it needs at least {micro} held-out "
+                            f"and {micro} training samples ({len(held)} and {len(fit)} given)")
+    step_rows = min(settings.batch, len(fit)) if micro is None else max(micro, min(settings.batch, len(fit)) // micro * micro)
     try:
         module = OnnxModule(pruned)
     except ConversionError as exc:
@@ -334,25 +355,26 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     try:
-        diffs = check_interpreter(module, pruned, samples, held[:CHECK_SAMPLES], device, settings.metric)
+        diffs = check_interpreter(module, pruned, samples, held[:micro or CHECK_SAMPLES], device, settings.metric)
+        probe = held[:micro or settings.batch]
         with create_session(original, device, None, True) as session:
-            first = session.run(samples.feeds(held[:settings.batch]))
-        targets, kinds = choose_targets(original, first, min(settings.batch, len(held)), settings.metric)
+            first = session.run(samples.feeds(probe))
+        targets, kinds = choose_targets(original, first, len(probe), settings.metric)
         if not targets:
             raise FinetuneError("--finetune: no float output to train towards")
         names = [t.name for t in targets]
         features = [f for f in feature_tensors(original, pruned, settings.features) if f not in names]
         with create_session(_with_outputs(original, names + features), device, None, True) as teacher:
             if features:  # kept where the pruned model's tensor has the original's shape
-                feeds = samples.feeds(held[:2])
+                feeds = samples.feeds(held[:micro or 2])
                 want = _run(teacher, feeds, features)
                 with torch.no_grad():
                     got = module({k: torch.from_numpy(v) for k, v in feeds.items()}, features)
                 features = [f for f, g in zip(features, got) if tuple(g.shape) == want[f].shape]
             train_names = names + features
             held_batches = []
-            for s in range(0, len(held), settings.batch):
-                feeds = samples.feeds(held[s:s + settings.batch])
+            for rows in _pieces(held, micro or settings.batch, whole=micro is not None):
+                feeds = samples.feeds(rows)
                 held_batches.append(({k: torch.from_numpy(v) for k, v in feeds.items()}, _run(teacher, feeds, names)))
             targets = refine(targets, held_batches[0][1])
             held_batches = [(f, {k: torch.from_numpy(v) for k, v in t.items()}) for f, t in held_batches]
@@ -386,7 +408,8 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
             strong = strong_views(kinds)
             view_share = AUGMENTED if strong else MILD_SHARE
             every_row_new = augmenting and view_share >= 1  # then the answers as they are are never used
-            axes = output_batch_axes(teacher, samples, fit, train_names) if len(fit) >= 2 and not every_row_new else None
+            axes = (output_batch_axes(teacher, samples, fit, train_names)
+                    if len(fit) >= 2 and not every_row_new and micro is None else None)
             cache = None
             if axes is not None and _bytes_per_sample(teacher, samples, fit, train_names) * len(fit) <= CACHE_BYTES:
                 cache = TeacherCache(teacher, samples, fit, train_names, axes, settings.batch)
@@ -409,7 +432,7 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                 for group in optimizer.param_groups:
                     group["lr"] = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * min(share, 1.0)))
                 tick = time.perf_counter()
-                rows = rng.choice(fit, size=min(settings.batch, len(fit)), replace=False)
+                rows = rng.choice(fit, size=step_rows, replace=False)
                 changed = rng.random(len(rows)) < view_share if augmenting else np.zeros(len(rows), bool)
                 if cache is None:
                     changed[:] = True  # every row through the original
@@ -421,20 +444,27 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
                 batch = {k: np.concatenate([samples.arrays[k][plain], fresh[k]]) for k in fresh}
                 tock = time.perf_counter()
                 clock["augment"] += tock - tick
-                wanted = cache.take(plain) if cache is not None else None
-                if len(varied):
-                    out = _run(teacher, samples.feeds(None, fresh), train_names)
-                    wanted = out if wanted is None else cache.join(wanted, out)
-                wanted = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in wanted.items()}
+                if micro is None:
+                    wanted = cache.take(plain) if cache is not None else None
+                    if len(varied):
+                        out = _run(teacher, samples.feeds(None, fresh), train_names)
+                        wanted = out if wanted is None else cache.join(wanted, out)
+                    parts = [(samples.feeds(None, batch), wanted)]
+                else:  # no cache: every row through the original, a piece of the fixed batch at a time
+                    parts = []
+                    for piece in _pieces(np.arange(len(rows)), micro, whole=True):
+                        feeds = samples.feeds(None, {k: v[piece] for k, v in batch.items()})
+                        parts.append((feeds, _run(teacher, feeds, train_names)))
                 tick = time.perf_counter()
                 clock["teacher"] += tick - tock
-                feeds = samples.feeds(None, batch)
-                outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, train_names)
-                loss = train_loss(outs, wanted)
-                if not torch.isfinite(loss):
-                    raise FinetuneError("--finetune: the training loss is not finite")
                 optimizer.zero_grad()
-                loss.backward()
+                for feeds, wanted in parts:
+                    wanted = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in wanted.items()}
+                    outs = module({k: torch.from_numpy(v) for k, v in feeds.items()}, train_names)
+                    loss = train_loss(outs, wanted)
+                    if not torch.isfinite(loss):
+                        raise FinetuneError("--finetune: the training loss is not finite")
+                    (loss / len(parts)).backward()  # the pieces' mean: the gradient of one batch of them
                 torch.nn.utils.clip_grad_norm_(params, 5.0)
                 optimizer.step()
                 clock["student"] += time.perf_counter() - tick

@@ -296,3 +296,47 @@ def test_per_position_confidences_are_no_class_scores():
         conf = np.random.default_rng(0).random((4, 20)).astype(np.float32)
         _, kinds = choose_targets(model, {"conf": conf}, 4)
         assert kinds == {"conf": kind}
+
+
+def _batch_fixed_at_one(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The same model exported with batch 1 baked into its input and output (ddddocr's OCR, fall_yolov8s)."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in list(fixed.graph.input) + list(fixed.graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.Clear()
+        dim.dim_value = 1
+    return fixed
+
+
+def test_a_model_with_its_batch_fixed_trains_on_pieces_of_it(tmp_path):
+    """ORT refuses 16 rows at once where the batch is fixed at 1: the original and the student run a row
+    at a time and the step's gradient is their mean, the same step as one batch of 16 (no statistics
+    are trained), so the trained weights match the free-batch model's."""
+    free = onnx.load(str(ROOT / "tests" / "fixtures" / "torch_resnet_tiny.onnx"))
+    calib = _calib(tmp_path, free)
+    original, pruned = _pruned(free, calib)
+    settings = FinetuneSettings(steps=3, lr=1e-3, eval_every=3, augment=False)
+    want, info_free = finetune_model(original, pruned, calib, settings)
+    got, info = finetune_model(_batch_fixed_at_one(original), _batch_fixed_at_one(pruned), calib, settings)
+    assert info["steps_run"] == 3 and not info["teacher_cached"]
+    assert info["best_step"] == info_free["best_step"] == 3
+    names = OnnxModule(pruned).param_names
+    trained = [n for n in names if not np.array_equal(numpy_helper.to_array(stored_constants(got.graph)[n]),
+                                                      numpy_helper.to_array(stored_constants(pruned.graph)[n]))]
+    assert trained
+    for n in names:
+        a = numpy_helper.to_array(stored_constants(got.graph)[n])
+        b = numpy_helper.to_array(stored_constants(want.graph)[n])
+        assert np.allclose(a, b, rtol=1e-3, atol=1e-5), n
+
+
+def test_prune_with_finetune_on_a_model_with_its_batch_fixed(tmp_path):
+    free = onnx.load(str(ROOT / "tests" / "fixtures" / "torch_resnet_tiny.onnx"))
+    path, out = tmp_path / "fixed.onnx", tmp_path / "out.onnx"
+    onnx.save(_batch_fixed_at_one(free), str(path))
+    result = invoke(path, out, "--ratio", "0.5", "--calib", _calib(tmp_path, free, 16), "--repair", "none",
+                    "--criterion", "l1", "--finetune", "2")
+    assert result.exit_code == 0, result.output
+    assert "finetuned" in result.output
+    assert [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim][0] == 1
