@@ -202,6 +202,14 @@ CURATED = [
            "                for feeds, wanted in parts[:1]:\n"),
     Mutant("fixed-batch-pieces-summed", "a fixed-batch step sums its pieces' losses instead of their mean",
            "onnxprune/finetune/train.py", "(loss / len(parts)).backward()", "loss.backward()"),
+    # the race: a challenger wins by standard errors of the paired difference
+    Mutant("race-paired-ignored", "the race judges every challenger by samples' worth, the paired difference unused",
+           "onnxprune/strategies/race.py", "        p = paired[i] if paired is not None else None\n",
+           "        p = None\n"),
+    Mutant("race-paired-influence-uncentred", "each sample's share not centred on the figure (its variance, not the difference's)",
+           "onnxprune/strategies/race.py", "return (a[:, 0] - ratio * a[:, 1]) / total, ratio", "return a[:, 0] / total, ratio"),
+    Mutant("box-parts-unmatched-image-dropped", "an image where either model finds no box gives no share to the paired test",
+           "onnxprune/runtime/metrics.py", "                self.parts.append((0.0, float(len(ba) + len(bb))))\n", ""),
     # issue 26: QDQ models as quantize_static writes them with BatchNormalization not folded
     Mutant("qdq-bias-scale-rank", "a per-tensor QDQ bias with scale [1] and zero point [] refused (ranks differ)",
            "onnxprune/graph/qdq.py", "and len(d) <= 1 for d in (scale_dims, zp_dims))",

@@ -55,6 +55,8 @@ class OutputComparison:
     agreement: float | None = None     # that metric's figure, what min_agreement bounds
     metric_reason: str | None = None   # why that metric (its shape, the head it recognised, or --metric)
     failure: str | None = None
+    # each sample's (numerator, denominator) of `agreement` (runtime/metrics.Metric.parts); not in JSON
+    per_sample: list | None = field(default=None, repr=False, compare=False)
 
     def __bool__(self) -> bool:
         return self.failure is None
@@ -143,7 +145,7 @@ class ComparisonResult:
             "passed": self.passed, "verdict": self.status, "failures": self.failures, "names": list(self.names),
             "data": self.data, "samples": self.samples, "batches": self.batches, "batch_size": self.batch_size,
             "provider": self.provider, "thresholds": self.thresholds, "warnings": self.warnings, "hints": self.hints,
-            "outputs": [asdict(o) for o in self.outputs],
+            "outputs": [{k: v for k, v in asdict(o).items() if k != "per_sample"} for o in self.outputs],
             "other_shapes": [r.to_dict() for r in self.shape_runs],
         })
 
@@ -310,6 +312,7 @@ class _Accumulator:
             o.accuracy_a, o.accuracy_b = self.hits_a / self.labelled, self.hits_b / self.labelled
         if self.metric is not None:
             o.metric, o.agreement, o.metric_reason = self.metric.name, self.metric.value, self.metric.reason
+            o.per_sample = list(self.metric.parts)
         if o.failure:
             return o
         misses = []

@@ -44,10 +44,20 @@ LABELS = {"top1": "top-1 agreement", "boxes": "box F1", "ctc": "char accuracy", 
 
 
 class Metric:
-    """Running agreement of one output; `value` is a fraction in [0, 1] (None: nothing to measure)."""
+    """Running agreement of one output; `value` is a fraction in [0, 1] (None: nothing to measure).
+
+    `parts` holds each sample's share of it, (numerator, denominator) with value = sum of the
+    numerators / sum of the denominators (a box F1's matches and boxes, a string's correct characters
+    and length): what a paired comparison of two models on the same samples reads (strategies/race.py)."""
 
     name = "cosine"
     reason = ""  # why choose_metric picked it, in the report's words
+
+    @property
+    def parts(self) -> list[tuple[float, float]]:
+        if "_parts" not in self.__dict__:
+            self._parts = []
+        return self._parts
 
     def update(self, a: np.ndarray, b: np.ndarray) -> None:
         raise NotImplementedError
@@ -76,8 +86,10 @@ class Cosine(Metric):
         dot = np.einsum("ij,ij->i", a, b)
         with np.errstate(all="ignore"):
             cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
-        self.total += float(np.clip(cos, -1, 1).sum())
+        cos = np.clip(cos, -1, 1)
+        self.total += float(cos.sum())
         self.count += rows
+        self.parts.extend((float(c), 1.0) for c in cos)
 
     @property
     def value(self):
@@ -96,15 +108,16 @@ class TopOne(Metric):
 
     def update(self, a, b):
         if self.elements:  # a map of class ids (a segmentation's per-pixel arg-max): per element
-            self.same += int((a == b).sum())
+            same = (a == b).reshape(len(a), -1).sum(1)
+            self.same += int(same.sum())
             self.count += a.size
+            self.parts.extend((float(x), float(a[0].size)) for x in same)
             return
         a2, b2 = a.reshape(len(a), -1), b.reshape(len(b), -1)
-        if self.ids:
-            self.same += int((a2 == b2).all(1).sum())
-        else:
-            self.same += int((a2.argmax(1) == b2.argmax(1)).sum())
+        same = (a2 == b2).all(1) if self.ids else a2.argmax(1) == b2.argmax(1)
+        self.same += int(same.sum())
         self.count += len(a2)
+        self.parts.extend((float(x), 1.0) for x in same)
 
     @property
     def value(self):
@@ -173,6 +186,7 @@ class BoxF1(Metric):
             self.boxes_a += len(ba)
             self.boxes_b += len(bb)
             if not len(ba) or not len(bb):
+                self.parts.append((0.0, float(len(ba) + len(bb))))
                 continue
             ious = iou_matrix(ba, bb)
             ious[ca[:, None] != cb[None, :]] = 0.0
@@ -184,6 +198,7 @@ class BoxF1(Metric):
                     used_a.add(i)
                     used_b.add(j)
             self.matched += len(used_a)
+            self.parts.append((2.0 * len(used_a), float(len(ba) + len(bb))))
 
     @property
     def value(self):
@@ -242,8 +257,10 @@ class CharAccuracy(Metric):
             self.blank = value if self.collapse or share >= CTC_BLANK_SHARE else None
         for sa, sb in zip(ctc_greedy(a, self.blank, self.ids, self.collapse),
                           ctc_greedy(b, self.blank, self.ids, self.collapse)):
-            self.errors += edit_distance(sa, sb)
+            errors = edit_distance(sa, sb)
+            self.errors += errors
             self.chars += len(sa)
+            self.parts.append((float(len(sa) - errors), float(len(sa))))
 
     @property
     def value(self):

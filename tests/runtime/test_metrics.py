@@ -244,3 +244,27 @@ def test_compare_bounds_integer_ids(tmp_path):
                          data=tmp_path / "d.npz", min_agreement=0.99)
     assert off.outputs[0].metric == "ctc" and not off and "char accuracy" in off.verdict()
     assert off.outputs[0].cosine > 0.8  # what cosine alone would have let through
+
+
+def test_each_metric_splits_its_figure_by_sample():
+    """`parts`: one (numerator, denominator) per sample, summing to the figure; what the race pairs."""
+    ref = np.concatenate([_end2end([[0, 0, 10, 10, 0.9, 1], [20, 20, 40, 40, 0.8, 0]]),
+                          _end2end([[0, 0, 10, 10, 0.9, 1]]), np.zeros((1, 10, 6), np.float32)])
+    out = np.concatenate([_end2end([[0, 0, 10, 10, 0.9, 1]]),  # one of two found
+                          np.zeros((1, 10, 6), np.float32),    # the pruned model finds nothing here
+                          _end2end([[5, 5, 9, 9, 0.9, 0]])])   # and something where the original does not
+    m = BoxF1("end2end")
+    m.update(ref, out)
+    assert m.parts == [(2.0, 3.0), (0.0, 1.0), (0.0, 1.0)]
+    assert m.value == pytest.approx(2 / 5)
+    best = np.array([[0, 5, 5, 0, 5, 7, 0], [0, 3, 0, 0, 0, 0, 0]])
+    worse = np.array([[0, 5, 5, 5, 5, 7, 0], [0, 3, 0, 0, 0, 0, 0]])
+    m = CharAccuracy(0)
+    m.update(np.eye(9, dtype=np.float32)[best], np.eye(9, dtype=np.float32)[worse])
+    assert m.parts == [(2.0, 3.0), (1.0, 1.0)] and m.value == pytest.approx(3 / 4)
+    m = TopOne()
+    m.update(np.eye(3)[[0, 1, 2]], np.eye(3)[[0, 2, 2]])
+    assert m.parts == [(1.0, 1.0), (0.0, 1.0), (1.0, 1.0)]
+    m = Cosine()
+    m.update(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]))
+    assert m.parts == [(1.0, 1.0), (0.0, 1.0)]

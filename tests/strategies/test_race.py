@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import onnx
 import pytest
 
@@ -159,3 +160,59 @@ def test_the_race_probes_the_same_way_at_any_load(monkeypatch):
     start = real()
     monkeypatch.setattr(time, "perf_counter", lambda: start + 1000 * (real() - start))
     assert race_figures() == calm and len(calm[0]) == 3
+
+
+def _parts_check(parts):
+    """A comparison whose one output's figure is split by sample: [(numerator, denominator)]."""
+    a = np.asarray(parts, dtype=float)
+    value = a[:, 0].sum() / a[:, 1].sum()
+    return SimpleNamespace(outputs=[SimpleNamespace(agreement=value, cosine=0.99, metric="boxes", per_sample=parts)])
+
+
+def _decide(default_parts, challenger_parts):
+    checks = [_parts_check(default_parts), _parts_check(challenger_parts)]
+    n = len(default_parts)
+    scored = [race._score(c) for c in checks]
+    paired = [None, race.paired_difference(checks[0], checks[1], n)]
+    return race._winner(scored, n, paired), paired[1]
+
+
+def test_a_challenger_wins_by_standard_errors_of_the_paired_difference():
+    # a detector: 24 images of 25 boxes each; the challenger matches 1 more box in 20 of them (+2.2 points,
+    # under the 6.25 points of 1.5 samples' worth): clear, the images agree
+    default = [(2 * 24.0, 50.0)] * 24
+    better = [(2 * 25.0, 50.0)] * 20 + [(2 * 24.0, 50.0)] * 4
+    kept, (diff, se) = _decide(default, better)
+    assert kept == 1 and abs(diff - 20 * 2 / (24 * 50)) < 1e-12 and diff > race.Z_PAIRED * se
+    # the same gain from one image alone: not clear
+    lucky = [(2 * 24.0, 50.0)] * 23 + [(2 * 44.0, 50.0)]
+    kept, (diff, se) = _decide(default, lucky)
+    assert kept == 0 and diff > 0
+    # top-1: two samples won and none lost is sqrt(2) standard errors, under Z_PAIRED; three is sqrt(3)
+    same = [(1.0, 1.0)] * 20 + [(0.0, 1.0)] * 4
+    two = [(1.0, 1.0)] * 22 + [(0.0, 1.0)] * 2
+    three = [(1.0, 1.0)] * 23 + [(0.0, 1.0)]
+    assert _decide(same, two)[0] == 0 and _decide(same, three)[0] == 1
+    # three won and one lost: a net two samples, which the samples' worth rule took, is one standard error
+    mixed_default = [(1.0, 1.0)] + [(0.0, 1.0)] * 3 + [(1.0, 1.0)] * 20
+    mixed = [(0.0, 1.0)] + [(1.0, 1.0)] * 23
+    kept, (diff, se) = _decide(mixed_default, mixed)
+    assert kept == 0 and diff > race.MARGIN_SAMPLES / 24 and 0.9 < diff / se < 1.1
+
+
+def test_the_paired_difference_needs_one_share_per_held_out_sample():
+    parts = [(1.0, 1.0)] * 24
+    assert race.paired_difference(_parts_check(parts), _parts_check(parts[:20]), 24) is None
+    # without shares (a figure not split by sample) the samples' worth rule decides
+    plain = SimpleNamespace(outputs=[SimpleNamespace(agreement=0.9, cosine=0.99, metric="cosine")])
+    assert race.paired_difference(plain, plain, 24) is None
+
+
+def test_a_challenger_better_by_the_same_share_of_every_sample_has_no_spread():
+    """The paired difference is linearised about each candidate's own figure: a challenger that keeps
+    0.9 of every image's boxes against the default's 0.5, whatever each image holds, differs by 0.4
+    with no standard error; uncentred, the images' sizes would read as spread."""
+    dens = [1.0, 3.0] * 12
+    diff, se = race.paired_difference(_parts_check([(0.5 * d, d) for d in dens]),
+                                      _parts_check([(0.9 * d, d) for d in dens]), 24)
+    assert diff == pytest.approx(0.4) and se == pytest.approx(0.0, abs=1e-12)
