@@ -114,8 +114,8 @@ def read_samples(model: onnx.ModelProto, data) -> Samples:
 
 def fixed_batch(model: onnx.ModelProto) -> int | None:
     """The batch size the model's inputs fix (an export with batch 1 baked in), or None where it is
-    free. The original and the student then run on pieces of that size and a step's gradients are
-    summed over the pieces (the same step as one batch of them: no statistics are trained)."""
+    free. The original and the student then run on pieces of that size and a step's gradient is the
+    mean over the pieces (the same step as one batch of them: no statistics are trained)."""
     sizes = {s.fixed_batch for s in input_specs(model) if s.batched and s.fixed_batch is not None}
     if len(sizes) > 1:
         raise FinetuneError(f"--finetune: the inputs fix different batch sizes ({sorted(sizes)})")
@@ -341,7 +341,9 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
     if micro is not None and min(len(held), len(fit)) < micro:
         raise FinetuneError(f"--finetune: the model's batch is fixed at {micro}; it needs at least {micro} held-out "
                             f"and {micro} training samples ({len(held)} and {len(fit)} given)")
-    step_rows = min(settings.batch, len(fit)) if micro is None else max(micro, min(settings.batch, len(fit)) // micro * micro)
+    step_rows = min(settings.batch, len(fit))
+    if micro is not None:  # whole pieces of the fixed batch
+        step_rows = max(micro, step_rows // micro * micro)
     try:
         module = OnnxModule(pruned)
     except ConversionError as exc:
