@@ -82,8 +82,11 @@ class Edits:
         self._folded.pop(name, None)
         if self.model.ir_version < 4:
             # IR 3 lists every initializer as a graph input; a Constant node needs no declaration.
-            const = self.model.graph.node.add()
-            const.CopyFrom(onnx.helper.make_node("Constant", [], [name], value=t))
+            # Placed where the folded node was, before its readers: nodes stay in topological order.
+            nodes = self.model.graph.node
+            at = next((k for k, n in enumerate(nodes) if n is node), len(nodes))
+            nodes.insert(at, onnx.helper.make_node("Constant", [], [name], value=t))
+            const = nodes[at]
             self.constant_nodes[name] = const
             self.producer[name] = const
         else:

@@ -119,4 +119,19 @@ class Cleanup(Pass):
         if not state.removed and not state.config.fold_bn:
             return PassResult(False)
         n = remove_unused(state.model)
-        return PassResult(n > 0, {"removed": n})
+        moved = sort_nodes(state.model)
+        return PassResult(n > 0 or moved > 0, {"removed": n, "reordered": moved})
+
+
+def sort_nodes(model: onnx.ModelProto) -> int:
+    """Put the nodes back in topological order where a rewrite appended a producer after its
+    consumers (an IR 3 model's folded constants become Constant nodes added at the end): ONNX's
+    checker and shape inference read the nodes in order. Returns how many nodes moved."""
+    g = model.graph
+    order = ModelGraph(model, infer=False).topological_nodes()
+    moved = sum(a is not b for a, b in zip(order, g.node))
+    if moved:
+        nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in order]
+        del g.node[:]
+        g.node.extend(nodes)
+    return moved

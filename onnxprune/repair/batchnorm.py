@@ -43,6 +43,9 @@ def _probe(model: onnx.ModelProto, bns: list[onnx.NodeProto], mode: str,
     stored statistics moved by the batch's shift from the reference, shift[bn] = (m_o, v_o)."""
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
+    # The probe's own constants are initializers no graph input declares, which IR 3 forbids
+    # (ONNX Runtime refuses to load it); the probe is never written, so it is read as IR 4.
+    probe.ir_version = max(probe.ir_version, 4)
     opset = next(o.version for o in probe.opset_import if o.domain in ("", "ai.onnx"))
     targets = {n.output[0] for n in bns}
     nodes, stats = [], {}

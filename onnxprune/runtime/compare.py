@@ -263,6 +263,9 @@ class _Accumulator:
         self._cosine(a64, b64)
         if a.ndim == 2 and a.shape[1] >= 2 and np.issubdtype(a.dtype, np.floating):
             self._classes(a64, b64, labels)
+        elif (a.ndim in (3, 4) and a.shape[1] >= 2 and all(d == 1 for d in a.shape[2:])
+              and np.issubdtype(a.dtype, np.floating)):  # [N, K, 1, 1]: a conv classifier's scores
+            self._classes(a64.reshape(len(a64), -1), b64.reshape(len(b64), -1), labels)
 
     def _cosine(self, a: np.ndarray, b: np.ndarray) -> None:
         """Per sample (dim 0 of outputs of rank >= 2, else the whole output), over finite values only:

@@ -260,3 +260,22 @@ def test_sequence_and_empty_outputs_are_compared_without_an_internal_error():
     zero = make_model([helper.make_node("Slice", ["x", "z", "z"], ["y"])], [vi("x", TensorProto.FLOAT, ["N", 3])],
                       [vi("y", TensorProto.FLOAT, [0, 3])], [numpy_helper.from_array(np.array([0], np.int64), "z")])
     assert compare_models(zero, zero)
+
+
+def test_class_scores_with_trailing_unit_dims_are_compared_as_classes(tmp_path):
+    """[N, K, 1, 1]: a classifier ending in a 1 x 1 conv and a global pool (the model zoo's SqueezeNet
+    and DenseNet-121): top-1 agreement, not cosine, as for [N, K]."""
+    vi = helper.make_tensor_value_info
+
+    def scaled4(weights):
+        w = numpy_helper.from_array(np.asarray(weights, np.float32).reshape(1, 3, 1, 1), "w")
+        return make_model([helper.make_node("Mul", ["x", "w"], ["y"])], [vi("x", TensorProto.FLOAT, ["N", 3, 1, 1])],
+                          [vi("y", TensorProto.FLOAT, ["N", 3, 1, 1])], [w])
+
+    x = np.array([[3, 1, 0], [0, 1, 2], [1, 5, 0], [0, 0, 9]], np.float32).reshape(4, 3, 1, 1)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=x)
+    result = compare_models(scaled4([1, 1, 1]), scaled4([1, 1, -1]), data=path, min_agreement=0.5)
+    out, = result.outputs
+    assert out.top1_agreement == 0.5
+    assert out.metric == "top1", out.to_dict() if hasattr(out, "to_dict") else out

@@ -115,6 +115,10 @@ def unary(node, ctx):
             values = fn(tc.values)
     ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms, values))
     if node.op_type == "Dropout" and len(node.output) > 1 and node.output[1]:
+        # The mask has the data's shape; ONNX's inference leaves it open before opset 12 (old
+        # exports: AlexNet, VGG, Inception of the model zoo keep the mask output, unused).
+        if ctx.graph.shape(node.output[1]) is None and ctx.graph.shape(node.input[0]) is not None:
+            ctx.graph.shapes[node.output[1]] = ctx.graph.shape(node.input[0])
         ctx.set(node.output[1], TensorChannels(tc.axis, tc.atoms))
 
 
