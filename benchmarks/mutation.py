@@ -215,7 +215,16 @@ CURATED = [
            "        elif (False and a.ndim in (3, 4) and a.shape[1] >= 2"),
     Mutant("bn-probe-keeps-ir3", "the BN statistics probe of an IR 3 model left at IR 3",
            "onnxprune/repair/batchnorm.py", "    probe.ir_version = max(probe.ir_version, 4)\n", ""),
-    # --finetune on a model whose batch is fixed (ddddocr's OCR at batch 1)
+    # channel shuffle (ShuffleNet): view(N, g, C/g, H, W) -> transpose -> view(N, C, H, W)
+    Mutant("shuffle-parts-not-unified", "a channel shuffle's parts free to keep different positions",
+           "onnxprune/analysis/rules/reshape.py",
+           "        ctx.unify(parts[0], parts[i], f\"{ctx.label}: channel shuffle parts differ in size\")\n",
+           "        pass\n"),
+    Mutant("shuffle-target-entry-off", "a shuffle's constant target rewritten at the g entry",
+           "onnxprune/analysis/rules/reshape.py", "        _reshape_fixup(ctx, node, target, c + 1, parts[0])",
+           "        _reshape_fixup(ctx, node, target, c, parts[0])"),
+    Mutant("same-channels-by-id-only", "a shuffle's output and input counted as other channels",
+           "onnxprune/analysis/analyzer.py", "        return roots(a) == roots(b)", "        return False"),
     Mutant("fixed-batch-first-piece-only", "a fixed-batch step trains on its first piece of rows only",
            "onnxprune/finetune/train.py", "                for feeds, wanted in parts:\n",
            "                for feeds, wanted in parts[:1]:\n"),

@@ -466,6 +466,59 @@ class CRNNTiny(nn.Module):
         return self.fc(y)
 
 
+def channel_shuffle(x, groups: int):
+    """torchvision.models.shufflenetv2.channel_shuffle."""
+    batchsize, num_channels, height, width = x.size()
+    channels_per_group = num_channels // groups
+    x = x.view(batchsize, groups, channels_per_group, height, width)
+    x = torch.transpose(x, 1, 2).contiguous()
+    return x.view(batchsize, num_channels, height, width)
+
+
+class ShuffleUnit(nn.Module):
+    """torchvision.models.shufflenetv2.InvertedResidual: chunk (stride 1) or two branches (stride 2),
+    cat, channel shuffle of 2 groups."""
+
+    def __init__(self, inp, oup, stride):
+        super().__init__()
+        self.stride = stride
+        bf = oup // 2
+        if stride > 1:
+            self.branch1 = nn.Sequential(
+                nn.Conv2d(inp, inp, 3, stride, 1, groups=inp, bias=False), nn.BatchNorm2d(inp),
+                nn.Conv2d(inp, bf, 1, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(inp if stride > 1 else bf, bf, 1, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True),
+            nn.Conv2d(bf, bf, 3, stride, 1, groups=bf, bias=False), nn.BatchNorm2d(bf),
+            nn.Conv2d(bf, bf, 1, bias=False), nn.BatchNorm2d(bf), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class ShuffleNetV2Tiny(nn.Module):
+    """torchvision's ShuffleNetV2 in small: stem, two stages of shuffle units, 1x1 conv, mean, fc."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.stage2 = nn.Sequential(ShuffleUnit(8, 16, 2), ShuffleUnit(16, 16, 1), ShuffleUnit(16, 16, 1))
+        self.stage3 = nn.Sequential(ShuffleUnit(16, 32, 2), ShuffleUnit(32, 32, 1))
+        self.conv5 = nn.Sequential(nn.Conv2d(32, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        x = self.conv5(self.stage3(self.stage2(self.conv1(x))))
+        return self.fc(x.mean([2, 3]))
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -516,6 +569,20 @@ FIXTURES = {
     "torch_crnn_tiny": (CRNNTiny, (1, 16, 32), "torchscript",
                         "CRNN (conv, nn.LSTM sequence-first, view(T * b, h) -> Linear, [T, N, 2H] -> Linear)",
                         {"output_batch_axis": 1}),
+    "torch_shufflenet_tiny": (
+        ShuffleNetV2Tiny,
+        (3, 32, 32),
+        "torchscript",
+        "ShuffleNetV2 (torchvision's units: chunk, depthwise branches, cat, channel shuffle by view-transpose-view)",
+        {"seed": 100},
+    ),
+    "torch_shufflenet_tiny_dynhw": (
+        ShuffleNetV2Tiny,
+        (3, 32, 32),
+        "torchscript",
+        "ShuffleNetV2 as torch_shufflenet_tiny with H and W dynamic too: the shuffle's C // g is read at run time",
+        {"dynamic_hw": True, "seed": 100},
+    ),
     "torch_mlp_tiny": (MLPTiny, (1, 8, 8), "torchscript", "MLP (Flatten + 3 Linear with ReLU)", {}),
     "torch_vit_tiny": (
         ViTTiny,
@@ -570,7 +637,11 @@ def make_model(name: str) -> nn.Module:
     factory = FIXTURES[name][0]
     # the *_bn and *_dynamo variants use exactly the same weights as their base model
     base = name.removesuffix("_dynamo").removesuffix("_bn")
-    seed = SEED + sorted({n.removesuffix("_dynamo").removesuffix("_bn") for n in FIXTURES}).index(base)
+    # Fixtures added later name their seed, so that the earlier ones keep theirs.
+    seed = FIXTURES[name][4].get("seed")
+    if seed is None:
+        seed = SEED + sorted({n.removesuffix("_dynamo").removesuffix("_bn") for n, f in FIXTURES.items()
+                              if "seed" not in f[4]}).index(base)
     seed_everything(seed)
     model = factory()
     if not FIXTURES[name][4].get("fresh"):
@@ -603,7 +674,8 @@ def export(name: str, out_dir: Path) -> dict:
             opset_version=OPSET,
             input_names=["input"],
             output_names=["output"],
-            dynamic_axes={"input": {0: "N"}, "output": {extra.get("output_batch_axis", 0): "N"}},
+            dynamic_axes={"input": {0: "N", **({2: "H", 3: "W"} if extra.get("dynamic_hw") else {})},
+                          "output": {extra.get("output_batch_axis", 0): "N"}},
             training=training,
         )
     else:

@@ -41,6 +41,8 @@ TORCH = {
     "torch_yolo_tiny": "YOLOv8-style (C2f chunk as Slice, SPPF, Upsample, Detect)",
     "torch_unet_tiny": "UNet (ConvTranspose, skip concats)",
     "torch_mlp_tiny": "MLP (Flatten + 3 Gemm)",
+    "torch_shufflenet_tiny": "ShuffleNetV2 (chunk as Slice, channel shuffle by Reshape-Transpose-Reshape)",
+    "torch_shufflenet_tiny_dynhw": "ShuffleNetV2, H and W dynamic (the shuffle reads C // 2 at run time)",
     "torch_vit_tiny": "ViT (nn.MultiheadAttention: packed in-projection, heads merged into the batch axis)",
     "torch_vit_packed_tiny": "ViT with timm's / Swin's attention (qkv as [B, N, 3, heads, hd], per-head logit bias)",
     "torch_resnet_tiny_dynamo": "ResNet, BN folded by onnxscript",

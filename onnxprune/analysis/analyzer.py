@@ -238,10 +238,60 @@ class Analyzer:
         if origin is None:
             return False
         tc = self.tensors.get(origin[0])
-        if tc is None or tc.axis != origin[1] or not np.array_equal(tc.atoms, atoms):
+        if tc is None or tc.axis != origin[1] or not self._same_channels(tc.atoms, atoms):
             return False
         self.self_counted.add((id(node), index, entry))
         return True
+
+    def counts_share(self, node: onnx.NodeProto, index: int, entry: int, atoms: np.ndarray, parts: int) -> bool:
+        """Does entry `entry` of input `index` of `node` read, at run time, the count of these
+        channels divided by `parts` (a channel shuffle's C // g: Div of a Shape read by the constant
+        g)? Then, with the parts kept equal, it holds the kept count of one part by itself."""
+        name, at = node.input[index], entry
+        for _ in range(32):
+            p = self.graph.producer.get(name)
+            if p is None or p.domain not in ("", "ai.onnx"):
+                return False
+            if p.op_type in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
+                name = p.input[0]
+                continue
+            if p.op_type == "Concat":
+                offset = 0
+                for piece in p.input:
+                    vals = self.graph.partial_value(piece)
+                    if vals is None:
+                        return False
+                    if at < offset + len(vals):
+                        name, at = piece, at - offset
+                        break
+                    offset += len(vals)
+                else:
+                    return False
+                continue
+            if p.op_type != "Div":
+                return False
+            divisor = self.graph.const_value(p.input[1])
+            if divisor is None or divisor.size != 1 or int(divisor.reshape(-1)[0]) != parts:
+                return False
+            origin = self.graph.partial_origin(p.input[0], at)
+            if origin is None:
+                return False
+            tc = self.tensors.get(origin[0])
+            if tc is None or tc.axis != origin[1] or not self._same_channels(tc.atoms, atoms):
+                return False
+            self.self_counted.add((id(node), index, entry))
+            return True
+        return False
+
+    def _same_channels(self, a: np.ndarray, b: np.ndarray) -> bool:
+        """The same positions up to order and unification (a channel shuffle's input and output):
+        every removal keeps as many of one as of the other."""
+        if np.array_equal(a, b):
+            return True
+        if len(a) != len(b):
+            return False
+        roots = lambda x: sorted(self.uf.find(int(v)) if v >= 0 else int(v) for v in x)  # noqa: E731
+        return roots(a) == roots(b)
 
     def read_channel_count(self, node: onnx.NodeProto, atoms: np.ndarray, position: int) -> None:
         """A Shape op reads the channel count (at `position` of its output): fine only if every use
@@ -358,6 +408,9 @@ def _follow_entry(graph, node, input_index: int, position: int | None):
     op = node.op_type
     if op in ("Cast", "Identity", "Unsqueeze", "Squeeze"):
         return position
+    if op == "Div" and input_index == 0:
+        divisor = graph.const_value(node.input[1])
+        return position if divisor is not None and divisor.size == 1 else None  # C // g: checked by its reader
     if op == "Gather" and input_index == 0 and attr_value(node, "axis", 0) == 0:
         idx = graph.const_value(node.input[1])
         if idx is None:

@@ -175,8 +175,42 @@ def reshape(node, ctx):
                         return
                     ctx.set(node.output[0], TensorChannels(o, atoms, values))
                     return
+    if _split_groups(node, ctx, tc, in_shape, out_shape, target):
+        return
     if not _split_heads(node, ctx, tc, in_shape, out_shape):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+def _split_groups(node, ctx, tc, in_shape, out_shape, target) -> bool:
+    """[.., C, ..] -> [.., g, C/g, ..], the other dims as they were: a channel shuffle's first view
+    (ShuffleNet: view(N, g, C/g, H, W), transpose(1, 2), view(N, C, H, W)). Position j of each of the
+    g parts is one channel, so every part keeps the same positions and the shuffle still interleaves
+    the kept channels as it interleaved all of them; the channel axis becomes the C/g one. The
+    target's C/g entry is written (a constant target), or the target is frozen with the model's
+    dynamic dims kept (`_freeze_plan`), or left as it is where it reads C // g at run time; False when
+    none applies. A part picked out later (Gather on the g axis) holds one position of every channel."""
+    c, n = tc.axis, len(tc.atoms)
+    if c == len(in_shape) - 1 or len(out_shape) != len(in_shape) + 1:
+        return False
+    g, m = out_shape[c], out_shape[c + 1]
+    if (not isinstance(g, int) or not isinstance(m, int) or g < 2 or g * m != n
+            or list(out_shape[:c]) != list(in_shape[:c]) or list(out_shape[c + 2:]) != list(in_shape[c + 1:])):
+        return False
+    parts = tc.atoms.reshape(g, m)
+    if target is not None:
+        t = target.reshape(-1)
+        if len(t) != len(out_shape) or int(t[c]) != g or int(t[c + 1]) not in (m, -1):
+            return False
+        _reshape_fixup(ctx, node, target, c + 1, parts[0])
+    elif (not ctx.counts_share(node, 1, c + 1, tc.atoms, g)
+          and not _frozen_target_fixup(ctx, node, {c + 1: (parts[0], 1)})):
+        return False
+    for i in range(1, g):
+        ctx.unify(parts[0], parts[i], f"{ctx.label}: channel shuffle parts differ in size")
+    vals = tc.values.reshape(g, m)
+    values = np.where(np.all(vals == vals[:1], axis=0), vals[0], np.nan)
+    ctx.set(node.output[0], TensorChannels(c + 1, parts[0], values))
+    return True
 
 
 # -- attention: packed projections and heads ------------------------------------------------------
