@@ -147,3 +147,51 @@ def pad(node, ctx):
     else:
         values = tc.values
     ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms, values))
+
+
+def _rearranged_input(node, ctx):
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return None, 0
+    if tc.axis != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, {node.op_type} expects them on axis 1")
+        return None, 0
+    r = int(attr(node, "blocksize", 0) or 0)
+    if r < 1:
+        ctx.block(tc.atoms, f"{ctx.label}: {node.op_type} without a blocksize")
+        return None, 0
+    return tc, r
+
+
+@register("DepthToSpace")
+def depth_to_space(node, ctx):
+    """[N, C*r*r, H, W] -> [N, C, H*r, W*r] (a super-resolution model's pixel shuffle). DCR (the
+    default): input channel k*C + c lands in output channel c; CRD (PyTorch's PixelShuffle): input
+    channel c*r*r + k. The r*r inputs of one output channel are one channel: they go together."""
+    tc, r = _rearranged_input(node, ctx)
+    if tc is None:
+        return
+    q, n = r * r, len(tc.atoms)
+    if n % q:
+        ctx.block(tc.atoms, f"{ctx.label}: {n} channels are not a multiple of blocksize^2 = {q}")
+        return
+    mode = attr(node, "mode", "DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    # Rows of `blocks`: the positions that make one output channel.
+    blocks = tc.atoms.reshape(n // q, q) if mode == "CRD" else tc.atoms.reshape(q, n // q).T
+    vals = tc.values.reshape(n // q, q) if mode == "CRD" else tc.values.reshape(q, n // q).T
+    for k in range(1, q):
+        ctx.unify(blocks[:, 0], blocks[:, k], f"{ctx.label}: pixel-shuffle blocks differ in size")
+    values = np.where(np.all(vals == vals[:, :1], axis=1), vals[:, 0], np.nan)
+    ctx.set(node.output[0], TensorChannels(1, blocks[:, 0].copy(), values))
+
+
+@register("SpaceToDepth")
+def space_to_depth(node, ctx):
+    """[N, C, H, W] -> [N, C*r*r, H/r, W/r]: output channel k*C + c holds offset k of input channel c,
+    so each channel becomes r*r positions, one in each block of C."""
+    tc, r = _rearranged_input(node, ctx)
+    if tc is None:
+        return
+    q = r * r
+    ctx.set(node.output[0], TensorChannels(1, np.tile(tc.atoms, q), np.tile(tc.values, q)))
