@@ -77,6 +77,7 @@ SUBSETS = {
                                                  "tests/passes/test_exact_mode.py"],
     # attention (heads through Reshape, Einsum, Expand): its own tests first, then the oracle's
     **{f"onnxprune/analysis/rules/{n}.py": ["tests/analysis/test_attention.py", "tests/analysis/test_channel_shuffle.py",
+                                             "tests/analysis/test_dynamic_fold.py",
                                              *ORACLE_TESTS, "tests/passes/test_exact_mode.py"] for n in ("linear", "reshape")},
     "onnxprune/analysis/rules/pooling.py": ["tests/analysis/test_depth_to_space.py", *ORACLE_TESTS,
                                             "tests/passes/test_exact_mode.py"],
@@ -232,6 +233,13 @@ CURATED = [
            "        _reshape_fixup(ctx, node, target, c, parts[0])"),
     Mutant("same-channels-by-id-only", "a shuffle's output and input counted as other channels",
            "onnxprune/analysis/analyzer.py", "        return roots(a) == roots(b)", "        return False"),
+    # a dim the model leaves dynamic merged with the channel axis (MobileViT's heads in its batch)
+    Mutant("fold-dynamic-dim", "a dim dynamic in the model folded into channel positions at its resolved size",
+           "onnxprune/analysis/rules/reshape.py", "                if lo < c and not isinstance(declared_in[lo], int):\n",
+           "                if False:\n"),
+    Mutant("tile-into-refused", "heads merged into a dynamic axis blocked instead of tiled",
+           "onnxprune/analysis/rules/reshape.py", "    if target is None or int(target.reshape(-1)[o]) != -1:\n        return False",
+           "    if True:\n        return False"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

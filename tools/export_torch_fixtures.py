@@ -519,6 +519,40 @@ class ShuffleNetV2Tiny(nn.Module):
         return self.fc(x.mean([2, 3]))
 
 
+class MobileViTBlock(nn.Module):
+    """MobileViT's block in small: local conv, unfold into 2 x 2 patches by reshape / permute (the
+    patches go into the batch axis), a transformer layer over the patches, fold back, fuse."""
+
+    def __init__(self, c, d=24, p=2):
+        super().__init__()
+        self.p = p
+        self.local = nn.Conv2d(c, c, 3, 1, 1)
+        self.proj_in = nn.Conv2d(c, d, 1)
+        self.tf = nn.TransformerEncoderLayer(d, 2, 2 * d, 0.0, batch_first=True)
+        self.proj_out = nn.Conv2d(d, c, 1)
+        self.fuse = nn.Conv2d(2 * c, c, 3, 1, 1)
+
+    def forward(self, x):
+        y = self.proj_in(self.local(x))
+        b, d, h, w = y.shape
+        p = self.p
+        y = y.reshape(b, d, h // p, p, w // p, p).permute(0, 3, 5, 2, 4, 1).reshape(b * p * p, (h // p) * (w // p), d)
+        y = self.tf(y)
+        y = y.reshape(b, p, p, h // p, w // p, d).permute(0, 5, 3, 1, 4, 2).reshape(b, d, h, w)
+        return self.fuse(torch.cat([x, self.proj_out(y)], 1))
+
+
+class MobileViTTiny(nn.Module):
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.SiLU())
+        self.mv = MobileViTBlock(16)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.head(self.mv(self.stem(x)).mean([2, 3]))
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -582,6 +616,13 @@ FIXTURES = {
         "torchscript",
         "ShuffleNetV2 as torch_shufflenet_tiny with H and W dynamic too: the shuffle's C // g is read at run time",
         {"dynamic_hw": True, "seed": 100},
+    ),
+    "torch_mobilevit_tiny_dynamo": (
+        MobileViTTiny,
+        (3, 32, 32),
+        "dynamo",
+        "MobileViT block (patches unfolded into the batch axis, attention heads merged into it: [4N, 2, 64, 12] -> [-1, 64, 12])",
+        {"seed": 101},
     ),
     "torch_mlp_tiny": (MLPTiny, (1, 8, 8), "torchscript", "MLP (Flatten + 3 Linear with ReLU)", {}),
     "torch_vit_tiny": (

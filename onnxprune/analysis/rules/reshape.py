@@ -149,6 +149,12 @@ def reshape(node, ctx):
     if not all(isinstance(d, int) for d in in_shape[c:]):
         ctx.block(tc.atoms, f"{ctx.label}: dims after the channel axis are not static")
         return
+    # Dims before the channel axis the model leaves dynamic (resolved here at one input size, or
+    # left open by shape inference) are not folded into channel positions: the count would hold at
+    # that size only.
+    declared_in = ctx.graph.declared().shape(node.input[0])
+    if declared_in is None or len(declared_in) != len(in_shape):
+        declared_in = (0,) * len(in_shape)  # not inferred in the model: its resolved dims are trusted
     # Find an output axis o holding input dims lo..hi (lo <= c <= hi) merged, with the same static
     # product after it in both shapes (then the product before it matches too).
     for o in range(len(out_shape)):
@@ -160,6 +166,10 @@ def reshape(node, ctx):
                 continue
             for lo in range(c, -1, -1):
                 if not isinstance(in_shape[lo], int):
+                    break
+                if lo < c and not isinstance(declared_in[lo], int):
+                    if hi == c and prod(in_shape[lo:hi + 1]) == out_shape[o] and _tile_into(ctx, node, tc, o, target):
+                        return
                     break
                 if prod(in_shape[lo:hi + 1]) == out_shape[o]:
                     atoms, values = _fold(ctx, tc, in_shape, lo, hi)
@@ -179,6 +189,16 @@ def reshape(node, ctx):
         return
     if not _split_heads(node, ctx, tc, in_shape, out_shape):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+def _tile_into(ctx, node, tc, o, target) -> bool:
+    """[.., A, C, ..] -> [.., A * C, ..] with A dynamic in the model (MobileViT's heads merged into
+    its batch of patches): position x of the merged axis carries channel x % C at any A, a tiled
+    tensor. Only where the target's entry is -1 (nothing to write)."""
+    if target is None or int(target.reshape(-1)[o]) != -1:
+        return False
+    ctx.set(node.output[0], TensorChannels(o, tc.atoms, tc.values, tiled=True))
+    return True
 
 
 def _split_groups(node, ctx, tc, in_shape, out_shape, target) -> bool:
