@@ -28,6 +28,7 @@ TORCH_FIXTURES = {
     "torch_mlp_tiny.onnx": ((1, 8, 8), (10,), False),
     "torch_shufflenet_tiny.onnx": ((3, 32, 32), (10,), False),
     "torch_mobilevit_tiny_dynamo.onnx": ((3, 32, 32), (10,), False),
+    "torch_aspp_tiny.onnx": ((3, 32, 32), (5, 32, 32), False),
     "torch_shufflenet_tiny_dynhw.onnx": ((3, 32, 32), (10,), False),
     "torch_vit_tiny.onnx": ((3, 32, 32), (10,), False),
     "torch_vit_packed_tiny.onnx": ((3, 32, 32), (10,), False),

@@ -51,6 +51,7 @@ SEED = 0
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 
 # --------------------------------------------------------------------------- models
@@ -553,6 +554,29 @@ class MobileViTTiny(nn.Module):
         return self.head(self.mv(self.stem(x)).mean([2, 3]))
 
 
+def _cbr(cin, cout, k=3, s=1, d=1):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, d * (k // 2), dilation=d, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class ASPPTiny(nn.Module):
+    """DeepLabV3's head in small: dilated branches, an image-pool branch brought back by
+    F.interpolate(size=f.shape[-2:]), a 1x1 projection, logits resized to the input's size."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.back = nn.Sequential(_cbr(3, 16, 3, 2), _cbr(16, 32, 3, 2))
+        self.b0, self.b1, self.b2 = _cbr(32, 16, 1), _cbr(32, 16, 3, d=2), _cbr(32, 16, 3, d=3)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(32, 16, 1), nn.ReLU())
+        self.proj = _cbr(64, 16, 1)
+        self.cls = nn.Conv2d(16, classes, 1)
+
+    def forward(self, x):
+        f = self.back(x)
+        p = F.interpolate(self.pool(f), size=f.shape[-2:], mode="bilinear", align_corners=False)
+        y = self.cls(self.proj(torch.cat([self.b0(f), self.b1(f), self.b2(f), p], 1)))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -623,6 +647,13 @@ FIXTURES = {
         "dynamo",
         "MobileViT block (patches unfolded into the batch axis, attention heads merged into it: [4N, 2, 64, 12] -> [-1, 64, 12])",
         {"seed": 101},
+    ),
+    "torch_aspp_tiny": (
+        ASPPTiny,
+        (3, 32, 32),
+        "torchscript",
+        "DeepLabV3-style ASPP (dilated convs, image pool resized by F.interpolate(size=x.shape[-2:])), H and W dynamic",
+        {"dynamic_hw": True, "seed": 102},
     ),
     "torch_mlp_tiny": (MLPTiny, (1, 8, 8), "torchscript", "MLP (Flatten + 3 Linear with ReLU)", {}),
     "torch_vit_tiny": (

@@ -41,6 +41,7 @@ TORCH = {
     "torch_yolo_tiny": "YOLOv8-style (C2f chunk as Slice, SPPF, Upsample, Detect)",
     "torch_unet_tiny": "UNet (ConvTranspose, skip concats)",
     "torch_mlp_tiny": "MLP (Flatten + 3 Gemm)",
+    "torch_aspp_tiny": "DeepLabV3-style ASPP (Resize sizes read from Shape at run time), H and W dynamic",
     "torch_mobilevit_tiny_dynamo": "MobileViT block (patches in the batch axis, heads merged into it)",
     "torch_shufflenet_tiny": "ShuffleNetV2 (chunk as Slice, channel shuffle by Reshape-Transpose-Reshape)",
     "torch_shufflenet_tiny_dynhw": "ShuffleNetV2, H and W dynamic (the shuffle reads C // 2 at run time)",

@@ -70,6 +70,12 @@ def _resize_like(node, ctx, scales_name, sizes_name):
     if tc.axis in axes:
         pos = axes.index(tc.axis)
         if sizes_name:
+            idx = list(node.input).index(sizes_name)
+            if ctx.counts_itself(node, idx, pos, tc.atoms):
+                # F.interpolate(x, size=y.shape[-2:]): the N, C entries are Shape(x)[0:2], read at run
+                # time, so they hold the kept count by themselves and the sizes stay as computed.
+                _spatial(node, ctx, None if attr(node, "mode", b"nearest") == b"nearest" else _zero_only)
+                return
             sizes = ctx.const(sizes_name)
             if sizes is None:
                 ctx.block(tc.atoms, f"{ctx.label}: Resize sizes are computed at run time")
