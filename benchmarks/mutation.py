@@ -252,6 +252,12 @@ CURATED = [
     Mutant("space-to-depth-repeat", "SpaceToDepth's positions repeated channel by channel instead of tiled",
            "onnxprune/analysis/rules/pooling.py", "TensorChannels(1, np.tile(tc.atoms, q), np.tile(tc.values, q))",
            "TensorChannels(1, np.repeat(tc.atoms, q), np.repeat(tc.values, q))"),
+    # --finetune: GRU in the interpreter
+    Mutant("gru-reset-after-r", "GRU's linear_before_reset ignored (reset gate always before R_h)",
+           "onnxprune/finetune/interpreter.py", "    before_reset = bool(a.get(\"linear_before_reset\", 0))",
+           "    before_reset = False"),
+    Mutant("gru-update-gate-swapped", "GRU's new state mixes with z and 1 - z swapped",
+           "onnxprune/finetune/interpreter.py", "            hx = (1 - z) * h_new + z * hx", "            hx = z * h_new + (1 - z) * hx"),
     # --finetune on a model whose batch is fixed (ddddocr's OCR at batch 1)
     Mutant("fixed-batch-first-piece-only", "a fixed-batch step trains on its first piece of rows only",
            "onnxprune/finetune/train.py", "                for feeds, wanted in parts:\n",

@@ -6,7 +6,7 @@ model needs a few dozen ops; each is a few lines here, and `check_against` prove
 computes what ONNX Runtime computes before a step is trained.
 
 The float weights of weight-bearing nodes (Conv, ConvTranspose, Gemm, MatMul, BatchNormalization's
-scale and bias, LayerNormalization, InstanceNormalization, PRelu, LSTM) are `nn.Parameter`s, named
+scale and bias, LayerNormalization, InstanceNormalization, PRelu, LSTM, GRU) are `nn.Parameter`s, named
 by the initializer (or Constant node output) that stores them, so trained values go back where
 they came from (writeback.py). Every other constant is a fixed tensor. BatchNormalization always
 uses its stored statistics (inference form): a few dozen calibration samples per batch would give
@@ -29,7 +29,7 @@ from ..errors import OnnxPruneError
 WEIGHT_INPUTS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1),
     "BatchNormalization": (1, 2), "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2),
-    "PRelu": (1,), "LSTM": (1, 2, 3),
+    "PRelu": (1,), "LSTM": (1, 2, 3), "GRU": (1, 2, 3),
 }
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
                onnx.TensorProto.BFLOAT16)
@@ -814,4 +814,48 @@ def _lstm(m, x, a, n):
         hs.append(hx)
         cs.append(cx)
     return torch.stack(ys, dim=1), torch.stack(hs), torch.stack(cs)
+
+
+@op("GRU")
+def _gru(m, x, a, n):
+    """ONNX GRU, gates z, r, h; `linear_before_reset` 1 (PyTorch's exports) applies r after R_h."""
+    if a.get("layout", 0) or "clip" in a:
+        _unsupported("op GRU with layout or clip is not supported")
+    X, W, R = x[0], x[1], x[2]
+    B = x[3] if len(x) > 3 and x[3] is not None else None
+    if len(x) > 4 and x[4] is not None and not bool((x[4] == X.shape[0]).all()):
+        _unsupported("op GRU with sequence_lens shorter than the sequence is not supported")
+    h0 = x[5] if len(x) > 5 and x[5] is not None else None
+    acts = a.get("activations", ["Sigmoid", "Tanh"])
+    if any(act not in _ACT for act in acts):
+        _unsupported(f"op GRU with activations {acts} is not supported")
+    before_reset = bool(a.get("linear_before_reset", 0))
+    directions, hidden = W.shape[0], R.shape[-1]
+    T, N = X.shape[0], X.shape[1]
+    ys, hs = [], []
+    for d in range(directions):
+        f, g = (_ACT[acts[2 * d + k] if len(acts) > 2 * d + k else acts[k]] for k in range(2))
+        reverse = a.get("direction", "forward") == "reverse" or d == 1
+        hx = h0[d] if h0 is not None else X.new_zeros(N, hidden)
+        gates_x = X @ W[d].t()
+        wb = B[d, :3 * hidden] if B is not None else None
+        rb = B[d, 3 * hidden:] if B is not None else None
+        if wb is not None:
+            gates_x = gates_x + wb
+        r_z, r_r, r_h = R[d].split(hidden, dim=0)
+        rb_z, rb_r, rb_h = rb.split(hidden) if rb is not None else (0.0, 0.0, 0.0)
+        out = [None] * T
+        for t in (range(T - 1, -1, -1) if reverse else range(T)):
+            x_z, x_r, x_h = gates_x[t].split(hidden, dim=-1)
+            z = f(x_z + hx @ r_z.t() + rb_z)
+            r = f(x_r + hx @ r_r.t() + rb_r)
+            if before_reset:
+                h_new = g(x_h + r * (hx @ r_h.t() + rb_h))
+            else:
+                h_new = g(x_h + (r * hx) @ r_h.t() + rb_h)
+            hx = (1 - z) * h_new + z * hx
+            out[t] = hx
+        ys.append(torch.stack(out))
+        hs.append(hx)
+    return torch.stack(ys, dim=1), torch.stack(hs)
 

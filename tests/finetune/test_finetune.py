@@ -56,6 +56,40 @@ def test_interpreter_matches_onnxruntime(path):
         assert np.abs(out.numpy() - ref).max() <= 1e-4 + 1e-4 * np.abs(ref).max(), name
 
 
+@pytest.mark.parametrize("direction, before_reset, initial", [("forward", 1, False), ("bidirectional", 1, True),
+                                                               ("reverse", 0, True), ("bidirectional", 0, False)])
+def test_interpreter_gru_matches_onnxruntime(direction, before_reset, initial):
+    """GRU: PyTorch writes linear_before_reset=1, Paddle and Keras 0; both directions, an initial
+    state or none. Its W, R, B are trainable parameters."""
+    rng = np.random.default_rng(7)
+    dirs, hidden, feat, steps = 2 if direction == "bidirectional" else 1, 5, 4, 6
+    w = {"W": rng.standard_normal((dirs, 3 * hidden, feat)), "R": rng.standard_normal((dirs, 3 * hidden, hidden)) * 0.5,
+         "B": rng.standard_normal((dirs, 6 * hidden)) * 0.3}
+    inputs = ["x", "W", "R", "B", "", "h0" if initial else ""]
+    node = helper.make_node("GRU", inputs, ["y", "y_h"], hidden_size=hidden, direction=direction,
+                            linear_before_reset=before_reset)
+    vi = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [steps, "N", feat])]
+    if initial:
+        vi.append(helper.make_tensor_value_info("h0", TensorProto.FLOAT, [dirs, "N", hidden]))
+    graph = helper.make_graph([node], "gru", vi,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [steps, dirs, "N", hidden]),
+                               helper.make_tensor_value_info("y_h", TensorProto.FLOAT, [dirs, "N", hidden])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    feeds = {"x": rng.standard_normal((steps, 3, feat)).astype(np.float32)}
+    if initial:
+        feeds["h0"] = rng.standard_normal((dirs, 3, hidden)).astype(np.float32)
+    with create_session(model, "cpu", None, True) as session:
+        reference = session.run(feeds)
+    module = OnnxModule(model)
+    assert set(module.param_names) >= {"W", "R", "B"}
+    with torch.no_grad():
+        got = module({k: torch.from_numpy(v) for k, v in feeds.items()})
+    for name, out in zip(module.output_names, got):
+        np.testing.assert_allclose(out.numpy(), reference[name], atol=1e-5, rtol=1e-4, err_msg=name)
+
+
 def _head(op_type: str) -> onnx.ModelProto:
     """x -> Conv(16) -> Relu -> Conv(8) -> GlobalAveragePool -> Flatten -> Gemm(10) -> `op_type`."""
     rng = np.random.default_rng(1)
