@@ -121,6 +121,16 @@ class OnnxModule(torch.nn.Module):
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in attrs.items()}
             self.nodes.append((node, attrs))
         self._index = {name: i for i, name in enumerate(self.param_names)}
+        self.channels_last = False
+
+    def use_channels_last(self) -> None:
+        """4-D weights and inputs in channels-last memory (NHWC strides, the same values and shapes):
+        oneDNN's convolutions run faster so on CPU (a pruned YOLO11n at 320, batch 16: forward and
+        backward 0.47-0.52 s against 0.61-0.63 s, 2 threads)."""
+        self.channels_last = True
+        for p in self.weights:
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=torch.channels_last)
 
     def named_weights(self) -> dict[str, torch.Tensor]:
         return {name: self.weights[i] for name, i in self._index.items()}
@@ -129,6 +139,9 @@ class OnnxModule(torch.nn.Module):
         """The graph outputs (or the tensors `names`) for the inputs `feeds`."""
         values: dict[str, torch.Tensor] = dict(self.constants)
         values.update(self.named_weights())
+        if self.channels_last:
+            feeds = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 and v.is_floating_point() else v
+                     for k, v in feeds.items()}
         values.update(feeds)
         for node, attrs in self.nodes:
             inputs = [values[n] if n else None for n in node.input]

@@ -357,6 +357,8 @@ def finetune_model(original: onnx.ModelProto, pruned: onnx.ModelProto, data, set
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     try:
+        if any(_image_axes(v) == (2, 3) for v in samples.arrays.values()):  # NCHW images
+            module.use_channels_last()  # before the check against ONNX Runtime: what trains is what is checked
         diffs = check_interpreter(module, pruned, samples, held[:micro or CHECK_SAMPLES], device, settings.metric)
         probe = held[:micro or settings.batch]
         with create_session(original, device, None, True) as session:

@@ -374,3 +374,22 @@ def test_prune_with_finetune_on_a_model_with_its_batch_fixed(tmp_path):
     assert result.exit_code == 0, result.output
     assert "finetuned" in result.output
     assert [d.dim_value for d in onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim][0] == 1
+
+
+def test_channels_last_gives_the_same_outputs_and_gradients():
+    """use_channels_last changes memory strides only (a speed-up of oneDNN's convolutions on CPU):
+    the same outputs and gradients as the NCHW module."""
+    model = onnx.load(str(Path(__file__).resolve().parents[1] / "fixtures" / "torch_resnet_tiny.onnx"))
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    results = []
+    for last in (False, True):
+        module = OnnxModule(model)
+        if last:
+            module.use_channels_last()
+            assert all(p.is_contiguous(memory_format=torch.channels_last) for p in module.parameters() if p.dim() == 4)
+        (y,) = module({"input": x})
+        y.pow(2).mean().backward()
+        results.append((y.detach(), [p.grad.clone() for p in module.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=1e-4)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
