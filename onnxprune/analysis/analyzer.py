@@ -45,6 +45,9 @@ class Analyzer:
         self.blocked: dict[int, str] = {}
         self.inexact: dict[int, str] = {}
         self.statistics: list[tuple[onnx.NodeProto, np.ndarray]] = []  # lossy-only nodes and the atoms of their input
+        # ReduceSum over the channels scaled by their count (a mean written out): (scaling node, its
+        # constant input, the atoms, "mul" for 1/C or "div" for C); the count follows the kept channels
+        self.mean_scales: list[tuple[onnx.NodeProto, int, np.ndarray, str]] = []
         self.fixups: list[Fixup] = []
         self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
         # (id(node), input index, entry): a shape entry read from a tensor's channel count at run
@@ -449,6 +452,7 @@ class Analysis:
         self.members = list(az.members.values())
         self.fixups = az.fixups
         self.statistics = az.statistics  # what the lossy oracle recomputes over the kept channels
+        self.mean_scales = az.mean_scales
         n = len(az.uf.parent)
         self.roots = az.uf.roots() if n else np.zeros(0, dtype=np.int64)
         # Groups: channels joined through their sources.

@@ -42,6 +42,12 @@ def lossy_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[int
     g = ref.graph
     by_output = {n.output[0]: n for n in g.node if n.output}
     stored = {t.name: t for t in g.initializer}
+    for user, index, atoms, kind in analysis.mean_scales:  # a written-out mean divides by the kept count
+        node = by_output.get(user.output[0])
+        n = len(analysis.kept_positions(atoms, removed))
+        if node is not None and n:
+            value = np.array(1.0 / n if kind == "mul" else float(n), dtype=np.float32)
+            node.input[index] = _const(g, stored, value, f"{user.output[0]}_oracle_count")
     for original, atoms in analysis.statistics:
         node = by_output.get(original.output[0])
         tc = analysis.tensors.get(original.input[0])

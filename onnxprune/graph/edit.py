@@ -36,7 +36,8 @@ class Edits:
             # A folded tensor becomes an initializer of that name; its producer is left without
             # readers (cleanup removes it).
             self._store_folded(name, t)
-        value = np.ascontiguousarray(value.astype(numpy_helper.to_array(t).dtype if t.data_type else value.dtype, copy=False))
+        # order="C", not ascontiguousarray: that makes a 0-d scalar 1-d
+        value = np.asarray(value.astype(numpy_helper.to_array(t).dtype if t.data_type else value.dtype, copy=False), order="C")
         new = numpy_helper.from_array(value, name)
         if name in self.initializers:
             self.initializers[name].CopyFrom(new)
@@ -99,7 +100,7 @@ class Edits:
         while name in self.initializers or name in self.producer or name in self.shapes:
             k += 1
             name = f"{hint}_{k}"
-        t = numpy_helper.from_array(np.ascontiguousarray(value), name)
+        t = numpy_helper.from_array(np.asarray(value, order="C"), name)  # a scalar stays 0-d
         self.model.graph.initializer.append(t)
         self.initializers[name] = self.model.graph.initializer[-1]
         self.shapes[name] = tuple(value.shape)

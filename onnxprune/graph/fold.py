@@ -41,6 +41,9 @@ class Folding:
         rewrite edits it, so a model nothing is done to stays byte-identical."""
         if name in self._folded:
             return self._folded[name]
+        self._fold_ancestors(name)
+        if name in self._folded:
+            return self._folded[name]
         self._folded[name] = None  # guards against cycles
         node = self.producer.get(name)
         value = None
@@ -50,6 +53,30 @@ class Folding:
                 value = self._evaluate(node, name)
         self._folded[name] = value
         return value
+
+    def _fold_ancestors(self, name: str) -> None:
+        """Fold the constant-only tensors `name` is computed from first, deepest first, so that
+        folding `name` reads cached inputs instead of recursing down the chain (PP-OCRv5's
+        recognizer computes a value through hundreds of ops: Python's stack overflowed)."""
+        order, seen, stack = [], {name}, [(name, False)]
+        while stack:
+            t, done = stack.pop()
+            if done:
+                order.append(t)
+                continue
+            node = self.producer.get(t)
+            if node is None or not _foldable(node) or t in self.graph_inputs or t in self.constant_nodes:
+                continue
+            stack.append((t, True))
+            for i in node.input:
+                r = self.resolve(i) if i else ""
+                if (not r or r in seen or r in self._folded or r in self.dequantized or r in self.initializers
+                        or r in self.constant_nodes):
+                    continue
+                seen.add(r)
+                stack.append((r, False))
+        for t in order[:-1]:  # `name` itself is the last: the caller folds it
+            self.folded(t)
 
     def _evaluate(self, node: onnx.NodeProto, name: str) -> np.ndarray | None:
         from onnx.reference import ReferenceEvaluator

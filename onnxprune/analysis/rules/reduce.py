@@ -35,6 +35,21 @@ def reduce(node, ctx):
         axes = list(range(rank))
     axes = sorted(int(a) % rank for a in axes)
     if tc.axis in axes:
+        scale = _mean_scale(node, ctx, len(tc.atoms)) if node.op_type == "ReduceSum" and axes == [tc.axis] else None
+        if scale is not None:
+            # jax2tf's LayerNorm (Magika): sum over the channels times 1/C, a mean written out. Taken
+            # over the kept channels with the count rewritten, it is a statistic of them, as ReduceMean.
+            user, index, kind = scale
+            ctx.lossy_only(tc.atoms, f"{ctx.label}: ReduceSum over the channel axis scaled by their count (a mean "
+                                     f"of the channels: it changes)")
+            ctx.mean_scales.append((user, index, tc.atoms, kind))
+
+            def recount(rw, user=user, index=index, atoms=tc.atoms, kind=kind):
+                n = len(rw.kept(atoms))
+                rw.set_const_input(user, index, np.array(1.0 / n if kind == "mul" else float(n)))
+
+            ctx.fixup(recount)
+            return
         if node.op_type in _STATISTICS and attr(node, "keepdims", 1):
             # A statistic over the channels (a LayerNorm written as ReduceMean/Sub/Pow/Sqrt/Div):
             # it is taken over the kept channels, so the output changes but the graph stays valid.
@@ -46,6 +61,28 @@ def reduce(node, ctx):
     axis = tc.axis if attr(node, "keepdims", 1) else tc.axis - sum(a < tc.axis for a in axes)
     values = tc.values if node.op_type in _KEEPS_CONSTANTS else np.where(tc.values == 0, 0.0, np.nan)
     ctx.set(node.output[0], TensorChannels(axis, tc.atoms, values))
+
+
+def _mean_scale(node, ctx, n: int):
+    """The ReduceSum's only reader when it is a Mul by the scalar constant 1/n or a Div by n:
+    (node, constant input index, "mul" | "div"), else None."""
+    users = ctx.graph.users(node.output[0])
+    if len(users) != 1 or node.output[0] in ctx.graph.graph_outputs or n < 1:
+        return None
+    user = users[0]
+    if user.op_type == "Mul" and len(user.input) == 2:
+        index = 1 if user.input[0] == node.output[0] else 0
+        want, kind = 1.0 / n, "mul"
+    elif user.op_type == "Div" and len(user.input) == 2 and user.input[0] == node.output[0]:
+        index, want, kind = 1, float(n), "div"
+    else:
+        return None
+    value = ctx.const(user.input[index])
+    if value is None or value.size != 1 or not np.issubdtype(value.dtype, np.floating):
+        return None
+    if not np.isclose(float(value.reshape(-1)[0]), want, rtol=1e-5, atol=0.0):
+        return None
+    return user, index, kind
 
 
 @register("ArgMax", "ArgMin")
