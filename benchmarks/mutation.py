@@ -261,6 +261,13 @@ CURATED = [
     Mutant("scalar-constant-made-1d", "a rewritten scalar constant stored as a 1-element vector",
            "onnxprune/graph/edit.py", "        t = numpy_helper.from_array(np.asarray(value, order=\"C\"), name)",
            "        t = numpy_helper.from_array(np.ascontiguousarray(value), name)"),
+    # repair: a Dense written as MatMul + Add
+    Mutant("matmul-rows-not-flattened", "a MatMul's [N, T, C] input taken as rows without flattening the positions",
+           "onnxprune/repair/features.py", "        if self.kind in (\"recurrent\", \"matmul\"):  # [T, N, I] / [N, T, C]",
+           "        if self.kind in (\"recurrent\",):  # [T, N, I] / [N, T, C]"),
+    Mutant("matmul-bias-add-ignored", "the Add after a MatMul not taken as its bias (no refit)",
+           "onnxprune/repair/features.py", "            add_bias = _matmul_bias(graph, node, w_shape[1])",
+           "            add_bias = None"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

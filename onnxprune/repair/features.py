@@ -23,9 +23,10 @@ class Consumer:
 
     node: onnx.NodeProto
     member: Member
-    kind: str                 # "conv", "gemm", "recurrent"
+    kind: str                 # "conv", "gemm", "matmul", "recurrent"
     feature_channel: np.ndarray  # position (along the member axis) of each feature column
     kernel: tuple = ()
+    add_bias: str | None = None  # a MatMul's bias: the constant of the Add after it (jax2tf, tf2onnx, Linear on [N, T, C])
 
     @property
     def n_features(self) -> int:
@@ -60,6 +61,8 @@ class Consumer:
 
     @property
     def bias_name(self) -> str | None:
+        if self.kind == "matmul":
+            return self.add_bias
         i = self.bias_index
         return self.node.input[i] if len(self.node.input) > i and self.node.input[i] else None
 
@@ -91,6 +94,8 @@ class Consumer:
                 return np.zeros(n_out)
             b = graph.const_value(self.bias_name).astype(np.float64)
             return b[:, :b.shape[1] // 2].reshape(-1)
+        if self.kind == "matmul":
+            return graph.const_value(self.add_bias).astype(np.float64).reshape(-1)
         if len(self.node.input) > 2 and self.node.input[2]:
             return graph.const_value(self.node.input[2]).astype(np.float64).reshape(-1)
         return np.zeros(n_out)
@@ -124,7 +129,7 @@ class Consumer:
         """Feature rows of input batch x, a random subset of at most max_rows."""
         if self.kind == "conv":
             return _conv_patches(x, self.node, self.kernel, rng, max_rows).astype(np.float64)
-        if self.kind == "recurrent":  # [T, N, I] (or [N, T, I]): one row per step and sample
+        if self.kind in ("recurrent", "matmul"):  # [T, N, I] / [N, T, C]: one row per position and sample
             rows = x.reshape(-1, x.shape[-1])
         else:
             rows = x.T if attr(self.node, "transA", 0) else x
@@ -168,6 +173,23 @@ def _conv_patches(x: np.ndarray, node, kernel, rng: np.random.Generator, max_row
     return gathered.transpose(0, nd + 1, *range(1, nd + 1)).reshape(max_rows, -1)
 
 
+def _matmul_bias(graph, node, n_out: int) -> str | None:
+    """The constant [M] (or [1, M]) added to a MatMul's output by the only node that reads it."""
+    users = graph.users(node.output[0])
+    if len(users) != 1 or users[0].op_type != "Add" or node.output[0] in graph.graph_outputs:
+        return None
+    add = users[0]
+    other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+    if not graph.is_constant(other) or graph.is_dequantized(other) or graph.resolve(other) != other:
+        return None
+    shape = tuple(graph.const_shape(other) or ())
+    if int(np.prod(shape or (0,))) != n_out or (shape and shape[-1] != n_out) or len(graph.users(other)) != 1:
+        return None
+    if other not in graph.initializers and other not in graph.constant_nodes:
+        return None  # computed (folded) values are not written back here
+    return other
+
+
 def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -> list[Consumer]:
     """Layers whose input loses channels and whose features can be fitted (plain convs, Gemm, MatMul)."""
     graph = analysis.graph
@@ -204,8 +226,19 @@ def consumers(analysis: Analysis, removed: set[int], max_features: int = 8192) -
             feature_channel = np.arange(len(m.atoms))
             kind = "recurrent"
             kernel = ()
+        elif node.op_type == "MatMul" and len(w_shape) == 2 and m.axis == 0:
+            # x [.., K] @ W [K, M]; the intercept goes into the Add of a constant [M] that alone reads
+            # the product (a Dense layer); without one there is nowhere to put it.
+            add_bias = _matmul_bias(graph, node, w_shape[1])
+            if add_bias is None:
+                continue
+            feature_channel = np.arange(len(m.atoms))
+            layer = Consumer(node, m, "matmul", feature_channel, (), add_bias)
+            if len(feature_channel) <= max_features:
+                out.append(layer)
+            continue
         else:
-            continue  # MatMul has no bias input to carry the intercept
+            continue
         layer = Consumer(node, m, kind, feature_channel, kernel)
         bias = layer.bias_name
         if bias is not None:

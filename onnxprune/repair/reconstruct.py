@@ -208,7 +208,7 @@ def _memo_grams(memo, analysis: Analysis, layers: list[Consumer], source, data, 
 def _wide_underdetermined(layers: list[Consumer], data: Dataset, max_samples: int) -> set[int]:
     """Indices of the Gemm layers too wide for the samples given (LSQ_MAX_UNDERDETERMINED)."""
     candidates = [k for k, layer in enumerate(layers)
-                  if layer.kind == "gemm" and layer.n_features > LSQ_MAX_UNDERDETERMINED]
+                  if layer.kind in ("gemm", "matmul") and layer.n_features > LSQ_MAX_UNDERDETERMINED]
     if not candidates:
         return set()
     samples = _count_samples(data, max_samples)
