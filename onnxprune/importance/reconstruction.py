@@ -4,7 +4,7 @@ beyond its mean, the quantity channel-pruning methods that refit the next layer 
 kernel window) and their covariance C_cc on calibration data, removing channel c alone changes the
 consumer's output by E||W_c (x_c - E x_c)||^2 = tr(W_c C_cc W_c^T) after bias compensation. Each
 consumer's figures are divided by its output variance, so a channel's score is the share of its
-consumers' signal it carries; channels read by no plain Conv/Gemm fall back to their l2 norm.
+consumers' signal it carries; channels read by no plain Conv/Gemm (or MatMul with its bias Add) fall back to their l2 norm.
 
 Unlike weight norms this sees the data: a large filter that fires on nothing scores low, and so
 does one whose output the other kept channels already carry only when correlated features are

@@ -93,7 +93,7 @@ def run_pipeline(model: onnx.ModelProto, config: PruneConfig, shapes: ResolvedSh
         report.notes.insert(0, "repaired by default because --calib was given (bias, lsq, bn, each kept per layer only "
                                "where it helps on held-out samples); --repair none turns it off" if repaired else
                                "repair (the default with --calib) changed nothing: no layer it can refit (a plain "
-                               "Conv or Gemm) reads the removed channels, or no refit helped on held-out samples")
+                               "Conv, a Gemm, a MatMul with its bias Add) reads the removed channels, or no refit helped on held-out samples")
     return PruneResult(model, report, shapes)
 
 
