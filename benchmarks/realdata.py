@@ -361,7 +361,67 @@ def build(model: str, n: int, seed: int, calib: bool, det_size: int = 320) -> di
         alphabet = string.ascii_lowercase + string.digits
         lines = np.stack([render_line(text_line(rng, alphabet, (4, 7)), 64, 160, rng, noise=12.0) for _ in range(n)])
         return {"input1": nchw(lines.astype(np.float32).mean(axis=-1, keepdims=True))}
+    # The third hold-out (benchmarks/fetch_holdout3.py).
+    if model == "ppocrv5_rec":  # as ppocrv6_tiny_rec: text lines 48 x 320, (x - 0.5) / 0.5
+        lines = np.stack([render_line(text_line(rng), 48, 320, rng) for _ in range(n)])
+        return {"x": nchw(lines, 0.5, 0.5)}
+    if model == "magika_v3":  # magika's features of files of this machine: 1024 first and last bytes
+        return {"bytes": np.stack([magika_features(p) for p in local_files(calib, n, seed)])}
     raise KeyError(model)
+
+
+# Calibration files and held-out files come from different directories.
+FILES_CALIB = ["/usr/share", "/etc", "{site}/numpy", "{site}/onnx", "/usr/lib/x86_64-linux-gnu"]
+FILES_HELD_OUT = ["/usr/lib/python3", "{stdlib}/email", "{site}/torch/include", "{site}/skimage", "/usr/include",
+                  "/usr/bin"]
+
+
+def local_files(calib: bool, n: int, seed: int) -> list[Path]:
+    """Files of at least 8 bytes under the calibration or the held-out directories (neither inside the
+    other's), shuffled by the seed, at most 6 per file extension so that no one type fills the set."""
+    import os
+    import random
+    import site
+    import sysconfig
+
+    roots = [r.format(site=site.getsitepackages()[0], stdlib=sysconfig.get_paths()["stdlib"])
+             for r in (FILES_CALIB if calib else FILES_HELD_OUT)]
+    other = [r.format(site=site.getsitepackages()[0], stdlib=sysconfig.get_paths()["stdlib"])
+             for r in (FILES_HELD_OUT if calib else FILES_CALIB)]
+    found = []
+    for root in roots:
+        for dirpath, _, names in os.walk(root):
+            for f in sorted(names):
+                p = os.path.join(dirpath, f)
+                if any(p.startswith(o + "/") for o in other) or os.path.islink(p) or not os.path.isfile(p):
+                    continue
+                try:
+                    if os.path.getsize(p) >= 8:
+                        found.append(p)
+                except OSError:
+                    continue
+    found.sort()
+    random.Random(seed).shuffle(found)
+    per_ext, chosen = {}, []
+    for p in found:
+        ext = os.path.splitext(p)[1].lower()
+        if per_ext.get(ext, 0) < 6:
+            per_ext[ext] = per_ext.get(ext, 0) + 1
+            chosen.append(Path(p))
+        if len(chosen) == n:
+            return chosen
+    raise SystemExit(f"only {len(chosen)} files found under {roots}, {n} asked")
+
+
+def magika_features(path: Path, size: int = 1024, block: int = 4096, pad: int = 256) -> np.ndarray:
+    """Magika 1.0's model input (standard_v3_3 config): the first `size` bytes of the file's first
+    `block` bytes with leading whitespace stripped, padded at the end, then the last `size` of its last
+    `block` with trailing whitespace stripped, padded at the start; int32 [2 * size]."""
+    data = path.read_bytes()
+    ws = b" \t\n\r\x0b\x0c"
+    beg = data[:block].lstrip(ws)[:size]
+    end = data[-block:].rstrip(ws)[-size:]
+    return np.array(list(beg) + [pad] * (size - len(beg)) + [pad] * (size - len(end)) + list(end), dtype=np.int32)
 
 
 def scattered_characters(rng: np.random.Generator, background: np.ndarray) -> np.ndarray:
