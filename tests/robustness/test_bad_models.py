@@ -565,9 +565,16 @@ def big_model(tmp_path_factory):
     return p
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default, as a terminal gives it, even where this test run was started
+    with SIGINT ignored (a background job of a non-interactive shell passes SIG_IGN on)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(src: Path, out_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "onnxprune", str(src), str(out_dir / "out.onnx")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=default_sigint)
 
 
 def wait_half_a_second_and_loading(p: subprocess.Popen, limit: float = 30.0) -> None:
@@ -643,7 +650,7 @@ def test_sigint_during_startup_is_quiet(tmp_path):
     traceback (there was one, exit -2, before fe304e4 made the top-level imports lazy)."""
     src = save(BASE, tmp_path / "in.onnx")
     p = subprocess.Popen([sys.executable, "-m", "onnxprune", str(src), str(tmp_path / "out.onnx")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, preexec_fn=default_sigint)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 30:  # numpy's extension is mapped: imports are under way
         with contextlib.suppress(FileNotFoundError):

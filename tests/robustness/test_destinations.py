@@ -76,7 +76,8 @@ def test_signal_during_the_write_leaves_nothing(work, sig):
     """The temp folder beside the output is removed; SIGTERM still ends the process as SIGTERM."""
     marker = work / "writing"
     proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(work / "in.onnx"), str(work / "out.onnx"), str(marker)],
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL)
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.DEVNULL,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as a terminal's Ctrl-C
     try:
         for _ in range(600):
             if marker.exists() and marker.read_text():
