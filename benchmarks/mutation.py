@@ -58,6 +58,7 @@ SUBSETS = {
     "onnxprune/shapes.py": ["tests/test_shapes.py"],
     "onnxprune/runtime/activations.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
+    "onnxprune/runtime/sessions.py": ["tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/runtime/dataset.py": ["tests/runtime/test_data.py"],
     "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
     "onnxprune/runtime/compare.py": ["tests/runtime/test_metric_choice_cli.py", "tests/runtime/test_metrics.py",
@@ -268,6 +269,8 @@ CURATED = [
     Mutant("matmul-bias-add-ignored", "the Add after a MatMul not taken as its bias (no refit)",
            "onnxprune/repair/features.py", "            add_bias = _matmul_bias(graph, node, w_shape[1])",
            "            add_bias = None"),
+    Mutant("maps-output-left-as-dicts", "a sequence-of-maps output (skl2onnx's ZipMap) left as a list of dicts",
+           "onnxprune/runtime/sessions.py", "            self.inference = _MapsAsArrays(self.inference)", "            pass"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

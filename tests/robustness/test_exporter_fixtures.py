@@ -819,3 +819,46 @@ def test_a_long_chain_of_constant_ops_folds_without_recursion(tmp_path):
     onnx.save(model, src)
     r = invoke(src, tmp_path / "out.onnx", "--ratio", "0.5")
     assert r.exit_code == 0, r.output
+
+
+def _zipmap_mlp() -> onnx.ModelProto:
+    """skl2onnx's MLPClassifier as it writes it by default: Dense layers, Softmax, then ZipMap (one
+    {class: probability} map per sample, a sequence-of-maps output) beside the ArgMax label."""
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 16)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "b1"),
+             numpy_helper.from_array(rng.standard_normal((16, 4)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b2")]
+    nodes = [helper.make_node("MatMul", ["X", "w1"], ["h0"]), helper.make_node("Add", ["h0", "b1"], ["h1"]),
+             helper.make_node("Relu", ["h1"], ["h"]), helper.make_node("MatMul", ["h", "w2"], ["z0"]),
+             helper.make_node("Add", ["z0", "b2"], ["z"]), helper.make_node("Softmax", ["z"], ["p"], axis=1),
+             helper.make_node("ArgMax", ["p"], ["label"], axis=1, keepdims=0),
+             helper.make_node("ZipMap", ["p"], ["probabilities"], domain="ai.onnx.ml", classlabels_int64s=[0, 1, 2, 3])]
+    seq_map = helper.make_sequence_type_proto(helper.make_map_type_proto(TensorProto.INT64,
+                                                                         helper.make_tensor_type_proto(TensorProto.FLOAT, [])))
+    graph = helper.make_graph(nodes, "zipmap", [helper.make_tensor_value_info("X", TensorProto.FLOAT, ["N", 6])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+                               helper.make_value_info("probabilities", seq_map)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)])
+    model.ir_version = 8
+    return model
+
+
+def test_a_sequence_of_maps_output_is_compared_as_class_scores(tmp_path):
+    """skl2onnx's default ZipMap output: each run read it as a list of dicts, so a lossy run FAILED
+    ('values differ (a non-numeric output, compared for equality)') and a --calib run stopped with
+    'internal error: TypeError: float() argument must be ... not dict'. The maps come back as an
+    [N, classes] array (keys sorted) and are read as class scores."""
+    from onnxprune.runtime import compare_models
+    src = tmp_path / "mlp.onnx"
+    onnx.save(_zipmap_mlp(), src)
+    data = tmp_path / "calib.npz"
+    np.savez(data, X=np.random.default_rng(1).standard_normal((64, 6)).astype(np.float32))
+    r = invoke(src, tmp_path / "half.onnx", "--ratio", "0.5")
+    assert r.exit_code == 0, r.output
+    r = invoke(src, tmp_path / "t.onnx", "--target-flops", "0.6", "--calib", str(data))
+    assert r.exit_code == 0, r.output
+    assert "'probabilities' top-1 agreement ([8, 4]: 4 class scores per sample (a softmax))" in r.output
+    result = compare_models(str(src), str(src), data=str(data))
+    assert [o.metric for o in result.outputs] == ["top1", "top1"] and result
