@@ -71,6 +71,7 @@ SUBSETS = {
     "onnxprune/strategies/finetuned.py": ["tests/finetune/test_finetune.py", "tests/finetune/test_train_speed.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
+    "onnxprune/graph/infer.py": ["tests/robustness/test_exporter_fixtures.py", "tests/test_shapes.py"],
     "onnxprune/graph/edit.py": ["tests/analysis/test_written_out_mean.py", "tests/analysis/test_qdq_bn.py",
                                 "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
     "onnxprune/graph/": ["tests/analysis/test_qdq_bn.py", "tests/robustness/test_dynamic_dims.py", *ORACLE_TESTS],
@@ -271,6 +272,8 @@ CURATED = [
            "            add_bias = None"),
     Mutant("maps-output-left-as-dicts", "a sequence-of-maps output (skl2onnx's ZipMap) left as a list of dicts",
            "onnxprune/runtime/sessions.py", "            self.inference = _MapsAsArrays(self.inference)", "            pass"),
+    Mutant("same-shape-op-unfollowed", "shapes stop at a per-element op outside the ONNX domain (skl2onnx's Scaler)",
+           "onnxprune/graph/infer.py", "            if not self._same_shape_outputs(skeleton):", "            if True:"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

@@ -16,6 +16,12 @@ from ..io import weightless_copy
 from .index import Shape, _bodies, proto_dims
 
 STATIC_ROUNDS = 8  # rounds of shape inference, each fed the shape computations the last one made static
+# Ops outside the ONNX domain that ONNX's inference does not know, whose output 0 has input 0's shape
+# and type (per-element transforms): skl2onnx's Scaler before an MLP, ONNX Runtime's fused activations.
+# Without their shapes every tensor after them would have none, and no channel there could be followed.
+SAME_SHAPE_OPS = {("ai.onnx.ml", "Scaler"), ("ai.onnx.ml", "Normalizer"), ("ai.onnx.ml", "Binarizer"),
+                  ("ai.onnx.ml", "Imputer"), ("com.microsoft", "FastGelu"), ("com.microsoft", "BiasGelu"),
+                  ("com.microsoft", "Gelu"), ("com.microsoft", "QuickGelu")}
 
 
 class ShapeInference:
@@ -31,6 +37,10 @@ class ShapeInference:
         if self.input_shapes is not None:
             self.input_shapes.fix_inputs(skeleton)
         self._read_shapes(self._infer(skeleton))
+        for _ in range(STATIC_ROUNDS):  # Scaler -> Cast -> Normalizer: each round follows one more
+            if not self._same_shape_outputs(skeleton):
+                break
+            self._read_shapes(self._infer(skeleton))
         done: set[str] = set()
         for _ in range(STATIC_ROUNDS):  # a value made static can make later shapes static: PyTorch's F.pad
             frozen = {k: v for k, v in self._static_inputs().items() if k not in done}
@@ -52,6 +62,26 @@ class ShapeInference:
             if t is not None:
                 self.shapes[name] = tuple(int(d) for d in t.dims)
                 self.dtypes[name] = t.data_type
+
+    def _same_shape_outputs(self, skeleton: onnx.ModelProto) -> bool:
+        """Declare output 0 of each SAME_SHAPE_OPS node with its input's inferred shape and type (as
+        value_info of the skeleton, which the next round of inference reads), in graph order so
+        that a chain of them follows. Returns whether any was declared."""
+        declared = {vi.name for vi in skeleton.graph.value_info}
+        added = False
+        for n in skeleton.graph.node:
+            if ((n.domain, n.op_type) not in SAME_SHAPE_OPS or not n.input or not n.output
+                    or n.output[0] in declared or self.shapes.get(n.output[0]) is not None):
+                continue
+            shape, dtype = self.shapes.get(n.input[0]), self.dtypes.get(n.input[0])
+            if shape is None or dtype is None:
+                continue
+            dims = [d if isinstance(d, (int, str)) else None for d in shape]
+            skeleton.graph.value_info.append(onnx.helper.make_tensor_value_info(n.output[0], dtype, dims))
+            self.shapes[n.output[0]], self.dtypes[n.output[0]] = tuple(shape), dtype
+            declared.add(n.output[0])
+            added = True
+        return added
 
     @staticmethod
     def _infer(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -862,3 +862,27 @@ def test_a_sequence_of_maps_output_is_compared_as_class_scores(tmp_path):
     assert "'probabilities' top-1 agreement ([8, 4]: 4 class scores per sample (a softmax))" in r.output
     result = compare_models(str(src), str(src), data=str(data))
     assert [o.metric for o in result.outputs] == ["top1", "top1"] and result
+
+
+@pytest.mark.parametrize("domain, op, attrs", [("ai.onnx.ml", "Scaler", {"offset": [0.5] * 6, "scale": [2.0] * 6}),
+                                               ("com.microsoft", "FastGelu", {})])
+def test_shapes_follow_a_same_shape_op_outside_the_onnx_domain(domain, op, attrs, tmp_path):
+    """skl2onnx puts a StandardScaler in front of an MLP as ai.onnx.ml's Scaler, which ONNX's shape
+    inference does not know: every tensor after it had no shape, no group was found, and a
+    --target-flops run removed nothing ('FLOPs 0 -> 0'). Such per-element ops keep their input's shape."""
+    model = _zipmap_mlp()
+    g = model.graph
+    g.node[0].input[0] = "Xs"
+    g.node.insert(0, onnx.helper.make_node(op, ["X"], ["Xs"], domain=domain, **attrs))
+    model.opset_import.append(onnx.helper.make_opsetid(domain, 1)) if domain == "com.microsoft" else None
+    analysis = onnxprune.analyze(copy(model))
+    assert [g.size for g in analysis.prunable_groups()] == [16]
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    data = tmp_path / "calib.npz"
+    np.savez(data, X=np.random.default_rng(1).standard_normal((64, 6)).astype(np.float32))
+    r = invoke(src, tmp_path / "t.onnx", "--target-flops", "0.6", "--calib", str(data), "--json", str(tmp_path / "r.json"))
+    assert r.exit_code == 0, r.output
+    import json
+    flops = json.loads((tmp_path / "r.json").read_text())["flops"]
+    assert flops["before"] > 0 and flops["after"] < 0.7 * flops["before"]
