@@ -231,6 +231,9 @@ def nothing_removed_warning(groups: list[GroupSummary], top: int = 3) -> str:
         head = (f"the lossy run removed nothing: {prunable} of {len(groups)} channel groups are prunable but the "
                 "target (after --round-to and --max-group-ratio) takes no channel from them")
         return head + (f"; the {len(blocked)} blocked: {kinds}" if blocked else "")
+    if not groups:
+        return ("the lossy run removed nothing: the model has no channel groups (no Conv, Gemm, MatMul or "
+                "recurrent layer whose outputs could be followed; `onnxprune analyze` shows the graph's layers)")
     return (f"the lossy run removed nothing: all {len(groups)} channel groups are blocked"
             + (f"; top reasons: {kinds}" if kinds else "") + " (`onnxprune analyze` lists each)")
 

@@ -4,6 +4,7 @@ click's usage errors included), 3 FAILED (the model does not meet its bound), 13
 import hashlib
 from pathlib import Path
 
+import onnx
 import pytest
 
 from onnxprune.errors import EXIT_ERROR, EXIT_FAILED, EXIT_OK, ValidationFailedError
@@ -69,3 +70,19 @@ def test_prune_whose_validation_fails_exits_3_and_writes_nothing(tmp_path):
 
 def test_prune_that_passes_exits_0(tmp_path):
     assert invoke(DIGITS, tmp_path / "out.onnx", "-q").exit_code == EXIT_OK
+
+
+def test_a_model_without_channel_groups_says_so_on_a_lossy_run(tmp_path):
+    """A model with no layer whose channels can be followed (skl2onnx's LogisticRegression is one
+    LinearClassifier op): the warning says there are no groups, not 'all 0 channel groups are blocked'."""
+    from onnx import TensorProto, helper
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    src = tmp_path / "m.onnx"
+    onnx.save(model, src)
+    r = invoke(str(src), str(tmp_path / "o.onnx"), "--ratio", "0.5")
+    assert r.exit_code == 0, r.output
+    assert "the model has no channel groups" in r.output and "all 0 channel groups" not in r.output
