@@ -48,6 +48,7 @@ SUBSETS = {
     "onnxprune/passes/weight_inputs.py": ["tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/passes/pipeline.py": ["tests/passes/test_lossy.py"],
     "onnxprune/passes/rotate.py": ["tests/passes/test_rotate.py"],
+    "onnxprune/passes/analyze.py": ["tests/robustness/test_exporter_fixtures.py", "tests/passes/test_passes.py"],
     "onnxprune/passes/normalize.py": ["tests/passes/test_exact_mode.py", "tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/passes/select.py": ["tests/passes/test_exact_mode.py", *ORACLE_TESTS],
     "onnxprune/repair/batchnorm.py": ["tests/repair/test_repair.py", "tests/repair/test_qdq_repair.py",
@@ -274,6 +275,8 @@ CURATED = [
            "onnxprune/runtime/sessions.py", "            self.inference = _MapsAsArrays(self.inference)", "            pass"),
     Mutant("same-shape-op-unfollowed", "shapes stop at a per-element op outside the ONNX domain (skl2onnx's Scaler)",
            "onnxprune/graph/infer.py", "            if not self._same_shape_outputs(skeleton):", "            if True:"),
+    Mutant("fused-ops-unnamed", "a model with ONNX Runtime's fused ops gets no note saying where to prune",
+           "onnxprune/passes/analyze.py", "    if not ops:\n        return None", "    if True:\n        return None"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

@@ -8,6 +8,7 @@ import click
 
 from ..analysis.sparsity import format_sparsity, weight_sparsity
 from ..api import analyze_model
+from ..passes.analyze import fused_ops_note
 from ..passes.weight_inputs import weight_inputs_note
 from ..report import format_groups
 from . import options
@@ -52,6 +53,9 @@ def analyze_cmd(input_path, verbose, json_path, calib, preprocess, shapes, laten
         echo(f"note: {note}")
     if analysis.graph.weight_inputs:
         echo(f"note: {weight_inputs_note(analysis.graph.weight_inputs, analysis.graph.model.ir_version, 'keep')}")
+    fused = fused_ops_note(analysis.graph.model)
+    if fused:
+        echo(f"note: {fused}")
     sparsity = weight_sparsity(analysis.graph)
     echo("")
     echo(format_sparsity(sparsity))

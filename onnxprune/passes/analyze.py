@@ -19,8 +19,23 @@ class Analyze(Pass):
         if state.graph.weight_inputs:
             state.notes.append(weight_inputs_note(state.graph.weight_inputs, state.model.ir_version,
                                                   state.config.weight_inputs))
+        fused = fused_ops_note(state.model)
+        if fused:
+            state.notes.append(fused)
         return PassResult(False, {"groups": len(state.analysis.groups),
                                   "prunable": len(state.analysis.prunable_groups())})
+
+
+def fused_ops_note(model) -> str | None:
+    """A model holding ONNX Runtime's fused ops (com.microsoft: what onnxruntime.transformers'
+    optimizer writes, Attention, SkipLayerNormalization...): no channel rule follows them and ONNX's
+    shape inference stops at them, so the layers around them stay as they are; say where to prune."""
+    ops = sorted({n.op_type for n in model.graph.node if n.domain == "com.microsoft"})
+    if not ops:
+        return None
+    shown = ", ".join(ops[:5]) + (", ..." if len(ops) > 5 else "")
+    return (f"the model holds ONNX Runtime fused ops (com.microsoft: {shown}), whose channels are not followed: "
+            "prune the model as exported, then let ONNX Runtime or its optimizer fuse it")
 
 
 def prunable_flops_share(analysis: Analysis) -> float:
