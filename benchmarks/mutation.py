@@ -277,6 +277,9 @@ CURATED = [
            "onnxprune/graph/infer.py", "            if not self._same_shape_outputs(skeleton):", "            if True:"),
     Mutant("fused-ops-unnamed", "a model with ONNX Runtime's fused ops gets no note saying where to prune",
            "onnxprune/passes/analyze.py", "    if not ops:\n        return None", "    if True:\n        return None"),
+    Mutant("shuffle-piece-unwritten", "a shuffle target concatenated from Shape pieces and constants (onnxsim) not written",
+           "onnxprune/analysis/rules/reshape.py",
+           "          and not _piece_fixup(ctx, node, c + 1, parts[0])  # onnxsim's", "          and not False  # onnxsim's"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

@@ -146,6 +146,8 @@ def reshape(node, ctx):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
         return
     c = tc.axis
+    if len(out_shape) == len(in_shape) + 1 and _split_groups(node, ctx, tc, in_shape, out_shape, target):
+        return  # a channel shuffle's split: the dims after it stay as they are, static or not
     if not all(isinstance(d, int) for d in in_shape[c:]):
         ctx.block(tc.atoms, f"{ctx.label}: dims after the channel axis are not static")
         return
@@ -185,8 +187,6 @@ def reshape(node, ctx):
                         return
                     ctx.set(node.output[0], TensorChannels(o, atoms, values))
                     return
-    if _split_groups(node, ctx, tc, in_shape, out_shape, target):
-        return
     if not _split_heads(node, ctx, tc, in_shape, out_shape):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
 
@@ -223,6 +223,7 @@ def _split_groups(node, ctx, tc, in_shape, out_shape, target) -> bool:
             return False
         _reshape_fixup(ctx, node, target, c + 1, parts[0])
     elif (not ctx.counts_share(node, 1, c + 1, tc.atoms, g)
+          and not _piece_fixup(ctx, node, c + 1, parts[0])  # onnxsim's: Concat(Shape pieces, [g], [C/g], ...)
           and not _frozen_target_fixup(ctx, node, {c + 1: (parts[0], 1)})):
         return False
     for i in range(1, g):
