@@ -280,6 +280,11 @@ CURATED = [
     Mutant("shuffle-piece-unwritten", "a shuffle target concatenated from Shape pieces and constants (onnxsim) not written",
            "onnxprune/analysis/rules/reshape.py",
            "          and not _piece_fixup(ctx, node, c + 1, parts[0])  # onnxsim's", "          and not False  # onnxsim's"),
+    Mutant("packed-lead-unit-refused", "a packed projection split with a leading unit axis (onnxsim) blocked",
+           "onnxprune/analysis/rules/reshape.py", "    if (lead >= 0 and k == n // m", "    if (lead == 0 and k == n // m"),
+    Mutant("minus-one-symbol-unresolved", "a constant target's -1 that takes the dynamic dim left unresolved",
+           "onnxprune/analysis/rules/reshape.py",
+           "            if len(sym_in) == len(sym_out) + 1 and static_in == static_out", "            if False"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

@@ -330,3 +330,37 @@ def test_einsum_forms(equation, w_shape, y_shape, prunable):
     info = check_oracle(model, inputs=inputs, choose=lambda a: {next(
         x for x in a.groups if "proj" in x.sources).channels[2]})
     assert info["removed"] == 1
+
+
+def test_packed_projection_split_with_a_leading_unit_dim():
+    """onnxsim folds TorchScript's unflatten(-1, (3, E)).unsqueeze(0) after the packed in-projection
+    into one Reshape [L, N, 3E] -> [1, L, N, 3, E]: the same packed projection (position j of q, k
+    and v is one channel), one leading unit axis before it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    e = 8
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 3 * e)).astype(np.float32), "w_in"),
+             numpy_helper.from_array(rng.standard_normal(3 * e).astype(np.float32), "b_in"),
+             numpy_helper.from_array(np.array([1, 5, -1, 3, e], np.int64), "packed"),
+             numpy_helper.from_array(np.array([3], np.int64), "ax3"),
+             numpy_helper.from_array(np.array(0, np.int64), "i0"), numpy_helper.from_array(np.array(1, np.int64), "i1"),
+             numpy_helper.from_array(np.array(2, np.int64), "i2"),
+             numpy_helper.from_array(rng.standard_normal((e, 4)).astype(np.float32), "w_out")]
+    nodes = [helper.make_node("MatMul", ["x", "w_in"], ["p0"]), helper.make_node("Add", ["p0", "b_in"], ["p"]),
+             helper.make_node("Reshape", ["p", "packed"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[3, 1, 2, 0, 4]),
+             helper.make_node("Squeeze", ["t", "ax3"], ["s"])]
+    for name, i in (("q", "i0"), ("k", "i1"), ("v", "i2")):
+        nodes.append(helper.make_node("Gather", ["s", i], [name], axis=0))
+    nodes += [helper.make_node("Mul", ["q", "k"], ["qk"]), helper.make_node("Add", ["qk", "v"], ["h"]),
+              helper.make_node("MatMul", ["h", "w_out"], ["y"])]
+    graph = helper.make_graph(nodes, "packed", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [5, "N", 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [5, "N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    analysis = onnxprune.analyze(copy(model))
+    (group,) = analysis.prunable_groups()
+    assert group.size == e
+    for seed in range(3):
+        assert check_oracle(model, seed=seed)["removed"] > 0

@@ -142,6 +142,11 @@ def reshape(node, ctx):
         # e.g. x.view(x.size(0), -1): the batch entry is read at run time, the rest is static.
         partial = ctx.graph.partial_value(node.input[1])
         out_shape = _resolve_target(partial, in_shape) if partial is not None and in_shape else None
+    if (target is not None and in_shape is not None and (out_shape is None or not all(isinstance(d, int) for d in out_shape))
+            and -1 in target.reshape(-1).tolist()):
+        # A constant target whose -1 takes the dynamic dim (onnxsim's [1, L, -1, 3, E]): resolved here,
+        # where shape inference leaves a fresh symbol
+        out_shape = _resolve_target([int(v) for v in target.reshape(-1)], in_shape) or out_shape
     if (target is None and partial is None) or in_shape is None or out_shape is None:
         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
         return
@@ -307,7 +312,11 @@ def _split_heads(node, ctx, tc, in_shape, out_shape) -> bool:
     k = out_shape[-2]
     if r_out == r_in + 2 and _packed_heads(node, ctx, tc, in_shape, out_shape, plan):
         return True
-    if r_out == r_in + 1 and k == n // m and list(out_shape[:-2]) == list(in_shape[:-1]) and plan[-2] == k:
+    # Leading unit dims may come first: onnxsim folds TorchScript's unflatten(-1, (3, E)).unsqueeze(0)
+    # into one Reshape [L, N, 3E] -> [1, L, N, 3, E].
+    lead = r_out - r_in - 1
+    if (lead >= 0 and k == n // m and plan[-2] == k and all(d == 1 for d in out_shape[:lead])
+            and all(e == 1 for e in plan[:lead]) and list(out_shape[lead:-2]) == list(in_shape[:-1])):
         if not _indexed_later(ctx.graph, node.output[0], r_out - 2):
             # [B, L, heads, head_dim] (Hugging Face's view before transpose(1, 2)): a head per channel.
             blocks = tc.atoms.reshape(k, m)
@@ -472,7 +481,13 @@ def _resolve_target(target: list, in_shape) -> tuple | None:
         static_out = prod(d for d in out if isinstance(d, int) and d != -1)
         sym_in = sorted(d for d in in_shape if isinstance(d, str))
         sym_out = sorted(d for d in out if isinstance(d, str))
-        if sym_in != sym_out or static_out == 0 or static_in % static_out:
+        if static_out == 0 or static_in % static_out:
+            return None
+        if sym_in != sym_out:
+            # -1 takes the one symbol the target does not name, at a static factor of 1
+            if len(sym_in) == len(sym_out) + 1 and static_in == static_out and all(d in sym_in for d in sym_out):
+                out[out.index(-1)] = next(d for d in sym_in if d not in sym_out)
+                return tuple(out)
             return None
         out[out.index(-1)] = static_in // static_out
     return tuple(out)
