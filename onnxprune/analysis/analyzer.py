@@ -238,13 +238,7 @@ class Analyzer:
         exactly these channels (Shape of a tensor carrying `atoms` on that dim)? Then it holds the
         kept count after the rewrite by itself: no fixup, and that Shape read is allowed."""
         origin = self.graph.partial_origin(node.input[index], entry)
-        if origin is None:
-            return False
-        tc = self.tensors.get(origin[0])
-        if tc is None or tc.axis != origin[1] or not self._same_channels(tc.atoms, atoms):
-            return False
-        self.self_counted.add((id(node), index, entry))
-        return True
+        return origin is not None and self._counted_by(origin, node, index, entry, atoms)
 
     def counts_share(self, node: onnx.NodeProto, index: int, entry: int, atoms: np.ndarray, parts: int) -> bool:
         """Does entry `entry` of input `index` of `node` read, at run time, the count of these
@@ -277,14 +271,18 @@ class Analyzer:
             if divisor is None or divisor.size != 1 or int(divisor.reshape(-1)[0]) != parts:
                 return False
             origin = self.graph.partial_origin(p.input[0], at)
-            if origin is None:
-                return False
-            tc = self.tensors.get(origin[0])
-            if tc is None or tc.axis != origin[1] or not self._same_channels(tc.atoms, atoms):
-                return False
-            self.self_counted.add((id(node), index, entry))
-            return True
+            return origin is not None and self._counted_by(origin, node, index, entry, atoms)
         return False
+
+    def _counted_by(self, origin: tuple[str, int], node: onnx.NodeProto, index: int, entry: int,
+                    atoms: np.ndarray) -> bool:
+        """Does dim origin[1] of tensor origin[0] carry these channels? Then entry `entry` of input
+        `index` of `node`, read from it at run time, is self-counted (that Shape read is allowed)."""
+        tc = self.tensors.get(origin[0])
+        if tc is None or tc.axis != origin[1] or not self._same_channels(tc.atoms, atoms):
+            return False
+        self.self_counted.add((id(node), index, entry))
+        return True
 
     def _same_channels(self, a: np.ndarray, b: np.ndarray) -> bool:
         """The same positions up to order and unification (a channel shuffle's input and output):
