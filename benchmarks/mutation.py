@@ -285,6 +285,8 @@ CURATED = [
     Mutant("minus-one-symbol-unresolved", "a constant target's -1 that takes the dynamic dim left unresolved",
            "onnxprune/analysis/rules/reshape.py",
            "            if len(sym_in) == len(sym_out) + 1 and static_in == static_out", "            if False"),
+    Mutant("regroup-positions-repeated", "positions regrouped into the channel axis read channel by channel (repeat, not tile)",
+           "onnxprune/analysis/rules/reshape.py", "    atoms = np.tile(tc.atoms, q)\n", "    atoms = np.repeat(tc.atoms, q)\n"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 import onnxprune
 from tests.helpers.cli import invoke
@@ -62,3 +63,40 @@ def test_prune_with_calibration_data_runs_at_another_batch(tmp_path):
     r = invoke(FIX / f"{NAME}.onnx", tmp_path / "out.onnx", "--target-flops", "0.6", "--calib", str(data))
     assert r.exit_code == 0, r.output
     assert "batch 2 (input:2x3x32x32) passed" in r.output
+
+
+@pytest.mark.parametrize("computed", [False, True])
+def test_positions_regrouped_into_the_channel_axis(computed):
+    """[N, L, C] -> [N, L/q, q*C] (Magika's first Dense, [N, 2048, 64] -> [N, 512, 256]): position
+    i*C + j of the new last axis is channel j; the target (a constant, or jax2tf's Concat of the batch
+    read from Shape and constants) gets q times the kept count."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from onnxprune import PruneConfig
+    from onnxprune.api import resolve_input_shapes
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((16, 3)).astype(np.float32), "w2")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Relu", ["h0"], ["h"])]
+    if computed:
+        inits += [numpy_helper.from_array(np.array([2, 16], np.int64), "rest"),
+                  numpy_helper.from_array(np.array([0], np.int64), "z"), numpy_helper.from_array(np.array([1], np.int64), "o")]
+        nodes += [helper.make_node("Shape", ["h"], ["shp"]), helper.make_node("Slice", ["shp", "z", "o"], ["n"]),
+                  helper.make_node("Concat", ["n", "rest"], ["target"], axis=0)]
+    else:
+        inits.append(numpy_helper.from_array(np.array([-1, 2, 16], np.int64), "target"))
+    nodes += [helper.make_node("Reshape", ["h", "target"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "regroup", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    analysis = onnxprune.analyze(copy(model))
+    assert [g.size for g in analysis.prunable_groups()] == [4]
+    shapes = resolve_input_shapes(model, PruneConfig())
+    for seed in range(3):
+        x = {"x": np.random.default_rng(seed).standard_normal((2, 8, 6)).astype(np.float32)}
+        assert check_oracle(model, seed=seed, shapes=shapes, inputs=x)["removed"] > 0
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    (y,) = run(result.model, {"x": np.random.default_rng(1).standard_normal((3, 8, 6)).astype(np.float32)})
+    assert y.shape == (3, 2, 3)

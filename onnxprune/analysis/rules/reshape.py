@@ -153,6 +153,8 @@ def reshape(node, ctx):
     c = tc.axis
     if len(out_shape) == len(in_shape) + 1 and _split_groups(node, ctx, tc, in_shape, out_shape, target):
         return  # a channel shuffle's split: the dims after it stay as they are, static or not
+    if _regroup_positions(node, ctx, tc, in_shape, out_shape, target):
+        return
     if not all(isinstance(d, int) for d in in_shape[c:]):
         ctx.block(tc.atoms, f"{ctx.label}: dims after the channel axis are not static")
         return
@@ -194,6 +196,37 @@ def reshape(node, ctx):
                     return
     if not _split_heads(node, ctx, tc, in_shape, out_shape):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+def _regroup_positions(node, ctx, tc, in_shape, out_shape, target) -> bool:
+    """[.., L, C] -> [.., L/q, q*C], channels last (Magika's first Dense, [N, 2048, 64] -> [N, 512, 256]):
+    q consecutive positions of L join the channel axis, so position i*C + j of the new axis is channel
+    j. L must be static in the model; the target, a constant, gets q times the kept count."""
+    r, n = len(in_shape), len(tc.atoms)
+    if tc.axis != r - 1 or r < 2 or len(out_shape) != r or list(out_shape[:-2]) != list(in_shape[:-2]):
+        return False
+    length, rows, width = in_shape[-2], out_shape[-2], out_shape[-1]
+    declared = ctx.graph.declared().shape(node.input[0])
+    if (not all(isinstance(d, int) for d in (length, rows, width)) or width % n or width == n
+            or rows * (width // n) != length or (declared is not None and not isinstance(declared[-2], int))):
+        return False
+    q = width // n
+    atoms = np.tile(tc.atoms, q)
+    if target is not None and ctx.is_const(node.input[1]):
+        t = target.reshape(-1)
+        if len(t) != r or int(t[-1]) != width or int(t[-2]) not in (rows, -1):
+            return False
+
+        def retarget(rw, node=node, atoms=atoms):
+            new = rw.graph.value(node.input[1]).copy()
+            new.reshape(-1)[-1] = len(rw.kept(atoms))
+            rw.set_const_input(node, 1, new)
+
+        ctx.fixup(retarget)
+    elif not _piece_fixup(ctx, node, r - 1, atoms):  # Concat(Shape(x)[0:1], [L/q], [q*C]) (jax2tf, tf2onnx)
+        return False
+    ctx.set(node.output[0], TensorChannels(r - 1, atoms, np.tile(tc.values, q)))
+    return True
 
 
 def _tile_into(ctx, node, tc, o, target) -> bool:
