@@ -170,7 +170,7 @@ def render(args) -> str:
               "ab327f8's successors (`cannot keep only 70% of the FLOPs`), read 82.8 / 82.8 / 75.0% at 0.9 / 0.7 / 0.5 "
               "with the LayerNorm rules alone (2dfb993) and the figures below with the MatMul repair, which was "
               "added looking at it; ppocrv5_rec stopped with an internal error (RecursionError) before 2dfb993 "
-              "(docs/UNSEEN.md). "
+              "(docs/UNSEEN.md); magika_v3's default rows at 0d98399 (its first Dense prunable too) read the same. "
               "orinet_orientation's and isbn_yolo26n's held-out photo crops include `skimage.data.cat()`, the same "
               "array as the calibration photo `chelsea()` (their inputs were kept as they were for comparison "
               "with docs/ACCURACY.md); the models added later draw from photo lists without overlap.", ""]
