@@ -61,6 +61,7 @@ SUBSETS = {
     "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
     "onnxprune/runtime/sessions.py": ["tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/runtime/dataset.py": ["tests/runtime/test_data.py"],
+    "onnxprune/runtime/images.py": ["tests/runtime/test_images.py"],
     "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
     "onnxprune/runtime/compare.py": ["tests/runtime/test_metric_choice_cli.py", "tests/runtime/test_metrics.py",
                                      "tests/runtime/test_compare.py"],
@@ -287,6 +288,9 @@ CURATED = [
            "            if len(sym_in) == len(sym_out) + 1 and static_in == static_out", "            if False"),
     Mutant("regroup-positions-repeated", "positions regrouped into the channel axis read channel by channel (repeat, not tile)",
            "onnxprune/analysis/rules/reshape.py", "    atoms = np.tile(tc.atoms, q)\n", "    atoms = np.repeat(tc.atoms, q)\n"),
+    Mutant("uint8-images-scaled", "a uint8 image input fed pixels scaled as for a float one",
+           "onnxprune/runtime/images.py", "    if p.spec.dtype == np.uint8:\n        x = pixels.transpose",
+           "    if False:\n        x = pixels.transpose"),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

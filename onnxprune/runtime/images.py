@@ -220,9 +220,14 @@ def plan(specs: list[InputSpec], pre: Preprocess, where: str) -> _Plan:
         raise DataError(f"{where}: a folder of images feeds a model with one input; this model has "
                         f"{len(specs)} ([{names}]); use an .npz or a .py loader")
     spec = specs[0]
-    if not np.issubdtype(spec.dtype, np.floating):
+    if spec.dtype == np.uint8:
+        # Raw pixels (TF exports that decode images themselves): fed as they are, 0..255.
+        if pre.mean != (0.0,) or pre.std != (1.0,):
+            raise DataError(f"{where}: input '{spec.name}' is {spec.describe()}: it takes the pixels as they are "
+                            "(0..255); drop mean= and std= (the model normalizes them itself)")
+    elif not np.issubdtype(spec.dtype, np.floating):
         raise DataError(f"{where}: input '{spec.name}' is {spec.describe()}; a folder of images feeds one float "
-                        "input ([N,C,H,W] or [N,H,W,C]); use an .npz or a .py loader")
+                        "or uint8 input ([N,C,H,W] or [N,H,W,C]); use an .npz or a .py loader")
     shape = spec.shape if spec.shape is not None else (None,) * 4
     if len(shape) != 4:
         raise DataError(f"{where}: input '{spec.name}' is {spec.describe()} (rank {len(shape)}); a folder of images "
@@ -315,7 +320,11 @@ def load_folder(folder: Path, specs: list[InputSpec], preprocess=None) -> Datase
 
 
 def normalize(pixels: np.ndarray, p: _Plan) -> np.ndarray:
-    """uint8 [n, H, W, C] -> the model's dtype and layout: (pixel / scale - mean) / std in float32."""
+    """uint8 [n, H, W, C] -> the model's dtype and layout: (pixel / scale - mean) / std in float32, or
+    the pixels as they are for a uint8 input."""
+    if p.spec.dtype == np.uint8:
+        x = pixels.transpose(0, 3, 1, 2) if p.pre.layout == "nchw" else pixels
+        return np.ascontiguousarray(x)
     x = pixels.astype(np.float32) / np.float32(p.pre.scale)
     x = (x - p.mean) / p.std
     if p.pre.layout == "nchw":

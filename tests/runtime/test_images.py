@@ -317,8 +317,23 @@ def test_model_with_two_inputs_or_integer_input(rgb):
     folder, _ = rgb
     with pytest.raises(DataError, match=r"one input; this model has 2 \(\[a, b\]\)"):
         load_data(folder, specs_of(["N", 3, 16, 16], inputs=("a", "b")))
-    with pytest.raises(DataError, match=r"input 'image' is uint8\[N,3,16,16\]; a folder of images feeds one float"):
-        load_data(folder, specs_of(["N", 3, 16, 16], dtype=TensorProto.UINT8))
+    with pytest.raises(DataError, match=r"input 'image' is int32\[N,3,16,16\]; a folder of images feeds one float "
+                                        r"or uint8"):
+        load_data(folder, specs_of(["N", 3, 16, 16], dtype=TensorProto.INT32))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_a_uint8_input_takes_the_pixels_as_they_are(rgb, layout):
+    """TF exports that decode images themselves take uint8 pixels: the folder feeds them as they
+    are (0..255, in the model's layout); mean or std for such an input is one clear error."""
+    folder, arrays = rgb
+    shape = ["N", 3, H, W] if layout == "nchw" else ["N", H, W, 3]
+    feeds, _, _ = collect(load_data(folder, specs_of(shape, dtype=TensorProto.UINT8), preprocess=f"layout={layout}"))
+    want = np.stack(arrays)
+    assert feeds.dtype == np.uint8
+    np.testing.assert_array_equal(feeds, want.transpose(0, 3, 1, 2) if layout == "nchw" else want)
+    with pytest.raises(DataError, match=r"takes the pixels as they are \(0\.\.255\); drop mean= and std="):
+        load_data(folder, specs_of(shape, dtype=TensorProto.UINT8), preprocess=f"layout={layout},mean=0.5")
 
 
 def test_size_mismatch_found_per_image_names_the_file(rgb):
