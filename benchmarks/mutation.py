@@ -61,6 +61,7 @@ SUBSETS = {
     "onnxprune/runtime/diagnose.py": ["tests/runtime/test_diagnose.py"],
     "onnxprune/runtime/sessions.py": ["tests/robustness/test_exporter_fixtures.py"],
     "onnxprune/runtime/dataset.py": ["tests/runtime/test_data.py"],
+    "onnxprune/runtime/data.py": ["tests/runtime/test_data.py"],
     "onnxprune/runtime/images.py": ["tests/runtime/test_images.py"],
     "onnxprune/runtime/metrics.py": ["tests/runtime/test_metrics.py", "tests/runtime/test_metric_choice_cli.py"],
     "onnxprune/runtime/compare.py": ["tests/runtime/test_metric_choice_cli.py", "tests/runtime/test_metrics.py",
@@ -291,6 +292,8 @@ CURATED = [
     Mutant("uint8-images-scaled", "a uint8 image input fed pixels scaled as for a float one",
            "onnxprune/runtime/images.py", "    if p.spec.dtype == np.uint8:\n        x = pixels.transpose",
            "    if False:\n        x = pixels.transpose"),
+    Mutant("npy-refused", "an .npy for a one-input model refused as an unknown format",
+           "onnxprune/runtime/data.py", '    if p.suffix == ".npy":  # one array', '    if False:  # one array'),
     # DepthToSpace / SpaceToDepth
     Mutant("depth-to-space-mode-ignored", "DepthToSpace's CRD read as DCR",
            "onnxprune/analysis/rules/pooling.py",

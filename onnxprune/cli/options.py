@@ -98,8 +98,9 @@ ratios = _option(TARGET, "--ratios", default="0.25,0.5,0.75", show_default=True,
 
 # -- data -------------------------------------------------------------------------------------------
 calib = _option(DATA, "--calib", type=click.Path(path_type=Path),
-                help="Calibration data: an .npz keyed by input name (optional 'labels'), a .py file defining "
-                     "load_data(), or a folder of images. Its first sample gives the input shapes.")
+                help="Calibration data: an .npz keyed by input name (optional 'labels'), an .npy for a model "
+                     "with one input, a .py file defining load_data(), or a folder of images. Its first sample "
+                     "gives the input shapes.")
 preprocess = _option(DATA, "--preprocess", metavar="SPEC", help=PREPROCESS_HELP)
 shape = _option(DATA, "--shape", "--input-shapes", "shapes", multiple=True, metavar="NAME:DIMS", help=SHAPE_HELP)
 seed = _option(DATA, "--seed", type=int, default=0, show_default=True, help="Seed of the random inputs.")

@@ -103,8 +103,20 @@ def load_data(path, specs: list[InputSpec], preprocess=None) -> Dataset:
         return dataset
     if p.suffix == ".py":
         return Dataset(_loader_chunks(p), specs, str(p), per_item=True)
-    raise DataError(f"{p}: unknown data format '{p.suffix}'; expected an .npz file, a .py file defining load_data() "
-                    "or a folder of images")
+    if p.suffix == ".npy":  # one array: the samples of a model's one input
+        if len(specs) != 1:
+            raise DataError(f"{p}: an .npy holds one array, and this model has {len(specs)} inputs "
+                            f"({', '.join(s.name for s in specs)}); use an .npz keyed by input name")
+        try:
+            array = np.load(p, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise DataError(f"{p}: not a readable .npy file ({exc})") from None
+        arrays = {specs[0].name: array}
+        dataset = Dataset(lambda: [arrays], specs, str(p))
+        dataset._validate(arrays, 0)
+        return dataset
+    raise DataError(f"{p}: unknown data format '{p.suffix}'; expected an .npz file (or an .npy for a model with one "
+                    "input), a .py file defining load_data() or a folder of images")
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -143,7 +143,11 @@ class Dataset:
         extra = [n for n in given if n not in expected]
         if missing or extra:
             detail = "; ".join(filter(None, [missing and f"missing {_names(missing)}", extra and f"unexpected {_names(extra)}"]))
-            raise DataError(f"{where}: data has inputs {_names(given)} but the model expects {_names(expected)} ({detail})")
+            hint = ""
+            if len(expected) == 1 and len(given) == 1:  # np.savez(path, a) names its array arr_0
+                hint = f"; name the array after the input: np.savez(path, **{{{expected[0]!r}: array}})"
+            raise DataError(f"{where}: data has inputs {_names(given)} but the model expects {_names(expected)} "
+                            f"({detail}){hint}")
         whole = not self.batched
         stacked = whole and all(s.shape is not None and chunk[s.name].ndim == len(s.shape) + 1 for s in self.specs)
         counts = {}

@@ -156,7 +156,8 @@ def test_wrong_input_names_say_expected_and_given(tmp_path, images):
     with pytest.raises(DataError) as info:
         load_data(_npz(tmp_path, image=images), [SPEC])
     assert str(info.value).endswith("data has inputs [image] but the model expects [input] "
-                                    "(missing [input]; unexpected [image])")
+                                    "(missing [input]; unexpected [image]); name the array after the input: "
+                                    "np.savez(path, **{'input': array})")
 
 
 @pytest.mark.parametrize("array, message", [
@@ -216,3 +217,29 @@ def test_missing_empty_and_unknown_files(tmp_path):
     (tmp_path / "bad.npz").write_text("not a zip")
     with pytest.raises(DataError, match="not a readable .npz"):
         load_data(tmp_path / "bad.npz", [SPEC])
+
+
+def test_an_npy_feeds_a_model_with_one_input(tmp_path):
+    """A new user's `np.save('calib.npy', x)` for a one-input model: its samples. With two inputs, or an
+    .npz whose one array is named otherwise, one line says what to give."""
+    from onnx import TensorProto, helper
+
+    from onnxprune.runtime import input_specs, load_data
+    vi = helper.make_tensor_value_info
+
+    def model(names):
+        nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n in names]
+        graph = helper.make_graph(nodes, "g", [vi(n, TensorProto.FLOAT, ["N", 4]) for n in names],
+                                  [vi(f"{n}_out", TensorProto.FLOAT, None) for n in names])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    x = np.arange(24, dtype=np.float32).reshape(6, 4)
+    np.save(tmp_path / "x.npy", x)
+    dataset = load_data(tmp_path / "x.npy", input_specs(model(["features"])))
+    got = np.concatenate([item.feeds["features"] for item in dataset.batches(4)])
+    np.testing.assert_array_equal(got, x)
+    with pytest.raises(DataError, match=r"an \.npy holds one array, and this model has 2 inputs \(a, b\)"):
+        load_data(tmp_path / "x.npy", input_specs(model(["a", "b"])))
+    np.savez(tmp_path / "unnamed.npz", x)
+    with pytest.raises(DataError, match=r"name the array after the input: np\.savez\(path, \*\*\{'features': array\}\)"):
+        load_data(tmp_path / "unnamed.npz", input_specs(model(["features"])))
