@@ -35,6 +35,13 @@ def parse_methods(text: str | tuple | None) -> tuple[str, ...]:
     return tuple(m for m in REPAIR_METHODS if m in items)
 
 
+
+def percent_hint(value: float) -> str:
+    """': 70% is 0.7' for a share that looks given as a percentage (5 <= value <= 100), else nothing."""
+    if 5.0 <= value <= 100.0:
+        return f": {value:g}% is {value / 100:g}"
+    return ""
+
 @dataclass(frozen=True)
 class ImageFolder:
     """A folder of images plus its preprocessing (runtime/images.py), usable wherever a data path is
@@ -65,14 +72,14 @@ class TargetOptions:
 
     def validate(self) -> None:
         if self.ratio is not None and not (0.0 <= self.ratio < 1.0):
-            raise ConfigError(f"ratio must be in [0, 1), got {self.ratio}")
+            raise ConfigError(f"ratio must be in [0, 1), got {self.ratio}{percent_hint(self.ratio)}")
         for name in ("target_flops", "target_params"):
             v = getattr(self, name)
             if v is not None and not (0.0 < v <= 1.0):
-                raise ConfigError(f"{name} must be in (0, 1] (the share to keep), got {v}")
+                raise ConfigError(f"{name} must be in (0, 1] (the share to keep), got {v}{percent_hint(v)}")
         if self.target_latency is not None and not (0.0 < self.target_latency <= 1.0):
             raise ConfigError(f"target_latency must be in (0, 1] (the share of the measured latency to keep), "
-                              f"got {self.target_latency}")
+                              f"got {self.target_latency}{percent_hint(self.target_latency)}")
         if sum(x is not None for x in (self.ratio, self.target_flops, self.target_params, self.target_latency)) > 1:
             raise ConfigError("give only one of ratio, target_flops, target_params, target_latency")
         if not (0.0 < self.max_group_ratio < 1.0):
@@ -103,7 +110,8 @@ class FidelityOptions:
         for name in ("min_cosine", "min_agreement"):
             v = getattr(self, name)
             if v is not None and not (-1.0 <= v <= 1.0 if name == "min_cosine" else 0.0 <= v <= 1.0):
-                raise ConfigError(f"{name} must be in [{'-1' if name == 'min_cosine' else '0'}, 1], got {v}")
+                raise ConfigError(f"{name} must be in [{'-1' if name == 'min_cosine' else '0'}, 1], got {v}"
+                                  f"{percent_hint(v)}")
         if not (0.0 < self.holdout < 1.0):
             raise ConfigError(f"holdout must be in (0, 1), got {self.holdout}")
         if self.metric not in METRICS:

@@ -44,3 +44,13 @@ def test_one_calib_help_for_every_command():
         text = " ".join(invoke(command, "--help").stdout.split())
         helps.add(re.search(r"--calib PATH (.+?\.) ", text).group(1))
     assert len(helps) == 1
+
+
+@pytest.mark.parametrize("option, value, hint", [("--target-flops", "70", "70% is 0.7"), ("--ratio", "50", "50% is 0.5"),
+                                                 ("--target-flops", "1.5", None)])
+def test_a_share_given_as_a_percentage_gets_the_fraction(option, value, hint, tmp_path):
+    from tests.helpers.cli import assert_one_line_error
+    digits = Path(__file__).resolve().parents[2] / "models" / "digits_cnn.onnx"
+    r = invoke(str(digits), str(tmp_path / "o.onnx"), option, value)
+    assert_one_line_error(r)
+    assert (hint in r.stderr) if hint else ("% is" not in r.stderr)
