@@ -65,6 +65,26 @@ def test_prune_with_calibration_data_runs_at_another_batch(tmp_path):
     assert "batch 2 (input:2x3x32x32) passed" in r.output
 
 
+def test_positions_regrouped_into_the_channel_axis_without_a_batch_axis():
+    """[L, C] -> [L/q, q*C], rank 2 (a model without a batch axis): the same regrouping."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((6, 4)).astype(np.float32), "w1"),
+             numpy_helper.from_array(rng.standard_normal((16, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(np.array([2, 16], np.int64), "target")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h0"]), helper.make_node("Relu", ["h0"], ["h"]),
+             helper.make_node("Reshape", ["h", "target"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["y"])]
+    graph = helper.make_graph(nodes, "regroup2", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    assert [g.size for g in onnxprune.analyze(copy(model)).prunable_groups()] == [4]
+    for seed in range(3):
+        x = {"x": np.random.default_rng(seed).standard_normal((8, 6)).astype(np.float32)}
+        assert check_oracle(model, seed=seed, inputs=x)["removed"] > 0
+
+
 @pytest.mark.parametrize("computed", [False, True])
 def test_positions_regrouped_into_the_channel_axis(computed):
     """[N, L, C] -> [N, L/q, q*C] (Magika's first Dense, [N, 2048, 64] -> [N, 512, 256]): position
