@@ -789,21 +789,28 @@ def _lrn(m, x, a, n):
 _ACT = {"Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Relu": torch.relu}
 
 
+def _recurrent_inputs(op_type: str, x, a, default_acts: list[str]):
+    """X, W, R, B, initial_h and the activations of an LSTM / GRU, refusing what is not modelled
+    (sequence_lens shorter than the sequence, activations without a torch form)."""
+    X, W, R = x[0], x[1], x[2]
+    B = x[3] if len(x) > 3 and x[3] is not None else None
+    if len(x) > 4 and x[4] is not None and not bool((x[4] == X.shape[0]).all()):
+        _unsupported(f"op {op_type} with sequence_lens shorter than the sequence is not supported")
+    h0 = x[5] if len(x) > 5 and x[5] is not None else None
+    acts = a.get("activations", default_acts)
+    if any(act not in _ACT for act in acts):
+        _unsupported(f"op {op_type} with activations {acts} is not supported")
+    return X, W, R, B, h0, acts
+
+
 @op("LSTM")
 def _lstm(m, x, a, n):
     if a.get("layout", 0) or a.get("input_forget", 0) or "clip" in a:
         _unsupported("op LSTM with layout, input_forget or clip is not supported")
-    X, W, R = x[0], x[1], x[2]
-    B = x[3] if len(x) > 3 and x[3] is not None else None
-    if len(x) > 4 and x[4] is not None and not bool((x[4] == X.shape[0]).all()):
-        _unsupported("op LSTM with sequence_lens shorter than the sequence is not supported")
-    h0 = x[5] if len(x) > 5 and x[5] is not None else None
+    X, W, R, B, h0, acts = _recurrent_inputs("LSTM", x, a, ["Sigmoid", "Tanh", "Tanh"])
     c0 = x[6] if len(x) > 6 and x[6] is not None else None
     if len(x) > 7 and x[7] is not None:
         _unsupported("op LSTM with peepholes is not supported")
-    acts = a.get("activations", ["Sigmoid", "Tanh", "Tanh"])
-    if any(act not in _ACT for act in acts):
-        _unsupported(f"op LSTM with activations {acts} is not supported")
     directions = W.shape[0]
     hidden = R.shape[-1]
     T, N = X.shape[0], X.shape[1]
@@ -834,14 +841,7 @@ def _gru(m, x, a, n):
     """ONNX GRU, gates z, r, h; `linear_before_reset` 1 (PyTorch's exports) applies r after R_h."""
     if a.get("layout", 0) or "clip" in a:
         _unsupported("op GRU with layout or clip is not supported")
-    X, W, R = x[0], x[1], x[2]
-    B = x[3] if len(x) > 3 and x[3] is not None else None
-    if len(x) > 4 and x[4] is not None and not bool((x[4] == X.shape[0]).all()):
-        _unsupported("op GRU with sequence_lens shorter than the sequence is not supported")
-    h0 = x[5] if len(x) > 5 and x[5] is not None else None
-    acts = a.get("activations", ["Sigmoid", "Tanh"])
-    if any(act not in _ACT for act in acts):
-        _unsupported(f"op GRU with activations {acts} is not supported")
+    X, W, R, B, h0, acts = _recurrent_inputs("GRU", x, a, ["Sigmoid", "Tanh"])
     before_reset = bool(a.get("linear_before_reset", 0))
     directions, hidden = W.shape[0], R.shape[-1]
     T, N = X.shape[0], X.shape[1]
