@@ -34,6 +34,8 @@ TORCH_FIXTURES = {
     "torch_vit_packed_tiny.onnx": ((3, 32, 32), (10,), False),
     "torch_resnet_tiny_dynamo.onnx": ((3, 32, 32), (10,), False),
     "torch_mobilenet_tiny_dynamo.onnx": ((3, 32, 32), (10,), False),
+    "torch_groupnorm_tiny.onnx": ((3, 32, 32), (10,), False),
+    "torch_groupnorm_tiny_dynamo.onnx": ((3, 32, 32), (10,), False),
 }
 
 

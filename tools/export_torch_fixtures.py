@@ -577,6 +577,32 @@ class ASPPTiny(nn.Module):
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class GroupNormTiny(nn.Module):
+    """GroupNorm in its three shapes: 4 groups after the stem and the head (FCOS / diffusion heads),
+    one group before a residual MLP (PoolFormer's GroupNorm(1, C)), one channel a group after a
+    depthwise conv (wav2vec2's feature extractor)."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.stem, self.gn0 = nn.Conv2d(3, 16, 3, 2, 1), nn.GroupNorm(4, 16)
+        self.norm, self.mix, self.back = nn.GroupNorm(1, 16), nn.Conv2d(16, 32, 1), nn.Conv2d(32, 16, 1)
+        self.dw, self.gn2 = nn.Conv2d(16, 16, 3, 1, 1, groups=16), nn.GroupNorm(16, 16)
+        self.head, self.gn3 = nn.Conv2d(16, 24, 1), nn.GroupNorm(4, 24)
+        self.fc = nn.Linear(24, classes)
+        with torch.no_grad():
+            for m in self.modules():
+                if isinstance(m, nn.GroupNorm):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0, 0.2)
+
+    def forward(self, x):
+        x = F.relu(self.gn0(self.stem(x)))
+        x = x + self.back(F.gelu(self.mix(self.norm(x))))
+        x = F.relu(self.gn2(self.dw(x)))
+        x = F.relu(self.gn3(self.head(x)))
+        return self.fc(x.mean((2, 3)))
+
+
 # --------------------------------------------------------------------------- export
 # name -> (model factory, input shape (batch excluded), exporter, what, extra export kwargs)
 FIXTURES = {
@@ -654,6 +680,20 @@ FIXTURES = {
         "torchscript",
         "DeepLabV3-style ASPP (dilated convs, image pool resized by F.interpolate(size=x.shape[-2:])), H and W dynamic",
         {"dynamic_hw": True, "seed": 102},
+    ),
+    "torch_groupnorm_tiny": (
+        GroupNormTiny,
+        (3, 32, 32),
+        "torchscript",
+        "GroupNorm of 4 groups, 1 group and 1 channel a group (Reshape -> InstanceNormalization -> Reshape), H and W dynamic",
+        {"dynamic_hw": True, "seed": 103},
+    ),
+    "torch_groupnorm_tiny_dynamo": (
+        GroupNormTiny,
+        (3, 32, 32),
+        "dynamo",
+        "the same model through the dynamo exporter at opset 21 (GroupNormalization, scale and bias per channel)",
+        {"seed": 103, "opset": 21},
     ),
     "torch_mlp_tiny": (MLPTiny, (1, 8, 8), "torchscript", "MLP (Flatten + 3 Linear with ReLU)", {}),
     "torch_vit_tiny": (
@@ -758,7 +798,7 @@ def export(name: str, out_dir: Path) -> dict:
             dynamo=True,
             # torch 2.13's dynamo exporter implements opset >= 18 only; asking for 17 makes it
             # try a down-conversion that fails (ReduceMean axes) and keep 18 anyway.
-            opset_version=DYNAMO_OPSET,
+            opset_version=extra.get("opset", DYNAMO_OPSET),
             input_names=["input"],
             output_names=["output"],
             dynamic_shapes=({0: batch},),

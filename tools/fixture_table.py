@@ -49,6 +49,8 @@ TORCH = {
     "torch_vit_packed_tiny": "ViT with timm's / Swin's attention (qkv as [B, N, 3, heads, hd], per-head logit bias)",
     "torch_resnet_tiny_dynamo": "ResNet, BN folded by onnxscript",
     "torch_mobilenet_tiny_dynamo": "MobileNetV2 (ReduceMean + Reshape head)",
+    "torch_groupnorm_tiny": "GroupNorm of 4, 1 and 1-channel groups (Reshape -> InstanceNormalization -> Reshape), H and W dynamic",
+    "torch_groupnorm_tiny_dynamo": "GroupNorm as GroupNormalization (opset 21, scale and bias per channel)",
 }
 
 TRANSFORMERS = {  # tools/export_transformer_fixtures.py

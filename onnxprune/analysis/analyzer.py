@@ -48,6 +48,11 @@ class Analyzer:
         # ReduceSum over the channels scaled by their count (a mean written out): (scaling node, its
         # constant input, the atoms, "mul" for 1/C or "div" for C); the count follows the kept channels
         self.mean_scales: list[tuple[onnx.NodeProto, int, np.ndarray, str]] = []
+        # GroupNorm, by the output of the node whose input the lossy oracle gathers (a
+        # GroupNormalization, or the first Reshape of torch's Reshape -> InstanceNormalization ->
+        # Reshape form): (the node whose output it spreads back, the InstanceNormalization or None,
+        # the group count)
+        self.group_norms: dict[str, tuple[onnx.NodeProto, onnx.NodeProto | None, int]] = {}
         self.fixups: list[Fixup] = []
         self.frozen: set[tuple[int, int]] = set()   # (id(node), input index) a fixup turns into a constant
         # (id(node), input index, entry): a shape entry read from a tensor's channel count at run
@@ -451,6 +456,7 @@ class Analysis:
         self.fixups = az.fixups
         self.statistics = az.statistics  # what the lossy oracle recomputes over the kept channels
         self.mean_scales = az.mean_scales
+        self.group_norms = az.group_norms
         n = len(az.uf.parent)
         self.roots = az.uf.roots() if n else np.zeros(0, dtype=np.int64)
         # Groups: channels joined through their sources.

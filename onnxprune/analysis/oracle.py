@@ -58,37 +58,79 @@ def lossy_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[int
         kept_name = _const(g, stored, np.asarray(kept, dtype=np.int64), f"{tag}_oracle_kept")
         nodes = [onnx.helper.make_node("Gather", [node.input[0], kept_name], [f"{tag}_oracle_in"], axis=axis)]
         node.input[0] = f"{tag}_oracle_in"
-        after = []
-        if node.op_type == "LayerNormalization":
+        after, last = [], node
+        gn = analysis.group_norms.get(original.output[0])
+        if gn is not None:
+            last = by_output[gn[0].output[0]]
+            nodes += _group_norm_reference(ref, g, stored, node, by_output, gn, atoms, kept, tag)
+            after = _spread(g, stored, last, atoms, kept, axis, tag)
+        elif node.op_type == "LayerNormalization":
             for i in (1, 2):
                 if len(node.input) > i and node.input[i]:
-                    value = numpy_helper.to_array(stored[node.input[i]]) if node.input[i] in stored else None
-                    if value is None:
-                        value = ModelGraph(ref, infer=False).const_value(node.input[i])
-                    node.input[i] = _const(g, stored, np.take(value, kept, axis=-1), f"{tag}_oracle_p{i}")
-            spread = np.full(len(atoms), len(kept), dtype=np.int64)  # removed positions read the zero column
-            spread[kept] = np.arange(len(kept))
-            out = node.output[0]
-            node.output[0] = f"{tag}_oracle_out"
-            first = _const(g, stored, np.array([0], dtype=np.int64), f"{tag}_oracle_0")
-            one = _const(g, stored, np.array([1], dtype=np.int64), f"{tag}_oracle_1")
-            ax = _const(g, stored, np.array([axis], dtype=np.int64), f"{tag}_oracle_axis")
-            zero = _const(g, stored, np.array(0, dtype=np.float32), f"{tag}_oracle_zero")
-            after = [
-                onnx.helper.make_node("Slice", [node.output[0], first, one, ax], [f"{tag}_oracle_col"]),
-                onnx.helper.make_node("Mul", [f"{tag}_oracle_col", zero], [f"{tag}_oracle_zeros"]),
-                onnx.helper.make_node("Concat", [node.output[0], f"{tag}_oracle_zeros"], [f"{tag}_oracle_padded"],
-                                      axis=axis),
-                onnx.helper.make_node("Gather", [f"{tag}_oracle_padded",
-                                                 _const(g, stored, spread, f"{tag}_oracle_spread")], [out], axis=axis),
-            ]
+                    node.input[i] = _const(g, stored, np.take(_value(ref, stored, node.input[i]), kept, axis=-1),
+                                           f"{tag}_oracle_p{i}")
+            after = _spread(g, stored, node, atoms, kept, axis, tag)
         at = list(g.node).index(node)
         for k, extra in enumerate(nodes):
             g.node.insert(at + k, extra)
-        at = list(g.node).index(node)
+        at = list(g.node).index(last)
         for k, extra in enumerate(after):
             g.node.insert(at + 1 + k, extra)
     return ref
+
+
+def _value(ref, stored, name) -> np.ndarray:
+    if name in stored:
+        return numpy_helper.to_array(stored[name])
+    return ModelGraph(ref, infer=False).const_value(name)
+
+
+def _spread(g, stored, node, atoms, kept, axis, tag) -> list:
+    """Nodes spreading `node`'s output, computed on the kept positions, back to every position (zero
+    where a channel went: nothing reads those any more), under its old name."""
+    spread = np.full(len(atoms), len(kept), dtype=np.int64)  # removed positions read the zero column
+    spread[kept] = np.arange(len(kept))
+    out = node.output[0]
+    node.output[0] = f"{tag}_oracle_out"
+    first = _const(g, stored, np.array([0], dtype=np.int64), f"{tag}_oracle_0")
+    one = _const(g, stored, np.array([1], dtype=np.int64), f"{tag}_oracle_1")
+    ax = _const(g, stored, np.array([axis], dtype=np.int64), f"{tag}_oracle_axis")
+    zero = _const(g, stored, np.array(0, dtype=np.float32), f"{tag}_oracle_zero")
+    return [
+        onnx.helper.make_node("Slice", [node.output[0], first, one, ax], [f"{tag}_oracle_col"]),
+        onnx.helper.make_node("Mul", [f"{tag}_oracle_col", zero], [f"{tag}_oracle_zeros"]),
+        onnx.helper.make_node("Concat", [node.output[0], f"{tag}_oracle_zeros"], [f"{tag}_oracle_padded"], axis=axis),
+        onnx.helper.make_node("Gather", [f"{tag}_oracle_padded", _const(g, stored, spread, f"{tag}_oracle_spread")],
+                              [out], axis=axis),
+    ]
+
+
+def _group_norm_reference(ref, g, stored, node, by_output, gn, atoms, kept, tag) -> list:
+    """GroupNorm over the kept channels (its input already gathered): as many groups as keep
+    channels, their scale and bias; torch's form restores the gathered input's shape. Returns the
+    nodes to insert before `node`."""
+    last, inorm, groups = gn
+    kept_groups = np.unique(np.asarray(kept, dtype=np.int64) // (len(atoms) // groups))
+    if inorm is None:  # GroupNormalization
+        for a in node.attribute:
+            if a.name == "num_groups":
+                a.i = len(kept_groups)
+        per_channel = groups == len(atoms) or ModelGraph(ref, infer=False).opset >= 21
+        for i in (1, 2):
+            index = kept if per_channel else kept_groups
+            node.input[i] = _const(g, stored, np.take(_value(ref, stored, node.input[i]), index, axis=0),
+                                   f"{tag}_oracle_p{i}")
+        return []
+    target = _value(ref, stored, node.input[1]).copy()
+    target.reshape(-1)[1] = len(kept_groups)
+    node.input[1] = _const(g, stored, target, f"{tag}_oracle_groups")
+    norm = by_output[inorm.output[0]]
+    for i in (1, 2):
+        norm.input[i] = _const(g, stored, np.take(_value(ref, stored, norm.input[i]), kept_groups, axis=0),
+                               f"{tag}_oracle_p{i}")
+    back = by_output[last.output[0]]
+    back.input[1] = f"{tag}_oracle_shape"
+    return [onnx.helper.make_node("Shape", [node.input[0]], [f"{tag}_oracle_shape"])]
 
 
 def _const(g: onnx.GraphProto, stored: dict, value: np.ndarray, name: str) -> str:

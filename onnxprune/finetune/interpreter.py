@@ -6,7 +6,7 @@ model needs a few dozen ops; each is a few lines here, and `check_against` prove
 computes what ONNX Runtime computes before a step is trained.
 
 The float weights of weight-bearing nodes (Conv, ConvTranspose, Gemm, MatMul, BatchNormalization's
-scale and bias, LayerNormalization, InstanceNormalization, PRelu, LSTM, GRU) are `nn.Parameter`s, named
+scale and bias, LayerNormalization, InstanceNormalization, GroupNormalization, PRelu, LSTM, GRU) are `nn.Parameter`s, named
 by the initializer (or Constant node output) that stores them, so trained values go back where
 they came from (writeback.py). Every other constant is a fixed tensor. BatchNormalization always
 uses its stored statistics (inference form): a few dozen calibration samples per batch would give
@@ -29,6 +29,7 @@ from ..errors import OnnxPruneError
 WEIGHT_INPUTS = {
     "Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (0, 1, 2), "MatMul": (0, 1),
     "BatchNormalization": (1, 2), "InstanceNormalization": (1, 2), "LayerNormalization": (1, 2),
+    "GroupNormalization": (1, 2),
     "PRelu": (1,), "LSTM": (1, 2, 3), "GRU": (1, 2, 3),
 }
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
@@ -654,9 +655,32 @@ def _batchnorm(m, x, a, n):
         + _channel_shape(data, bias)
 
 
+def _normalized(data, dims, eps):
+    """(data - mean) / sqrt(var + eps) over `dims` (written out: torch's instance_norm refuses one
+    spatial element, where ONNX Runtime gives 0)."""
+    mean = data.mean(dim=dims, keepdim=True)
+    var = (data - mean).pow(2).mean(dim=dims, keepdim=True)
+    return (data - mean) / torch.sqrt(var + eps)
+
+
 @op("InstanceNormalization")
 def _instancenorm(m, x, a, n):
-    return F.instance_norm(x[0], weight=x[1], bias=x[2], eps=a.get("epsilon", 1e-5))
+    data = x[0]
+    y = _normalized(data, tuple(range(2, data.dim())), a.get("epsilon", 1e-5))
+    return y * _channel_shape(data, x[1]) + _channel_shape(data, x[2])
+
+
+@op("GroupNormalization")
+def _groupnorm(m, x, a, n):
+    """Scale and bias per channel from opset 21, per group in opset 18."""
+    data, scale, bias = x[:3]
+    groups = a["num_groups"]
+    if scale.numel() != data.shape[1]:
+        per = data.shape[1] // groups
+        scale, bias = scale.repeat_interleave(per), bias.repeat_interleave(per)
+    grouped = data.reshape(data.shape[0], groups, -1)
+    y = _normalized(grouped, (2,), a.get("epsilon", 1e-5)).reshape(data.shape)
+    return y * _channel_shape(data, scale) + _channel_shape(data, bias)
 
 
 @op("LayerNormalization")

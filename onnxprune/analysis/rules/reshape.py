@@ -11,6 +11,7 @@ import numpy as np
 from ...graph import attr, set_attr
 from ..channels import MAX_POSITIONS, TensorChannels
 from . import register
+from .normalization import group_norm_pattern
 
 
 @register("Transpose")
@@ -151,6 +152,8 @@ def reshape(node, ctx):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape target computed at run time")
         return
     c = tc.axis
+    if group_norm_pattern(node, ctx, tc, in_shape, target):
+        return
     if len(out_shape) == len(in_shape) + 1 and _split_groups(node, ctx, tc, in_shape, out_shape, target):
         return  # a channel shuffle's split: the dims after it stay as they are, static or not
     if _regroup_positions(node, ctx, tc, in_shape, out_shape, target):
