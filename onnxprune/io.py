@@ -56,11 +56,43 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     if not model.opset_import:
         raise ModelLoadError(f"{p}: the model declares no opset; it is not a valid ONNX model")
     _load_external(model, p)
+    if checked is not None and "topologically sorted" in str(checked) and _sorted(model):
+        # ONNX Runtime runs nodes listed out of order (onnxconverter-common's float16 conversion
+        # with keep_io_types appends its input Casts last); the checker and shape inference read
+        # them in order. Sorted, the model is checked again as it is.
+        try:
+            onnx.checker.check_model(model)
+            checked = None
+        except Exception as exc:  # noqa: BLE001 (reported below like any checker failure)
+            checked = exc
     if checked is not None:
         first = str(checked).strip().splitlines()[0] if str(checked).strip() else type(checked).__name__
         raise ModelLoadError(f"{p}: the model fails the ONNX checker: {first}")
     check_tensors(model, str(p))
     return model
+
+
+def _sorted(model: onnx.ModelProto) -> bool:
+    """sort_graph, False where the nodes cannot be ordered (a cycle: the checker's line says so)."""
+    try:
+        return sort_graph(model)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def sort_graph(model: onnx.ModelProto) -> bool:
+    """Put the main graph's nodes in topological order where they are not; returns whether any moved."""
+    g = model.graph
+    known = {i.name for i in g.input} | {t.name for t in g.initializer} | {t.name for t in g.sparse_initializer} | {""}
+    for n in g.node:
+        if any(i not in known for i in n.input):
+            break
+        known.update(n.output)
+    else:
+        return False
+    from .passes.normalize import sort_nodes
+
+    return sort_nodes(model) > 0
 
 
 def check_tensors(model: onnx.ModelProto, where: str = "model") -> None:

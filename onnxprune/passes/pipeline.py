@@ -13,7 +13,7 @@ import onnx
 from ..config import PruneConfig
 from ..cost import count_flops, count_params
 from ..graph import ModelGraph
-from ..io import check_proto, load_model
+from ..io import check_proto, load_model, sort_graph
 from ..report import GroupSummary, PruneReport, PruneResult, nothing_removed_warning
 from ..shapes import ResolvedShapes
 from .analyze import Analyze
@@ -109,4 +109,5 @@ def loaded(model) -> onnx.ModelProto:
     if not isinstance(model, onnx.ModelProto):
         return load_model(model)
     check_proto(model)
+    sort_graph(model)  # nodes listed out of order (ONNX Runtime runs them) are put in order
     return model

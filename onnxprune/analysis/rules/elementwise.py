@@ -55,7 +55,15 @@ def _unary_values(node, ctx):
     if op == "Elu":
         a = attr(node, "alpha", 1.0)
         return lambda v: np.where(v >= 0, v, a * (np.exp(np.minimum(v, 0)) - 1))
+    if op in _ZERO_TO_ZERO:
+        return lambda v: np.where(v == 0, 0.0, np.nan)
     return None
+
+
+# Ops that map 0 to exactly 0 (other values left unknown): a channel a pruned filter zeroed stays
+# zero through them (Gelu as an op, opset 20: the dynamo exporter's ViT / ConvNeXt MLPs).
+_ZERO_TO_ZERO = frozenset(("Gelu", "Erf", "Softsign", "Mish", "Selu", "Celu", "Sin", "Tan", "Asin", "Atan", "Sinh",
+                           "Asinh", "Atanh", "Sign", "Floor", "Ceil", "Round", "Sqrt"))
 
 
 # A value this close (relative) to an integer may sit on either side of it at run time: the
