@@ -13,6 +13,10 @@ tf_keras_cnn_noopt             the same Keras model with tf2onnx's transpose opt
                                other optimizer but constant folding / identity removal) turned
                                off: Transpose(0,3,1,2) before and Transpose(0,2,3,1) after each
                                Conv, channels-last BN Mul/Add and bias Add, ReduceMean over H,W
+tf_keras_unet_crnn             real tf2onnx on Keras 3, H and W dynamic: UpSampling2D (Unsqueeze ->
+                               Tile -> Reshape), Conv2DTranspose (pads computed from the shapes),
+                               skip Concatenate, Bidirectional(LSTM), Dense on [B, T, C] (Tensordot:
+                               Reshape to [ReduceProd(B, T), ReduceProd(C)] -> MatMul -> Reshape)
 paddle_style_cnn               onnx.helper, as paddle2onnx (old releases) writes: every weight a
                                ``Constant`` node, no initializers; Conv-BN-Relu, residual, MatMul+Add
 paddle_se_cnn                  onnx.helper, as paddle2onnx writes MobileNetV3/PP-LCNet: Constant-node
@@ -300,6 +304,50 @@ def _tf2onnx(optimize: bool) -> onnx.ModelProto:
 
 def tf_keras_cnn() -> onnx.ModelProto:
     return _tf2onnx(optimize=True)
+
+
+def tf_keras_unet_crnn() -> onnx.ModelProto:
+    """Keras 3 layers a new user's U-Net and CRNN are made of, H and W dynamic: UpSampling2D
+    (Unsqueeze -> Tile -> Reshape per spatial axis), Conv2DTranspose (its output cropped and padded
+    by pads computed from the shapes: Split / Concat / Max), a skip Concatenate, then a text head:
+    Bidirectional(LSTM) over the width and a Dense on the [B, T, C] sequence (tf2onnx's Tensordot:
+    Reshape to [ReduceProd(B, T), ReduceProd(C)], MatMul, Reshape back)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf2onnx
+
+    k = tf.keras
+    k.backend.clear_session()
+    tf.random.set_seed(SEED)
+    k.utils.set_random_seed(SEED)
+    inp = k.Input((None, None, 3), name="input")
+    c1 = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="enc1")(inp)
+    p1 = k.layers.MaxPooling2D(2, name="pool1")(c1)
+    c2 = k.layers.Conv2D(12, 3, padding="same", activation="relu", name="enc2")(p1)
+    p2 = k.layers.MaxPooling2D(2, name="pool2")(c2)
+    c3 = k.layers.Conv2D(16, 3, padding="same", activation="relu", name="mid")(p2)
+    u2 = k.layers.UpSampling2D(name="up2")(c3)
+    d2 = k.layers.Conv2D(12, 3, padding="same", activation="relu", name="dec2")(k.layers.Concatenate(name="skip2")([u2, c2]))
+    u1 = k.layers.Conv2DTranspose(8, 2, strides=2, name="up1")(d2)
+    d1 = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="dec1")(k.layers.Concatenate(name="skip1")([u1, c1]))
+    f = k.layers.Conv2D(16, 3, strides=(2, 1), padding="same", activation="relu", name="head")(d1)
+    f = k.layers.Lambda(lambda t: tf.reduce_mean(t, axis=1), name="collapse")(f)  # [B, W, 16]
+    f = k.layers.Bidirectional(k.layers.LSTM(10, return_sequences=True), name="bilstm")(f)
+    f = k.layers.Dense(12, activation="relu", name="hidden")(f)
+    out = k.layers.Dense(7, name="logits")(f)
+    model = k.Model(inp, out)
+    rng = np.random.default_rng(SEED)
+    for w in model.weights:
+        if w.path.endswith("bias"):
+            w.assign(rng.normal(0, 0.1, w.shape).astype(np.float32))
+    spec = (tf.TensorSpec((None, None, None, 3), tf.float32, name="input"),)
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        return model(x, training=False)
+
+    onnx_model, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=13)
+    return onnx_model
 
 
 def tf_keras_cnn_noopt() -> onnx.ModelProto:
@@ -943,6 +991,8 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "tf_keras_cnn": (tf_keras_cnn, "tf2onnx 1.17 (default optimizers) from Keras 3 / TF 2.21",
                      ("tensorflow", "tf2onnx")),
     "tf_keras_cnn_noopt": (tf_keras_cnn_noopt, "tf2onnx 1.17, transpose optimizer off, from Keras 3 / TF 2.21",
+                           ("tensorflow", "tf2onnx")),
+    "tf_keras_unet_crnn": (tf_keras_unet_crnn, "tf2onnx 1.17 (opset 13) from Keras 3 / TF 2.21, H and W dynamic",
                            ("tensorflow", "tf2onnx")),
     "paddle_style_cnn": (paddle_style_cnn, "onnx.helper, paddle2onnx style (Constant-node weights)", ()),
     "paddle_se_cnn": (paddle_se_cnn, "onnx.helper, paddle2onnx style (computed per-channel constants, SE)", ()),

@@ -369,7 +369,7 @@ class Analyzer:
             for i, inp in enumerate(user.input):
                 if inp != name or (id(user), i) in self.frozen or (id(user), i, position) in self.self_counted:
                     continue
-                if user.op_type not in SHAPE_OPS or id(user) in self.graph.implicit_inputs:
+                if (user.op_type not in SHAPE_OPS and user.op_type != "ReduceProd") or id(user) in self.graph.implicit_inputs:
                     return False
                 moved = _follow_entry(self.graph, user, i, position)
                 if moved == "gone":

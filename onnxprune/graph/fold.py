@@ -248,6 +248,26 @@ class Folding:
             if op == "Equal":
                 return [int(a == b) if isinstance(a, int) and isinstance(b, int) else None for a, b in zip(*parts)]
             return [(x if c else y) if isinstance(c, int) else None for c, x, y in zip(*parts)]
+        if op == "ReduceProd" and self.rank(node.input[0]) == 1:
+            # tf2onnx's Tensordot (a Keras Dense on [B, T, C]): Reshape to [Prod(free dims), Prod(C)]
+            data = self.partial_value(node.input[0], _depth + 1)
+            if data is None:
+                return None
+            if all(isinstance(x, int) for x in data):
+                return [int(np.prod(data, dtype=np.int64))]
+            rest = [x for x in data if not isinstance(x, int)]
+            return [rest[0] if len(rest) == 1 and np.prod([x for x in data if isinstance(x, int)]) == 1 else None]
+        if op == "Neg" and self.dtypes.get(name) in _INT64_32:
+            data = self.partial_value(node.input[0], _depth + 1)
+            return None if data is None else [-x if isinstance(x, int) else None for x in data]
+        if op == "Split" and self.rank(node.input[0]) == 1:
+            # tf2onnx's pads for a Pad after Conv2DTranspose: Concat of Split pieces, reordered
+            data = self.partial_value(node.input[0], _depth + 1)
+            sizes = self._split_sizes(node, len(data)) if data is not None else None
+            if sizes is None:
+                return None
+            k = list(node.output).index(name)
+            return data[sum(sizes[:k]):sum(sizes[:k + 1])]
         if op in _PARTIAL_ARITHMETIC and len(node.input) == 2 and self.dtypes.get(name) in _INT64_32:
             # head_dim = Shape(x)[2] / heads: entries known on both sides are computed, others unknown
             a, b = (self.partial_value(i, _depth + 1) for i in node.input)
@@ -258,6 +278,23 @@ class Folding:
             return [_PARTIAL_ARITHMETIC[op](x, y) if isinstance(x, int) and isinstance(y, int) else None
                     for x, y in zip(a, b)]
         return None
+
+    def _split_sizes(self, node, n: int) -> list[int] | None:
+        """The piece sizes of a 1-D Split of n entries: its split input / attribute, else equal."""
+        split = attr(node, "split")
+        if split is None and len(node.input) > 1 and node.input[1]:
+            value = self.const_value(node.input[1])
+            split = None if value is None else value.reshape(-1).tolist()
+            if split is None:
+                return None
+        if split is None:
+            parts = len(node.output)
+            if not parts:
+                return None
+            per = -(-n // parts)  # opset 18's num_outputs: the last piece may be smaller
+            split = [min(per, n - per * i) for i in range(parts)]
+        split = [int(x) for x in split]
+        return split if sum(split) == n and all(x >= 0 for x in split) else None
 
     def partial_source(self, name: str, index: int, _depth: int = 0):
         """Where entry `index` of a partial shape value is stored: (node, input index, entry) of the
@@ -358,7 +395,7 @@ def _int_div(x: int, y: int) -> int | None:
 
 _INT64_32 = (onnx.TensorProto.INT64, onnx.TensorProto.INT32)
 _PARTIAL_ARITHMETIC = {"Add": lambda x, y: x + y, "Sub": lambda x, y: x - y, "Mul": lambda x, y: x * y,
-                       "Div": _int_div}
+                       "Div": _int_div, "Max": max, "Min": min}
 
 SHAPE_OPS = {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Add", "Sub", "Mul", "Div", "Cast", "Slice",
              "Identity", "Neg", "Constant"}
@@ -463,7 +500,7 @@ def _evaluate_shape_op(graph: "ModelGraph", node: onnx.NodeProto, name: str, dep
 # inputs are static: PyTorch's F.pad export builds its pads with ConstantOfShape, Reshape,
 # Transpose and a reversing Slice; Range, Max, Where... appear in other exporters' size logic.
 _EVALUATED_SHAPE_OPS = {"ConstantOfShape", "Reshape", "Transpose", "Range", "Max", "Min", "Floor", "Ceil", "Equal",
-                        "Where", "Not", "Less", "Greater", "Expand", "Abs", "Mod", "Sqrt", "Size"}
+                        "Where", "Not", "Less", "Greater", "Expand", "Abs", "Mod", "Sqrt", "Size", "ReduceProd"}
 
 
 def _reference_run(graph: "ModelGraph", node: onnx.NodeProto, ins: list) -> np.ndarray | None:

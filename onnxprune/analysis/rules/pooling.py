@@ -134,6 +134,10 @@ def pad(node, ctx):
     else:
         inputs = list(node.input) + [""] * 4
         pads = ctx.const(inputs[1])
+        if pads is None:
+            # Computed at run time from dynamic dims (tf2onnx's Pad after a Conv2DTranspose with H
+            # and W dynamic): fine where the channel axis's entries are known zeros.
+            pads = ctx.graph.partial_value(inputs[1])
         value = ctx.const(inputs[2]) if inputs[2] else 0.0
         axes = ctx.const(inputs[3]) if inputs[3] else np.arange(rank)
         if pads is None or (inputs[2] and value is None) or axes is None:
@@ -141,9 +145,15 @@ def pad(node, ctx):
             return
         axes = [int(a) % rank for a in np.asarray(axes).reshape(-1)]
         value = float(np.asarray(value).reshape(-1)[0]) if np.asarray(value).size else 0.0
-    pads = [int(p) for p in np.asarray(pads).reshape(-1)]
+    pads = [p if isinstance(p, (int, np.integer)) else None for p in np.asarray(pads, dtype=object).reshape(-1)]
+    if len(pads) != 2 * len(axes):
+        ctx.block(tc.atoms, f"{ctx.label}: pads are computed at run time")
+        return
     if tc.axis in axes:
         k = axes.index(tc.axis)
+        if pads[k] is None or pads[k + len(axes)] is None:
+            ctx.block(tc.atoms, f"{ctx.label}: pads of the channel axis are computed at run time")
+            return
         if pads[k] != 0 or pads[k + len(axes)] != 0:
             ctx.block(tc.atoms, f"{ctx.label}: pads the channel axis")
             return

@@ -599,6 +599,23 @@ def expand(node, ctx):
     ctx.set(node.output[0], TensorChannels(axis, tc.atoms, tc.values))
 
 
+@register("Tile")
+def tile(node, ctx):
+    """Repeats along other axes (Keras 3's UpSampling2D: Unsqueeze -> Tile -> Reshape per spatial
+    axis): channels keep their axis where its repeat is 1, read from the repeats at run time or not."""
+    if ctx.channels(node.input[1]) is not None:
+        ctx.block_node_inputs(node, f"{ctx.label}: channels reach Tile repeats")
+        return
+    tc = ctx.channels(node.input[0])
+    if tc is None:
+        return
+    repeats = ctx.graph.partial_value(node.input[1])
+    if repeats is None or tc.axis >= len(repeats) or repeats[tc.axis] != 1:
+        ctx.block(tc.atoms, f"{ctx.label}: Tile repeats the channel axis, or its repeats are unknown")
+        return
+    ctx.set(node.output[0], TensorChannels(tc.axis, tc.atoms, tc.values))
+
+
 @register("Shape")
 def shape_op(node, ctx):
     tc = ctx.tiled_channels(node.input[0])
