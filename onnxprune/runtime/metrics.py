@@ -334,8 +334,9 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
     if a.ndim == 2 and a.shape[1] >= 2 and wanted == "auto":
         softmax = bool(np.all(a >= 0) and np.allclose(a.sum(1), 1.0, atol=1e-3))
         return TopOne(), f"{dims}: {a.shape[1]} class scores per sample" + (" (a softmax)" if softmax else " (logits)")
-    if a.ndim in (3, 4) and a.shape[1] >= 2 and all(d == 1 for d in a.shape[2:]) and wanted == "auto":
-        # A classifier ending in a 1 x 1 conv and a global pool (SqueezeNet, Caffe2's DenseNet).
+    if a.ndim == 4 and a.shape[1] >= 2 and all(d == 1 for d in a.shape[2:]) and wanted == "auto":
+        # A classifier ending in a 1 x 1 conv and a global pool (SqueezeNet, Caffe2's DenseNet). Not
+        # [N, K, 1]: one score per anchor (SCRFD's face scores [1, 12800, 1]) or per step.
         flat = a.reshape(len(a), -1)
         softmax = bool(np.all(flat >= 0) and np.allclose(flat.sum(1), 1.0, atol=1e-3))
         return TopOne(), (f"{dims}: {a.shape[1]} class scores per sample on axis 1" +

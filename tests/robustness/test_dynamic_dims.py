@@ -219,3 +219,36 @@ def test_repair_holds_out_whole_samples_of_sequence_first_rows(crnn_calib):
     aug = np.concatenate([rows, np.ones((len(rows), 1))], axis=1)
     assert grams.rows_held_out == len(rows)
     np.testing.assert_allclose(grams.held_out, aug.T @ aug / len(rows), rtol=1e-4, atol=1e-5)
+
+
+def _single_channel_to_channels_last() -> onnx.ModelProto:
+    """NHWC in -> Transpose -> Conv -> Relu -> Conv(-> 1 channel) -> Reshape [-1, 32, 32, 1], the
+    batch dynamic (tf2onnx's segmentation U-Nets end so: fastmrz, basic-pitch)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 3, 3, 3)).astype(np.float32), "W1"),
+             numpy_helper.from_array(rng.standard_normal(16).astype(np.float32), "B1"),
+             numpy_helper.from_array(rng.standard_normal((1, 16, 3, 3)).astype(np.float32), "W2"),
+             numpy_helper.from_array(rng.standard_normal(1).astype(np.float32), "B2"),
+             numpy_helper.from_array(np.array([-1, 32, 32, 1], np.int64), "S")]
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Conv", ["t", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c2", "S"], ["y"])]
+    graph = helper.make_graph(nodes, "nhwc_mask", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 32, 32, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 32, 32, 1])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=7)
+
+
+def test_a_single_channel_merged_with_the_batch_keeps_the_dynamic_batch():
+    """[N, 1, H, W] -> [-1, H, W, 1] at batch 1 looks like the channel landing on axis 0 (the batch's):
+    a lossy run wrote the output declared [1, 32, 32, 1] (README: dynamic dims are kept)."""
+    model = _single_channel_to_channels_last()
+    result = onnxprune.prune(copy(model), ratio=0.5)
+    assert result.report.channels_removed == 8
+    dims = result.model.graph.output[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param == "N" and [d.dim_value for d in dims[1:]] == [32, 32, 1]
+    x = np.random.default_rng(0).standard_normal((3, 32, 32, 3)).astype(np.float32)
+    assert run(result.model, {"x": x})[0].shape == (3, 32, 32, 1)

@@ -43,6 +43,8 @@ def test_shapes_choose_the_metric():
     assert choose_metric(frames.swapaxes(0, 1).copy(), 25, declared=(25, "batch", 37)).batch_axis == 1
     assert isinstance(choose_metric(np.random.rand(2, 3, 8, 8).astype(np.float32), 2), Cosine)
     assert isinstance(choose_metric(np.random.rand(8, 5, 1, 1).astype(np.float32), 8), TopOne)  # SqueezeNet's
+    # one score per anchor (SCRFD's [1, 12800, 1] face scores) is no set of classes
+    assert isinstance(choose_metric(np.random.rand(1, 12800, 1).astype(np.float32), 1), Cosine)
     assert isinstance(choose_metric(np.random.rand(8, 5, 1, 1).astype(np.float32), 8, "cosine"), Cosine)
     assert isinstance(choose_metric(np.random.rand(8, 5).astype(np.float32), 8, "cosine"), Cosine)
     with pytest.raises(ConfigError, match="^metric must be one of"):

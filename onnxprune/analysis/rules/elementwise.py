@@ -167,15 +167,21 @@ def broadcast_channels(node, ctx, inputs, output, values_fn=None):
         ctx.block_node_inputs(node, f"{ctx.label}: inputs carry channels on different axes")
         return
     out_axis = axes.pop()
-    ref = carrying[0][1]
-    n = len(ref.atoms)
-    for i, tc in carrying[1:]:
+    n = max(len(tc.atoms) for _, tc in carrying)
+    ref = next(tc for _, tc in carrying if len(tc.atoms) == n)
+    out_shape = ctx.shape(output)
+    values = [None] * len(inputs)
+    for i, tc in carrying:
+        if len(tc.atoms) == 1 < n and out_shape is not None and out_shape[out_axis] == n:
+            # One channel broadcast over the others (a spatial attention map [N, 1, H, W] times the
+            # features: CBAM, MobileViTv2's context scores): its channel stays where it is.
+            values[i] = np.full(n, tc.values[0])
+            continue
         if len(tc.atoms) != n:
             ctx.block_node_inputs(node, f"{ctx.label}: inputs carry different channel counts")
             return
-        ctx.unify(ref.atoms, tc.atoms)
-    values = [None] * len(inputs)
-    for i, tc in carrying:
+        if tc is not ref:
+            ctx.unify(ref.atoms, tc.atoms)
         values[i] = tc.values
     for i, name in enumerate(inputs):
         if not name or values[i] is not None:

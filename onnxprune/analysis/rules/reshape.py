@@ -184,6 +184,8 @@ def reshape(node, ctx):
                         return
                     break
                 if prod(in_shape[lo:hi + 1]) == out_shape[o]:
+                    if _shifts_with_dynamic_dims(ctx, node, declared_in, lo, o):
+                        break
                     atoms, values = _fold(ctx, tc, in_shape, lo, hi)
                     if atoms is None:
                         _set_folded(ctx, node.output[0], o, atoms, values, tc)
@@ -199,6 +201,16 @@ def reshape(node, ctx):
                     return
     if not _split_heads(node, ctx, tc, in_shape, out_shape):
         ctx.block(tc.atoms, f"{ctx.label}: Reshape splits the channel axis")
+
+
+def _shifts_with_dynamic_dims(ctx, node, declared_in, lo, o) -> bool:
+    """Input dims before `lo` that the model leaves dynamic, none before output axis `o`: the axes
+    match only at the resolved size (a [N, 1, H, W] -> [-1, H, W, 1] at batch 1 looks like the
+    channel landing on axis 0, the batch's)."""
+    if all(isinstance(d, int) for d in declared_in[:lo]):
+        return False
+    out = ctx.graph.declared().shape(node.output[0])
+    return out is not None and len(out) > o and all(isinstance(d, int) for d in out[:o])
 
 
 def _regroup_positions(node, ctx, tc, in_shape, out_shape, target) -> bool:
@@ -593,10 +605,22 @@ def expand(node, ctx):
                 rw.set_const_input(node, 1, new)
 
             ctx.fixup(retarget)
-        elif not _piece_fixup(ctx, node, entry, tc.atoms):
+        elif not (_expands_as(ctx, node, entry, tc.atoms) or _piece_fixup(ctx, node, entry, tc.atoms)):
             ctx.block(tc.atoms, f"{ctx.label}: Expand shape computed at run time")
             return
     ctx.set(node.output[0], TensorChannels(axis, tc.atoms, tc.values))
+
+
+def _expands_as(ctx, node, entry, atoms) -> bool:
+    """x.expand_as(y) (MobileViTv2's context vector over the values): the shape entry reads y's
+    channel count at run time, as many as x holds; x's and y's channels go together, so it keeps
+    counting them."""
+    origin = ctx.graph.partial_origin(node.input[1], entry)
+    other = ctx.tensors.get(origin[0]) if origin is not None else None
+    if other is None or other.axis != origin[1] or len(other.atoms) != len(atoms):
+        return False
+    ctx.unify(atoms, other.atoms)
+    return ctx.counts_itself(node, 1, entry, atoms)
 
 
 @register("Tile")
