@@ -348,6 +348,9 @@ CURATED = [
     Mutant("expand-as-refused", "Expand(x, Shape(y)) with y's channel count read at run time blocks x",
            "onnxprune/analysis/rules/reshape.py", "        elif not (_expands_as(ctx, node, entry, tc.atoms) or",
            "        elif not (False or"),
+    Mutant("ridge-descent-one-way", "the ridge descent only tries smaller ridges",
+           "onnxprune/repair/reconstruct.py", "    for step in (-1, 1):\n        moved = False",
+           "    for step in (-1,):\n        moved = False"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

@@ -90,6 +90,30 @@ def _candidates(methods: tuple[str, ...]) -> list[tuple[str, float | None]]:
     return out
 
 
+def _ridge_descent(error) -> dict:
+    """Held-out errors of lsq at the ridges of RIDGES a descent visits: from the middle one towards
+    whichever neighbour lowers the error, while it keeps lowering it. The held-out error over the
+    ridge is U-shaped (too little ridge overfits the fit rows, too much keeps the pruned weights), so
+    the descent stops at the grid's minimum after two to four solves where the whole grid takes five;
+    one solve of a wide layer (a 3 x 3 conv reading 512 channels: 4609 unknowns) takes seconds."""
+    errors = {}
+
+    def at(i):
+        key = ("lsq", RIDGES[i])
+        if key not in errors:
+            errors[key] = error(RIDGES[i])
+        return errors[key]
+
+    i = len(RIDGES) // 2
+    for step in (-1, 1):
+        moved = False
+        while 0 <= i + step < len(RIDGES) and at(i + step) < at(i):
+            i, moved = i + step, True
+        if moved:
+            break
+    return errors
+
+
 def _fit(kind, rel, t, keep, g):
     if kind == "none":
         return _none(t, keep, g)
@@ -136,8 +160,10 @@ def repair_consumers(analysis: Analysis, removed: set[int], data, methods: tuple
             kind, rel = candidates[-1]
             errors = {}
         else:
-            errors = {(kind, rel): _error(gr.held_out, stored(_fit(kind, rel, t, keep, gr.fit)), t)
-                      for kind, rel in candidates}
+            score = lambda kind, rel: _error(gr.held_out, stored(_fit(kind, rel, t, keep, gr.fit)), t)  # noqa: E731
+            errors = {(kind, rel): score(kind, rel) for kind, rel in candidates if kind != "lsq"}
+            if "lsq" in methods:
+                errors.update(_ridge_descent(lambda rel: score("lsq", rel)))
             kind, rel = min(errors, key=lambda c: (errors[c], c[0] != "none"))
         if "lsq" in methods and k not in wide and gr.rows_fit + gr.rows_held_out < int(keep.sum()) + 1:
             underdetermined.append(f"{layer.member.node} ({gr.rows_fit + gr.rows_held_out} rows, "

@@ -470,3 +470,15 @@ def test_a_matmul_without_a_bias_add_is_not_refitted(tmp_path):
     data = tmp_path / "d.npz"
     np.savez(data, x=np.random.default_rng(5).standard_normal((64, 16)).astype(np.float32))
     assert repair_consumers(analysis, set(sorted(group.channels)[:12]), str(data), ("bias", "lsq")) == {"layers": 0}
+
+
+@pytest.mark.parametrize("curve", [[5, 4, 3, 2, 1], [1, 2, 3, 4, 5], [3, 2, 1, 2, 3], [2, 1, 3, 4, 5], [5, 4, 3, 1, 2]])
+def test_the_ridge_descent_finds_the_grids_minimum_with_fewer_solves(curve):
+    """On a U-shaped held-out error (as the ridge trades overfitting for staying pruned) the descent
+    from the middle ridge ends where the whole grid's minimum is, solving at most four of five."""
+    from onnxprune.repair.reconstruct import RIDGES, _ridge_descent
+
+    solved = []
+    errors = _ridge_descent(lambda r: solved.append(r) or curve[RIDGES.index(r)])
+    assert min(errors, key=errors.get) == ("lsq", RIDGES[int(np.argmin(curve))])
+    assert len(solved) == len(set(solved)) <= 4
