@@ -351,6 +351,8 @@ CURATED = [
     Mutant("ridge-descent-one-way", "the ridge descent only tries smaller ridges",
            "onnxprune/repair/reconstruct.py", "    for step in (-1, 1):\n        moved = False",
            "    for step in (-1,):\n        moved = False"),
+    Mutant("one-value-cosine", "an output of one value per sample compared by its cosine (always 1 for positives)",
+           "onnxprune/runtime/metrics.py", "        if a.shape[1] == 1:\n            big", "        if False:\n            big"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

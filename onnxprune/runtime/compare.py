@@ -18,7 +18,7 @@ from ..errors import ConfigError, DataError, ValidationFailedError
 from ..shapes import ResolvedShapes
 from .diagnose import explain
 from .data import DEFAULT_BATCH, Dataset, load_data, random_data, resolve_batch
-from .metrics import LABELS, BoxF1, choose_metric
+from .metrics import LABELS, BoxF1, choose_metric, row_cosines
 from .quantstep import output_quant_steps, split_by_step, step_failure
 from .shapes import resolve_input_shapes
 from .sessions import create_session, explain_ort_error
@@ -263,7 +263,7 @@ class _Accumulator:
         self._cosine(a64, b64)
         if a.ndim == 2 and a.shape[1] >= 2 and np.issubdtype(a.dtype, np.floating):
             self._classes(a64, b64, labels)
-        elif (a.ndim in (3, 4) and a.shape[1] >= 2 and all(d == 1 for d in a.shape[2:])
+        elif (a.ndim == 4 and a.shape[1] >= 2 and all(d == 1 for d in a.shape[2:])
               and np.issubdtype(a.dtype, np.floating)):  # [N, K, 1, 1]: a conv classifier's scores
             self._classes(a64.reshape(len(a64), -1), b64.reshape(len(b64), -1), labels)
 
@@ -278,10 +278,7 @@ class _Accumulator:
         finite = np.isfinite(a) & np.isfinite(b)
         a = np.where(finite, a, 0.0).reshape(rows, -1)
         b = np.where(finite, b, 0.0).reshape(rows, -1)
-        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-        dot = np.einsum("ij,ij->i", a, b)
-        cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
-        cos = np.clip(cos, -1.0, 1.0)
+        cos = row_cosines(a, b)
         self.cos_sum += float(cos.sum())
         self.cos_count += rows
         if rows:

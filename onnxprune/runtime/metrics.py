@@ -71,6 +71,21 @@ class Metric:
         return LABELS[self.name]
 
 
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of two [rows, k] arrays (1 where both are zero, 0 where one is).
+    One value a row has no direction (its cosine is its sign: 1 for any positive score), so rows of
+    one value get 1 - |a - b| / max(|a|, |b|) instead (a quality score, an age, a liveness logit)."""
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    with np.errstate(all="ignore"):
+        if a.shape[1] == 1:
+            big = np.maximum(na, nb)
+            cos = np.where(big == 0, 1.0, 1.0 - np.abs(a[:, 0] - b[:, 0]) / np.where(big == 0, 1.0, big))
+        else:
+            dot = np.einsum("ij,ij->i", a, b)
+            cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
+    return np.clip(cos, -1.0, 1.0)
+
+
 class Cosine(Metric):
     name = "cosine"
 
@@ -82,11 +97,7 @@ class Cosine(Metric):
         rows = a.shape[0] if a.ndim >= 2 else 1
         a = np.nan_to_num(a.astype(np.float64)).reshape(rows, -1)
         b = np.nan_to_num(b.astype(np.float64)).reshape(rows, -1)
-        na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
-        dot = np.einsum("ij,ij->i", a, b)
-        with np.errstate(all="ignore"):
-            cos = np.where((na == 0) & (nb == 0), 1.0, np.where((na == 0) | (nb == 0), 0.0, dot / (na * nb)))
-        cos = np.clip(cos, -1, 1)
+        cos = row_cosines(a, b)
         self.total += float(cos.sum())
         self.count += rows
         self.parts.extend((float(c), 1.0) for c in cos)
@@ -358,6 +369,8 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
         return Cosine(), f"{dims}: per-frame scores whose best class is not mostly one (no CTC blank)"
     if wanted == "ctc":
         return Cosine(), f"--metric ctc, but {dims} is not [N, T, C] or [T, N, C] class scores"
+    if a.size <= max(batch, 1) and a.ndim <= 2:
+        return Cosine(), f"{dims}: one value per sample, compared as 1 - |a - b| / max(|a|, |b|) (no direction to take a cosine of)"
     return Cosine(), f"{dims}: not class scores, a detection head or a CTC head"
 
 

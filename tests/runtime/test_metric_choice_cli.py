@@ -21,7 +21,8 @@ def test_recurrent_state_gets_cosine_and_the_report_says_why(tmp_path):
     res = invoke("check", model, model, "--json", js)
     assert res.exit_code == 0, res.output
     line = next(ln for ln in res.output.splitlines() if ln.startswith("metrics: "))
-    assert line == ("metrics: 'prob' cosine ([8, 1]: not class scores, a detection head or a CTC head); "
+    assert line == ("metrics: 'prob' cosine ([8, 1]: one value per sample, compared as 1 - |a - b| / max(|a|, |b|) "
+                    "(no direction to take a cosine of)); "
                     "'state' cosine ([1, 8, 32]: 1 frame is too few for a CTC head (a recurrent state "
                     "[layers, N, H] looks like this))")
     outs = {o["name"]: o for o in json.loads(js.read_text())["outputs"]}
@@ -29,7 +30,8 @@ def test_recurrent_state_gets_cosine_and_the_report_says_why(tmp_path):
     assert outs["state"]["metric_reason"].startswith("[1, 8, 32]: 1 frame is too few for a CTC head")
     err = assert_one_line_error(invoke("check", model, model, "--min-agreement", "0.9"))
     assert err == ("onnxprune: error: min_agreement needs a classifier output ([N, K] scores), a detection or a CTC "
-                   "output; none of the outputs is one ('prob' [8, 1]: not class scores, a detection head or a CTC head; "
+                   "output; none of the outputs is one ('prob' [8, 1]: one value per sample, compared as 1 - |a - b| / "
+                   "max(|a|, |b|) (no direction to take a cosine of); "
                    "'state' [1, 8, 32]: 1 frame is too few for a CTC head (a recurrent state [layers, N, H] looks like "
                    "this)); choose a metric with --metric, e.g. --metric cosine")
 

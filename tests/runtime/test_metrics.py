@@ -272,3 +272,17 @@ def test_each_metric_splits_its_figure_by_sample():
     m = Cosine()
     m.update(np.array([[1.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]))
     assert m.parts == [(1.0, 1.0), (0.0, 1.0)]
+
+
+def test_one_value_per_sample_is_compared_by_its_relative_difference():
+    """A cosine of one value is its sign (1 for any two positive scores: a MOS regressor off by a whole
+    point read 1.000000): such rows get 1 - |a - b| / max(|a|, |b|), in the metric and in compare."""
+    from onnxprune.runtime.metrics import row_cosines
+
+    a = np.array([[3.0], [2.0], [4.0], [0.0]])
+    b = np.array([[3.0], [1.0], [5.0], [0.0]])
+    assert np.allclose(row_cosines(a, b), [1.0, 0.5, 0.8, 1.0])
+    m = choose_metric(a.astype(np.float32), 4)
+    m.update(a, b)
+    assert m.value == pytest.approx(0.825)
+    assert np.allclose(row_cosines(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]])), [1.0])  # rows of two: a cosine
