@@ -353,6 +353,12 @@ CURATED = [
            "    for step in (-1,):\n        moved = False"),
     Mutant("one-value-cosine", "an output of one value per sample compared by its cosine (always 1 for positives)",
            "onnxprune/runtime/metrics.py", "        if a.shape[1] == 1:\n            big", "        if False:\n            big"),
+    Mutant("raw-extras-unread", "a YOLOv8-seg/-pose raw head (rows after the class scores) read by cosine",
+           "onnxprune/runtime/metrics.py", '        if k >= 1:\n            return f"raw:{k}"',
+           '        if False:\n            return f"raw:{k}"'),
+    Mutant("raw-extras-as-scores", "a -seg head's mask coefficients read as class scores",
+           "onnxprune/runtime/metrics.py", "            scores_all = s[4:] if k is None else s[4:4 + k]",
+           "            scores_all = s[4:]"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

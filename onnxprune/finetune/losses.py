@@ -103,7 +103,8 @@ def choose_targets(model: onnx.ModelProto, outputs: dict[str, np.ndarray], batch
             targets.append(Target(name, "ctc"))
             kinds[name] = "ctc"
             continue
-        picked = selection_inputs(model, name) if (chosen is None or isinstance(chosen, BoxF1)) else []
+        picked = selection_inputs(model, name) if (chosen is None or (isinstance(chosen, BoxF1)
+                                                                        and not chosen.layout.startswith("raw:"))) else []
         if picked:
             kinds[name] = "selection: " + ", ".join(p for p, _, _ in picked)
             for data, op_type, axis in picked:

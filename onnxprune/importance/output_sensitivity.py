@@ -50,11 +50,14 @@ def _parts(ref: np.ndarray, a: np.ndarray) -> list[np.ndarray]:
     scores alone are conditional on an object: at background anchors they are free to move, and
     nothing detected changes); anything else whole (an end-to-end head [N, D, 6] too: its scores and
     class ids sit beside its boxes already cut by a threshold, and nothing measured asks more)."""
-    from ..runtime.metrics import detection_layout
+    from ..runtime.metrics import detection_layout, raw_classes
 
     layout = detection_layout(ref) if ref.ndim == 3 else None
     if layout == "raw":
         return [a[:, :4], a[:, 4:]]
+    if layout is not None and layout.startswith("raw:"):  # masks / keypoints / angle on their own scale
+        k = 4 + raw_classes(layout)
+        return [a[:, :4], a[:, 4:k], a[:, k:]]
     if layout == "objectness":
         return [a[..., :4], np.concatenate([a[..., 4:5], a[..., 4:5] * a[..., 5:]], axis=-1)]
     return [a]

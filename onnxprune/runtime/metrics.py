@@ -174,7 +174,8 @@ def decode_detections(out: np.ndarray, layout: str, threshold: float = SCORE_THR
             s = s.T
             scores_all = s[5:] * s[4]
         else:
-            scores_all = s[4:]                       # raw [4+C, A]
+            k = raw_classes(layout)
+            scores_all = s[4:] if k is None else s[4:4 + k]  # raw [4+C(+E), A]
         cls = scores_all.argmax(0)
         score = scores_all.max(0)
         keep = score >= threshold
@@ -278,19 +279,36 @@ class CharAccuracy(Metric):
         return max(0.0, 1.0 - self.errors / self.chars) if self.chars else None
 
 
+def raw_classes(layout: str) -> int | None:
+    """How many class rows a raw head's layout holds ('raw:K'), None for all rows after the box."""
+    return int(layout.split(":")[1]) if layout.startswith("raw:") else None
+
+
+def layout_label(layout: str) -> str:
+    if layout.startswith("raw:"):
+        return (f"YOLOv8/YOLO11 raw [N, 4+C+E, A] (cx, cy, w, h, {raw_classes(layout)} class scores, then other "
+                "values: mask coefficients, keypoints or an angle)")
+    return LAYOUTS[layout]
+
+
 def detection_layout(a: np.ndarray) -> str | None:
     """'end2end' for [N, D, 6|7] (x1, y1, x2, y2, score, class[, ...]), 'raw' for YOLOv8/YOLO11
-    [N, 4+C, A], 'objectness' for YOLOv5/YOLOX [N, A, 5+C]; None when the values look like none."""
+    [N, 4+C, A], 'raw:K' for the same with K class rows followed by rows of other values (a -seg
+    head's 32 mask coefficients, a -pose head's keypoints, an -obb head's angle: the boxes are read,
+    axis-aligned), 'objectness' for YOLOv5/YOLOX [N, A, 5+C]; None when the values look like none."""
     if a.ndim != 3 or not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)):
         return None
     if a.shape[2] in (6, 7) and a.shape[1] >= 2:
         scores, cls = a[..., 4], a[..., 5]
         if np.all((scores >= 0) & (scores <= 1)) and np.all(cls == np.round(cls)) and np.all(cls >= 0):
             return "end2end"
-    if 5 <= a.shape[1] < a.shape[2]:
-        scores = a[:, 4:, :]
-        if np.all((scores >= 0) & (scores <= 1)) and np.abs(a[:, :4, :]).max() > 1.5:
+    if 5 <= a.shape[1] < a.shape[2] and np.abs(a[:, :4, :]).max() > 1.5:
+        inside = np.all((a[:, 4:, :] >= 0) & (a[:, 4:, :] <= 1), axis=(0, 2))
+        if inside.all():
             return "raw"
+        k = int(np.argmin(inside))  # class scores, then rows of other values: masks, keypoints, an angle
+        if k >= 1:
+            return f"raw:{k}"
     if 6 <= a.shape[2] < a.shape[1]:
         scores = a[:, :, 4:]
         if np.all((scores >= 0) & (scores <= 1)) and np.abs(a[:, :, :4]).max() > 1.5:
@@ -335,7 +353,7 @@ def _choose(a: np.ndarray, batch: int, wanted: str, declared: tuple | None) -> t
     if wanted in ("auto", "boxes"):
         layout = detection_layout(a)
         if layout is not None:
-            return BoxF1(layout), f"{dims}: {LAYOUTS[layout]} detection head"
+            return BoxF1(layout), f"{dims}: {layout_label(layout)} detection head"
         if wanted == "boxes":
             return Cosine(), (f"--metric boxes, but {dims} is none of the heads it knows: "
                               + "; ".join(LAYOUTS.values()) + " (scores in [0, 1], boxes in pixels)")

@@ -286,3 +286,21 @@ def test_one_value_per_sample_is_compared_by_its_relative_difference():
     m.update(a, b)
     assert m.value == pytest.approx(0.825)
     assert np.allclose(row_cosines(np.array([[1.0, 0.0]]), np.array([[2.0, 0.0]])), [1.0])  # rows of two: a cosine
+
+
+def test_raw_heads_with_masks_or_keypoints_are_read_by_their_boxes():
+    """A YOLOv8-seg head ([N, 4 + C + 32, A]: mask coefficients after the class scores) or a -pose
+    head (keypoints in pixels after one score) was read by cosine, its pixel coordinates drowning the
+    scores; the class rows are those in [0, 1] before the first row that is not."""
+    ref = _raw([[30, 30, 20, 20, 1, 0.9], [80, 80, 10, 10, 2, 0.7]])
+    extras = np.random.default_rng(0).standard_normal((1, 5, ref.shape[2])).astype(np.float32) * 3  # masks
+    seg = np.concatenate([ref, extras], axis=1)
+    m = choose_metric(seg, 1)
+    assert isinstance(m, BoxF1) and m.layout == "raw:3" and "3 class scores" in m.reason
+    moved = seg.copy()
+    moved[0, 4:7] = 0.0
+    moved[0, 4 + 1, 0] = 0.9  # the first box kept, the second lost; the masks' rows are not scores
+    m.update(seg, moved)
+    assert m.value == pytest.approx(2 / 3)
+    kpts = np.concatenate([ref[:, :5], np.full((1, 6, ref.shape[2]), 40.0, np.float32)], axis=1)  # one score, keypoints
+    assert choose_metric(kpts, 1).layout == "raw:1"
