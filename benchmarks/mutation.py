@@ -359,6 +359,10 @@ CURATED = [
     Mutant("raw-extras-as-scores", "a -seg head's mask coefficients read as class scores",
            "onnxprune/runtime/metrics.py", "            scores_all = s[4:] if k is None else s[4:4 + k]",
            "            scores_all = s[4:]"),
+    Mutant("topk-rows-ordered", "rows a TopK picked, swapped by rounding between near-equal scores, fail exact mode",
+           "onnxprune/runtime/compare.py", "            if over and self.ranked and a.ndim >= 2", "            if over and False and a.ndim >= 2"),
+    Mutant("unranked-rows-unordered", "any output's rows compared sorted (a real reordering passes)",
+           "onnxprune/runtime/compare.py", "            if over and self.ranked and a.ndim >= 2", "            if over and a.ndim >= 2"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 import numpy as np
+import onnx
 
 from ..errors import ConfigError, DataError, ValidationFailedError
 from ..shapes import ResolvedShapes
@@ -55,6 +56,7 @@ class OutputComparison:
     agreement: float | None = None     # that metric's figure, what min_agreement bounds
     metric_reason: str | None = None   # why that metric (its shape, the head it recognised, or --metric)
     failure: str | None = None
+    rows_reordered: bool = False       # after a TopK: the same rows in another order (near-equal scores)
     # each sample's (numerator, denominator) of `agreement` (runtime/metrics.Metric.parts); not in JSON
     per_sample: list | None = field(default=None, repr=False, compare=False)
 
@@ -200,6 +202,30 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def _rows_sorted(a: np.ndarray) -> np.ndarray:
+    """Each sample's rows (the last axis's vectors) in lexicographic order."""
+    flat = a.reshape(-1, a.shape[-2], a.shape[-1])
+    out = np.empty_like(flat)
+    for i, rows in enumerate(flat):
+        out[i] = rows[np.lexsort(rows.T[::-1])]
+    return out.reshape(a.shape)
+
+
+def ranked_outputs(model) -> set[str]:
+    """Graph outputs computed from a TopK's picks (its indices or values): DETR-style heads select
+    their queries so, and exact pruning's rounding may swap two queries of near-equal scores."""
+    g = model.graph
+    marked = set()
+    changed = True
+    while changed:
+        changed = False
+        for n in g.node:
+            if (n.op_type == "TopK" or marked.intersection(n.input)) and not marked.issuperset(o for o in n.output if o):
+                marked.update(o for o in n.output if o)
+                changed = True
+    return {o.name for o in g.output if o.name in marked}
+
+
 def _json_safe(value):
     """NaN and Inf become null: strict JSON has neither."""
     if isinstance(value, float):
@@ -214,9 +240,10 @@ def _json_safe(value):
 class _Accumulator:
     """Running figures for one output: sums and extrema only, never the arrays themselves."""
 
-    def __init__(self, name: str, metric: str = "auto", declared: tuple | None = None):
+    def __init__(self, name: str, metric: str = "auto", declared: tuple | None = None, ranked: bool = False):
         self.out = OutputComparison(name)
         self.wanted, self.declared = metric, declared
+        self.ranked = ranked  # made from a TopK's picks: rows of near-equal scores may come in either order
         self.metric = None
         self.abs_sum = 0.0
         self.ref_sum = 0.0
@@ -257,6 +284,11 @@ class _Accumulator:
         self.ref_sum += float(ref[np.isfinite(ref)].sum())
         if atol is not None:
             over, one_step = split_by_step(diff, tolerance(ref, atol, rtol), step)
+            if over and self.ranked and a.ndim >= 2 and a.shape[-2] > 1:
+                sa, sb = _rows_sorted(a64), _rows_sorted(b64)
+                sdiff, sref = differences(sa, sb)
+                if not split_by_step(sdiff, tolerance(sref, atol, rtol), step)[0]:
+                    over, o.rows_reordered = 0, True
             o.out_of_tolerance = (o.out_of_tolerance or 0) + over
             if step is not None:
                 o.quant_step, o.one_step_values = step, (o.one_step_values or 0) + one_step
@@ -389,6 +421,7 @@ class Reference:
             self.declared = {o.name: tuple(o.shape) if o.shape is not None else None
                              for o in session.inference.get_outputs()}
             self.provider, self.fallback = session.provider, session.fallback
+            self.ranked = _ranked(model)
             given = shapes.as_dict() if isinstance(shapes, ResolvedShapes) and "--shape" in shapes.source else shapes
             self.given = given if not isinstance(given, ResolvedShapes) else None
             self.size = resolve_batch(self.specs, batch, self.given, default=default_batch)
@@ -444,6 +477,14 @@ class Reference:
         self.close()
 
 
+def _ranked(model) -> set[str]:
+    try:
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+    except Exception:  # noqa: BLE001 (the session loaded it; no graph to read here is no TopK known)
+        return set()
+    return ranked_outputs(proto)
+
+
 def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float | None = None, rtol: float = 0.0,
                    min_cosine: float | None = None, min_agreement: float | None = None,
                    shapes: ResolvedShapes | dict[str, tuple[int, ...]] | None = None, batch: int | None = None,
@@ -486,7 +527,8 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
                 elif both != ref.size:
                     raise DataError(f"{names[1]} has a fixed batch of {both}, {names[0]} runs batches of "
                                     f"{ref.size}; use --batch {both}")
-            accs = {name: _Accumulator(name, metric, ref.declared.get(name)) for name in ref.output_names}
+            accs = {name: _Accumulator(name, metric, ref.declared.get(name), name in ref.ranked)
+                    for name in ref.output_names}
             samples = batches = 0
             labels_seen = False
             for item, out_a in ref.pairs():
@@ -526,6 +568,9 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
     if default_bound and not result:
         result.hints.append(LOSSY_HINT)
     for o in outputs:
+        if o.rows_reordered and not o.failure:
+            result.hints.append(f"rows of '{o.name}' come in another order than the {names[0]}'s (picked by a TopK over "
+                                "near-equal scores): the same rows, compared sorted")
         if o.one_step_values and not o.failure:
             result.hints.append(f"{o.one_step_values} of {o.values} values of '{o.name}' are one quantization step "
                                 f"({o.quant_step:.4g}) apart: rounding flips of a QDQ output, allowed (docs/DEPLOY.md)")
