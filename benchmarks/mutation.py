@@ -363,6 +363,12 @@ CURATED = [
            "onnxprune/runtime/compare.py", "            if over and self.ranked and a.ndim >= 2", "            if over and False and a.ndim >= 2"),
     Mutant("unranked-rows-unordered", "any output's rows compared sorted (a real reordering passes)",
            "onnxprune/runtime/compare.py", "            if over and self.ranked and a.ndim >= 2", "            if over and a.ndim >= 2"),
+    Mutant("param-read-twice-refused", "a computed per-channel factor read by two Muls that meet again refused (Keras 3 LayerNorm)",
+           "onnxprune/analysis/rules/elementwise.py", "    return all(r is not None for r in reach) and bool(set.intersection(*reach))",
+           "    return False"),
+    Mutant("param-read-apart", "a computed per-channel factor read by Muls that never meet again taken as a parameter",
+           "onnxprune/analysis/rules/elementwise.py", "    return all(r is not None for r in reach) and bool(set.intersection(*reach))",
+           "    return all(r is not None for r in reach)"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

@@ -81,7 +81,8 @@ def _sorted(model: onnx.ModelProto) -> bool:
 
 
 def sort_graph(model: onnx.ModelProto) -> bool:
-    """Put the main graph's nodes in topological order where they are not; returns whether any moved."""
+    """Put the main graph's nodes in topological order where they are not; returns whether any moved
+    (False, the nodes as they were, where no order exists)."""
     g = model.graph
     known = {i.name for i in g.input} | {t.name for t in g.initializer} | {t.name for t in g.sparse_initializer} | {""}
     for n in g.node:
@@ -90,9 +91,29 @@ def sort_graph(model: onnx.ModelProto) -> bool:
         known.update(n.output)
     else:
         return False
-    from .passes.normalize import sort_nodes
+    made = {o: k for k, n in enumerate(g.node) for o in n.output if o}
+    needs = [{made[i] for i in _reads(n) if i in made} for n in g.node]
+    order, placed, ready = [], set(), True
+    while ready:  # stable: each pass places, in their listed order, the nodes whose producers are placed
+        ready = [k for k in range(len(needs)) if k not in placed and needs[k] <= placed]
+        order += ready
+        placed.update(ready)
+    if len(order) != len(g.node):
+        return False  # a cycle, or a node reading what nothing makes: left for the checker to name
+    nodes = [onnx.NodeProto.FromString(g.node[k].SerializeToString()) for k in order]
+    del g.node[:]
+    g.node.extend(nodes)
+    return True
 
-    return sort_nodes(model) > 0
+
+def _reads(node: onnx.NodeProto) -> set[str]:
+    """Names a node reads: its inputs and, for If/Loop/Scan, what its bodies read from outside."""
+    names = {i for i in node.input if i}
+    for a in node.attribute:
+        for body in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            for inner in body.node:
+                names |= _reads(inner)
+    return names
 
 
 def check_tensors(model: onnx.ModelProto, where: str = "model") -> None:

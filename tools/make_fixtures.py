@@ -13,6 +13,9 @@ tf_keras_cnn_noopt             the same Keras model with tf2onnx's transpose opt
                                other optimizer but constant folding / identity removal) turned
                                off: Transpose(0,3,1,2) before and Transpose(0,2,3,1) after each
                                Conv, channels-last BN Mul/Add and bias Add, ReduceMean over H,W
+tf_keras_layernorm             real tf2onnx on Keras 3: LayerNormalization on [B, L, C] as tf2onnx 1.17
+                               writes it (GlobalAveragePool mean, gamma folded into rsqrt(var + eps),
+                               which multiplies both x and -mean)
 tf_keras_unet_crnn             real tf2onnx on Keras 3, H and W dynamic: UpSampling2D (Unsqueeze ->
                                Tile -> Reshape), Conv2DTranspose (pads computed from the shapes),
                                skip Concatenate, Bidirectional(LSTM), Dense on [B, T, C] (Tensordot:
@@ -304,6 +307,41 @@ def _tf2onnx(optimize: bool) -> onnx.ModelProto:
 
 def tf_keras_cnn() -> onnx.ModelProto:
     return _tf2onnx(optimize=True)
+
+
+def tf_keras_layernorm() -> onnx.ModelProto:
+    """Keras 3's LayerNormalization through tf2onnx 1.17 (opset 13) on a [B, L, C] sequence: mean by
+    GlobalAveragePool, gamma folded into rsqrt(var + eps) (`mul`), which multiplies both x and -mean,
+    the two products added with beta: Dense -> LayerNorm -> Dense -> Dense -> LayerNorm -> Dense."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import tensorflow as tf
+    import tf2onnx
+
+    k = tf.keras
+    k.backend.clear_session()
+    tf.random.set_seed(SEED)
+    k.utils.set_random_seed(SEED)
+    inp = k.Input((16, 12), name="input")
+    x = k.layers.Dense(32, activation="relu", name="embed")(inp)
+    x = k.layers.LayerNormalization(name="norm1")(x)
+    h = k.layers.Dense(48, activation="relu", name="ffn1")(x)
+    x = k.layers.LayerNormalization(name="norm2")(k.layers.Dense(32, name="ffn2")(h) + x)
+    out = k.layers.Dense(10, name="logits")(x)
+    model = k.Model(inp, out)
+    rng = np.random.default_rng(SEED)
+    for w in model.weights:
+        if w.path.endswith(("bias", "beta")):
+            w.assign(rng.normal(0, 0.1, w.shape).astype(np.float32))
+        elif w.path.endswith("gamma"):
+            w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
+    spec = (tf.TensorSpec((None, 16, 12), tf.float32, name="input"),)
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        return model(x, training=False)
+
+    onnx_model, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=13)
+    return onnx_model
 
 
 def tf_keras_unet_crnn() -> onnx.ModelProto:
@@ -991,6 +1029,8 @@ FIXTURES: dict[str, tuple[Callable[[], onnx.ModelProto], str, tuple[str, ...]]] 
     "tf_keras_cnn": (tf_keras_cnn, "tf2onnx 1.17 (default optimizers) from Keras 3 / TF 2.21",
                      ("tensorflow", "tf2onnx")),
     "tf_keras_cnn_noopt": (tf_keras_cnn_noopt, "tf2onnx 1.17, transpose optimizer off, from Keras 3 / TF 2.21",
+                           ("tensorflow", "tf2onnx")),
+    "tf_keras_layernorm": (tf_keras_layernorm, "tf2onnx 1.17 (opset 13) from Keras 3 / TF 2.21: LayerNormalization on [B, L, C]",
                            ("tensorflow", "tf2onnx")),
     "tf_keras_unet_crnn": (tf_keras_unet_crnn, "tf2onnx 1.17 (opset 13) from Keras 3 / TF 2.21, H and W dynamic",
                            ("tensorflow", "tf2onnx")),

@@ -36,8 +36,8 @@ EXPECTED = ["tf_keras_cnn", "tf_keras_cnn_noopt", "paddle_style_cnn", "paddle_se
 # Run-time Reshape targets and dims declared -1, tested in test_dynamic_dims.py (their outputs are
 # not [N, 10], and paddle_reshape_cnn's batch is no symbol).
 DYNAMIC = ["paddle_reshape_cnn", "yolo_reshape_cnn"]
-# H and W dynamic, a [N, W/2, 7] sequence out: tested in test_keras_layers.py
-SEQUENCE = ["tf_keras_unet_crnn"]
+# Sequences out ([N, W/2, 7], [N, 16, 10]): tested in test_keras_layers.py
+SEQUENCE = ["tf_keras_unet_crnn", "tf_keras_layernorm"]
 # Fixtures with at least one prunable group (checked below); the others have none.
 PRUNABLE = [n for n in EXPECTED if n != "subgraph_loop"]
 

@@ -83,3 +83,43 @@ def test_tile_keeps_channels_only_where_it_repeats_other_axes():
     channels = onnxprune.analyze(_tile([1, 2, 1, 1]))
     group = next(g for g in channels.groups if g.size == 4)
     assert not group.prunable and "Tile repeats the channel axis" in group.reasons[0]
+
+
+def test_keras_layernorm_is_one_lossy_group_with_its_residual():
+    """Keras 3's LayerNormalization as tf2onnx 1.17 writes it: gamma folded into rsqrt(var + eps), a
+    product read by two Muls (x and -mean) whose results are added with beta. It was `input '.../mul:0'
+    has 32 entries on the channel axis and carries no channels`: the stream and its residual blocked."""
+    model = onnx.load(str(FIX / "tf_keras_layernorm.onnx"))
+    analysis = onnxprune.analyze(copy(model))
+    groups = sorted((g.size, g.prunable, g.exact) for g in analysis.groups)
+    assert groups == [(10, False, False), (32, True, False), (48, True, True)]
+    x = {"input": np.random.default_rng(1).standard_normal((2, 16, 12)).astype(np.float32)}
+    shapes = resolve_input_shapes(model, PruneConfig(shapes={"input": (1, 16, 12)}))
+    for seed in range(3):
+        assert check_oracle(model, seed=seed, inputs=x, shapes=shapes, lossy=True)["removed"] > 10
+
+
+def test_a_factor_read_by_products_that_never_meet_blocks():
+    """rsqrt * gamma read by h * factor (h carries channels) and by factor * c (no channels), whose
+    products go to separate MatMuls: slicing gamma would shrink the second path. Blocked."""
+    rng = np.random.default_rng(0)
+    c = 8
+    inits = [numpy_helper.from_array(rng.standard_normal((6, c)).astype(np.float32), "w1"),
+             numpy_helper.from_array(np.array([-1], np.int64), "axes"),
+             numpy_helper.from_array(rng.uniform(0.5, 1.5, c).astype(np.float32), "gamma"),
+             numpy_helper.from_array(rng.standard_normal(c).astype(np.float32), "other"),
+             numpy_helper.from_array(rng.standard_normal((c, 3)).astype(np.float32), "w2"),
+             numpy_helper.from_array(rng.standard_normal((c, 3)).astype(np.float32), "w3")]
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+             helper.make_node("ReduceMean", ["h", "axes"], ["m"], keepdims=1),
+             helper.make_node("Mul", ["m", "gamma"], ["factor"]),
+             helper.make_node("Mul", ["h", "factor"], ["a"]),
+             helper.make_node("Mul", ["factor", "other"], ["b"]),
+             helper.make_node("MatMul", ["a", "w2"], ["y1"]),
+             helper.make_node("MatMul", ["b", "w3"], ["y2"])]
+    graph = helper.make_graph(nodes, "apart", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 6])],
+                              [helper.make_tensor_value_info("y1", TensorProto.FLOAT, ["N", 5, 3]),
+                               helper.make_tensor_value_info("y2", TensorProto.FLOAT, ["N", 5, 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    group = next(g for g in onnxprune.analyze(copy(model)).groups if g.size == c)
+    assert not group.prunable and "carries no channels" in group.reasons[0]

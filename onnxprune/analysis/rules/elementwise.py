@@ -216,6 +216,40 @@ def broadcast_channels(node, ctx, inputs, output, values_fn=None):
     ctx.set(output, TensorChannels(out_axis, ref.atoms, out_values))
 
 
+_ARITH = ("Mul", "Add", "Sub", "Div")
+
+
+def _read_together(ctx, name: str, reader) -> bool:
+    """Is `name` read by `reader` alone, or by arithmetic nodes whose results meet again at one node
+    within a few steps (Keras 3's LayerNormalization through tf2onnx: gamma * rsqrt multiplies both x
+    and -mean, and the two products are added): then every reader slices it alike."""
+    users = ctx.graph.users(name)
+    if [id(u) for u in users] == [id(reader)]:
+        return True
+    if any(u.op_type not in _ARITH or u.domain not in ("", "ai.onnx") for u in users):
+        return False
+    reach = [_downstream(ctx, u, 4) for u in users]
+    return all(r is not None for r in reach) and bool(set.intersection(*reach))
+
+
+def _downstream(ctx, node, depth: int) -> set | None:
+    """Ids of arithmetic nodes reachable from `node` (itself included) through arithmetic nodes; None
+    where a result is a graph output."""
+    out = {id(node)}
+    if depth == 0:
+        return out
+    for o in node.output:
+        if o in ctx.graph.graph_outputs:
+            return None
+        for u in ctx.graph.users(o):
+            if u.op_type in _ARITH and u.domain in ("", "ai.onnx"):
+                more = _downstream(ctx, u, depth - 1)
+                if more is None:
+                    return None
+                out |= more
+    return out
+
+
 def _computed_param(ctx, reader, name: str, from_end: int, atoms, depth: int = 0) -> bool:
     """A per-channel factor computed at run time from constants that hold one entry per channel and
     tensors that broadcast over the channels (jax2tf's LayerNorm: rsqrt(var + eps) [N, 1] * gamma
@@ -223,9 +257,9 @@ def _computed_param(ctx, reader, name: str, from_end: int, atoms, depth: int = 0
     Only through Mul/Add/Sub/Div whose outputs nothing else reads; `from_end` counts the channel axis
     from the last."""
     producer = ctx.graph.producer.get(name)
-    if (depth > 3 or producer is None or producer.op_type not in ("Mul", "Add", "Sub", "Div")
+    if (depth > 3 or producer is None or producer.op_type not in _ARITH
             or producer.domain not in ("", "ai.onnx") or name in ctx.graph.graph_outputs
-            or [id(u) for u in ctx.graph.users(name)] != [id(reader)] or ctx.channels(name) is not None):
+            or not _read_together(ctx, name, reader) or ctx.channels(name) is not None):
         return False
     params = []
     for inp in producer.input:
