@@ -64,6 +64,8 @@ def lossy_reference(model: onnx.ModelProto, analysis: Analysis, removed: set[int
             last = by_output[gn[0].output[0]]
             nodes += _group_norm_reference(ref, g, stored, node, by_output, gn, atoms, kept, tag)
             after = _spread(g, stored, last, atoms, kept, axis, tag)
+        elif node.op_type == "Conv":  # sliding along the channels (ECA): over the kept ones, spread back
+            after = _spread(g, stored, node, atoms, kept, axis, tag)
         elif node.op_type == "LayerNormalization":
             for i in (1, 2):
                 if len(node.input) > i and node.input[i]:

@@ -68,6 +68,8 @@ def _load(node, ctx, in_axis: int, out_axis: int):
             ctx.set(node.output[0], TensorChannels(1, out))
         return None
     if tc is not None and tc.axis != 1:
+        if node.op_type == "Conv" and _slides_over_channels(node, ctx, tc):
+            return None
         ctx.block(tc.atoms, f"{ctx.label}: channels on axis {tc.axis}, {node.op_type} reads axis 1")
         tc = None
     wv = ctx.const(w)
@@ -79,6 +81,27 @@ def _load(node, ctx, in_axis: int, out_axis: int):
             ctx.block(tc.atoms, f"{ctx.label}: empty weight or group {groups} does not divide the channels")
         return None
     return tc, w, b, wv, (ctx.const(b) if b else None), groups
+
+
+def _slides_over_channels(node, ctx, tc) -> bool:
+    """ECA's channel attention (ECA-Net, timm's eca*): a 1-in, 1-out Conv1d sliding along the
+    channels of the pooled features ([N, 1, C], stride 1, padding keeping the length). Each output
+    position stays its channel; removing channels changes the neighbours a window reads, so they go
+    in lossy mode only. Its weight follows no channel."""
+    w = ctx.const(node.input[1])
+    rank = ctx.rank(node.input[0])
+    if w is None or w.ndim != 3 or w.shape[:2] != (1, 1) or rank != 3 or tc.axis != 2 or attr(node, "group", 1) != 1:
+        return False
+    k = w.shape[2]
+    pads = list(attr(node, "pads", [0, 0]))
+    if (list(attr(node, "strides", [1])) != [1] or list(attr(node, "dilations", [1])) != [1]
+            or attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or sum(pads) != k - 1):
+        return False
+    if any(ctx.channels(i) is not None for i in node.input[1:] if i):
+        return False
+    ctx.lossy_only(tc.atoms, f"{ctx.label}: a Conv sliding along the channel axis (ECA) mixes neighbouring channels")
+    ctx.set(node.output[0], TensorChannels(2, tc.atoms))
+    return True
 
 
 def _plain(node, ctx, tc, w, b, out_atoms, values, in_axis: int, out_axis: int) -> None:
