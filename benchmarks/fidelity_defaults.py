@@ -173,7 +173,14 @@ def render(args) -> str:
               "(docs/UNSEEN.md); magika_v3's default rows at 0d98399 (its first Dense prunable too) read the same. "
               "orinet_orientation's and isbn_yolo26n's held-out photo crops include `skimage.data.cat()`, the same "
               "array as the calibration photo `chelsea()` (their inputs were kept as they were for comparison "
-              "with docs/ACCURACY.md); the models added later draw from photo lists without overlap.", ""]
+              "with docs/ACCURACY.md); the models added later draw from photo lists without overlap. "
+              "The rows at 25670e7 (a later session, 2026-12-07 17:29-17:33 UTC; dirty by a docs edit only) "
+              "re-ran the two hold-out models where the repair's ridge descent (a5ba592: from the middle ridge "
+              "of the grid instead of all five) stopped at another ridge than the whole grid in one layer "
+              "(benchmarks/ridge_descent.py; held-out reconstruction error 0.48% and 0.04% above the grid's "
+              "minimum): textline_ori_lcnet the same figures at 0.9 / 0.7 / 0.5; plate_rec_lstm 99.8% the same "
+              "at 0.9, 98.8% -> 99.0% at 0.7, 93.1% -> 95.8% at 0.5 (the code between its row at 201a11c and "
+              "these changed more than the ridge).", ""]
     crashes = [r for r in rows.values() if "crash" in r]
     lines += [f"Crashes: {len(crashes)}." + "".join(f" {r['model']} at {r['keep']} ({r['criterion']}, {r['repair']}): "
                                                      f"{r['crash']}." for r in crashes), ""]
