@@ -309,13 +309,26 @@ def tf_keras_cnn() -> onnx.ModelProto:
     return _tf2onnx(optimize=True)
 
 
+def _from_keras(tf, model, shape, opset: int = 13) -> onnx.ModelProto:
+    """tf2onnx's conversion of a Keras model in inference mode, its input named 'input'."""
+    import tf2onnx
+
+    spec = (tf.TensorSpec(shape, tf.float32, name="input"),)
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        return model(x, training=False)
+
+    onnx_model, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=opset)
+    return onnx_model
+
+
 def tf_keras_layernorm() -> onnx.ModelProto:
     """Keras 3's LayerNormalization through tf2onnx 1.17 (opset 13) on a [B, L, C] sequence: mean by
     GlobalAveragePool, gamma folded into rsqrt(var + eps) (`mul`), which multiplies both x and -mean,
     the two products added with beta: Dense -> LayerNorm -> Dense -> Dense -> LayerNorm -> Dense."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
-    import tf2onnx
 
     k = tf.keras
     k.backend.clear_session()
@@ -334,14 +347,7 @@ def tf_keras_layernorm() -> onnx.ModelProto:
             w.assign(rng.normal(0, 0.1, w.shape).astype(np.float32))
         elif w.path.endswith("gamma"):
             w.assign(rng.uniform(0.5, 1.5, w.shape).astype(np.float32))
-    spec = (tf.TensorSpec((None, 16, 12), tf.float32, name="input"),)
-
-    @tf.function(input_signature=spec)
-    def forward(x):
-        return model(x, training=False)
-
-    onnx_model, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=13)
-    return onnx_model
+    return _from_keras(tf, model, (None, 16, 12))
 
 
 def tf_keras_unet_crnn() -> onnx.ModelProto:
@@ -352,7 +358,6 @@ def tf_keras_unet_crnn() -> onnx.ModelProto:
     Reshape to [ReduceProd(B, T), ReduceProd(C)], MatMul, Reshape back)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
-    import tf2onnx
 
     k = tf.keras
     k.backend.clear_session()
@@ -378,14 +383,7 @@ def tf_keras_unet_crnn() -> onnx.ModelProto:
     for w in model.weights:
         if w.path.endswith("bias"):
             w.assign(rng.normal(0, 0.1, w.shape).astype(np.float32))
-    spec = (tf.TensorSpec((None, None, None, 3), tf.float32, name="input"),)
-
-    @tf.function(input_signature=spec)
-    def forward(x):
-        return model(x, training=False)
-
-    onnx_model, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=13)
-    return onnx_model
+    return _from_keras(tf, model, (None, None, None, 3))
 
 
 def tf_keras_cnn_noopt() -> onnx.ModelProto:
