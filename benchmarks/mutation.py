@@ -377,6 +377,9 @@ CURATED = [
     Mutant("eca-exact", "a Conv1d sliding along the channels (ECA) taken as exact",
            "onnxprune/analysis/rules/conv.py", "    ctx.lossy_only(tc.atoms, f\"{ctx.label}: a Conv sliding along",
            "    (lambda *a: None)(tc.atoms, f\"{ctx.label}: a Conv sliding along"),
+    Mutant("identity-target-unfed", "a Reshape target behind an Identity of a constant left to ONNX's inference (weight FLOPs uncounted)",
+           "onnxprune/graph/infer.py", "(not self.is_stored(name) or self.resolve(name) != name):",
+           "(not self.is_stored(name)):"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

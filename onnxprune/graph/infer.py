@@ -119,7 +119,9 @@ class ShapeInference:
             if n.op_type not in ("Slice", "Reshape", "Split", "Resize", "Expand", "Tile", "Pad", "ConstantOfShape"):
                 continue
             for name in n.input[1:]:
-                if name and not self.is_stored(name) and name in self.producer:
+                # computed at run time, or a stored constant behind an Identity (timm's NF-ResNet:
+                # Reshape(w, Identity(shape)), which ONNX's inference does not see through)
+                if name and name in self.producer and (not self.is_stored(name) or self.resolve(name) != name):
                     v = self.value(name)
                     if v is not None and v.size <= 64:
                         out[name] = v
