@@ -75,6 +75,7 @@ SUBSETS = {
     "onnxprune/finetune/": ["tests/finetune/test_finetune.py", "tests/finetune/test_train_speed.py",
                             "tests/finetune/test_augment.py"],
     "onnxprune/strategies/finetuned.py": ["tests/finetune/test_finetune.py", "tests/finetune/test_train_speed.py"],
+    "onnxprune/report.py": ["tests/strategies/test_race.py"],
     "onnxprune/strategies/": ["tests/strategies/test_race.py"],
     "onnxprune/validation.py": ["tests/robustness/test_dynamic_dims.py"],
     "onnxprune/graph/infer.py": ["tests/robustness/test_keras_layers.py", "tests/robustness/test_exporter_fixtures.py",
@@ -380,6 +381,9 @@ CURATED = [
     Mutant("identity-target-unfed", "a Reshape target behind an Identity of a constant left to ONNX's inference (weight FLOPs uncounted)",
            "onnxprune/graph/infer.py", "(not self.is_stored(name) or self.resolve(name) != name):",
            "(not self.is_stored(name)):"),
+    Mutant("unclear-lead-unsaid", "a challenger that led the race within its margin not named in the summary",
+           "onnxprune/report.py", '    return best if best is not None and best["score"] > cands[0]["score"] else None',
+           "    return None"),
     # GroupNorm (GroupNormalization; torch's Reshape -> InstanceNormalization -> Reshape)
     Mutant("gn-unbalanced", "a GroupNorm's groups left to keep unequal channel counts",
            "onnxprune/analysis/rules/normalization.py", "    if groups > 1:\n        ctx.balance(tc.atoms, groups)",

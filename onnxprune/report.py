@@ -171,6 +171,11 @@ def format_summary(report, input_path=None, output_path=None) -> str:
                          for c in race["candidates"])
         kept = name({"criterion": race["kept"], "allocation": race.get("allocation", "score")})
         lines.append(f"  criterion   {kept} kept, on {race['held_out_samples']} held-out samples: {figs}")
+        lead = _unclear_lead(race)
+        if lead:
+            lines.append(f"              {name(lead)} led on them, by less than the race's margin (1.5 samples' worth, "
+                         "or 1.5 standard errors of the paired difference): the default stays; --criterion and "
+                         "--allocation choose another")
         if race.get("skipped"):
             lines.append(f"              sensitivity allocation not raced: {race['skipped']}")
     q = getattr(report, "quantize", None)
@@ -190,6 +195,17 @@ def format_summary(report, input_path=None, output_path=None) -> str:
     lines.extend(f"  note        {n}" for n in report.notes)
     lines.extend(f"warning: {w}" for w in getattr(report, "warnings", []))
     return "\n".join(lines)
+
+
+def _unclear_lead(race: dict) -> dict | None:
+    """The best-scored challenger where the race kept the default (the first candidate) though that
+    challenger's held-out figure was higher: a lead within the margin (strategies/race.py)."""
+    cands = race.get("candidates") or []
+    if not cands or (race.get("kept"), race.get("allocation", "score")) != (cands[0]["criterion"],
+                                                                             cands[0].get("allocation", "score")):
+        return None
+    best = max(cands[1:], key=lambda c: (c["score"], c["cosine"]), default=None)
+    return best if best is not None and best["score"] > cands[0]["score"] else None
 
 
 def _quantize_lines(q: dict) -> list[str]:

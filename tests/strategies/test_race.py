@@ -219,3 +219,18 @@ def test_a_challenger_better_by_the_same_share_of_every_sample_has_no_spread():
     diff, se = race.paired_difference(_parts_check([(0.5 * d, d) for d in dens]),
                                       _parts_check([(0.9 * d, d) for d in dens]), 24)
     assert diff == pytest.approx(0.4) and se == pytest.approx(0.0, abs=1e-12)
+
+
+def test_the_summary_says_why_a_challenger_that_led_lost():
+    """timm's convnext_atto: recon+sensitivity read 100% against recon's 87.5% on 8 held-out samples and
+    recon was written; the summary showed both figures and no reason (the margin)."""
+    from onnxprune.report import _unclear_lead
+
+    race = {"kept": "recon", "allocation": "score", "held_out_samples": 8, "candidates": [
+        {"criterion": "recon", "allocation": "score", "score": 0.875, "cosine": 0.98},
+        {"criterion": "recon", "allocation": "sensitivity", "score": 1.0, "cosine": 1.0},
+        {"criterion": "l1", "allocation": "score", "score": 0.75, "cosine": 0.97}]}
+    assert _unclear_lead(race)["allocation"] == "sensitivity"
+    assert _unclear_lead({**race, "kept": "l1"}) is None                       # a challenger won: nothing to say
+    race["candidates"][1]["score"] = 0.875
+    assert _unclear_lead(race) is None                                         # nobody led
