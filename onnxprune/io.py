@@ -7,6 +7,7 @@ the model would not fit in a single protobuf (2 GB).
 
 from __future__ import annotations
 
+import heapq
 import os
 import secrets
 import shutil
@@ -56,7 +57,7 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     if not model.opset_import:
         raise ModelLoadError(f"{p}: the model declares no opset; it is not a valid ONNX model")
     _load_external(model, p)
-    if checked is not None and "topologically sorted" in str(checked) and _sorted(model):
+    if checked is not None and "topologically sorted" in str(checked) and sort_graph(model):
         # ONNX Runtime runs nodes listed out of order (onnxconverter-common's float16 conversion
         # with keep_io_types appends its input Casts last); the checker and shape inference read
         # them in order. Sorted, the model is checked again as it is.
@@ -72,38 +73,42 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     return model
 
 
-def _sorted(model: onnx.ModelProto) -> bool:
-    """sort_graph, False where the nodes cannot be ordered (a cycle: the checker's line says so)."""
-    try:
-        return sort_graph(model)
-    except Exception:  # noqa: BLE001
-        return False
-
-
-def sort_graph(model: onnx.ModelProto) -> bool:
-    """Put the main graph's nodes in topological order where they are not; returns whether any moved
-    (False, the nodes as they were, where no order exists)."""
+def sort_graph(model: onnx.ModelProto) -> int:
+    """Put the main graph's nodes in topological order where they are not (ONNX's checker and shape
+    inference read them in order; ONNX Runtime does not need it); returns how many moved (0, the nodes
+    as they were, where no order exists: a cycle, left for the checker to name)."""
     g = model.graph
     known = {i.name for i in g.input} | {t.name for t in g.initializer} | {t.name for t in g.sparse_initializer} | {""}
     for n in g.node:
-        if any(i not in known for i in n.input):
+        if not _reads(n) <= known:
             break
         known.update(n.output)
     else:
-        return False
+        return 0
     made = {o: k for k, n in enumerate(g.node) for o in n.output if o}
-    needs = [{made[i] for i in _reads(n) if i in made} for n in g.node]
-    order, placed, ready = [], set(), True
-    while ready:  # stable: each pass places, in their listed order, the nodes whose producers are placed
-        ready = [k for k in range(len(needs)) if k not in placed and needs[k] <= placed]
-        order += ready
-        placed.update(ready)
+    needs = [{made[i] for i in _reads(n) if i in made and made[i] != k} for k, n in enumerate(g.node)]
+    readers = [[] for _ in g.node]
+    for k, ns in enumerate(needs):
+        for j in ns:
+            readers[j].append(k)
+    waiting = [len(ns) for ns in needs]
+    ready = [k for k, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:  # the lowest-listed ready node first: a graph in order stays as it is, others move least
+        k = heapq.heappop(ready)
+        order.append(k)
+        for r in readers[k]:
+            waiting[r] -= 1
+            if waiting[r] == 0:
+                heapq.heappush(ready, r)
     if len(order) != len(g.node):
-        return False  # a cycle, or a node reading what nothing makes: left for the checker to name
+        return 0
+    moved = sum(k != i for i, k in enumerate(order))
     nodes = [onnx.NodeProto.FromString(g.node[k].SerializeToString()) for k in order]
     del g.node[:]
     g.node.extend(nodes)
-    return True
+    return moved
 
 
 def _reads(node: onnx.NodeProto) -> set[str]:
@@ -111,8 +116,10 @@ def _reads(node: onnx.NodeProto) -> set[str]:
     names = {i for i in node.input if i}
     for a in node.attribute:
         for body in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            own = ({i.name for i in body.input} | {t.name for t in body.initializer}
+                   | {o for inner in body.node for o in inner.output})
             for inner in body.node:
-                names |= _reads(inner)
+                names |= _reads(inner) - own
     return names
 
 

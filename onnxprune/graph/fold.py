@@ -263,7 +263,7 @@ class Folding:
         if op == "Split" and self.rank(node.input[0]) == 1:
             # tf2onnx's pads for a Pad after Conv2DTranspose: Concat of Split pieces, reordered
             data = self.partial_value(node.input[0], _depth + 1)
-            sizes = self._split_sizes(node, len(data)) if data is not None else None
+            sizes = self.split_sizes(node, len(data)) if data is not None else None
             if sizes is None:
                 return None
             k = list(node.output).index(name)
@@ -279,19 +279,21 @@ class Folding:
                     for x, y in zip(a, b)]
         return None
 
-    def _split_sizes(self, node, n: int) -> list[int] | None:
-        """The piece sizes of a 1-D Split of n entries: its split input / attribute, else equal."""
+    def split_sizes(self, node, n: int) -> list[int] | None:
+        """The piece sizes of a Split of n entries along its axis: its split input (opset 13 on) or
+        attribute, else equal pieces (opset 18's num_outputs: the last may be smaller); None where
+        they are not known here or do not add up to n."""
         split = attr(node, "split")
         if split is None and len(node.input) > 1 and node.input[1]:
-            value = self.const_value(node.input[1])
-            split = None if value is None else value.reshape(-1).tolist()
-            if split is None:
+            value = self.value(node.input[1])
+            if value is None:
                 return None
+            split = value.reshape(-1).tolist()
         if split is None:
             parts = len(node.output)
             if not parts:
                 return None
-            per = -(-n // parts)  # opset 18's num_outputs: the last piece may be smaller
+            per = -(-n // parts)
             split = [min(per, n - per * i) for i in range(parts)]
         split = [int(x) for x in split]
         return split if sum(split) == n and all(x >= 0 for x in split) else None

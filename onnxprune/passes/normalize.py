@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 
 from ..graph import ModelGraph, attr
+from ..io import sort_graph
 from .base import Pass, PassResult
 
 
@@ -127,11 +128,4 @@ def sort_nodes(model: onnx.ModelProto) -> int:
     """Put the nodes back in topological order where a rewrite appended a producer after its
     consumers (an IR 3 model's folded constants become Constant nodes added at the end): ONNX's
     checker and shape inference read the nodes in order. Returns how many nodes moved."""
-    g = model.graph
-    order = ModelGraph(model, infer=False).topological_nodes()
-    moved = sum(a is not b for a, b in zip(order, g.node))
-    if moved:
-        nodes = [onnx.NodeProto.FromString(n.SerializeToString()) for n in order]
-        del g.node[:]
-        g.node.extend(nodes)
-    return moved
+    return sort_graph(model)

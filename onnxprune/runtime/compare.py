@@ -211,6 +211,14 @@ def _rows_sorted(a: np.ndarray) -> np.ndarray:
     return out.reshape(a.shape)
 
 
+def same_rows(a: np.ndarray, b: np.ndarray, atol: float, rtol: float, step: float | None = None) -> bool:
+    """Do two outputs hold the same rows within tolerance, in whatever order (a TopK's picks)?"""
+    if a.ndim < 2 or a.shape[-2] < 2:
+        return False
+    diff, ref = differences(_rows_sorted(a.astype(np.float64)), _rows_sorted(b.astype(np.float64)))
+    return not split_by_step(diff, tolerance(ref, atol, rtol), step)[0]
+
+
 def ranked_outputs(model) -> set[str]:
     """Graph outputs computed from a TopK's picks (its indices or values): DETR-style heads select
     their queries so, and exact pruning's rounding may swap two queries of near-equal scores."""
@@ -240,10 +248,12 @@ def _json_safe(value):
 class _Accumulator:
     """Running figures for one output: sums and extrema only, never the arrays themselves."""
 
-    def __init__(self, name: str, metric: str = "auto", declared: tuple | None = None, ranked: bool = False):
+    def __init__(self, name: str, metric: str = "auto", declared: tuple | None = None, ranked=lambda: False):
         self.out = OutputComparison(name)
         self.wanted, self.declared = metric, declared
-        self.ranked = ranked  # made from a TopK's picks: rows of near-equal scores may come in either order
+        # made from a TopK's picks, rows of near-equal scores may come in either order: asked (it
+        # reads the graph) only where an output misses the tolerance
+        self.ranked = ranked
         self.metric = None
         self.abs_sum = 0.0
         self.ref_sum = 0.0
@@ -284,11 +294,8 @@ class _Accumulator:
         self.ref_sum += float(ref[np.isfinite(ref)].sum())
         if atol is not None:
             over, one_step = split_by_step(diff, tolerance(ref, atol, rtol), step)
-            if over and self.ranked and a.ndim >= 2 and a.shape[-2] > 1:
-                sa, sb = _rows_sorted(a64), _rows_sorted(b64)
-                sdiff, sref = differences(sa, sb)
-                if not split_by_step(sdiff, tolerance(sref, atol, rtol), step)[0]:
-                    over, o.rows_reordered = 0, True
+            if over and self.ranked() and same_rows(a64, b64, atol, rtol, step):
+                over, o.rows_reordered = 0, True
             o.out_of_tolerance = (o.out_of_tolerance or 0) + over
             if step is not None:
                 o.quant_step, o.one_step_values = step, (o.one_step_values or 0) + one_step
@@ -421,7 +428,7 @@ class Reference:
             self.declared = {o.name: tuple(o.shape) if o.shape is not None else None
                              for o in session.inference.get_outputs()}
             self.provider, self.fallback = session.provider, session.fallback
-            self.ranked = _ranked(model)
+            self._model, self._ranked = model, None
             given = shapes.as_dict() if isinstance(shapes, ResolvedShapes) and "--shape" in shapes.source else shapes
             self.given = given if not isinstance(given, ResolvedShapes) else None
             self.size = resolve_batch(self.specs, batch, self.given, default=default_batch)
@@ -454,6 +461,12 @@ class Reference:
         self._session = None if self.complete else session
         if self.complete:
             session.close()
+
+    def ranked(self, name: str) -> bool:
+        """Is this output made from a TopK's picks (read from the graph the first time it is asked)?"""
+        if self._ranked is None:
+            self._ranked = _ranked(self._model)
+        return name in self._ranked
 
     def pairs(self):
         """(batch, reference outputs) over all of the data."""
@@ -527,7 +540,7 @@ def compare_models(model_a, model_b, data=None, device: str = "cpu", atol: float
                 elif both != ref.size:
                     raise DataError(f"{names[1]} has a fixed batch of {both}, {names[0]} runs batches of "
                                     f"{ref.size}; use --batch {both}")
-            accs = {name: _Accumulator(name, metric, ref.declared.get(name), name in ref.ranked)
+            accs = {name: _Accumulator(name, metric, ref.declared.get(name), partial(ref.ranked, name))
                     for name in ref.output_names}
             samples = batches = 0
             labels_seen = False

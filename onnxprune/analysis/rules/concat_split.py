@@ -64,18 +64,6 @@ def concat(node, ctx):
     ctx.set(out, TensorChannels(ref.axis, ref.atoms))
 
 
-def _split_sizes(node, ctx, total):
-    if ctx.graph.opset >= 13:
-        if len(node.input) > 1 and node.input[1]:
-            sizes = ctx.const(node.input[1])
-            return None if sizes is None else [int(s) for s in sizes.reshape(-1)]
-    elif attr(node, "split") is not None:
-        return list(attr(node, "split"))
-    n = len(node.output)
-    chunk = -(-total // n)
-    return [min(chunk, total - k * chunk) for k in range(n)]
-
-
 @register("Split")
 def split(node, ctx):
     tc = ctx.channels(node.input[0])
@@ -87,8 +75,8 @@ def split(node, ctx):
         for o in node.output:
             ctx.set(o, TensorChannels(tc.axis, tc.atoms, tc.values))
         return
-    sizes = _split_sizes(node, ctx, len(tc.atoms))
-    if sizes is None or sum(sizes) != len(tc.atoms):
+    sizes = ctx.graph.split_sizes(node, len(tc.atoms))
+    if sizes is None:
         ctx.block(tc.atoms, f"{ctx.label}: split sizes are not constant")
         return
     offsets = np.cumsum([0] + sizes)
